@@ -1,0 +1,58 @@
+"""Engines from the URLs users type, with the settings each database needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+
+def normalize_url(url: str) -> URL:
+    """Accept ``postgresql://`` and ``sqlite:///path`` as written; map to the installed drivers."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("postgresql+psycopg", "sqlite", "sqlite+pysqlite"):
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    return parsed
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine. SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions.
+
+    Immediate transactions take the write lock up front, so two use cases that read and then
+    write wait for each other instead of failing with "database is locked".
+    """
+    parsed = normalize_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=NullPool if not memory else None,
+            **kwargs,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let the hook below issue BEGIN itself
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)

@@ -1,0 +1,262 @@
+"""The relational schema. Alembic migrations (``migrations/``) must match it: a test checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python on every database (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), uuid.UUID: Uuid()}  # noqa: RUF012
+
+
+class OrganizationRow(Base):
+    __tablename__ = "organizations"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime]
+    control_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # No foreign key: groups refer to organizations already; removing a group in use is refused.
+    default_approver_group_id: Mapped[uuid.UUID | None]
+    ticket_pattern: Mapped[str | None] = mapped_column(String(200))
+    max_policies: Mapped[int | None] = mapped_column(Integer)
+    pending_hours: Mapped[int] = mapped_column(Integer, default=24)
+
+
+class SystemAccountRow(Base):
+    __tablename__ = "system_accounts"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
+    upn: Mapped[str] = mapped_column(String(256), unique=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    email: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+
+class GroupRow(Base):
+    __tablename__ = "groups"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name_key"),
+        UniqueConstraint("org_id", "email_key"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(256))
+    name_key: Mapped[str] = mapped_column(String(256))
+    email: Mapped[str] = mapped_column(String(256))
+    email_key: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class GroupMemberRow(Base):
+    __tablename__ = "group_members"
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+
+
+class CatalogEntryRow(Base):
+    """A task, role or role group: one table, told apart by ``kind``."""
+
+    __tablename__ = "catalog_entries"
+    __table_args__ = (
+        UniqueConstraint("org_id", "kind", "key"),
+        Index("ix_catalog_entries_bare", "org_id", "kind", "name_key"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # task | role | role_group
+    scope: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(260))  # casefolded Scope\Name
+    name_key: Mapped[str] = mapped_column(String(128))  # casefolded Name
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class CatalogLinkRow(Base):
+    """Role -> task and role group -> role."""
+
+    __tablename__ = "catalog_links"
+    parent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("catalog_entries.id"), primary_key=True)
+    child_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("catalog_entries.id"), primary_key=True, index=True
+    )
+
+
+class AssignmentRow(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("org_id", "principal_kind", "principal_id", "target_kind", "target_key"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    principal_kind: Mapped[str] = mapped_column(String(8))
+    principal_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(260))
+    target_key: Mapped[str] = mapped_column(String(260))
+    created_at: Mapped[datetime]
+
+
+class PolicyRow(Base):
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("org_id", "type", "target_key"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    type: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(260))
+    target_key: Mapped[str] = mapped_column(String(260))
+    approval_type: Mapped[str] = mapped_column(String(8))
+    approver_group_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("groups.id"))
+    approvals_required: Mapped[int] = mapped_column(Integer)
+    max_duration_hours: Mapped[int | None] = mapped_column(Integer)
+    require_ticket: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+
+class PolicyEligibleRow(Base):
+    __tablename__ = "policy_eligible"
+    policy_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("policies.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal_kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    principal_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class RequestRow(Base):
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index("ix_requests_org_created", "org_id", "created_at", "id"),
+        Index("ix_requests_requester", "org_id", "requester_id", "status"),
+        CheckConstraint("duration_hours > 0", name="positive_duration"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    requester_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    requester_upn: Mapped[str] = mapped_column(String(256))
+    policy_id: Mapped[uuid.UUID] = mapped_column()  # kept when the policy is removed
+    type: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(260))
+    reason: Mapped[str] = mapped_column(Text)
+    duration_hours: Mapped[int] = mapped_column(Integer)
+    approvals_required: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    pending_until: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ReviewRow(Base):
+    __tablename__ = "reviews"
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    approver_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class AuthorizationRow(Base):
+    __tablename__ = "authorizations"
+    __table_args__ = (Index("ix_authorizations_user", "org_id", "user_id", "end_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("requests.id"), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    type: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(260))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[uuid.UUID | None]
+    revocation_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditHeadRow(Base):
+    """The chain head per organization; locked by every audit write, so order = commit order."""
+
+    __tablename__ = "audit_heads"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        Index("ix_audit_records_at", "org_id", "at"),
+        Index("ix_audit_records_operation", "org_id", "operation"),
+    )
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_name: Mapped[str] = mapped_column(String(256))
+    operation: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON, exactly as hashed
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,991 @@
+"""SQLAlchemy implementations of the services' repository ports."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from jitpam.adapters.sql.models import (
+    AssignmentRow,
+    AuditHeadRow,
+    AuditRow,
+    AuthorizationRow,
+    CatalogEntryRow,
+    CatalogLinkRow,
+    GroupMemberRow,
+    GroupRow,
+    OrganizationRow,
+    PolicyEligibleRow,
+    PolicyRow,
+    RequestRow,
+    ReviewRow,
+    SystemAccountRow,
+    UserRow,
+)
+from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, chain
+from jitpam.domain.catalog import Catalog
+from jitpam.domain.check import Grant
+from jitpam.domain.control import AccessControl
+from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User, UserKind
+from jitpam.domain.errors import AlreadyVoted, AuditUnavailable, InvalidInput, RequestNotPending
+from jitpam.domain.names import QualifiedName
+from jitpam.domain.policy import ApprovalType, Policy, PolicyType
+from jitpam.domain.requests import (
+    AccessRequest,
+    Authorization,
+    RequestStatus,
+    Review,
+    ReviewDecision,
+)
+from jitpam.domain.timeutil import canonical_json, iso
+from jitpam.services.ports import AuditFilter, Page, RequestFilter
+
+
+def _encode_cursor(*parts: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+
+
+def _decode_cursor(cursor: str, n: int) -> list[str]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        raise InvalidInput("the page cursor is not valid") from None
+    if not isinstance(parts, list) or len(parts) != n or not all(isinstance(p, str) for p in parts):
+        raise InvalidInput("the page cursor is not valid")
+    return parts
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput("the page cursor is not valid") from None
+
+
+class SqlOrganizations:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, org: Organization, control: AccessControl, *, at: datetime) -> None:
+        self.s.add(OrganizationRow(id=org.id, name=org.name, created_at=at))
+        self.s.flush()  # rows are flushed in the order of their foreign keys only when told
+        self.s.add(AuditHeadRow(org_id=org.id, seq=0, head_hash=GENESIS_HASH))
+        self.s.flush()
+        self.save_control(control)
+
+    def get(self, org_id: UUID) -> Organization | None:
+        row = self.s.get(OrganizationRow, org_id)
+        return Organization(row.id, row.name) if row else None
+
+    def get_by_name(self, name: str) -> Organization | None:
+        row = self.s.scalars(select(OrganizationRow).where(OrganizationRow.name == name)).first()
+        return Organization(row.id, row.name) if row else None
+
+    def control(self, org_id: UUID, *, for_update: bool = False) -> AccessControl:
+        stmt = select(OrganizationRow).where(OrganizationRow.id == org_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.s.scalars(stmt).one()
+        accounts = self.s.scalars(
+            select(SystemAccountRow.user_id).where(SystemAccountRow.org_id == org_id)
+        ).all()
+        return AccessControl(
+            org_id=row.id,
+            enabled=row.control_enabled,
+            default_approver_group_id=row.default_approver_group_id,
+            system_account_ids=frozenset(accounts),
+            ticket_pattern=row.ticket_pattern,
+            max_policies=row.max_policies,
+            pending_hours=row.pending_hours,
+        )
+
+    def save_control(self, control: AccessControl) -> None:
+        row = self.s.get_one(OrganizationRow, control.org_id)
+        row.control_enabled = control.enabled
+        row.default_approver_group_id = control.default_approver_group_id
+        row.ticket_pattern = control.ticket_pattern
+        row.max_policies = control.max_policies
+        row.pending_hours = control.pending_hours
+        self.s.execute(delete(SystemAccountRow).where(SystemAccountRow.org_id == control.org_id))
+        for user_id in sorted(control.system_account_ids):
+            self.s.add(SystemAccountRow(org_id=control.org_id, user_id=user_id))
+        self.s.flush()
+
+
+def _user(row: UserRow) -> User:
+    return User(
+        id=row.id,
+        org_id=row.org_id,
+        upn=row.upn,
+        display_name=row.display_name,
+        email=row.email,
+        kind=UserKind(row.kind),
+        enabled=row.enabled,
+    )
+
+
+class SqlUsers:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, user: User, *, at: datetime) -> None:
+        self.s.add(
+            UserRow(
+                id=user.id,
+                org_id=user.org_id,
+                upn=user.upn,
+                display_name=user.display_name,
+                email=user.email,
+                kind=user.kind.value,
+                enabled=user.enabled,
+                created_at=at,
+            )
+        )
+        self.s.flush()
+
+    def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
+        stmt = select(UserRow).where(UserRow.id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.s.scalars(stmt).first()
+        return _user(row) if row else None
+
+    def get_by_upn(self, upn: str) -> User | None:
+        row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
+        return _user(row) if row else None
+
+    def save(self, user: User) -> None:
+        row = self.s.get_one(UserRow, user.id)
+        row.display_name = user.display_name
+        row.email = user.email
+        row.enabled = user.enabled
+        self.s.flush()
+
+    def in_org(self, org_id: UUID) -> list[User]:
+        rows = self.s.scalars(select(UserRow).where(UserRow.org_id == org_id).order_by(UserRow.upn))
+        return [_user(r) for r in rows]
+
+    def group_ids(self, user_id: UUID) -> frozenset[UUID]:
+        return frozenset(
+            self.s.scalars(select(GroupMemberRow.group_id).where(GroupMemberRow.user_id == user_id))
+        )
+
+
+class SqlGroups:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def _group(self, row: GroupRow) -> Group:
+        members = self.s.scalars(
+            select(GroupMemberRow.user_id).where(GroupMemberRow.group_id == row.id)
+        )
+        return Group(row.id, row.org_id, row.name, row.email, row.description, frozenset(members))
+
+    def add(self, group: Group, *, at: datetime) -> None:
+        self.s.add(
+            GroupRow(
+                id=group.id,
+                org_id=group.org_id,
+                name=group.name,
+                name_key=group.name.casefold(),
+                email=group.email,
+                email_key=group.email.casefold(),
+                description=group.description,
+                created_at=at,
+            )
+        )
+        self.s.flush()
+
+    def get(self, group_id: UUID) -> Group | None:
+        row = self.s.get(GroupRow, group_id)
+        return self._group(row) if row else None
+
+    def find(self, org_id: UUID, name_or_email: str) -> Group | None:
+        key = name_or_email.strip().casefold()
+        row = self.s.scalars(
+            select(GroupRow).where(
+                GroupRow.org_id == org_id, or_(GroupRow.name_key == key, GroupRow.email_key == key)
+            )
+        ).first()
+        return self._group(row) if row else None
+
+    def remove(self, group_id: UUID) -> None:
+        self.s.execute(delete(GroupMemberRow).where(GroupMemberRow.group_id == group_id))
+        self.s.execute(
+            delete(PolicyEligibleRow).where(
+                PolicyEligibleRow.principal_kind == PrincipalKind.GROUP.value,
+                PolicyEligibleRow.principal_id == group_id,
+            )
+        )
+        self.s.execute(
+            delete(AssignmentRow).where(
+                AssignmentRow.principal_kind == PrincipalKind.GROUP.value,
+                AssignmentRow.principal_id == group_id,
+            )
+        )
+        self.s.execute(delete(GroupRow).where(GroupRow.id == group_id))
+
+    def add_member(self, group_id: UUID, user_id: UUID) -> bool:
+        if self.s.get(GroupMemberRow, (group_id, user_id)) is not None:
+            return False
+        self.s.add(GroupMemberRow(group_id=group_id, user_id=user_id))
+        self.s.flush()
+        return True
+
+    def remove_member(self, group_id: UUID, user_id: UUID) -> bool:
+        result = self.s.execute(
+            delete(GroupMemberRow).where(
+                GroupMemberRow.group_id == group_id, GroupMemberRow.user_id == user_id
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def in_org(self, org_id: UUID) -> list[Group]:
+        rows = self.s.scalars(
+            select(GroupRow).where(GroupRow.org_id == org_id).order_by(GroupRow.name_key)
+        )
+        return [self._group(r) for r in rows]
+
+    def in_use(self, group_id: UUID) -> str | None:
+        policy = self.s.scalars(
+            select(PolicyRow).where(PolicyRow.approver_group_id == group_id)
+        ).first()
+        if policy is not None:
+            return f"it is the approver group of the policy {policy.id}"
+        org = self.s.scalars(
+            select(OrganizationRow).where(OrganizationRow.default_approver_group_id == group_id)
+        ).first()
+        if org is not None:
+            return "it is the default approver group of access control"
+        return None
+
+
+_KIND = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role_group"}
+
+
+def _qualified(row: CatalogEntryRow) -> str:
+    return str(QualifiedName(row.scope, row.name))
+
+
+class SqlCatalog:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def _entry(self, org_id: UUID, kind: str, name: QualifiedName, description: str) -> UUID:
+        row = self.s.scalars(
+            select(CatalogEntryRow).where(
+                CatalogEntryRow.org_id == org_id,
+                CatalogEntryRow.kind == kind,
+                CatalogEntryRow.key == name.key,
+            )
+        ).first()
+        if row is None:
+            row = CatalogEntryRow(
+                id=uuid4(),
+                org_id=org_id,
+                kind=kind,
+                scope=name.scope,
+                name=name.name,
+                key=name.key,
+                name_key=name.name.casefold(),
+                description=description,
+            )
+            self.s.add(row)
+        else:
+            row.description = description
+        self.s.flush()
+        return row.id
+
+    def _link(self, parent: UUID, children: Sequence[UUID]) -> None:
+        self.s.execute(delete(CatalogLinkRow).where(CatalogLinkRow.parent_id == parent))
+        for child in children:
+            self.s.add(CatalogLinkRow(parent_id=parent, child_id=child))
+        self.s.flush()
+
+    def store(self, org_id: UUID, catalog: Catalog) -> None:
+        ids: dict[str, UUID] = {}
+        for task, desc in catalog.tasks.items():
+            ids["task:" + task.key] = self._entry(org_id, "task", task, desc)
+        for role in catalog.roles:
+            rid = self._entry(org_id, "role", role.name, role.description)
+            ids["role:" + role.name.key] = rid
+            self._link(rid, [ids["task:" + t.key] for t in role.tasks])
+        for group in catalog.role_groups:
+            gid = self._entry(org_id, "role_group", group.name, group.description)
+            self._link(gid, [ids["role:" + r.key] for r in group.roles])
+
+    def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
+        rows = self.s.scalars(
+            select(CatalogEntryRow).where(
+                CatalogEntryRow.org_id == org_id,
+                CatalogEntryRow.kind == _KIND[kind],
+                CatalogEntryRow.name_key == bare_name.strip().casefold(),
+            )
+        )
+        return [QualifiedName(r.scope, r.name) for r in rows]
+
+    def task_exists(self, org_id: UUID, task: str) -> bool:
+        return (
+            self.s.scalar(
+                select(CatalogEntryRow.id).where(
+                    CatalogEntryRow.org_id == org_id,
+                    CatalogEntryRow.kind == "task",
+                    CatalogEntryRow.key == task.casefold(),
+                )
+            )
+            is not None
+        )
+
+    def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]:
+        role = CatalogEntryRow.__table__.alias("role")
+        stmt = (
+            select(role.c.scope, role.c.name)
+            .select_from(CatalogEntryRow)
+            .join(CatalogLinkRow, CatalogLinkRow.child_id == CatalogEntryRow.id)
+            .join(role, role.c.id == CatalogLinkRow.parent_id)
+            .where(
+                CatalogEntryRow.org_id == org_id,
+                CatalogEntryRow.kind == "task",
+                CatalogEntryRow.key == task.casefold(),
+                role.c.kind == "role",
+            )
+        )
+        return frozenset(str(QualifiedName(s, n)) for s, n in self.s.execute(stmt))
+
+    def role_group_roles(self, org_id: UUID) -> dict[str, frozenset[str]]:
+        group = CatalogEntryRow.__table__.alias("grp")
+        role = CatalogEntryRow.__table__.alias("role")
+        stmt = (
+            select(group.c.scope, group.c.name, role.c.scope, role.c.name)
+            .select_from(group)
+            .join(CatalogLinkRow, CatalogLinkRow.parent_id == group.c.id)
+            .join(role, role.c.id == CatalogLinkRow.child_id)
+            .where(group.c.org_id == org_id, group.c.kind == "role_group")
+        )
+        out: dict[str, set[str]] = {}
+        for gs, gn, rs, rn in self.s.execute(stmt):
+            out.setdefault(str(QualifiedName(gs, gn)), set()).add(str(QualifiedName(rs, rn)))
+        return {k: frozenset(v) for k, v in out.items()}
+
+    def tasks_of_role(self, org_id: UUID, role: str) -> list[str]:
+        parent = CatalogEntryRow.__table__.alias("parent")
+        stmt = (
+            select(CatalogEntryRow)
+            .join(CatalogLinkRow, CatalogLinkRow.child_id == CatalogEntryRow.id)
+            .join(parent, parent.c.id == CatalogLinkRow.parent_id)
+            .where(
+                parent.c.org_id == org_id, parent.c.kind == "role", parent.c.key == role.casefold()
+            )
+        )
+        return sorted(_qualified(r) for r in self.s.scalars(stmt))
+
+    def entries(self, org_id: UUID, kind: PolicyType) -> list[QualifiedName]:
+        rows = self.s.scalars(
+            select(CatalogEntryRow)
+            .where(CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == _KIND[kind])
+            .order_by(CatalogEntryRow.key)
+        )
+        return [QualifiedName(r.scope, r.name) for r in rows]
+
+
+class SqlAssignments:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def _where(self, a: Assignment) -> ColumnElement[bool]:
+        return and_(
+            AssignmentRow.org_id == a.org_id,
+            AssignmentRow.principal_kind == a.principal_kind.value,
+            AssignmentRow.principal_id == a.principal_id,
+            AssignmentRow.target_kind == a.target_kind,
+            AssignmentRow.target_key == a.target.casefold(),
+        )
+
+    def add(self, assignment: Assignment, *, at: datetime) -> bool:
+        if self.s.scalar(select(AssignmentRow.id).where(self._where(assignment))) is not None:
+            return False
+        self.s.add(
+            AssignmentRow(
+                id=assignment.id,
+                org_id=assignment.org_id,
+                principal_kind=assignment.principal_kind.value,
+                principal_id=assignment.principal_id,
+                target_kind=assignment.target_kind,
+                target=assignment.target,
+                target_key=assignment.target.casefold(),
+                created_at=at,
+            )
+        )
+        self.s.flush()
+        return True
+
+    def remove(self, assignment: Assignment) -> bool:
+        result = self.s.execute(delete(AssignmentRow).where(self._where(assignment)))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def standing_roles(
+        self, org_id: UUID, user_id: UUID, group_ids: frozenset[UUID]
+    ) -> frozenset[str]:
+        principals = or_(
+            and_(AssignmentRow.principal_kind == "user", AssignmentRow.principal_id == user_id),
+            and_(
+                AssignmentRow.principal_kind == "group", AssignmentRow.principal_id.in_(group_ids)
+            ),
+        )
+        rows = self.s.execute(
+            select(AssignmentRow.target_kind, AssignmentRow.target).where(
+                AssignmentRow.org_id == org_id, principals
+            )
+        ).all()
+        roles = {t for k, t in rows if k == "role"}
+        groups = {t for k, t in rows if k == "role_group"}
+        if groups:
+            mapping = SqlCatalog(self.s).role_group_roles(org_id)
+            for g in groups:
+                roles |= mapping.get(g, frozenset())
+        return frozenset(roles)
+
+    def of_target(self, org_id: UUID, target_kind: str, target: str) -> list[Assignment]:
+        rows = self.s.scalars(
+            select(AssignmentRow).where(
+                AssignmentRow.org_id == org_id,
+                AssignmentRow.target_kind == target_kind,
+                AssignmentRow.target_key == target.casefold(),
+            )
+        )
+        return [
+            Assignment(
+                r.id,
+                r.org_id,
+                PrincipalKind(r.principal_kind),
+                r.principal_id,
+                r.target_kind,
+                r.target,
+            )
+            for r in rows
+        ]
+
+
+class SqlPolicies:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def _policy(self, row: PolicyRow) -> Policy:
+        eligible = self.s.execute(
+            select(PolicyEligibleRow.principal_kind, PolicyEligibleRow.principal_id).where(
+                PolicyEligibleRow.policy_id == row.id
+            )
+        ).all()
+        return Policy(
+            id=row.id,
+            org_id=row.org_id,
+            type=PolicyType(row.type),
+            target=QualifiedName.parse(row.target),
+            approval_type=ApprovalType(row.approval_type),
+            approver_group_id=row.approver_group_id,
+            created_at=row.created_at,
+            approvals_required=row.approvals_required,
+            max_duration_hours=row.max_duration_hours,
+            require_ticket=row.require_ticket,
+            eligible_user_ids=frozenset(i for k, i in eligible if k == "user"),
+            eligible_group_ids=frozenset(i for k, i in eligible if k == "group"),
+        )
+
+    def _write_eligible(self, policy: Policy) -> None:
+        self.s.execute(delete(PolicyEligibleRow).where(PolicyEligibleRow.policy_id == policy.id))
+        for uid in sorted(policy.eligible_user_ids):
+            self.s.add(
+                PolicyEligibleRow(policy_id=policy.id, principal_kind="user", principal_id=uid)
+            )
+        for gid in sorted(policy.eligible_group_ids):
+            self.s.add(
+                PolicyEligibleRow(policy_id=policy.id, principal_kind="group", principal_id=gid)
+            )
+
+    def add(self, policy: Policy) -> None:
+        self.s.add(
+            PolicyRow(
+                id=policy.id,
+                org_id=policy.org_id,
+                type=policy.type.value,
+                target=str(policy.target),
+                target_key=policy.target.key,
+                approval_type=policy.approval_type.value,
+                approver_group_id=policy.approver_group_id,
+                approvals_required=policy.approvals_required,
+                max_duration_hours=policy.max_duration_hours,
+                require_ticket=policy.require_ticket,
+                created_at=policy.created_at,
+            )
+        )
+        self.s.flush()
+        self._write_eligible(policy)
+        self.s.flush()
+
+    def get(self, policy_id: UUID) -> Policy | None:
+        row = self.s.get(PolicyRow, policy_id)
+        return self._policy(row) if row else None
+
+    def for_target(self, org_id: UUID, type: PolicyType, target: QualifiedName) -> Policy | None:
+        row = self.s.scalars(
+            select(PolicyRow).where(
+                PolicyRow.org_id == org_id,
+                PolicyRow.type == type.value,
+                PolicyRow.target_key == target.key,
+            )
+        ).first()
+        return self._policy(row) if row else None
+
+    def save(self, policy: Policy) -> None:
+        row = self.s.get_one(PolicyRow, policy.id)
+        row.approval_type = policy.approval_type.value
+        row.approver_group_id = policy.approver_group_id
+        row.approvals_required = policy.approvals_required
+        row.max_duration_hours = policy.max_duration_hours
+        row.require_ticket = policy.require_ticket
+        self._write_eligible(policy)
+        self.s.flush()
+
+    def remove(self, policy_id: UUID) -> None:
+        self.s.execute(delete(PolicyEligibleRow).where(PolicyEligibleRow.policy_id == policy_id))
+        self.s.execute(delete(PolicyRow).where(PolicyRow.id == policy_id))
+
+    def count(self, org_id: UUID) -> int:
+        return int(
+            self.s.scalar(
+                select(func.count()).select_from(PolicyRow).where(PolicyRow.org_id == org_id)
+            )
+            or 0
+        )
+
+    def matching(
+        self,
+        org_id: UUID,
+        *,
+        type: PolicyType | None = None,
+        approval_type: ApprovalType | None = None,
+    ) -> list[Policy]:
+        stmt = select(PolicyRow).where(PolicyRow.org_id == org_id)
+        if type is not None:
+            stmt = stmt.where(PolicyRow.type == type.value)
+        if approval_type is not None:
+            stmt = stmt.where(PolicyRow.approval_type == approval_type.value)
+        return [
+            self._policy(r)
+            for r in self.s.scalars(stmt.order_by(PolicyRow.type, PolicyRow.target_key))
+        ]
+
+    def reviewable_by(
+        self, org_id: UUID, group_ids: frozenset[UUID], *, default_group: UUID | None
+    ) -> list[UUID]:
+        conds: list[ColumnElement[bool]] = [PolicyRow.approver_group_id.in_(group_ids)]
+        if default_group is not None and default_group in group_ids:
+            conds.append(PolicyRow.approver_group_id.is_(None))
+        return list(
+            self.s.scalars(select(PolicyRow.id).where(PolicyRow.org_id == org_id, or_(*conds)))
+        )
+
+
+class SqlRequests:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self._loaded: dict[UUID, tuple[int, int]] = {}  # id -> (version, reviews stored)
+
+    def _assemble(self, rows: Sequence[RequestRow]) -> list[AccessRequest]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        reviews: dict[UUID, list[Review]] = {}
+        for rv in self.s.scalars(
+            select(ReviewRow).where(ReviewRow.request_id.in_(ids)).order_by(ReviewRow.at)
+        ):
+            reviews.setdefault(rv.request_id, []).append(
+                Review(rv.approver_id, ReviewDecision(rv.decision), rv.comment, rv.at)
+            )
+        auths = {
+            a.request_id: a
+            for a in self.s.scalars(
+                select(AuthorizationRow).where(AuthorizationRow.request_id.in_(ids))
+            )
+        }
+        out = []
+        for row in rows:
+            a = auths.get(row.id)
+            auth = (
+                Authorization(
+                    id=a.id,
+                    org_id=a.org_id,
+                    request_id=a.request_id,
+                    user_id=a.user_id,
+                    type=PolicyType(a.type),
+                    target=QualifiedName.parse(a.target),
+                    start=a.start_at,
+                    end=a.end_at,
+                    revoked_at=a.revoked_at,
+                    revoked_by=a.revoked_by,
+                    revocation_comment=a.revocation_comment,
+                )
+                if a
+                else None
+            )
+            req = AccessRequest(
+                id=row.id,
+                org_id=row.org_id,
+                requester_id=row.requester_id,
+                requester_upn=row.requester_upn,
+                policy_id=row.policy_id,
+                type=PolicyType(row.type),
+                target=QualifiedName.parse(row.target),
+                reason=row.reason,
+                duration_hours=row.duration_hours,
+                approvals_required=row.approvals_required,
+                created_at=row.created_at,
+                pending_until=row.pending_until,
+                status=RequestStatus(row.status),
+                decided_at=row.decided_at,
+                reviews=reviews.get(row.id, []),
+                authorization=auth,
+                key_id=row.key_id,
+                signature=row.signature,
+            )
+            self._loaded[row.id] = (row.version, len(req.reviews))
+            out.append(req)
+        return out
+
+    def add(self, request: AccessRequest) -> None:
+        self.s.add(
+            RequestRow(
+                id=request.id,
+                org_id=request.org_id,
+                requester_id=request.requester_id,
+                requester_upn=request.requester_upn,
+                policy_id=request.policy_id,
+                type=request.type.value,
+                target=str(request.target),
+                reason=request.reason,
+                duration_hours=request.duration_hours,
+                approvals_required=request.approvals_required,
+                created_at=request.created_at,
+                pending_until=request.pending_until,
+                status=request.status.value,
+                decided_at=request.decided_at,
+                key_id=request.key_id,
+                signature=request.signature,
+                version=1,
+            )
+        )
+        self.s.flush()
+        self._loaded[request.id] = (1, 0)
+        self.save(request)
+
+    def get(self, request_id: UUID, *, for_update: bool = False) -> AccessRequest | None:
+        stmt = select(RequestRow).where(RequestRow.id == request_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        rows = self._assemble(self.s.scalars(stmt).all())
+        return rows[0] if rows else None
+
+    def save(self, request: AccessRequest) -> None:
+        version, stored_reviews = self._loaded[request.id]
+        # Compare-and-set on the version: a row that moved since it was read is a lost race.
+        result = self.s.execute(
+            update(RequestRow)
+            .where(RequestRow.id == request.id, RequestRow.version == version)
+            .values(status=request.status.value, decided_at=request.decided_at, version=version + 1)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise RequestNotPending(
+                f"{request.describe()} was changed by someone else at the same time"
+            )
+        for review in request.reviews[stored_reviews:]:
+            self.s.add(
+                ReviewRow(
+                    request_id=request.id,
+                    approver_id=review.approver_id,
+                    decision=review.decision.value,
+                    comment=review.comment,
+                    at=review.at,
+                )
+            )
+        try:
+            self.s.flush()
+        except IntegrityError:
+            raise AlreadyVoted(
+                f"a review of {request.describe()} by this approver already exists"
+            ) from None
+        auth = request.authorization
+        if auth is not None:
+            row = self.s.get(AuthorizationRow, auth.id)
+            if row is None:
+                row = AuthorizationRow(
+                    id=auth.id,
+                    org_id=auth.org_id,
+                    request_id=auth.request_id,
+                    user_id=auth.user_id,
+                    type=auth.type.value,
+                    target=str(auth.target),
+                    start_at=auth.start,
+                    end_at=auth.end,
+                )
+                self.s.add(row)
+            row.revoked_at = auth.revoked_at
+            row.revoked_by = auth.revoked_by
+            row.revocation_comment = auth.revocation_comment
+            self.s.flush()
+        self._loaded[request.id] = (version + 1, len(request.reviews))
+
+    def open_for(
+        self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
+    ) -> AccessRequest | None:
+        stmt = (
+            select(RequestRow)
+            .outerjoin(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
+            .where(
+                RequestRow.org_id == org_id,
+                RequestRow.requester_id == requester_id,
+                RequestRow.type == type.value,
+                RequestRow.target == target,
+                or_(
+                    and_(RequestRow.status == "pending", RequestRow.pending_until > at),
+                    and_(RequestRow.status == "approved", AuthorizationRow.end_at > at),
+                ),
+            )
+        )
+        found = self._assemble(self.s.scalars(stmt).all())
+        return found[0] if found else None
+
+    def _status_clause(self, status: RequestStatus, at: datetime) -> ColumnElement[bool]:
+        """The SQL twin of AccessRequest.status_at: lists agree with what a request says."""
+        pending, approved = RequestRow.status == "pending", RequestRow.status == "approved"
+        match status:
+            case RequestStatus.PENDING:
+                return and_(pending, RequestRow.pending_until > at)
+            case RequestStatus.EXPIRED:
+                return or_(
+                    RequestRow.status == "expired", and_(pending, RequestRow.pending_until <= at)
+                )
+            case RequestStatus.APPROVED:
+                return and_(approved, AuthorizationRow.end_at > at)
+            case RequestStatus.COMPLETED:
+                return or_(
+                    RequestRow.status == "completed", and_(approved, AuthorizationRow.end_at <= at)
+                )
+            case _:
+                return RequestRow.status == status.value
+
+    def page(
+        self, org_id: UUID, flt: RequestFilter, *, at: datetime, cursor: str | None, limit: int
+    ) -> Page[AccessRequest]:
+        stmt = (
+            select(RequestRow)
+            .outerjoin(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
+            .where(RequestRow.org_id == org_id)
+        )
+        if flt.requester_id is not None:
+            stmt = stmt.where(RequestRow.requester_id == flt.requester_id)
+        if flt.policy_ids is not None:
+            visible: list[ColumnElement[bool]] = [RequestRow.policy_id.in_(list(flt.policy_ids))]
+            if flt.or_requester_id is not None:
+                visible.append(RequestRow.requester_id == flt.or_requester_id)
+            stmt = stmt.where(or_(*visible))
+        if flt.status is not None:
+            stmt = stmt.where(self._status_clause(flt.status, at))
+        if flt.target_contains:
+            needle = (
+                flt.target_contains.casefold()
+                .replace("\\", "\\\\")
+                .replace("%", "\\%")
+                .replace("_", "\\_")
+            )
+            stmt = stmt.where(func.lower(RequestRow.target).like(f"%{needle}%", escape="\\"))
+        if cursor:
+            created, rid = _decode_cursor(cursor, 2)
+            c_at, c_id = _parse_time(created), UUID(rid)
+            stmt = stmt.where(
+                or_(
+                    RequestRow.created_at < c_at,
+                    and_(RequestRow.created_at == c_at, RequestRow.id < c_id),
+                )
+            )
+        stmt = stmt.order_by(RequestRow.created_at.desc(), RequestRow.id.desc()).limit(limit + 1)
+        rows = self.s.scalars(stmt).all()
+        items = self._assemble(rows[:limit])
+        nxt = (
+            _encode_cursor(iso(items[-1].created_at), str(items[-1].id))
+            if len(rows) > limit
+            else None
+        )
+        return Page(items, nxt)
+
+    def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
+        rows = self.s.scalars(
+            select(AuthorizationRow).where(
+                AuthorizationRow.org_id == org_id,
+                AuthorizationRow.user_id == user_id,
+                AuthorizationRow.end_at > at,
+                or_(AuthorizationRow.revoked_at.is_(None), AuthorizationRow.revoked_at > at),
+            )
+        )
+        return tuple(
+            Grant(r.id, PolicyType(r.type), r.target, r.start_at, r.end_at, r.revoked_at)
+            for r in rows
+        )
+
+    def _by_auth(
+        self, org_id: UUID, at: datetime, *conds: ColumnElement[bool]
+    ) -> list[AccessRequest]:
+        stmt = (
+            select(RequestRow)
+            .join(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
+            .where(
+                RequestRow.org_id == org_id,
+                RequestRow.status == "approved",
+                AuthorizationRow.end_at > at,
+                *conds,
+            )
+            .order_by(AuthorizationRow.end_at)
+        )
+        return self._assemble(self.s.scalars(stmt).all())
+
+    def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
+        return self._by_auth(org_id, at, RequestRow.requester_id == user_id)
+
+    def pending_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
+        stmt = select(RequestRow).where(
+            RequestRow.org_id == org_id,
+            RequestRow.requester_id == user_id,
+            RequestRow.status == "pending",
+            RequestRow.pending_until > at,
+        )
+        return self._assemble(self.s.scalars(stmt).all())
+
+    def jit_holders(
+        self, org_id: UUID, type: PolicyType, target: str, at: datetime
+    ) -> list[AccessRequest]:
+        return self._by_auth(org_id, at, RequestRow.type == type.value, RequestRow.target == target)
+
+    def to_settle(self, org_id: UUID, at: datetime, limit: int) -> list[AccessRequest]:
+        stmt = (
+            select(RequestRow)
+            .outerjoin(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
+            .where(
+                RequestRow.org_id == org_id,
+                or_(
+                    and_(RequestRow.status == "pending", RequestRow.pending_until <= at),
+                    and_(RequestRow.status == "approved", AuthorizationRow.end_at <= at),
+                ),
+            )
+            .limit(limit)
+        )
+        return self._assemble(self.s.scalars(stmt).all())
+
+
+def _record(row: AuditRow) -> AuditRecord:
+    return AuditRecord(
+        org_id=row.org_id,
+        seq=row.seq,
+        at=row.at,
+        actor_id=row.actor_id,
+        actor_name=row.actor_name,
+        operation=row.operation,
+        target=row.target,
+        outcome=Outcome(row.outcome),
+        details=json.loads(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class SqlAudit:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        out: list[AuditRecord] = []
+        try:
+            for org_id in dict.fromkeys(e.org_id for e in events):
+                head = self.s.scalars(
+                    select(AuditHeadRow).where(AuditHeadRow.org_id == org_id).with_for_update()
+                ).one()
+                seq, prev = head.seq, head.head_hash
+                for event in (e for e in events if e.org_id == org_id):
+                    rec = chain(event, prev_seq=seq, prev_hash=prev)
+                    self.s.add(
+                        AuditRow(
+                            org_id=rec.org_id,
+                            seq=rec.seq,
+                            at=rec.at,
+                            actor_id=rec.actor_id,
+                            actor_name=rec.actor_name,
+                            operation=rec.operation,
+                            target=rec.target[:512],
+                            outcome=rec.outcome.value,
+                            details=canonical_json(rec.details).decode(),
+                            prev_hash=rec.prev_hash,
+                            hash=rec.hash,
+                        )
+                    )
+                    seq, prev = rec.seq, rec.hash
+                    out.append(rec)
+                head.seq, head.head_hash = seq, prev
+            self.s.flush()
+        except DBAPIError as exc:
+            raise AuditUnavailable(
+                "the audit log could not be written, so nothing was changed "
+                f"({type(exc.orig).__name__})"
+            ) from exc
+        return out
+
+    def head(self, org_id: UUID) -> tuple[int, str]:
+        row = self.s.get_one(AuditHeadRow, org_id)
+        return row.seq, row.head_hash
+
+    def records(self, org_id: UUID) -> Iterator[AuditRecord]:
+        last = 0
+        while True:
+            rows = self.s.scalars(
+                select(AuditRow)
+                .where(AuditRow.org_id == org_id, AuditRow.seq > last)
+                .order_by(AuditRow.seq)
+                .limit(1000)
+            ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _record(row)
+            last = rows[-1].seq
+
+    def search(
+        self, org_id: UUID, flt: AuditFilter, *, cursor: str | None, limit: int
+    ) -> Page[AuditRecord]:
+        stmt = select(AuditRow).where(AuditRow.org_id == org_id)
+        if flt.since is not None:
+            stmt = stmt.where(AuditRow.at >= flt.since)
+        if flt.until is not None:
+            stmt = stmt.where(AuditRow.at < flt.until)
+        if flt.actor:
+            stmt = stmt.where(
+                or_(AuditRow.actor_name == flt.actor.lower(), AuditRow.actor_id == flt.actor)
+            )
+        if flt.operation:
+            stmt = stmt.where(func.lower(AuditRow.operation) == flt.operation.lower())
+        if flt.target:
+            stmt = stmt.where(AuditRow.target == flt.target)
+        if flt.outcome is not None:
+            stmt = stmt.where(AuditRow.outcome == flt.outcome.value)
+        if cursor:
+            (seq,) = _decode_cursor(cursor, 1)
+            if not seq.isdigit():
+                raise InvalidInput("the page cursor is not valid")
+            stmt = stmt.where(AuditRow.seq < int(seq))
+        rows = self.s.scalars(stmt.order_by(AuditRow.seq.desc()).limit(limit + 1)).all()
+        items = [_record(r) for r in rows[:limit]]
+        nxt = _encode_cursor(str(items[-1].seq)) if len(rows) > limit else None
+        return Page(items, nxt)

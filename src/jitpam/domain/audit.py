@@ -1,0 +1,252 @@
+"""The audit log's records and its hash chain.
+
+Each organization has one chain. A record's hash covers its sequence number, the previous record's
+hash and its whole content in a canonical encoding, so a changed, deleted, inserted or reordered
+record breaks verification. A truncated tail leaves a valid (shorter) chain: it is detected only
+against a checkpoint (sequence number + head hash, signed) kept outside the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from jitpam.domain.timeutil import canonical_json, iso
+
+GENESIS_HASH = "0" * 64
+SYSTEM_ACTOR = "jitpam"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, before it takes its place in the chain."""
+
+    org_id: UUID
+    at: datetime
+    actor_id: str
+    actor_name: str
+    operation: str
+    target: str
+    outcome: Outcome = Outcome.SUCCESS
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    org_id: UUID
+    seq: int
+    at: datetime
+    actor_id: str
+    actor_name: str
+    operation: str
+    target: str
+    outcome: Outcome
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def record_digest(
+    *,
+    org_id: UUID,
+    seq: int,
+    prev_hash: str,
+    at: datetime,
+    actor_id: str,
+    actor_name: str,
+    operation: str,
+    target: str,
+    outcome: str,
+    details: dict[str, Any],
+) -> str:
+    body = canonical_json(
+        {
+            "org_id": str(org_id),
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "at": iso(at),
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "operation": operation,
+            "target": target,
+            "outcome": outcome,
+            "details": details,
+        }
+    )
+    return hashlib.sha256(body).hexdigest()
+
+
+def chain(event: AuditEvent, *, prev_seq: int, prev_hash: str) -> AuditRecord:
+    """Place an event after the chain head (prev_seq, prev_hash)."""
+    seq = prev_seq + 1
+    digest = record_digest(
+        org_id=event.org_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        at=event.at,
+        actor_id=event.actor_id,
+        actor_name=event.actor_name,
+        operation=event.operation,
+        target=event.target,
+        outcome=event.outcome.value,
+        details=event.details,
+    )
+    return AuditRecord(
+        org_id=event.org_id,
+        seq=seq,
+        at=event.at,
+        actor_id=event.actor_id,
+        actor_name=event.actor_name,
+        operation=event.operation,
+        target=event.target,
+        outcome=event.outcome,
+        details=event.details,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement that the chain had ``seq`` records ending in ``head_hash`` at ``at``."""
+
+    org_id: UUID
+    seq: int
+    head_hash: str
+    at: datetime
+    key_id: str = ""
+    signature: str = ""
+
+    def payload(self) -> bytes:
+        return canonical_json(
+            {
+                "kind": "jitpam-audit-checkpoint",
+                "org_id": str(self.org_id),
+                "seq": self.seq,
+                "head_hash": self.head_hash,
+                "at": iso(self.at),
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "org_id": str(self.org_id),
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "at": iso(self.at),
+            "key_id": self.key_id,
+            "signature": self.signature,
+        }
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    records: int
+    head_seq: int
+    head_hash: str
+    problem: str | None = None
+    bad_seq: int | None = None
+
+
+def verify_chain(
+    records: Iterable[AuditRecord],
+    *,
+    stored_head: tuple[int, str] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> ChainReport:
+    """Walk the chain from its start in sequence order and report the first break.
+
+    ``stored_head`` is the chain head row (its own copy of the last seq and hash); ``checkpoint``
+    an exported, already signature-checked checkpoint. Detects changed, deleted, inserted and
+    reordered records, and a tail truncated before a checkpoint.
+    """
+    expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+    checkpoint_seen = checkpoint is None or checkpoint.seq == 0
+    for rec in records:
+        count += 1
+        if rec.seq != expected_seq:
+            return ChainReport(
+                False,
+                count,
+                expected_seq - 1,
+                prev_hash,
+                f"record {expected_seq} is missing or out of order (found {rec.seq})",
+                rec.seq,
+            )
+        if not hmac.compare_digest(rec.prev_hash, prev_hash):
+            return ChainReport(
+                False,
+                count,
+                rec.seq - 1,
+                prev_hash,
+                f"record {rec.seq} does not follow record {rec.seq - 1}",
+                rec.seq,
+            )
+        digest = record_digest(
+            org_id=rec.org_id,
+            seq=rec.seq,
+            prev_hash=rec.prev_hash,
+            at=rec.at,
+            actor_id=rec.actor_id,
+            actor_name=rec.actor_name,
+            operation=rec.operation,
+            target=rec.target,
+            outcome=rec.outcome.value,
+            details=rec.details,
+        )
+        if not hmac.compare_digest(digest, rec.hash):
+            return ChainReport(
+                False,
+                count,
+                rec.seq - 1,
+                prev_hash,
+                f"record {rec.seq} was altered (its hash does not match)",
+                rec.seq,
+            )
+        if checkpoint is not None and rec.seq == checkpoint.seq:
+            if not hmac.compare_digest(rec.hash, checkpoint.head_hash):
+                return ChainReport(
+                    False,
+                    count,
+                    rec.seq,
+                    rec.hash,
+                    f"record {rec.seq} differs from the checkpoint",
+                    rec.seq,
+                )
+            checkpoint_seen = True
+        prev_hash = rec.hash
+        expected_seq += 1
+    head_seq = expected_seq - 1
+    if stored_head is not None and stored_head != (head_seq, prev_hash):
+        return ChainReport(
+            False,
+            count,
+            head_seq,
+            prev_hash,
+            f"the chain ends at record {head_seq} but its head says "
+            f"{stored_head[0]}: records were removed or added at the end",
+            head_seq + 1,
+        )
+    if not checkpoint_seen and checkpoint is not None:
+        return ChainReport(
+            False,
+            count,
+            head_seq,
+            prev_hash,
+            f"the chain ends at record {head_seq}, before checkpoint record "
+            f"{checkpoint.seq}: the tail was truncated",
+            head_seq + 1,
+        )
+    return ChainReport(True, count, head_seq, prev_hash)

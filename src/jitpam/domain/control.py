@@ -1,0 +1,56 @@
+"""Per-organization access control: the switch, its default approvers and its exemptions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from jitpam.domain.errors import InvalidInput
+
+DEFAULT_PENDING_HOURS = 24
+
+
+@dataclass(frozen=True)
+class AccessControl:
+    """The organization's settings that every request and check reads.
+
+    ``max_policies`` is None for "no limit"; ``ticket_pattern`` is the regular expression a
+    reason must contain when a policy requires a ticket.
+    """
+
+    org_id: UUID
+    enabled: bool = False
+    default_approver_group_id: UUID | None = None
+    system_account_ids: frozenset[UUID] = field(default_factory=frozenset)
+    ticket_pattern: str | None = None
+    max_policies: int | None = None
+    pending_hours: int = DEFAULT_PENDING_HOURS
+
+
+def check_ticket_pattern(pattern: str | None) -> str | None:
+    if pattern is None or pattern == "":
+        return None
+    if len(pattern) > 200:
+        raise InvalidInput("ticket pattern is longer than 200 characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInput(
+            f"ticket pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
+    return pattern
+
+
+def check_pending_hours(hours: int) -> int:
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24 * 30:
+        raise InvalidInput("pending hours must be a whole number from 1 to 720")
+    return hours
+
+
+def check_max_policies(limit: int | None) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput("the policy limit must be a positive whole number, or none")
+    return limit

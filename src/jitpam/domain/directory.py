@@ -1,0 +1,100 @@
+"""Organizations, users and groups: who exists and who may act."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from jitpam.domain.errors import InvalidInput
+
+_UPN = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_TEXT = 256
+
+
+class UserKind(StrEnum):
+    PERSON = "person"
+    SERVICE = "service"
+    APPLICATION = "application"
+    GUEST = "guest"
+
+
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    org_id: UUID
+    upn: str
+    display_name: str
+    email: str
+    kind: UserKind
+    enabled: bool = True
+
+    @property
+    def can_approve(self) -> bool:
+        """Guests and disabled accounts never approve, whatever groups they are in."""
+        return self.enabled and self.kind is not UserKind.GUEST
+
+
+@dataclass(frozen=True)
+class Group:
+    id: UUID
+    org_id: UUID
+    name: str
+    email: str
+    description: str = ""
+    member_ids: frozenset[UUID] = field(default_factory=frozenset)
+
+
+def normalize_upn(upn: str) -> str:
+    """UPNs are email-shaped and compared without case; raises InvalidInput."""
+    text = (upn or "").strip()
+    if len(text) > MAX_TEXT or not _UPN.match(text):
+        raise InvalidInput(
+            f"user name {upn!r} must be an email-style UPN such as alice@contoso.com"
+        )
+    return text.lower()
+
+
+def check_org_name(name: str) -> str:
+    text = (name or "").strip()
+    if not _ORG_NAME.match(text):
+        raise InvalidInput(
+            f"organization name {name!r} must be 1-63 lowercase letters, digits or dashes"
+        )
+    return text
+
+
+def check_text(value: str, *, field_name: str, required: bool = True, limit: int = MAX_TEXT) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise InvalidInput(f"{field_name} is required")
+    if len(text) > limit:
+        raise InvalidInput(f"{field_name} is longer than {limit} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in text):
+        raise InvalidInput(f"{field_name} holds control characters")
+    return text
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: UUID
+    name: str
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    GROUP = "group"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A standing assignment of a role or role group to a user or a group."""
+
+    id: UUID
+    org_id: UUID
+    principal_kind: PrincipalKind
+    principal_id: UUID
+    target_kind: str  # "role" or "role_group" (PolicyType values without "task")
+    target: str  # canonical Scope\Name

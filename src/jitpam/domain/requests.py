@@ -1,0 +1,287 @@
+"""Access requests and the authorizations their approval creates.
+
+The stored status is the last one written; ``status_at`` derives the effective one from the clock,
+so a pending request past its deadline *is* expired and an approved one past its window *is*
+completed, whether or not a sweeper has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID, uuid4
+
+from jitpam.domain.directory import User
+from jitpam.domain.errors import (
+    AlreadyVoted,
+    AuthorizationNotActive,
+    InvalidInput,
+    NotAnApprover,
+    NotPermitted,
+    RequestNotPending,
+    SelfApprovalNotAllowed,
+)
+from jitpam.domain.names import QualifiedName
+from jitpam.domain.policy import PolicyType
+from jitpam.domain.timeutil import canonical_json, hours, iso, require_utc
+
+SELF_APPROVAL_MESSAGE = "Requestor and approver are the same. Self-approval is not allowed."
+MAX_REASON = 4096
+MAX_COMMENT = 4096
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REVOKED = "revoked"
+    COMPLETED = "completed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (RequestStatus.PENDING, RequestStatus.APPROVED)
+
+
+class ReviewDecision(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class Review:
+    approver_id: UUID
+    decision: ReviewDecision
+    comment: str
+    at: datetime
+
+
+@dataclass
+class Authorization:
+    """The time-bound right an approval creates: active from ``start`` to ``end`` or revocation."""
+
+    id: UUID
+    org_id: UUID
+    request_id: UUID
+    user_id: UUID
+    type: PolicyType
+    target: QualifiedName
+    start: datetime
+    end: datetime
+    revoked_at: datetime | None = None
+    revoked_by: UUID | None = None
+    revocation_comment: str | None = None
+
+    def is_active(self, at: datetime) -> bool:
+        if self.revoked_at is not None and self.revoked_at <= at:
+            return False
+        return self.start <= at < self.end
+
+
+def check_reason(reason: str) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise InvalidInput("a reason is required")
+    if len(text) > MAX_REASON:
+        raise InvalidInput(f"the reason is longer than {MAX_REASON} characters")
+    return text
+
+
+def check_comment(comment: str | None) -> str:
+    text = (comment or "").strip()
+    if len(text) > MAX_COMMENT:
+        raise InvalidInput(f"the comment is longer than {MAX_COMMENT} characters")
+    return text
+
+
+@dataclass
+class AccessRequest:
+    id: UUID
+    org_id: UUID
+    requester_id: UUID
+    requester_upn: str
+    policy_id: UUID
+    type: PolicyType
+    target: QualifiedName
+    reason: str
+    duration_hours: int
+    approvals_required: int
+    created_at: datetime
+    pending_until: datetime
+    status: RequestStatus = RequestStatus.PENDING
+    decided_at: datetime | None = None
+    reviews: list[Review] = field(default_factory=list)
+    authorization: Authorization | None = None
+    key_id: str = ""
+    signature: str = ""
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        org_id: UUID,
+        requester: User,
+        policy_id: UUID,
+        type: PolicyType,
+        target: QualifiedName,
+        reason: str,
+        duration_hours: int,
+        approvals_required: int,
+        at: datetime,
+        pending_hours: int,
+    ) -> AccessRequest:
+        at = require_utc(at)
+        return cls(
+            id=uuid4(),
+            org_id=org_id,
+            requester_id=requester.id,
+            requester_upn=requester.upn,
+            policy_id=policy_id,
+            type=type,
+            target=target,
+            reason=check_reason(reason),
+            duration_hours=duration_hours,
+            approvals_required=approvals_required,
+            created_at=at,
+            pending_until=at + hours(pending_hours),
+        )
+
+    def describe(self) -> str:
+        return f"request {self.id} ({self.type.label} '{self.target}')"
+
+    def status_at(self, at: datetime) -> RequestStatus:
+        if self.status is RequestStatus.PENDING and at >= self.pending_until:
+            return RequestStatus.EXPIRED
+        if (
+            self.status is RequestStatus.APPROVED
+            and self.authorization is not None
+            and at >= self.authorization.end
+        ):
+            return RequestStatus.COMPLETED
+        return self.status
+
+    def signing_payload(self) -> bytes:
+        """What the server signs: the request's content and the requester's identity."""
+        return canonical_json(
+            {
+                "id": str(self.id),
+                "org_id": str(self.org_id),
+                "requester_id": str(self.requester_id),
+                "requester_upn": self.requester_upn,
+                "policy_id": str(self.policy_id),
+                "type": self.type.value,
+                "target": str(self.target),
+                "reason": self.reason,
+                "duration_hours": self.duration_hours,
+                "approvals_required": self.approvals_required,
+                "created_at": iso(self.created_at),
+                "pending_until": iso(self.pending_until),
+            }
+        )
+
+    def _require_pending(self, at: datetime) -> None:
+        current = self.status_at(at)
+        if current is not RequestStatus.PENDING:
+            raise RequestNotPending(f"{self.describe()} is {current.value}, not pending")
+
+    def _grant(self, at: datetime) -> Authorization:
+        self.status = RequestStatus.APPROVED
+        self.decided_at = at
+        self.authorization = Authorization(
+            id=uuid4(),
+            org_id=self.org_id,
+            request_id=self.id,
+            user_id=self.requester_id,
+            type=self.type,
+            target=self.target,
+            start=at,
+            end=at + hours(self.duration_hours),
+        )
+        return self.authorization
+
+    def approve_automatically(self, *, at: datetime) -> Authorization:
+        at = require_utc(at)
+        self._require_pending(at)
+        return self._grant(at)
+
+    def review(
+        self,
+        *,
+        approver: User,
+        in_approver_group: bool,
+        decision: ReviewDecision,
+        comment: str | None,
+        at: datetime,
+    ) -> RequestStatus:
+        """Count one approver's vote; returns the status after it.
+
+        Raises SelfApprovalNotAllowed, RequestNotPending, NotAnApprover or AlreadyVoted. One deny
+        decides; ``approvals_required`` distinct approvals approve.
+        """
+        at = require_utc(at)
+        if approver.id == self.requester_id:
+            raise SelfApprovalNotAllowed(SELF_APPROVAL_MESSAGE)
+        self._require_pending(at)
+        if not approver.enabled:
+            raise NotAnApprover(f"{approver.upn} is disabled and cannot review requests")
+        if not approver.can_approve:
+            raise NotAnApprover(f"{approver.upn} is a guest; guests cannot review requests")
+        if not in_approver_group:
+            raise NotAnApprover(
+                f"{approver.upn} is not a member of the approver group of {self.describe()}"
+            )
+        if any(r.approver_id == approver.id for r in self.reviews):
+            raise AlreadyVoted(f"{approver.upn} has already reviewed {self.describe()}")
+        self.reviews.append(Review(approver.id, decision, check_comment(comment), at))
+        if decision is ReviewDecision.DENY:
+            self.status = RequestStatus.DENIED
+            self.decided_at = at
+        elif self.approvals >= self.approvals_required:
+            self._grant(at)
+        return self.status
+
+    @property
+    def approvals(self) -> int:
+        return sum(1 for r in self.reviews if r.decision is ReviewDecision.APPROVE)
+
+    def cancel(self, *, by: UUID, at: datetime) -> None:
+        """Withdraw a pending request; only its requester may (the service checks who ``by`` is)."""
+        at = require_utc(at)
+        if by != self.requester_id:
+            raise NotPermitted("only the requester can cancel a request")
+        self.withdraw(at=at)
+
+    def withdraw(self, *, at: datetime) -> None:
+        """Cancel without a requester's word: their account was disabled."""
+        at = require_utc(at)
+        self._require_pending(at)
+        self.status = RequestStatus.CANCELLED
+        self.decided_at = at
+
+    def revoke(self, *, by: UUID, comment: str | None, at: datetime) -> Authorization:
+        """End an active authorization at once. Raises AuthorizationNotActive otherwise."""
+        at = require_utc(at)
+        current = self.status_at(at)
+        if current is not RequestStatus.APPROVED or self.authorization is None:
+            raise AuthorizationNotActive(f"{self.describe()} is {current.value}; nothing to revoke")
+        self.status = RequestStatus.REVOKED
+        self.authorization.revoked_at = at
+        self.authorization.revoked_by = by
+        self.authorization.revocation_comment = check_comment(comment)
+        return self.authorization
+
+    def settle(self, *, at: datetime) -> RequestStatus | None:
+        """Write down a status the clock has already decided (expired, completed).
+
+        Returns the new status, or None when nothing changed. Bookkeeping only: every rule reads
+        ``status_at``, so nothing depends on this being called.
+        """
+        current = self.status_at(at)
+        if current is self.status:
+            return None
+        self.status = current
+        if current is RequestStatus.EXPIRED:
+            self.decided_at = self.pending_until
+        return current

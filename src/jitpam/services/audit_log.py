@@ -1,0 +1,92 @@
+"""Reading the audit log: search, export, integrity verification and signed checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitpam.domain.audit import AuditRecord, ChainReport, Checkpoint, verify_chain
+from jitpam.domain.errors import InvalidInput
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.guard import authorize, event
+from jitpam.services.ports import AuditFilter, Page
+
+OPERATION = "Search-AuditLog"
+MAX_PAGE = 1000
+
+
+def search_audit(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    flt: AuditFilter | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> Page[AuditRecord]:
+    """Records newest first; needs jitpam\\Audit Reader (Search-AuditLog)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
+    with ctx.uow() as uow:
+        authorize(uow, caller, OPERATION, ctx.clock.now())
+        return uow.audit.search(caller.org_id, flt or AuditFilter(), cursor=cursor, limit=limit)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    report: ChainReport
+    checkpoint_signature_valid: bool | None  # None when no checkpoint was given
+
+
+def verify_audit(
+    ctx: ServiceContext, *, caller: Caller, checkpoint: Checkpoint | None = None
+) -> VerifyResult:
+    """Walk the whole chain; with a checkpoint (exported earlier), also detect a truncated tail.
+    A checkpoint whose signature does not verify fails the check."""
+    with ctx.uow() as uow:
+        authorize(uow, caller, OPERATION, ctx.clock.now())
+        signature_ok: bool | None = None
+        if checkpoint is not None:
+            if checkpoint.org_id != caller.org_id:
+                raise InvalidInput("the checkpoint belongs to another organization")
+            signature_ok = ctx.signer.verify(
+                key_id=checkpoint.key_id,
+                payload=checkpoint.payload(),
+                signature=checkpoint.signature,
+            )
+        report = verify_chain(
+            uow.audit.records(caller.org_id),
+            stored_head=uow.audit.head(caller.org_id),
+            checkpoint=checkpoint if signature_ok else None,
+        )
+        if signature_ok is False:
+            report = ChainReport(
+                False,
+                report.records,
+                report.head_seq,
+                report.head_hash,
+                "the checkpoint's signature is not valid",
+            )
+        return VerifyResult(report, signature_ok)
+
+
+def export_checkpoint(ctx: ServiceContext, *, caller: Caller) -> Checkpoint:
+    """Sign the current chain head, to be kept outside the database; the export is audited."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        actor, _ = authorize(uow, caller, OPERATION, at)
+        seq, head = uow.audit.head(caller.org_id)
+        unsigned = Checkpoint(caller.org_id, seq, head, at)
+        checkpoint = Checkpoint(
+            caller.org_id, seq, head, at, ctx.signer.key_id, ctx.signer.sign(unsigned.payload())
+        )
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Export-AuditCheckpoint",
+                target=str(seq),
+                at=at,
+                details={"head_hash": head},
+            )
+        )
+        uow.commit()
+        return checkpoint

@@ -1,0 +1,23 @@
+"""What every use case receives: how to open a transaction, the clock, the signer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from jitpam.services.ports import Clock, Signer, UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    signer: Signer
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a user of one organization, as established by the entry point."""
+
+    org_id: UUID
+    user_id: UUID

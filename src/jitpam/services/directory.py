@@ -1,0 +1,371 @@
+"""Users, groups and standing role assignments, and who holds a role (standing or just in time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from jitpam.domain.audit import AuditEvent
+from jitpam.domain.directory import (
+    Assignment,
+    Group,
+    PrincipalKind,
+    User,
+    UserKind,
+    check_text,
+    normalize_upn,
+)
+from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
+from jitpam.domain.names import QualifiedName, resolve_name, split_name
+from jitpam.domain.policy import PolicyType
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.guard import authorize, caller_user, event, grant_details, use_case
+from jitpam.services.ports import UnitOfWork
+
+REVOKED_ON_DISABLE = "the user was disabled"
+
+
+def find_user(uow: UnitOfWork, org_id: UUID, upn: str) -> User:
+    user = uow.users.get_by_upn(normalize_upn(upn))
+    if user is None or user.org_id != org_id:
+        raise NotFound(f"no user named {upn!r} in this organization")
+    return user
+
+
+def find_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
+    group = uow.groups.find(org_id, name)
+    if group is None:
+        raise NotFound(f"no group named {name!r} in this organization")
+    return group
+
+
+def resolve_target(uow: UnitOfWork, org_id: UUID, kind: PolicyType, typed: str) -> QualifiedName:
+    """The catalog task, role or role group a typed name means (bare names when unambiguous)."""
+    _, bare = split_name(typed)
+    label = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role group"}[
+        kind
+    ]
+    return resolve_name(typed, uow.catalog.names(org_id, kind, bare), kind=label)
+
+
+def add_user(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    upn: str,
+    display_name: str,
+    email: str | None = None,
+    kind: UserKind = UserKind.PERSON,
+) -> User:
+    """New-User. UPNs are unique across the installation; raises AlreadyExists or InvalidInput."""
+    with use_case(ctx, caller=caller, operation="New-User", target=upn) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, "New-User", at)
+        name = normalize_upn(upn)
+        mail = normalize_upn(email) if email else name
+        if uow.users.get_by_upn(name) is not None:
+            raise AlreadyExists(f"a user named {name} already exists")
+        user = User(
+            uuid4(),
+            caller.org_id,
+            name,
+            check_text(display_name, field_name="display name"),
+            mail,
+            UserKind(kind),
+        )
+        uow.users.add(user, at=at)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="New-User",
+                target=name,
+                at=at,
+                details={"kind": user.kind.value, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return user
+
+
+def set_user(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    upn: str,
+    display_name: str | None = None,
+    email: str | None = None,
+    enabled: bool | None = None,
+) -> User:
+    """Set-User. Disabling a user revokes their active grants and cancels their pending requests,
+    in the same transaction, each audited."""
+    with use_case(ctx, caller=caller, operation="Set-User", target=upn) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, "Set-User", at)
+        user = find_user(uow, caller.org_id, upn)
+        changes: dict[str, object] = {}
+        if display_name is not None:
+            changes["display_name"] = check_text(display_name, field_name="display name")
+        if email is not None:
+            changes["email"] = normalize_upn(email)
+        if enabled is not None:
+            changes["enabled"] = enabled
+        updated = replace(user, **changes)  # type: ignore[arg-type]
+        uow.users.save(updated)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Set-User",
+                target=user.upn,
+                at=at,
+                details={**changes, **grant_details(how)},
+            )
+        )
+        if user.enabled and enabled is False:
+            uow.record_all(_disable_cascade(uow, caller=caller, actor=actor, user=user, at=at))
+        uow.commit()
+        return updated
+
+
+def _disable_cascade(
+    uow: UnitOfWork, *, caller: Caller, actor: User, user: User, at: datetime
+) -> list[AuditEvent]:
+    events = []
+    for request in uow.requests.active_for_user(caller.org_id, user.id, at):
+        request.revoke(by=actor.id, comment=REVOKED_ON_DISABLE, at=at)
+        uow.requests.save(request)
+        events.append(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Revoke-ElevatedAccessAuthorization",
+                target=str(request.id),
+                at=at,
+                details={"cause": REVOKED_ON_DISABLE, "requester": user.upn},
+            )
+        )
+    for request in uow.requests.pending_for_user(caller.org_id, user.id, at):
+        request.withdraw(at=at)
+        uow.requests.save(request)
+        events.append(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Cancel-ElevatedAccessRequest",
+                target=str(request.id),
+                at=at,
+                details={"cause": REVOKED_ON_DISABLE, "requester": user.upn},
+            )
+        )
+    return events
+
+
+def list_users(ctx: ServiceContext, *, caller: Caller) -> list[User]:
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.users.in_org(caller.org_id)
+
+
+def get_user(ctx: ServiceContext, *, caller: Caller, upn: str) -> User:
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return find_user(uow, caller.org_id, upn)
+
+
+def add_group(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    name: str,
+    email: str | None = None,
+    description: str = "",
+) -> Group:
+    """New-Group: approver groups are ordinary groups."""
+    with use_case(ctx, caller=caller, operation="New-Group", target=name) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, "New-Group", at)
+        clean = check_text(name, field_name="group name")
+        mail = normalize_upn(email) if email else ""
+        if uow.groups.find(caller.org_id, clean) or (mail and uow.groups.find(caller.org_id, mail)):
+            raise AlreadyExists(f"a group named {clean!r} already exists")
+        group = Group(
+            uuid4(),
+            caller.org_id,
+            clean,
+            mail or clean.casefold(),
+            check_text(description, field_name="description", required=False),
+        )
+        uow.groups.add(group, at=at)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="New-Group",
+                target=clean,
+                at=at,
+                details={"email": group.email, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return group
+
+
+def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
+    """Remove-Group; refused while a policy or access control names it as approver group."""
+    with use_case(ctx, caller=caller, operation="Remove-Group", target=name) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, "Remove-Group", at)
+        group = find_group(uow, caller.org_id, name)
+        use = uow.groups.in_use(group.id)
+        if use is not None:
+            raise InvalidInput(f"group {group.name!r} cannot be removed: {use}")
+        uow.groups.remove(group.id)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Remove-Group",
+                target=group.name,
+                at=at,
+                details=grant_details(how),
+            )
+        )
+        uow.commit()
+
+
+def change_membership(
+    ctx: ServiceContext, *, caller: Caller, group: str, upn: str, add: bool
+) -> bool:
+    """Add-GroupMember / Remove-GroupMember; returns False when nothing changed."""
+    op = "Add-GroupMember" if add else "Remove-GroupMember"
+    with use_case(ctx, caller=caller, operation=op, target=group) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        found = find_group(uow, caller.org_id, group)
+        user = find_user(uow, caller.org_id, upn)
+        changed = (uow.groups.add_member if add else uow.groups.remove_member)(found.id, user.id)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=found.name,
+                at=at,
+                details={"member": user.upn, "changed": changed, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return changed
+
+
+def list_groups(ctx: ServiceContext, *, caller: Caller) -> list[Group]:
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.groups.in_org(caller.org_id)
+
+
+def _principal(
+    uow: UnitOfWork, org_id: UUID, *, user: str | None, group: str | None
+) -> tuple[PrincipalKind, UUID, str]:
+    if (user is None) == (group is None):
+        raise InvalidInput("name exactly one of a user or a group")
+    if user is not None:
+        found = find_user(uow, org_id, user)
+        return PrincipalKind.USER, found.id, found.upn
+    g = find_group(uow, org_id, group or "")
+    return PrincipalKind.GROUP, g.id, g.name
+
+
+def change_assignment(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    role: str | None = None,
+    role_group: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    add: bool,
+) -> Assignment:
+    """New-/Remove-ManagementRoleAssignment of a role or a role group to a user or a group."""
+    op = "New-ManagementRoleAssignment" if add else "Remove-ManagementRoleAssignment"
+    typed = role or role_group or ""
+    with use_case(ctx, caller=caller, operation=op, target=typed) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        if (role is None) == (role_group is None):
+            raise InvalidInput("name exactly one of a role or a role group")
+        kind = PolicyType.ROLE if role is not None else PolicyType.ROLE_GROUP
+        target = resolve_target(uow, caller.org_id, kind, typed)
+        p_kind, p_id, p_name = _principal(uow, caller.org_id, user=user, group=group)
+        assignment = Assignment(uuid4(), caller.org_id, p_kind, p_id, kind.value, str(target))
+        if add and not uow.assignments.add(assignment, at=at):
+            raise AlreadyExists(f"{p_name} already holds {kind.label} '{target}'")
+        if not add and not uow.assignments.remove(assignment):
+            raise NotFound(f"{p_name} holds no standing assignment of {kind.label} '{target}'")
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=str(target),
+                at=at,
+                details={p_kind.value: p_name, "type": kind.value, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return assignment
+
+
+@dataclass(frozen=True)
+class RoleMember:
+    """A holder of a role: ``just_in_time`` members carry the end of their window."""
+
+    principal_kind: PrincipalKind
+    name: str
+    via: str  # the role itself, or the role group that holds it
+    just_in_time: bool
+    until: datetime | None = None
+    authorization_id: UUID | None = None
+
+
+def role_members(
+    ctx: ServiceContext, *, caller: Caller, role: str, role_group: bool = False
+) -> list[RoleMember]:
+    """Who holds a role (or role group): standing assignments and just-in-time grants, as of now."""
+    at = ctx.clock.now()
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        kind = PolicyType.ROLE_GROUP if role_group else PolicyType.ROLE
+        target = str(resolve_target(uow, caller.org_id, kind, role))
+        holders: list[tuple[PolicyType, str]] = [(kind, target)]
+        if kind is PolicyType.ROLE:
+            groups = uow.catalog.role_group_roles(caller.org_id)
+            holders += [
+                (PolicyType.ROLE_GROUP, g) for g, roles in sorted(groups.items()) if target in roles
+            ]
+        members: list[RoleMember] = []
+        for holder_kind, holder in holders:
+            for a in uow.assignments.of_target(caller.org_id, holder_kind.value, holder):
+                if a.principal_kind is PrincipalKind.USER:
+                    u = uow.users.get(a.principal_id)
+                    name = u.upn if u else str(a.principal_id)
+                else:
+                    g = uow.groups.get(a.principal_id)
+                    name = g.name if g else str(a.principal_id)
+                members.append(RoleMember(a.principal_kind, name, holder, False))
+            for request in uow.requests.jit_holders(caller.org_id, holder_kind, holder, at):
+                auth = request.authorization
+                if auth is not None and auth.is_active(at):
+                    members.append(
+                        RoleMember(
+                            PrincipalKind.USER,
+                            request.requester_upn,
+                            holder,
+                            True,
+                            auth.end,
+                            auth.id,
+                        )
+                    )
+        return members

@@ -1,0 +1,179 @@
+"""How use cases authorize their callers and audit what they refuse.
+
+jitpam's own operations are tasks of the built-in ``jitpam`` scope; a caller may run one when the
+same ``decide`` that protects every other task allows it. A refused attempt is audited in a
+transaction of its own, since the refused change itself was rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from jitpam.domain.audit import AuditEvent, Outcome
+from jitpam.domain.check import CheckFacts, Decision, Reason, decide
+from jitpam.domain.control import AccessControl
+from jitpam.domain.directory import User
+from jitpam.domain.errors import AuditUnavailable, JitpamError, NotFound, NotPermitted
+from jitpam.domain.names import QualifiedName, resolve_name, split_name
+from jitpam.domain.policy import PolicyType
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.ports import UnitOfWork
+
+REASON_TEXT = {
+    Reason.UNKNOWN_USER: "the user does not exist in this organization",
+    Reason.USER_DISABLED: "the user is disabled",
+    Reason.UNKNOWN_TASK: "the task is not in the organization's catalog",
+    Reason.TASK_NOT_HELD: "no role held by the user contains the task",
+    Reason.AUTHORIZATION_REQUIRED: "an approval policy covers the task and the user holds no "
+    "active authorization for it: request access first",
+    Reason.CONTROL_DISABLED: "access control is disabled; allowed by role",
+    Reason.SYSTEM_ACCOUNT: "system account, exempt from access control",
+    Reason.AUTHORIZED: "allowed by an active authorization",
+    Reason.NOT_PROTECTED: "allowed by role; no policy covers the task",
+}
+
+
+def jitpam_task(name: str) -> str:
+    return str(QualifiedName("jitpam", name))
+
+
+def resolve_task(uow: UnitOfWork, org_id: UUID, typed: str) -> QualifiedName:
+    """The catalog task a typed name means; raises NotFound or AmbiguousName."""
+    _, bare = split_name(typed)
+    return resolve_name(typed, uow.catalog.names(org_id, PolicyType.TASK, bare), kind="task")
+
+
+def gather_facts(
+    uow: UnitOfWork, *, user: User | None, task: str, control: AccessControl, at: datetime
+) -> CheckFacts:
+    """Everything ``decide`` needs about (user, task), read in the current transaction."""
+    task_exists = uow.catalog.task_exists(control.org_id, task)
+    if user is None or user.org_id != control.org_id:
+        return CheckFacts(task, False, False, task_exists, frozenset(), frozenset())
+    groups = uow.users.group_ids(user.id)
+    grants = uow.requests.grants(control.org_id, user.id, at)
+    return CheckFacts(
+        task=task,
+        user_exists=True,
+        user_enabled=user.enabled,
+        task_exists=task_exists,
+        task_roles=uow.catalog.roles_holding(control.org_id, task) if task_exists else frozenset(),
+        standing_roles=uow.assignments.standing_roles(control.org_id, user.id, groups),
+        grants=grants,
+        role_group_roles=(
+            uow.catalog.role_group_roles(control.org_id)
+            if any(g.type is PolicyType.ROLE_GROUP for g in grants)
+            else {}
+        ),
+        control_enabled=control.enabled,
+        system_account=user.id in control.system_account_ids,
+        task_policy=(
+            task_exists
+            and uow.policies.for_target(control.org_id, PolicyType.TASK, QualifiedName.parse(task))
+            is not None
+        ),
+    )
+
+
+def may(uow: UnitOfWork, *, user: User, operation: str, at: datetime) -> Decision:
+    """Whether ``user`` may run the jitpam task named ``operation`` (without raising)."""
+    control = uow.orgs.control(user.org_id)
+    return decide(
+        gather_facts(uow, user=user, task=jitpam_task(operation), control=control, at=at), at
+    )
+
+
+def caller_user(uow: UnitOfWork, caller: Caller) -> User:
+    user = uow.users.get(caller.user_id)
+    if user is None or user.org_id != caller.org_id:
+        raise NotPermitted("the caller is not a user of this organization")
+    if not user.enabled:
+        raise NotPermitted(f"{user.upn} is disabled")
+    return user
+
+
+def authorize(
+    uow: UnitOfWork, caller: Caller, operation: str, at: datetime
+) -> tuple[User, Decision]:
+    """Return the calling user when they may run ``jitpam\\<operation>``; raises NotPermitted."""
+    user = caller_user(uow, caller)
+    decision = may(uow, user=user, operation=operation, at=at)
+    if not decision.allowed:
+        raise NotPermitted(
+            f"{user.upn} may not run '{jitpam_task(operation)}': {REASON_TEXT[decision.reason]}"
+        )
+    return user, decision
+
+
+def grant_details(decision: Decision) -> dict[str, Any]:
+    """How the caller was allowed, for the audit record."""
+    details: dict[str, Any] = {"allowed_by": decision.reason.value}
+    if decision.authorization_id is not None:
+        details["authorization_id"] = str(decision.authorization_id)
+    return details
+
+
+def event(
+    *,
+    caller: Caller,
+    actor: User | None,
+    operation: str,
+    target: str,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+    outcome: Outcome = Outcome.SUCCESS,
+) -> AuditEvent:
+    return AuditEvent(
+        org_id=caller.org_id,
+        at=at,
+        actor_id=str(caller.user_id),
+        actor_name=actor.upn if actor else "",
+        operation=operation,
+        target=target,
+        outcome=outcome,
+        details=details or {},
+    )
+
+
+@contextmanager
+def use_case(
+    ctx: ServiceContext, *, caller: Caller, operation: str, target: str
+) -> Iterator[UnitOfWork]:
+    """Open the use case's transaction; if it refuses with a JitpamError, audit the refusal."""
+    try:
+        with ctx.uow() as uow:
+            yield uow
+    except AuditUnavailable:
+        raise
+    except JitpamError as err:
+        record_refusal(ctx, caller=caller, operation=operation, target=target, error=err)
+        raise
+
+
+def record_refusal(
+    ctx: ServiceContext, *, caller: Caller, operation: str, target: str, error: JitpamError
+) -> None:
+    with ctx.uow() as uow:
+        if uow.orgs.get(caller.org_id) is None:
+            return  # nowhere to record it: the organization does not exist
+        actor = uow.users.get(caller.user_id)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor if actor and actor.org_id == caller.org_id else None,
+                operation=operation,
+                target=target,
+                at=ctx.clock.now(),
+                details={"error": error.code, "message": error.message},
+                outcome=Outcome.REFUSED,
+            )
+        )
+        uow.commit()
+
+
+def not_found(what: str) -> NotFound:
+    return NotFound(f"no {what} in this organization")

@@ -1,0 +1,261 @@
+"""Organizations, their catalogs and access control (Enable-/Disable-ElevatedAccessControl)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from uuid import UUID, uuid4
+
+from jitpam.catalogs import BUILTIN, shipped_catalog
+from jitpam.domain.audit import SYSTEM_ACTOR, AuditEvent
+from jitpam.domain.catalog import Catalog, parse_catalog
+from jitpam.domain.control import (
+    AccessControl,
+    check_max_policies,
+    check_pending_hours,
+    check_ticket_pattern,
+)
+from jitpam.domain.directory import (
+    Assignment,
+    Organization,
+    PrincipalKind,
+    User,
+    UserKind,
+    check_org_name,
+    check_text,
+    normalize_upn,
+)
+from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.guard import authorize, caller_user, event, grant_details, use_case
+from jitpam.services.ports import UnitOfWork
+
+GLOBAL_ADMINISTRATOR = "jitpam\\Global Administrator"
+
+
+def create_organization(
+    ctx: ServiceContext,
+    *,
+    name: str,
+    admin_upn: str,
+    admin_display_name: str,
+    admin_email: str | None = None,
+    catalogs: tuple[str, ...] = (),
+) -> tuple[Organization, User]:
+    """Create an organization with its first administrator (holding jitpam\\Global Administrator).
+
+    An installation-level operation for whoever runs the server (``jitpam init``). ``catalogs``
+    names shipped catalogs to install besides the built-in one (e.g. ``("exchange",)``).
+    Raises InvalidInput or AlreadyExists.
+    """
+    name = check_org_name(name)
+    upn = normalize_upn(admin_upn)
+    display = check_text(admin_display_name, field_name="display name")
+    at = ctx.clock.now()
+    with ctx.uow() as uow:
+        if uow.orgs.get_by_name(name) is not None:
+            raise AlreadyExists(f"an organization named {name!r} already exists")
+        if uow.users.get_by_upn(upn) is not None:
+            raise AlreadyExists(f"a user named {upn} already exists")
+        org = Organization(uuid4(), name)
+        uow.orgs.add(org, AccessControl(org_id=org.id), at=at)
+        actor = AuditEvent(org.id, at, SYSTEM_ACTOR, SYSTEM_ACTOR, "New-Organization", name)
+        uow.record(actor)
+        for catalog_name in (BUILTIN, *catalogs):
+            try:
+                text = shipped_catalog(catalog_name)
+            except KeyError:
+                raise InvalidInput(f"no shipped catalog named {catalog_name!r}") from None
+            catalog = parse_catalog(text, source=f"{catalog_name}.toml", allow_builtin=True)
+            uow.catalog.store(org.id, catalog)
+            uow.record(
+                replace(
+                    actor,
+                    operation="Import-TaskCatalog",
+                    target=catalog.scope,
+                    details=catalog_summary(catalog),
+                )
+            )
+        admin = User(
+            uuid4(), org.id, upn, display, (admin_email or upn).strip().lower(), UserKind.PERSON
+        )
+        uow.users.add(admin, at=at)
+        uow.assignments.add(
+            Assignment(
+                uuid4(), org.id, PrincipalKind.USER, admin.id, "role_group", GLOBAL_ADMINISTRATOR
+            ),
+            at=at,
+        )
+        uow.record(replace(actor, operation="New-User", target=upn, details={"kind": "person"}))
+        uow.record(
+            replace(
+                actor,
+                operation="New-ManagementRoleAssignment",
+                target=GLOBAL_ADMINISTRATOR,
+                details={"user": upn},
+            )
+        )
+        uow.commit()
+    return org, admin
+
+
+def find_organization(ctx: ServiceContext, *, name: str) -> Organization:
+    with ctx.uow() as uow:
+        org = uow.orgs.get_by_name(name.strip())
+        if org is None:
+            raise NotFound(f"no organization named {name!r}")
+        return org
+
+
+def catalog_summary(catalog: Catalog) -> dict[str, int]:
+    return {
+        "tasks": len(catalog.tasks),
+        "roles": len(catalog.roles),
+        "role_groups": len(catalog.role_groups),
+    }
+
+
+def import_catalog(ctx: ServiceContext, *, caller: Caller, text: str, source: str) -> Catalog:
+    """Import (add or update) a workload's catalog from TOML text; raises CatalogInvalid."""
+    with use_case(ctx, caller=caller, operation="Import-TaskCatalog", target=source) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, "Import-TaskCatalog", at)
+        catalog = parse_catalog(text, source=source)
+        uow.catalog.store(caller.org_id, catalog)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Import-TaskCatalog",
+                target=catalog.scope,
+                at=at,
+                details={**catalog_summary(catalog), "source": source, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return catalog
+
+
+def get_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
+    """The organization's access control settings; any user of the organization may read them."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.orgs.control(caller.org_id)
+
+
+def _find_group_id(uow: UnitOfWork, org_id: UUID, name: str) -> UUID:
+    group = uow.groups.find(org_id, name)
+    if group is None:
+        raise NotFound(f"no group named {name!r} in this organization")
+    return group.id
+
+
+def _user_ids(uow: UnitOfWork, org_id: UUID, upns: list[str]) -> frozenset[UUID]:
+    ids = set()
+    for upn in upns:
+        user = uow.users.get_by_upn(normalize_upn(upn))
+        if user is None or user.org_id != org_id:
+            raise NotFound(f"no user named {upn!r} in this organization")
+        ids.add(user.id)
+    return frozenset(ids)
+
+
+def enable_access_control(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    admin_group: str,
+    system_accounts: list[str] | None = None,
+) -> AccessControl:
+    """Enable-ElevatedAccessControl: turn control on with a default approver group (which must
+    exist) and optional system accounts (replacing the previous list). Raises NotFound."""
+    op = "Enable-ElevatedAccessControl"
+    with use_case(ctx, caller=caller, operation=op, target=admin_group) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        control = uow.orgs.control(caller.org_id, for_update=True)
+        group_id = _find_group_id(uow, caller.org_id, admin_group)
+        accounts = _user_ids(uow, caller.org_id, system_accounts or [])
+        updated = replace(
+            control, enabled=True, default_approver_group_id=group_id, system_account_ids=accounts
+        )
+        uow.orgs.save_control(updated)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=admin_group,
+                at=at,
+                details={
+                    "admin_group": str(group_id),
+                    "system_accounts": sorted(normalize_upn(u) for u in system_accounts or []),
+                    "was_enabled": control.enabled,
+                    **grant_details(how),
+                },
+            )
+        )
+        uow.commit()
+        return updated
+
+
+def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
+    """Disable-ElevatedAccessControl: turn control off. Policies, groups and requests are kept."""
+    op = "Disable-ElevatedAccessControl"
+    with use_case(ctx, caller=caller, operation=op, target="access control") as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        control = uow.orgs.control(caller.org_id, for_update=True)
+        updated = replace(control, enabled=False)
+        uow.orgs.save_control(updated)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target="access control",
+                at=at,
+                details={"was_enabled": control.enabled, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return updated
+
+
+_UNSET = object()
+
+
+def set_organization_config(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    ticket_pattern: str | object | None = _UNSET,
+    max_policies: int | object | None = _UNSET,
+    pending_hours: int | object = _UNSET,
+) -> AccessControl:
+    """Change the ticket pattern, the policy limit (None = unlimited) or the pending deadline."""
+    op = "Set-OrganizationConfig"
+    with use_case(ctx, caller=caller, operation=op, target="organization") as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        control = uow.orgs.control(caller.org_id, for_update=True)
+        changes: dict[str, object] = {}
+        if ticket_pattern is not _UNSET:
+            changes["ticket_pattern"] = check_ticket_pattern(ticket_pattern)  # type: ignore[arg-type]
+        if max_policies is not _UNSET:
+            changes["max_policies"] = check_max_policies(max_policies)  # type: ignore[arg-type]
+        if pending_hours is not _UNSET:
+            changes["pending_hours"] = check_pending_hours(pending_hours)  # type: ignore[arg-type]
+        updated = replace(control, **changes)  # type: ignore[arg-type]
+        uow.orgs.save_control(updated)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target="organization",
+                at=at,
+                details={**changes, **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return updated

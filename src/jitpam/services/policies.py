@@ -1,0 +1,220 @@
+"""Approval policies: New-, Set-, Remove-, Get-ElevatedAccessApprovalPolicy."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+from uuid import UUID, uuid4
+
+from jitpam.domain.errors import DuplicatePolicy, NotFound, PolicyLimitReached
+from jitpam.domain.policy import (
+    ApprovalType,
+    Policy,
+    PolicyType,
+    check_approvals_required,
+    check_max_duration,
+)
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.directory import find_group, find_user, resolve_target
+from jitpam.services.guard import authorize, caller_user, event, grant_details, use_case
+from jitpam.services.ports import UnitOfWork
+
+
+def _eligible(
+    uow: UnitOfWork, org_id: UUID, users: list[str], groups: list[str]
+) -> tuple[frozenset[UUID], frozenset[UUID]]:
+    return (
+        frozenset(find_user(uow, org_id, u).id for u in users),
+        frozenset(find_group(uow, org_id, g).id for g in groups),
+    )
+
+
+def policy_details(policy: Policy) -> dict[str, Any]:
+    return {
+        "type": policy.type.value,
+        "target": str(policy.target),
+        "approval_type": policy.approval_type.value,
+        "approver_group": str(policy.approver_group_id) if policy.approver_group_id else None,
+        "approvals_required": policy.approvals_required,
+        "max_duration_hours": policy.max_duration_hours,
+        "require_ticket": policy.require_ticket,
+        "eligible_users": sorted(str(u) for u in policy.eligible_user_ids),
+        "eligible_groups": sorted(str(g) for g in policy.eligible_group_ids),
+    }
+
+
+def new_policy(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    type: PolicyType,
+    target: str,
+    approval_type: ApprovalType,
+    approver_group: str | None = None,
+    approvals_required: int = 1,
+    max_duration_hours: int | None = None,
+    require_ticket: bool = False,
+    eligible_users: list[str] | None = None,
+    eligible_groups: list[str] | None = None,
+) -> Policy:
+    """New-ElevatedAccessApprovalPolicy. One policy per (type, target): a second is refused,
+    naming the first (DuplicatePolicy); the organization's limit, when set, is enforced."""
+    op = "New-ElevatedAccessApprovalPolicy"
+    with use_case(ctx, caller=caller, operation=op, target=target) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        kind = PolicyType(type)
+        name = resolve_target(uow, caller.org_id, kind, target)
+        control = uow.orgs.control(caller.org_id, for_update=True)  # serializes the limit count
+        existing = uow.policies.for_target(caller.org_id, kind, name)
+        if existing is not None:
+            raise DuplicatePolicy(f"{existing.describe()} already has a policy: {existing.id}")
+        if (
+            control.max_policies is not None
+            and uow.policies.count(caller.org_id) >= control.max_policies
+        ):
+            raise PolicyLimitReached(
+                f"the organization allows at most {control.max_policies} policies"
+            )
+        users, groups = _eligible(uow, caller.org_id, eligible_users or [], eligible_groups or [])
+        policy = Policy(
+            id=uuid4(),
+            org_id=caller.org_id,
+            type=kind,
+            target=name,
+            approval_type=ApprovalType(approval_type),
+            approver_group_id=find_group(uow, caller.org_id, approver_group).id
+            if approver_group
+            else None,
+            created_at=at,
+            approvals_required=check_approvals_required(approvals_required),
+            max_duration_hours=check_max_duration(max_duration_hours),
+            require_ticket=bool(require_ticket),
+            eligible_user_ids=users,
+            eligible_group_ids=groups,
+        )
+        uow.policies.add(policy)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=str(policy.id),
+                at=at,
+                details={**policy_details(policy), **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return policy
+
+
+_KEEP: Any = object()
+
+
+def set_policy(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    policy_id: UUID,
+    approval_type: ApprovalType | None = None,
+    approver_group: str | Any | None = _KEEP,
+    approvals_required: int | None = None,
+    max_duration_hours: int | Any | None = _KEEP,
+    require_ticket: bool | None = None,
+    eligible_users: list[str] | None = None,
+    eligible_groups: list[str] | None = None,
+) -> Policy:
+    """Set-ElevatedAccessApprovalPolicy. Pending requests keep the approval count they were made
+    under, so lowering it does not approve anyone's request early."""
+    op = "Set-ElevatedAccessApprovalPolicy"
+    with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        policy = _get(uow, caller.org_id, policy_id)
+        changes: dict[str, Any] = {}
+        if approval_type is not None:
+            changes["approval_type"] = ApprovalType(approval_type)
+        if approver_group is not _KEEP:
+            changes["approver_group_id"] = (
+                find_group(uow, caller.org_id, approver_group).id if approver_group else None
+            )
+        if approvals_required is not None:
+            changes["approvals_required"] = check_approvals_required(approvals_required)
+        if max_duration_hours is not _KEEP:
+            changes["max_duration_hours"] = check_max_duration(max_duration_hours)
+        if require_ticket is not None:
+            changes["require_ticket"] = bool(require_ticket)
+        if eligible_users is not None or eligible_groups is not None:
+            users, groups = _eligible(
+                uow, caller.org_id, eligible_users or [], eligible_groups or []
+            )
+            if eligible_users is not None:
+                changes["eligible_user_ids"] = users
+            if eligible_groups is not None:
+                changes["eligible_group_ids"] = groups
+        updated = replace(policy, **changes)
+        uow.policies.save(updated)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=str(policy.id),
+                at=at,
+                details={
+                    **policy_details(updated),
+                    "before": policy_details(policy),
+                    **grant_details(how),
+                },
+            )
+        )
+        uow.commit()
+        return updated
+
+
+def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Policy:
+    """Remove-ElevatedAccessApprovalPolicy -Identity <id>. Existing grants stay until they end."""
+    op = "Remove-ElevatedAccessApprovalPolicy"
+    with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
+        at = ctx.clock.now()
+        actor, how = authorize(uow, caller, op, at)
+        policy = _get(uow, caller.org_id, policy_id)
+        uow.policies.remove(policy.id)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=str(policy.id),
+                at=at,
+                details={**policy_details(policy), **grant_details(how)},
+            )
+        )
+        uow.commit()
+        return policy
+
+
+def _get(uow: UnitOfWork, org_id: UUID, policy_id: UUID) -> Policy:
+    policy = uow.policies.get(policy_id)
+    if policy is None or policy.org_id != org_id:
+        raise NotFound(f"no policy {policy_id} in this organization")
+    return policy
+
+
+def list_policies(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    type: PolicyType | None = None,
+    approval_type: ApprovalType | None = None,
+) -> list[Policy]:
+    """Get-ElevatedAccessApprovalPolicy: every user may list them (they decide what to request)."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.policies.matching(caller.org_id, type=type, approval_type=approval_type)
+
+
+def get_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Policy:
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return _get(uow, caller.org_id, policy_id)

@@ -1,0 +1,246 @@
+"""The ports the use cases need; adapters implement them, ``bootstrap`` wires them.
+
+Repositories return and accept domain objects. Every method runs inside the unit of work's
+transaction; nothing is visible to others until ``commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+from uuid import UUID
+
+from jitpam.domain.audit import AuditEvent, AuditRecord, Outcome
+from jitpam.domain.catalog import Catalog
+from jitpam.domain.check import Grant
+from jitpam.domain.control import AccessControl
+from jitpam.domain.directory import Assignment, Group, Organization, User
+from jitpam.domain.names import QualifiedName
+from jitpam.domain.policy import ApprovalType, Policy, PolicyType
+from jitpam.domain.requests import AccessRequest, RequestStatus
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+        ...
+
+
+class Signer(Protocol):
+    """Signs request content with the server's key; verifies with any key it has known."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, payload: bytes) -> str:
+        """Return the signature, base64-encoded."""
+        ...
+
+    def verify(self, *, key_id: str, payload: bytes, signature: str) -> bool:
+        """True only when ``signature`` is valid for ``payload`` under the key ``key_id``."""
+        ...
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class OrganizationRepository(Protocol):
+    def add(self, org: Organization, control: AccessControl, *, at: datetime) -> None: ...
+    def get(self, org_id: UUID) -> Organization | None: ...
+    def get_by_name(self, name: str) -> Organization | None: ...
+    def control(self, org_id: UUID, *, for_update: bool = False) -> AccessControl:
+        """The organization's settings; ``for_update`` locks them until commit."""
+        ...
+
+    def save_control(self, control: AccessControl) -> None: ...
+
+
+class UserRepository(Protocol):
+    def add(self, user: User, *, at: datetime) -> None: ...
+    def get(self, user_id: UUID, *, for_update: bool = False) -> User | None: ...
+    def get_by_upn(self, upn: str) -> User | None:
+        """Look up across the installation (UPNs are unique everywhere)."""
+        ...
+
+    def save(self, user: User) -> None: ...
+    def in_org(self, org_id: UUID) -> list[User]: ...
+    def group_ids(self, user_id: UUID) -> frozenset[UUID]: ...
+
+
+class GroupRepository(Protocol):
+    def add(self, group: Group, *, at: datetime) -> None: ...
+    def get(self, group_id: UUID) -> Group | None: ...
+    def find(self, org_id: UUID, name_or_email: str) -> Group | None: ...
+    def remove(self, group_id: UUID) -> None: ...
+    def add_member(self, group_id: UUID, user_id: UUID) -> bool:
+        """False when the user was already a member."""
+        ...
+
+    def remove_member(self, group_id: UUID, user_id: UUID) -> bool: ...
+    def in_org(self, org_id: UUID) -> list[Group]: ...
+    def in_use(self, group_id: UUID) -> str | None:
+        """What still refers to the group (a policy, access control), or None."""
+        ...
+
+
+class CatalogRepository(Protocol):
+    def store(self, org_id: UUID, catalog: Catalog) -> None:
+        """Add or update the catalog's tasks, roles and role groups (nothing is deleted)."""
+        ...
+
+    def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
+        """Every task, role or role group whose name (without scope) is ``bare_name``."""
+        ...
+
+    def task_exists(self, org_id: UUID, task: str) -> bool: ...
+    def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]: ...
+    def role_group_roles(self, org_id: UUID) -> dict[str, frozenset[str]]: ...
+    def tasks_of_role(self, org_id: UUID, role: str) -> list[str]: ...
+    def entries(self, org_id: UUID, kind: PolicyType) -> list[QualifiedName]: ...
+
+
+class AssignmentRepository(Protocol):
+    def add(self, assignment: Assignment, *, at: datetime) -> bool:
+        """False when the same assignment already exists."""
+        ...
+
+    def remove(self, assignment: Assignment) -> bool: ...
+    def standing_roles(
+        self, org_id: UUID, user_id: UUID, group_ids: frozenset[UUID]
+    ) -> frozenset[str]:
+        """Roles held without approval: directly, through role groups, through groups."""
+        ...
+
+    def of_target(self, org_id: UUID, target_kind: str, target: str) -> list[Assignment]: ...
+
+
+class PolicyRepository(Protocol):
+    def add(self, policy: Policy) -> None: ...
+    def get(self, policy_id: UUID) -> Policy | None: ...
+    def for_target(
+        self, org_id: UUID, type: PolicyType, target: QualifiedName
+    ) -> Policy | None: ...
+    def save(self, policy: Policy) -> None: ...
+    def remove(self, policy_id: UUID) -> None: ...
+    def count(self, org_id: UUID) -> int: ...
+    def matching(
+        self,
+        org_id: UUID,
+        *,
+        type: PolicyType | None = None,
+        approval_type: ApprovalType | None = None,
+    ) -> list[Policy]: ...
+    def reviewable_by(
+        self, org_id: UUID, group_ids: frozenset[UUID], *, default_group: UUID | None
+    ) -> list[UUID]:
+        """Ids of the policies whose approver group (own or default) is one of ``group_ids``."""
+        ...
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    requester_id: UUID | None = None
+    status: RequestStatus | None = None
+    policy_ids: Sequence[UUID] | None = None  # visible through these policies ...
+    or_requester_id: UUID | None = None  # ... or because the caller asked for it
+    target_contains: str | None = None
+
+
+class RequestRepository(Protocol):
+    def add(self, request: AccessRequest) -> None: ...
+    def get(self, request_id: UUID, *, for_update: bool = False) -> AccessRequest | None: ...
+    def save(self, request: AccessRequest) -> None:
+        """Write status, reviews and authorization; raises RequestNotPending if the row moved."""
+        ...
+
+    def open_for(
+        self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
+    ) -> AccessRequest | None:
+        """The requester's pending-and-not-expired or approved-and-active request for the target."""
+        ...
+
+    def page(
+        self, org_id: UUID, flt: RequestFilter, *, at: datetime, cursor: str | None, limit: int
+    ) -> Page[AccessRequest]: ...
+    def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
+        """The user's authorizations that are not yet over at ``at``."""
+        ...
+
+    def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]: ...
+    def pending_for_user(
+        self, org_id: UUID, user_id: UUID, at: datetime
+    ) -> list[AccessRequest]: ...
+    def jit_holders(
+        self, org_id: UUID, type: PolicyType, target: str, at: datetime
+    ) -> list[AccessRequest]: ...
+    def to_settle(self, org_id: UUID, at: datetime, limit: int) -> list[AccessRequest]: ...
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    operation: str | None = None
+    target: str | None = None
+    outcome: Outcome | None = None
+
+
+class AuditRepository(Protocol):
+    def append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Chain the events after the organization's head, under its lock.
+
+        Raises AuditUnavailable when they cannot be written.
+        """
+        ...
+
+    def head(self, org_id: UUID) -> tuple[int, str]: ...
+    def records(self, org_id: UUID) -> Iterator[AuditRecord]:
+        """Every record of the organization in sequence order."""
+        ...
+
+    def search(
+        self, org_id: UUID, flt: AuditFilter, *, cursor: str | None, limit: int
+    ) -> Page[AuditRecord]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the ``with`` block without ``commit`` rolls everything back.
+
+    Audit events given to ``record`` are chained and written by ``commit`` in the same transaction
+    as the change: if they cannot be written, nothing is committed (AuditUnavailable).
+    """
+
+    orgs: OrganizationRepository
+    users: UserRepository
+    groups: GroupRepository
+    catalog: CatalogRepository
+    assignments: AssignmentRepository
+    policies: PolicyRepository
+    requests: RequestRepository
+    audit: AuditRepository
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def record(self, event: AuditEvent) -> None: ...
+    def record_all(self, events: Iterable[AuditEvent]) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

@@ -1,0 +1,442 @@
+"""Requests and their decisions: New-, Get-, Approve-, Deny-ElevatedAccessRequest, cancel,
+Revoke-ElevatedAccessAuthorization, signature verification, and the settling sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from jitpam.domain.audit import SYSTEM_ACTOR, AuditEvent
+from jitpam.domain.check import holds_task
+from jitpam.domain.directory import User
+from jitpam.domain.errors import (
+    ControlDisabled,
+    DuplicateRequest,
+    InvalidInput,
+    NoPolicy,
+    NotFound,
+    NotPermitted,
+    RequestTampered,
+    TaskNotHeld,
+)
+from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, Policy, PolicyType
+from jitpam.domain.requests import AccessRequest, RequestStatus, ReviewDecision, check_reason
+from jitpam.domain.timeutil import iso
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.directory import find_user, resolve_target
+from jitpam.services.guard import caller_user, event, gather_facts, may, use_case
+from jitpam.services.ports import Page, RequestFilter, Signer, UnitOfWork
+
+MAX_PAGE = 500
+SEE_ALL = "Get-ElevatedAccessRequest"
+REVOKE_ANY = "Revoke-ElevatedAccessAuthorization"
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request with its status as of the moment it was read."""
+
+    request: AccessRequest
+    status: RequestStatus
+
+
+def _sign(signer: Signer, request: AccessRequest) -> None:
+    request.key_id = signer.key_id
+    request.signature = signer.sign(request.signing_payload())
+
+
+def _verified(signer: Signer, request: AccessRequest) -> bool:
+    return bool(request.signature) and signer.verify(
+        key_id=request.key_id, payload=request.signing_payload(), signature=request.signature
+    )
+
+
+def _window(request: AccessRequest) -> dict[str, Any]:
+    auth = request.authorization
+    if auth is None:
+        return {}
+    return {"authorization_id": str(auth.id), "start": iso(auth.start), "end": iso(auth.end)}
+
+
+def new_request(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    type: PolicyType,
+    target: str,
+    reason: str,
+    duration_hours: int = DEFAULT_DURATION_HOURS,
+) -> RequestView:
+    """New-ElevatedAccessRequest. Refused (each refusal audited) while control is disabled, when no
+    policy covers the target, when the requester is not eligible, when (task) the requester holds no
+    role with the task, and as a duplicate of their pending or active request for the target.
+    An Auto policy approves at once."""
+    op = "New-ElevatedAccessRequest"
+    with use_case(ctx, caller=caller, operation=op, target=target) as uow:
+        at = ctx.clock.now()
+        requester = caller_user(uow, caller)
+        uow.users.get(requester.id, for_update=True)  # one request at a time per requester
+        control = uow.orgs.control(caller.org_id)
+        if not control.enabled:
+            raise ControlDisabled(
+                "access control is disabled in this organization: requests are not accepted"
+            )
+        kind = PolicyType(type)
+        try:
+            name = resolve_target(uow, caller.org_id, kind, target)
+        except NotFound:
+            raise NoPolicy(f"no privileged access policy covers {kind.label} '{target}'") from None
+        policy = uow.policies.for_target(caller.org_id, kind, name)
+        if policy is None:
+            raise NoPolicy(f"no privileged access policy covers {kind.label} '{name}'")
+        policy.ensure_eligible(requester.id, uow.users.group_ids(requester.id))
+        if kind is PolicyType.TASK:
+            facts = gather_facts(uow, user=requester, task=str(name), control=control, at=at)
+            if not holds_task(facts, at):
+                raise TaskNotHeld(
+                    f"you hold no role that contains the task '{name}': "
+                    "an approval would not let you run it"
+                )
+        clean_reason = check_reason(reason)
+        policy.check_reason(clean_reason, control.ticket_pattern)
+        hours = policy.check_duration(duration_hours)
+        existing = uow.requests.open_for(caller.org_id, requester.id, kind, str(name), at)
+        if existing is not None:
+            raise DuplicateRequest(
+                f"you already have a {existing.status_at(at).value} request for "
+                f"{kind.label} '{name}': {existing.id}"
+            )
+        request = AccessRequest.open(
+            org_id=caller.org_id,
+            requester=requester,
+            policy_id=policy.id,
+            type=kind,
+            target=name,
+            reason=clean_reason,
+            duration_hours=hours,
+            approvals_required=policy.approvals_required,
+            at=at,
+            pending_hours=control.pending_hours,
+        )
+        _sign(ctx.signer, request)
+        uow.requests.add(request)
+        uow.record(
+            event(
+                caller=caller,
+                actor=requester,
+                operation=op,
+                target=str(request.id),
+                at=at,
+                details={
+                    "type": kind.value,
+                    "target": str(name),
+                    "reason": clean_reason,
+                    "duration_hours": hours,
+                    "policy_id": str(policy.id),
+                    "approval_type": policy.approval_type.value,
+                    "pending_until": iso(request.pending_until),
+                },
+            )
+        )
+        if policy.approval_type is ApprovalType.AUTO:
+            request.approve_automatically(at=at)
+            uow.requests.save(request)
+            uow.record(
+                AuditEvent(
+                    caller.org_id,
+                    at,
+                    SYSTEM_ACTOR,
+                    SYSTEM_ACTOR,
+                    "Approve-ElevatedAccessRequest",
+                    str(request.id),
+                    details={
+                        "approval_type": "auto",
+                        "requester": requester.upn,
+                        **_window(request),
+                    },
+                )
+            )
+        uow.commit()
+        return RequestView(request, request.status_at(at))
+
+
+def _load(
+    uow: UnitOfWork, caller: Caller, request_id: UUID, *, for_update: bool = False
+) -> AccessRequest:
+    request = uow.requests.get(request_id, for_update=for_update)
+    if request is None or request.org_id != caller.org_id:
+        raise NotFound(f"no request {request_id} in this organization")
+    return request
+
+
+def _approver_group(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> UUID | None:
+    control = uow.orgs.control(caller.org_id)
+    if policy is not None and policy.approver_group_id is not None:
+        return policy.approver_group_id
+    return control.default_approver_group_id
+
+
+def _is_approver(uow: UnitOfWork, caller: Caller, request: AccessRequest, user: User) -> bool:
+    """Membership of the policy's approver group (or the default one) right now."""
+    policy = uow.policies.get(request.policy_id)
+    if policy is None:
+        return False
+    group_id = _approver_group(uow, caller, policy)
+    return group_id is not None and group_id in uow.users.group_ids(user.id)
+
+
+def review_request(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    request_id: UUID,
+    decision: ReviewDecision,
+    comment: str | None = None,
+) -> RequestView:
+    """Approve- or Deny-ElevatedAccessRequest.
+
+    Only members of the policy's approver group at this moment, never the requester, never a guest
+    or disabled user, once each, while pending. The row is locked first, so concurrent decisions
+    give exactly one outcome; losers get RequestNotPending.
+    """
+    op = (
+        "Approve-ElevatedAccessRequest"
+        if decision is ReviewDecision.APPROVE
+        else "Deny-ElevatedAccessRequest"
+    )
+    with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
+        at = ctx.clock.now()
+        approver = uow.users.get(caller.user_id)
+        if approver is None or approver.org_id != caller.org_id:
+            raise NotPermitted("the caller is not a user of this organization")
+        request = _load(uow, caller, request_id, for_update=True)
+        if uow.policies.get(request.policy_id) is None and approver.id != request.requester_id:
+            raise NoPolicy(
+                f"the policy that covered {request.describe()} was removed; it cannot be decided"
+            )
+        if decision is ReviewDecision.APPROVE and not _verified(ctx.signer, request):
+            raise RequestTampered(
+                f"{request.describe()} does not match its signature; it cannot be approved"
+            )
+        status = request.review(
+            approver=approver,
+            in_approver_group=_is_approver(uow, caller, request, approver),
+            decision=ReviewDecision(decision),
+            comment=comment,
+            at=at,
+        )
+        uow.requests.save(request)
+        uow.record(
+            event(
+                caller=caller,
+                actor=approver,
+                operation=op,
+                target=str(request.id),
+                at=at,
+                details={
+                    "comment": request.reviews[-1].comment,
+                    "status": status.value,
+                    "requester": request.requester_upn,
+                    "approvals": request.approvals,
+                    "approvals_required": request.approvals_required,
+                    **_window(request),
+                },
+            )
+        )
+        uow.commit()
+        return RequestView(request, request.status_at(at))
+
+
+def approve_request(
+    ctx: ServiceContext, *, caller: Caller, request_id: UUID, comment: str | None = None
+) -> RequestView:
+    return review_request(
+        ctx, caller=caller, request_id=request_id, decision=ReviewDecision.APPROVE, comment=comment
+    )
+
+
+def deny_request(
+    ctx: ServiceContext, *, caller: Caller, request_id: UUID, comment: str | None = None
+) -> RequestView:
+    return review_request(
+        ctx, caller=caller, request_id=request_id, decision=ReviewDecision.DENY, comment=comment
+    )
+
+
+def cancel_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestView:
+    """Withdraw one's own pending request."""
+    op = "Cancel-ElevatedAccessRequest"
+    with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        request = _load(uow, caller, request_id, for_update=True)
+        if not _visible(uow, caller, user, request, at):
+            raise NotFound(f"no request {request_id} in this organization")
+        request.cancel(by=user.id, at=at)
+        uow.requests.save(request)
+        uow.record(event(caller=caller, actor=user, operation=op, target=str(request.id), at=at))
+        uow.commit()
+        return RequestView(request, request.status_at(at))
+
+
+def revoke_authorization(
+    ctx: ServiceContext, *, caller: Caller, request_id: UUID, comment: str | None = None
+) -> RequestView:
+    """Revoke-ElevatedAccessAuthorization -RequestId: ends the grant at once. Allowed to the
+    policy's approvers, holders of jitpam\\Revoke-ElevatedAccessAuthorization, and the grantee."""
+    op = "Revoke-ElevatedAccessAuthorization"
+    with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        request = _load(uow, caller, request_id, for_update=True)
+        details: dict[str, Any] = {"requester": request.requester_upn}
+        if user.id == request.requester_id:
+            details["revoked_as"] = "grantee"
+        elif user.can_approve and _is_approver(uow, caller, request, user):
+            details["revoked_as"] = "approver"
+        else:
+            decision = may(uow, user=user, operation=REVOKE_ANY, at=at)
+            if not decision.allowed:
+                if not _visible(uow, caller, user, request, at):
+                    raise NotFound(f"no request {request_id} in this organization")
+                raise NotPermitted(f"{user.upn} may not revoke {request.describe()}")
+            details["revoked_as"] = "administrator"
+            details["allowed_by"] = decision.reason.value
+        auth = request.revoke(by=user.id, comment=comment, at=at)
+        uow.requests.save(request)
+        uow.record(
+            event(
+                caller=caller,
+                actor=user,
+                operation=op,
+                target=str(request.id),
+                at=at,
+                details={
+                    **details,
+                    "comment": auth.revocation_comment,
+                    "authorization_id": str(auth.id),
+                },
+            )
+        )
+        uow.commit()
+        return RequestView(request, request.status_at(at))
+
+
+def _visible(uow: UnitOfWork, caller: Caller, user: User, request: AccessRequest, at: Any) -> bool:
+    return (
+        request.requester_id == user.id
+        or _is_approver(uow, caller, request, user)
+        or may(uow, user=user, operation=SEE_ALL, at=at).allowed
+    )
+
+
+def get_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestView:
+    """Get-ElevatedAccessRequest -Identity: requesters see their own, approvers those of their
+    groups' policies, holders of jitpam\\Get-ElevatedAccessRequest all; others get NotFound."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        request = _load(uow, caller, request_id)
+        if not _visible(uow, caller, user, request, at):
+            raise NotFound(f"no request {request_id} in this organization")
+        return RequestView(request, request.status_at(at))
+
+
+def list_requests(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    status: RequestStatus | None = None,
+    requester: str | None = None,
+    mine: bool = False,
+    target_contains: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[RequestView]:
+    """The requests the caller may see, newest first, with keyset pagination."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        flt = RequestFilter(
+            status=RequestStatus(status) if status else None, target_contains=target_contains
+        )
+        if mine:
+            flt = RequestFilter(
+                requester_id=user.id, status=flt.status, target_contains=target_contains
+            )
+        elif requester is not None:
+            flt = RequestFilter(
+                requester_id=find_user(uow, caller.org_id, requester).id,
+                status=flt.status,
+                target_contains=target_contains,
+            )
+        if not mine and not may(uow, user=user, operation=SEE_ALL, at=at).allowed:
+            control = uow.orgs.control(caller.org_id)
+            policies = uow.policies.reviewable_by(
+                caller.org_id,
+                uow.users.group_ids(user.id),
+                default_group=control.default_approver_group_id,
+            )
+            flt = RequestFilter(
+                requester_id=flt.requester_id,
+                status=flt.status,
+                policy_ids=policies,
+                or_requester_id=user.id,
+                target_contains=target_contains,
+            )
+        page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=limit)
+        return Page([RequestView(r, r.status_at(at)) for r in page.items], page.next_cursor)
+
+
+def verify_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> bool:
+    """Whether the stored request still matches the signature made when it was submitted."""
+    view = get_request(ctx, caller=caller, request_id=request_id)
+    return _verified(ctx.signer, view.request)
+
+
+def my_authorizations(ctx: ServiceContext, *, caller: Caller) -> list[RequestView]:
+    """Get-ElevatedAccessAuthorization for oneself: active grants, soonest ending first."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        return [
+            RequestView(r, r.status_at(at))
+            for r in uow.requests.active_for_user(caller.org_id, user.id, at)
+        ]
+
+
+def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = 500) -> int:
+    """Write down expiries and completions the clock has decided, audited; returns how many.
+
+    Bookkeeping for lists and notifications only: every rule already reads the clock.
+    """
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        settled = 0
+        for request in uow.requests.to_settle(org_id, at, limit):
+            new = request.settle(at=at)
+            if new is None:
+                continue
+            uow.requests.save(request)
+            op = (
+                "Expire-ElevatedAccessRequest"
+                if new is RequestStatus.EXPIRED
+                else "Complete-ElevatedAccessAuthorization"
+            )
+            uow.record(
+                AuditEvent(
+                    org_id,
+                    at,
+                    SYSTEM_ACTOR,
+                    SYSTEM_ACTOR,
+                    op,
+                    str(request.id),
+                    details={"requester": request.requester_upn, "status": new.value},
+                )
+            )
+            settled += 1
+        uow.commit()
+        return settled

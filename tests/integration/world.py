@@ -1,0 +1,90 @@
+"""A small test world: one fresh organization with named users, groups and roles.
+
+Tests speak in the product's words (``world.user("alice", roles=["Move Mailboxes"])``) and get
+``Caller`` values to pass to the services, exactly as an entry point would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import uuid4
+
+from jitpam.adapters.clock import FixedClock
+from jitpam.domain.directory import UserKind
+from jitpam.domain.policy import ApprovalType, Policy, PolicyType
+from jitpam.services import directory, organizations, policies
+from jitpam.services.context import Caller, ServiceContext
+
+
+@dataclass(frozen=True)
+class Person:
+    caller: Caller
+    upn: str
+
+
+class World:
+    def __init__(self, ctx: ServiceContext, clock: FixedClock) -> None:
+        self.ctx = ctx
+        self.clock = clock
+        suffix = uuid4().hex[:12]
+        self.domain = f"{suffix}.example.com"
+        org, admin = organizations.create_organization(
+            ctx,
+            name=f"t-{suffix}",
+            admin_upn=f"admin@{self.domain}",
+            admin_display_name="Organization Admin",
+            catalogs=("exchange",),
+        )
+        self.org = org
+        self.admin = Person(Caller(org.id, admin.id), admin.upn)
+
+    def upn(self, name: str) -> str:
+        return f"{name}@{self.domain}"
+
+    def user(
+        self,
+        name: str,
+        *,
+        kind: UserKind = UserKind.PERSON,
+        roles: tuple[str, ...] = (),
+        role_groups: tuple[str, ...] = (),
+    ) -> Person:
+        user = directory.add_user(
+            self.ctx, caller=self.admin.caller, upn=self.upn(name), display_name=name.title(), kind=kind
+        )
+        for role in roles:
+            directory.change_assignment(self.ctx, caller=self.admin.caller, role=role, user=user.upn, add=True)
+        for group in role_groups:
+            directory.change_assignment(
+                self.ctx, caller=self.admin.caller, role_group=group, user=user.upn, add=True
+            )
+        return Person(Caller(self.org.id, user.id), user.upn)
+
+    def group(self, name: str, *members: Person) -> str:
+        directory.add_group(self.ctx, caller=self.admin.caller, name=name, email=self.upn(name.lower()))
+        for member in members:
+            directory.change_membership(self.ctx, caller=self.admin.caller, group=name, upn=member.upn, add=True)
+        return name
+
+    def policy(
+        self,
+        target: str,
+        *,
+        type: PolicyType = PolicyType.TASK,
+        approval: ApprovalType = ApprovalType.MANUAL,
+        approver_group: str | None = None,
+        **options: object,
+    ) -> Policy:
+        return policies.new_policy(
+            self.ctx,
+            caller=self.admin.caller,
+            type=type,
+            target=target,
+            approval_type=approval,
+            approver_group=approver_group,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def later(self, **delta: float) -> None:
+        self.clock.advance(timedelta(**delta))
