@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from jitpam.domain.audit import AuditRecord, ChainReport, Checkpoint, verify_chain
 from jitpam.domain.errors import InvalidInput
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import authorize, event
+from jitpam.services.guard import authorize, event, use_case
 from jitpam.services.ports import AuditFilter, Page
 
 OPERATION = "Search-AuditLog"
@@ -25,7 +25,7 @@ def search_audit(
     """Records newest first; needs jitpam\\Audit Reader (Search-AuditLog)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
-    with ctx.uow() as uow:
+    with use_case(ctx, caller=caller, operation=OPERATION, target="audit log") as uow:
         authorize(uow, caller, OPERATION, ctx.clock.now())
         return uow.audit.search(caller.org_id, flt or AuditFilter(), cursor=cursor, limit=limit)
 
@@ -41,7 +41,7 @@ def verify_audit(
 ) -> VerifyResult:
     """Walk the whole chain; with a checkpoint (exported earlier), also detect a truncated tail.
     A checkpoint whose signature does not verify fails the check."""
-    with ctx.uow() as uow:
+    with use_case(ctx, caller=caller, operation=OPERATION, target="audit log") as uow:
         authorize(uow, caller, OPERATION, ctx.clock.now())
         signature_ok: bool | None = None
         if checkpoint is not None:
@@ -70,7 +70,9 @@ def verify_audit(
 
 def export_checkpoint(ctx: ServiceContext, *, caller: Caller) -> Checkpoint:
     """Sign the current chain head, to be kept outside the database; the export is audited."""
-    with ctx.uow() as uow:
+    with use_case(
+        ctx, caller=caller, operation="Export-AuditCheckpoint", target="audit log"
+    ) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, OPERATION, at)
         seq, head = uow.audit.head(caller.org_id)

@@ -14,12 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from jitpam.domain.audit import AuditEvent, Outcome
+from jitpam.domain.catalog import BUILTIN_SCOPE
 from jitpam.domain.check import CheckFacts, Decision, Reason, decide
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
 from jitpam.domain.errors import AuditUnavailable, JitpamError, NotFound, NotPermitted
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
-from jitpam.domain.policy import PolicyType
+from jitpam.domain.policy import Policy, PolicyType
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.ports import UnitOfWork
 
@@ -177,3 +178,39 @@ def record_refusal(
 
 def not_found(what: str) -> NotFound:
     return NotFound(f"no {what} in this organization")
+
+
+def _guarded_jitpam_tasks(uow: UnitOfWork, org_id: UUID) -> list[Policy]:
+    return [
+        p
+        for p in uow.policies.matching(org_id, type=PolicyType.TASK)
+        if p.target.scope.casefold() == BUILTIN_SCOPE
+    ]
+
+
+def keep_guard(uow: UnitOfWork, *, user: User, policy: Policy, action: str, at: datetime) -> None:
+    """Nobody lifts a guard on a jitpam operation alone.
+
+    Changing or removing a task policy on a jitpam task needs the access that policy guards (an
+    active authorization for the task, or a system account): otherwise an admin could drop the
+    policy on Disable-ElevatedAccessControl and then disable control without anyone's approval.
+    Raises NotPermitted.
+    """
+    if policy.type is not PolicyType.TASK or policy.target.scope.casefold() != BUILTIN_SCOPE:
+        return
+    control = uow.orgs.control(user.org_id)
+    decision = decide(
+        gather_facts(uow, user=user, task=str(policy.target), control=control, at=at), at
+    )
+    if not decision.allowed:
+        raise NotPermitted(
+            f"{policy.describe()} guards a jitpam operation: to {action} it you need the access it "
+            f"guards ({REASON_TEXT[decision.reason]})"
+        )
+
+
+def keep_all_guards(uow: UnitOfWork, *, user: User, action: str, at: datetime) -> None:
+    """System accounts pass every guard, so adding one needs every jitpam guard to allow the
+    caller now. Raises NotPermitted naming the first guard that does not."""
+    for policy in _guarded_jitpam_tasks(uow, user.org_id):
+        keep_guard(uow, user=user, policy=policy, action=action, at=at)

@@ -26,7 +26,14 @@ from jitpam.domain.directory import (
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import authorize, caller_user, event, grant_details, use_case
+from jitpam.services.guard import (
+    authorize,
+    caller_user,
+    event,
+    grant_details,
+    keep_all_guards,
+    use_case,
+)
 from jitpam.services.ports import UnitOfWork
 
 GLOBAL_ADMINISTRATOR = "jitpam\\Global Administrator"
@@ -175,6 +182,8 @@ def enable_access_control(
         control = uow.orgs.control(caller.org_id, for_update=True)
         group_id = _find_group_id(uow, caller.org_id, admin_group)
         accounts = _user_ids(uow, caller.org_id, system_accounts or [])
+        if control.enabled and accounts - control.system_account_ids:
+            keep_all_guards(uow, user=actor, action="add system accounts past", at=at)
         updated = replace(
             control, enabled=True, default_approver_group_id=group_id, system_account_ids=accounts
         )

@@ -16,7 +16,14 @@ from jitpam.domain.policy import (
 )
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_group, find_user, resolve_target
-from jitpam.services.guard import authorize, caller_user, event, grant_details, use_case
+from jitpam.services.guard import (
+    authorize,
+    caller_user,
+    event,
+    grant_details,
+    keep_guard,
+    use_case,
+)
 from jitpam.services.ports import UnitOfWork
 
 
@@ -131,6 +138,7 @@ def set_policy(
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
         policy = _get(uow, caller.org_id, policy_id)
+        keep_guard(uow, user=actor, policy=policy, action="change", at=at)
         changes: dict[str, Any] = {}
         if approval_type is not None:
             changes["approval_type"] = ApprovalType(approval_type)
@@ -179,6 +187,7 @@ def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Po
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
         policy = _get(uow, caller.org_id, policy_id)
+        keep_guard(uow, user=actor, policy=policy, action="remove", at=at)
         uow.policies.remove(policy.id)
         uow.record(
             event(

@@ -211,6 +211,8 @@ def review_request(
         if approver is None or approver.org_id != caller.org_id:
             raise NotPermitted("the caller is not a user of this organization")
         request = _load(uow, caller, request_id, for_update=True)
+        if approver.enabled and not _visible(uow, caller, approver, request, at):
+            raise NotFound(f"no request {request_id} in this organization")
         if uow.policies.get(request.policy_id) is None and approver.id != request.requester_id:
             raise NoPolicy(
                 f"the policy that covered {request.describe()} was removed; it cannot be decided"
