@@ -18,7 +18,10 @@ from jitpam.adapters.sql.db import make_engine
 from jitpam.adapters.sql.migrate import upgrade
 
 settings.register_profile(
-    "db", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    "db",
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 PG_URL = os.environ.get("JITPAM_TEST_DATABASE_URL")

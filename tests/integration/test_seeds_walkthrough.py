@@ -34,11 +34,16 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
     assert str(policy.target) == "Exchange\\New-MoveRequest"
 
     # Blocked for the helpdesk user, who holds the task through Recipient Management...
-    denied = access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest")
+    denied = access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest"
+    )
     assert (denied.allowed, denied.reason) == (False, Reason.AUTHORIZATION_REQUIRED)
     # ...but not for the system account, which is exempt (and audited as such).
-    exempt = access.check_access(ctx, caller=sysaccount.caller, user=sysaccount.upn, task="New-MoveRequest")
-    assert exempt.allowed and exempt.exempt
+    exempt = access.check_access(
+        ctx, caller=sysaccount.caller, user=sysaccount.upn, task="New-MoveRequest"
+    )
+    assert exempt.allowed
+    assert exempt.exempt
 
     # Step 4: request the task for 4 hours; a group member approves.
     asked = requests.new_request(
@@ -51,32 +56,46 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
     )
     assert asked.status is RequestStatus.PENDING
     world.later(minutes=10)
-    approved = requests.approve_request(ctx, caller=approver.caller, request_id=asked.request.id, comment="ok")
+    approved = requests.approve_request(
+        ctx, caller=approver.caller, request_id=asked.request.id, comment="ok"
+    )
     assert approved.status is RequestStatus.APPROVED
     approved_at = world.clock.now()
 
     # The task is allowed for 4 hours, and not after.
-    allowed = access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest")
+    allowed = access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest"
+    )
     assert (allowed.allowed, allowed.reason) == (True, Reason.AUTHORIZED)
     assert allowed.authorization_id == approved.request.authorization.id  # type: ignore[union-attr]
     world.clock.set(approved_at + timedelta(hours=4) - timedelta(microseconds=1))
-    assert access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest").allowed
+    assert access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest"
+    ).allowed
     world.clock.set(approved_at + timedelta(hours=4))
-    after = access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest")
-    assert not after.allowed
-    assert requests.get_request(ctx, caller=helpdesk.caller, request_id=asked.request.id).status is (
-        RequestStatus.COMPLETED
+    after = access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest"
     )
+    assert not after.allowed
+    assert requests.get_request(
+        ctx, caller=helpdesk.caller, request_id=asked.request.id
+    ).status is (RequestStatus.COMPLETED)
 
     # A later request is denied by an approver and stays blocked.
     again = requests.new_request(
-        ctx, caller=helpdesk.caller, type=PolicyType.TASK, target="New-MoveRequest", reason="Second move"
+        ctx,
+        caller=helpdesk.caller,
+        type=PolicyType.TASK,
+        target="New-MoveRequest",
+        reason="Second move",
     )
     denied_view = requests.deny_request(
         ctx, caller=second_approver.caller, request_id=again.request.id, comment="not today"
     )
     assert denied_view.status is RequestStatus.DENIED
-    assert not access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest").allowed
+    assert not access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest"
+    ).allowed
 
     # A role policy with Auto approval grants the role at once, only to eligible requesters.
     world.policy(
@@ -86,13 +105,21 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
         approver_group="PAMApprovers",
         eligible_users=[helpdesk.upn],
     )
-    before = access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="Search-Mailbox")
+    before = access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="Search-Mailbox"
+    )
     assert (before.allowed, before.reason) == (False, Reason.TASK_NOT_HELD)
     role_grant = requests.new_request(
-        ctx, caller=helpdesk.caller, type=PolicyType.ROLE, target="Mailbox Search", reason="eDiscovery case 12"
+        ctx,
+        caller=helpdesk.caller,
+        type=PolicyType.ROLE,
+        target="Mailbox Search",
+        reason="eDiscovery case 12",
     )
     assert role_grant.status is RequestStatus.APPROVED
-    searching = access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="Search-Mailbox")
+    searching = access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="Search-Mailbox"
+    )
     assert (searching.allowed, searching.reason) == (True, Reason.NOT_PROTECTED)
     assert searching.authorization_id == role_grant.request.authorization.id  # type: ignore[union-attr]
 
@@ -100,12 +127,16 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
     requests.revoke_authorization(
         ctx, caller=approver.caller, request_id=role_grant.request.id, comment="case closed"
     )
-    assert not access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="Search-Mailbox").allowed
+    assert not access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="Search-Mailbox"
+    ).allowed
 
     # Disable keeps the policies; checks fall back to RBAC; new requests are refused.
     organizations.disable_access_control(ctx, caller=admin)
     assert len(policies.list_policies(ctx, caller=admin)) == 2
-    fallback = access.check_access(ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest")
+    fallback = access.check_access(
+        ctx, caller=helpdesk.caller, user=helpdesk.upn, task="New-MoveRequest"
+    )
     assert (fallback.allowed, fallback.reason) == (True, Reason.CONTROL_DISABLED)
 
 
@@ -113,4 +144,6 @@ def test_requester_cannot_manage_control(world: World) -> None:
     someone = world.user("someone")
     world.group("Approvers", world.user("approver"))
     with pytest.raises(NotPermitted):
-        organizations.enable_access_control(world.ctx, caller=someone.caller, admin_group="Approvers")
+        organizations.enable_access_control(
+            world.ctx, caller=someone.caller, admin_group="Approvers"
+        )

@@ -51,10 +51,16 @@ class World:
         role_groups: tuple[str, ...] = (),
     ) -> Person:
         user = directory.add_user(
-            self.ctx, caller=self.admin.caller, upn=self.upn(name), display_name=name.title(), kind=kind
+            self.ctx,
+            caller=self.admin.caller,
+            upn=self.upn(name),
+            display_name=name.title(),
+            kind=kind,
         )
         for role in roles:
-            directory.change_assignment(self.ctx, caller=self.admin.caller, role=role, user=user.upn, add=True)
+            directory.change_assignment(
+                self.ctx, caller=self.admin.caller, role=role, user=user.upn, add=True
+            )
         for group in role_groups:
             directory.change_assignment(
                 self.ctx, caller=self.admin.caller, role_group=group, user=user.upn, add=True
@@ -62,9 +68,13 @@ class World:
         return Person(Caller(self.org.id, user.id), user.upn)
 
     def group(self, name: str, *members: Person) -> str:
-        directory.add_group(self.ctx, caller=self.admin.caller, name=name, email=self.upn(name.lower()))
+        directory.add_group(
+            self.ctx, caller=self.admin.caller, name=name, email=self.upn(name.lower())
+        )
         for member in members:
-            directory.change_membership(self.ctx, caller=self.admin.caller, group=name, upn=member.upn, add=True)
+            directory.change_membership(
+                self.ctx, caller=self.admin.caller, group=name, upn=member.upn, add=True
+            )
         return name
 
     def policy(

@@ -55,6 +55,7 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    damaged: str | None = None  # set when the stored row could not even be read
 
 
 def record_digest(
@@ -176,6 +177,15 @@ def verify_chain(
     checkpoint_seen = checkpoint is None or checkpoint.seq == 0
     for rec in records:
         count += 1
+        if rec.damaged is not None:
+            return ChainReport(
+                False,
+                count,
+                rec.seq - 1,
+                prev_hash,
+                f"record {rec.seq} cannot be read: {rec.damaged}",
+                rec.seq,
+            )
         if rec.seq != expected_seq:
             return ChainReport(
                 False,

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,7 +49,11 @@ def upgrade(engine: Engine) -> str | None:
             script = ScriptDirectory.from_config(alembic_config())
             current = current_revision(conn)
             conn.commit()
-            if current is not None and script.get_revision(current) is None:
+            try:
+                known = current is None or script.get_revision(current) is not None
+            except CommandError:
+                known = False
+            if not known:
                 raise SchemaTooNewError(
                     f"the database schema is at revision {current}, which this version of jitpam "
                     "does not know: it was migrated by a newer jitpam; upgrade jitpam"

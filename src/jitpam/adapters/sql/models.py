@@ -121,7 +121,8 @@ class CatalogEntryRow(Base):
     __tablename__ = "catalog_entries"
     __table_args__ = (
         UniqueConstraint("org_id", "kind", "key"),
-        Index("ix_catalog_entries_bare", "org_id", "kind", "name_key"),
+        # Leads with the bare name so the planner never prefers it for exact Scope\Name look-ups.
+        Index("ix_catalog_entries_bare", "name_key", "org_id", "kind"),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))

@@ -888,6 +888,16 @@ class SqlRequests:
 
 
 def _record(row: AuditRow) -> AuditRecord:
+    """The stored record; a row too damaged to decode comes back marked ``damaged``."""
+    damaged = None
+    try:
+        details = json.loads(row.details)
+        if not isinstance(details, dict):
+            raise ValueError("details are not an object")
+        outcome = Outcome(row.outcome)
+    except ValueError as exc:
+        damaged = f"{type(exc).__name__}: {exc}"
+        details, outcome = {"unreadable": row.details}, Outcome.REFUSED
     return AuditRecord(
         org_id=row.org_id,
         seq=row.seq,
@@ -896,10 +906,11 @@ def _record(row: AuditRow) -> AuditRecord:
         actor_name=row.actor_name,
         operation=row.operation,
         target=row.target,
-        outcome=Outcome(row.outcome),
-        details=json.loads(row.details),
+        outcome=outcome,
+        details=details,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        damaged=damaged,
     )
 
 

@@ -60,6 +60,17 @@ class SqlUnitOfWork:
     ) -> None:
         self.rollback()
         self.session.close()
+        if isinstance(exc, IntegrityError | OperationalError):
+            # A uniqueness race lost inside the use case (two creations of the same user at once,
+            # say): report it as the conflict it is, not as a database failure.
+            if _is_audit_failure(exc):
+                raise AuditUnavailable(
+                    "the audit log could not be written, so nothing was changed"
+                ) from exc
+            raise ConcurrentChange(
+                "another change to the same data was made at the same time; "
+                "nothing was changed, try again"
+            ) from exc
 
     def record(self, event: AuditEvent) -> None:
         self._events.append(event)

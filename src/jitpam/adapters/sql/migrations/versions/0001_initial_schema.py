@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 10:52:46.471123
+Create Date: 2026-11-24 11:13:52.565004
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("catalog_entries", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_catalog_entries_bare", ["org_id", "kind", "name_key"], unique=False
+            "ix_catalog_entries_bare", ["name_key", "org_id", "kind"], unique=False
         )
 
     op.create_table(

@@ -1,0 +1,153 @@
+"""Alembic owns the schema: migrating an empty database gives exactly the models' schema, migrating
+again changes nothing, and a database migrated by a newer jitpam is refused, untouched.
+
+Each test gets an empty database of its own: a fresh SQLite file, and on PostgreSQL (when
+JITPAM_TEST_DATABASE_URL is set) a temporary database created on the same server and dropped
+afterwards. The session's shared database is only read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy.engine import make_url
+
+from jitpam.adapters.clock import FixedClock
+from jitpam.adapters.signing import Ed25519Signer
+from jitpam.adapters.sql.db import make_engine
+from jitpam.adapters.sql.migrate import SchemaTooNewError, head_revision, upgrade
+from jitpam.adapters.sql.models import Base
+from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
+from jitpam.services import organizations
+from jitpam.services.context import ServiceContext
+from jitpam.services.ports import UnitOfWork
+
+WRITES = re.compile(r"^\s*(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+@pytest.fixture
+def empty_database(database_url: str, tmp_path: Path) -> Iterator[Engine]:
+    if database_url.startswith("sqlite"):
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"jitpam_migration_{uuid4().hex[:12]}"
+    server = make_engine(database_url, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        server.dispose()
+
+
+def differences(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def stored_revision(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+
+
+def add_organization(engine: Engine) -> str:
+    sessions = unit_of_work_factory(engine)
+
+    def new_uow() -> UnitOfWork:
+        return SqlUnitOfWork(sessions)
+
+    ctx = ServiceContext(
+        uow=new_uow,
+        clock=FixedClock(datetime(2026, 11, 24, 9, 0, tzinfo=UTC)),
+        signer=Ed25519Signer.generate(),
+    )
+    org, _ = organizations.create_organization(
+        ctx, name="contoso", admin_upn="admin@contoso.com", admin_display_name="Admin"
+    )
+    return org.name
+
+
+def test_migrating_an_empty_database_gives_exactly_the_models_schema(
+    empty_database: Engine,
+) -> None:
+    assert inspect(empty_database).get_table_names() == []
+
+    revision = upgrade(empty_database)
+
+    assert revision == head_revision()
+    assert stored_revision(empty_database) == head_revision()
+    assert differences(empty_database) == []
+    tables = set(inspect(empty_database).get_table_names())
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def test_the_shared_test_database_matches_the_models(engine: Engine) -> None:
+    assert differences(engine) == []
+
+
+def test_migrating_twice_changes_nothing(empty_database: Engine) -> None:
+    upgrade(empty_database)
+    name = add_organization(empty_database)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(empty_database, "before_cursor_execute", seen)
+    try:
+        assert upgrade(empty_database) == head_revision()
+    finally:
+        event.remove(empty_database, "before_cursor_execute", seen)
+
+    assert statements, "the second upgrade did not even read the schema version"
+    assert [s for s in statements if WRITES.match(s)] == []
+    assert differences(empty_database) == []
+    with empty_database.connect() as conn:
+        assert conn.execute(text("SELECT name FROM organizations")).scalars().all() == [name]
+
+
+def test_a_database_migrated_by_a_newer_jitpam_is_refused_untouched(
+    empty_database: Engine,
+) -> None:
+    upgrade(empty_database)
+    name = add_organization(empty_database)
+    with empty_database.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+
+    with pytest.raises(SchemaTooNewError) as refused:
+        upgrade(empty_database)
+
+    message = str(refused.value)
+    assert "revision 9999" in message
+    assert "migrated by a newer jitpam" in message
+    assert "upgrade jitpam" in message
+
+    assert stored_revision(empty_database) == "9999"
+    assert differences(empty_database) == []
+    with empty_database.connect() as conn:
+        assert conn.execute(text("SELECT name FROM organizations")).scalars().all() == [name]
+        if conn.dialect.name == "postgresql":
+            held = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ).scalar_one()
+            assert held == 0  # the migration lock was released: other servers may start
