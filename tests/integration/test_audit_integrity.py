@@ -246,18 +246,7 @@ def insert_a_record(engine: Engine, s: Story) -> Finding:
     )
     template = find(s.world, "Approve-ElevatedAccessRequest")
     seq = after.seq + 1
-    digest = record_digest(
-        org_id=s.world.org.id,
-        seq=seq,
-        prev_hash=after.hash,
-        at=template.at,
-        actor_id=template.actor_id,
-        actor_name=template.actor_name,
-        operation=template.operation,
-        target=template.target,
-        outcome=template.outcome.value,
-        details=template.details,
-    )
+    digest = record_digest(template.event, seq=seq, prev_hash=after.hash)
     sql(
         engine,
         s.world,

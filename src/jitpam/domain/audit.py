@@ -57,32 +57,35 @@ class AuditRecord:
     hash: str
     damaged: str | None = None  # set when the stored row could not even be read
 
+    @property
+    def event(self) -> AuditEvent:
+        """The record's content, without its place in the chain."""
+        return AuditEvent(
+            self.org_id,
+            self.at,
+            self.actor_id,
+            self.actor_name,
+            self.operation,
+            self.target,
+            self.outcome,
+            self.details,
+        )
 
-def record_digest(
-    *,
-    org_id: UUID,
-    seq: int,
-    prev_hash: str,
-    at: datetime,
-    actor_id: str,
-    actor_name: str,
-    operation: str,
-    target: str,
-    outcome: str,
-    details: dict[str, Any],
-) -> str:
+
+def record_digest(event: AuditEvent, *, seq: int, prev_hash: str) -> str:
+    """SHA-256 over the canonical encoding of the record: its place in the chain and content."""
     body = canonical_json(
         {
-            "org_id": str(org_id),
+            "org_id": str(event.org_id),
             "seq": seq,
             "prev_hash": prev_hash,
-            "at": iso(at),
-            "actor_id": actor_id,
-            "actor_name": actor_name,
-            "operation": operation,
-            "target": target,
-            "outcome": outcome,
-            "details": details,
+            "at": iso(event.at),
+            "actor_id": event.actor_id,
+            "actor_name": event.actor_name,
+            "operation": event.operation,
+            "target": event.target,
+            "outcome": event.outcome.value,
+            "details": event.details,
         }
     )
     return hashlib.sha256(body).hexdigest()
@@ -91,18 +94,7 @@ def record_digest(
 def chain(event: AuditEvent, *, prev_seq: int, prev_hash: str) -> AuditRecord:
     """Place an event after the chain head (prev_seq, prev_hash)."""
     seq = prev_seq + 1
-    digest = record_digest(
-        org_id=event.org_id,
-        seq=seq,
-        prev_hash=prev_hash,
-        at=event.at,
-        actor_id=event.actor_id,
-        actor_name=event.actor_name,
-        operation=event.operation,
-        target=event.target,
-        outcome=event.outcome.value,
-        details=event.details,
-    )
+    digest = record_digest(event, seq=seq, prev_hash=prev_hash)
     return AuditRecord(
         org_id=event.org_id,
         seq=seq,
@@ -204,18 +196,7 @@ def verify_chain(
                 f"record {rec.seq} does not follow record {rec.seq - 1}",
                 rec.seq,
             )
-        digest = record_digest(
-            org_id=rec.org_id,
-            seq=rec.seq,
-            prev_hash=rec.prev_hash,
-            at=rec.at,
-            actor_id=rec.actor_id,
-            actor_name=rec.actor_name,
-            operation=rec.operation,
-            target=rec.target,
-            outcome=rec.outcome.value,
-            details=rec.details,
-        )
+        digest = record_digest(rec.event, seq=rec.seq, prev_hash=rec.prev_hash)
         if not hmac.compare_digest(digest, rec.hash):
             return ChainReport(
                 False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jitpam.domain.audit import Outcome
-from jitpam.domain.check import Decision, Reason, decide
+from jitpam.domain.check import Decision, decide
 from jitpam.domain.errors import NotFound, NotPermitted
 from jitpam.domain.names import split_name
 from jitpam.services.context import Caller, ServiceContext
@@ -65,7 +65,3 @@ def check_access(ctx: ServiceContext, *, caller: Caller, user: str, task: str) -
         )
         uow.commit()
         return decision
-
-
-def explain(reason: Reason) -> str:
-    return REASON_TEXT[reason]

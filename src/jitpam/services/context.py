@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from uuid import UUID
 
 from jitpam.services.ports import Clock, Signer, UnitOfWorkFactory
@@ -21,3 +22,12 @@ class Caller:
 
     org_id: UUID
     user_id: UUID
+
+
+class Keep(Enum):
+    """For optional settings where None means "none": leave the setting as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from jitpam.domain.audit import AuditEvent
@@ -104,14 +105,14 @@ def set_user(
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, "Set-User", at)
         user = find_user(uow, caller.org_id, upn)
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         if display_name is not None:
             changes["display_name"] = check_text(display_name, field_name="display name")
         if email is not None:
             changes["email"] = normalize_upn(email)
         if enabled is not None:
             changes["enabled"] = enabled
-        updated = replace(user, **changes)  # type: ignore[arg-type]
+        updated = replace(user, **changes)
         uow.users.save(updated)
         uow.record(
             event(

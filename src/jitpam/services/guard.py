@@ -18,7 +18,7 @@ from jitpam.domain.catalog import BUILTIN_SCOPE
 from jitpam.domain.check import CheckFacts, Decision, Reason, decide
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
-from jitpam.domain.errors import AuditUnavailable, JitpamError, NotFound, NotPermitted
+from jitpam.domain.errors import AuditUnavailable, JitpamError, NotPermitted
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.policy import Policy, PolicyType
 from jitpam.services.context import Caller, ServiceContext
@@ -174,10 +174,6 @@ def record_refusal(
             )
         )
         uow.commit()
-
-
-def not_found(what: str) -> NotFound:
-    return NotFound(f"no {what} in this organization")
 
 
 def _guarded_jitpam_tasks(uow: UnitOfWork, org_id: UUID) -> list[Policy]:

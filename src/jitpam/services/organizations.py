@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 from uuid import UUID, uuid4
 
 from jitpam.catalogs import BUILTIN, shipped_catalog
@@ -25,7 +26,9 @@ from jitpam.domain.directory import (
     normalize_upn,
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
-from jitpam.services.context import Caller, ServiceContext
+from jitpam.domain.names import QualifiedName, resolve_name, split_name
+from jitpam.domain.policy import PolicyType
+from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
 from jitpam.services.guard import (
     authorize,
     caller_user,
@@ -230,16 +233,13 @@ def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessCont
         return updated
 
 
-_UNSET = object()
-
-
 def set_organization_config(
     ctx: ServiceContext,
     *,
     caller: Caller,
-    ticket_pattern: str | object | None = _UNSET,
-    max_policies: int | object | None = _UNSET,
-    pending_hours: int | object = _UNSET,
+    ticket_pattern: str | Keep | None = KEEP,
+    max_policies: int | Keep | None = KEEP,
+    pending_hours: int | Keep = KEEP,
 ) -> AccessControl:
     """Change the ticket pattern, the policy limit (None = unlimited) or the pending deadline."""
     op = "Set-OrganizationConfig"
@@ -247,14 +247,14 @@ def set_organization_config(
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
         control = uow.orgs.control(caller.org_id, for_update=True)
-        changes: dict[str, object] = {}
-        if ticket_pattern is not _UNSET:
-            changes["ticket_pattern"] = check_ticket_pattern(ticket_pattern)  # type: ignore[arg-type]
-        if max_policies is not _UNSET:
-            changes["max_policies"] = check_max_policies(max_policies)  # type: ignore[arg-type]
-        if pending_hours is not _UNSET:
-            changes["pending_hours"] = check_pending_hours(pending_hours)  # type: ignore[arg-type]
-        updated = replace(control, **changes)  # type: ignore[arg-type]
+        changes: dict[str, Any] = {}
+        if ticket_pattern is not KEEP:
+            changes["ticket_pattern"] = check_ticket_pattern(ticket_pattern)
+        if max_policies is not KEEP:
+            changes["max_policies"] = check_max_policies(max_policies)
+        if pending_hours is not KEEP:
+            changes["pending_hours"] = check_pending_hours(pending_hours)
+        updated = replace(control, **changes)
         uow.orgs.save_control(updated)
         uow.record(
             event(
@@ -268,3 +268,23 @@ def set_organization_config(
         )
         uow.commit()
         return updated
+
+
+def catalog_entries(
+    ctx: ServiceContext, *, caller: Caller, kind: PolicyType
+) -> list[QualifiedName]:
+    """Every task, role or role group of the organization's catalog, sorted by name."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.catalog.entries(caller.org_id, PolicyType(kind))
+
+
+def role_tasks(ctx: ServiceContext, *, caller: Caller, role: str) -> list[str]:
+    """The tasks a role holds (``Scope\\Name`` or an unambiguous bare role name)."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        _, bare = split_name(role)
+        name = resolve_name(
+            role, uow.catalog.names(caller.org_id, PolicyType.ROLE, bare), kind="role"
+        )
+        return uow.catalog.tasks_of_role(caller.org_id, str(name))

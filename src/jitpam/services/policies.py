@@ -14,7 +14,7 @@ from jitpam.domain.policy import (
     check_approvals_required,
     check_max_duration,
 )
-from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
 from jitpam.services.directory import find_group, find_user, resolve_target
 from jitpam.services.guard import (
     authorize,
@@ -115,18 +115,15 @@ def new_policy(
         return policy
 
 
-_KEEP: Any = object()
-
-
 def set_policy(
     ctx: ServiceContext,
     *,
     caller: Caller,
     policy_id: UUID,
     approval_type: ApprovalType | None = None,
-    approver_group: str | Any | None = _KEEP,
+    approver_group: str | Keep | None = KEEP,
     approvals_required: int | None = None,
-    max_duration_hours: int | Any | None = _KEEP,
+    max_duration_hours: int | Keep | None = KEEP,
     require_ticket: bool | None = None,
     eligible_users: list[str] | None = None,
     eligible_groups: list[str] | None = None,
@@ -142,13 +139,13 @@ def set_policy(
         changes: dict[str, Any] = {}
         if approval_type is not None:
             changes["approval_type"] = ApprovalType(approval_type)
-        if approver_group is not _KEEP:
+        if approver_group is not KEEP:
             changes["approver_group_id"] = (
                 find_group(uow, caller.org_id, approver_group).id if approver_group else None
             )
         if approvals_required is not None:
             changes["approvals_required"] = check_approvals_required(approvals_required)
-        if max_duration_hours is not _KEEP:
+        if max_duration_hours is not KEEP:
             changes["max_duration_hours"] = check_max_duration(max_duration_hours)
         if require_ticket is not None:
             changes["require_ticket"] = bool(require_ticket)

@@ -63,14 +63,7 @@ class SqlUnitOfWork:
         if isinstance(exc, IntegrityError | OperationalError):
             # A uniqueness race lost inside the use case (two creations of the same user at once,
             # say): report it as the conflict it is, not as a database failure.
-            if _is_audit_failure(exc):
-                raise AuditUnavailable(
-                    "the audit log could not be written, so nothing was changed"
-                ) from exc
-            raise ConcurrentChange(
-                "another change to the same data was made at the same time; "
-                "nothing was changed, try again"
-            ) from exc
+            raise _domain_error(exc) from exc
 
     def record(self, event: AuditEvent) -> None:
         self._events.append(event)
@@ -89,14 +82,7 @@ class SqlUnitOfWork:
             raise
         except (IntegrityError, OperationalError) as exc:
             self.rollback()
-            if _is_audit_failure(exc):
-                raise AuditUnavailable(
-                    "the audit log could not be written, so nothing was changed"
-                ) from exc
-            raise ConcurrentChange(
-                "another change to the same data was made at the same time; "
-                "nothing was changed, try again"
-            ) from exc
+            raise _domain_error(exc) from exc
         finally:
             self._events = []
 
@@ -105,8 +91,13 @@ class SqlUnitOfWork:
         self.session.rollback()
 
 
-def _is_audit_failure(exc: DBAPIError) -> bool:
-    return "audit" in str(exc.orig).lower()
+def _domain_error(exc: DBAPIError) -> AuditUnavailable | ConcurrentChange:
+    """What a refused write means to the user: the audit log failed, or someone was first."""
+    if "audit" in str(exc.orig).lower():
+        return AuditUnavailable("the audit log could not be written, so nothing was changed")
+    return ConcurrentChange(
+        "another change to the same data was made at the same time; nothing was changed, try again"
+    )
 
 
 def unit_of_work_factory(engine: Engine) -> sessionmaker[Session]:
