@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from jitpam.adapters.clock import SystemClock
+from jitpam.adapters.oidc import OidcIdentity, OidcVerifier
+from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.db import make_engine
 from jitpam.adapters.sql.migrate import upgrade
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
+from jitpam.adapters.throttle import MemoryLoginThrottle
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import Clock, Signer, UnitOfWork
+from jitpam.settings import Settings
+
+__all__ = ["OidcIdentity", "Runtime", "build_context", "build_runtime"]
 
 
 def build_context(
@@ -22,6 +29,7 @@ def build_context(
     signing_key_file: Path | None = None,
     clock: Clock | None = None,
     migrate: bool = True,
+    settings: Settings | None = None,
 ) -> tuple[ServiceContext, Engine]:
     """Open the database (migrating it to the code's schema unless told not to) and return the
     services' context with the engine, which the caller disposes of."""
@@ -39,4 +47,63 @@ def build_context(
             if signing_key_file
             else Ed25519Signer.generate()
         )
-    return ServiceContext(uow=new_uow, clock=clock or SystemClock(), signer=signer), engine
+    s = settings or Settings()
+    ctx = ServiceContext(
+        uow=new_uow,
+        clock=clock or SystemClock(),
+        signer=signer,
+        passwords=Argon2Passwords(
+            time_cost=s.argon2_time_cost, memory_cost_kib=s.argon2_memory_kib
+        ),
+        throttle=MemoryLoginThrottle(
+            max_failures=s.login_max_failures,
+            window_seconds=s.login_window_seconds,
+            lockout_seconds=s.login_lockout_seconds,
+        ),
+        session_hours=s.session_hours,
+    )
+    return ctx, engine
+
+
+@dataclass
+class Runtime:
+    """What a server process holds: settings, the services' context, the engine, OIDC."""
+
+    settings: Settings
+    ctx: ServiceContext
+    engine: Engine
+    oidc: OidcVerifier | None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Create the data directory, open and migrate the database, load or create the signing key."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    ctx, engine = build_context(
+        database_url=settings.effective_database_url,
+        signing_key_file=settings.effective_signing_key_file,
+        clock=clock,
+        settings=settings,
+    )
+    oidc = (
+        OidcVerifier(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+        )
+        if settings.oidc_issuer and settings.oidc_jwks_url
+        else None
+    )
+    return Runtime(settings=settings, ctx=ctx, engine=engine, oidc=oidc)
+
+
+def migrate_database(settings: Settings) -> str | None:
+    """Bring the database to this version's schema; returns the revision."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()

@@ -16,6 +16,8 @@ class ErrorKind(StrEnum):
     FORBIDDEN = "forbidden"  # the caller may not do this
     CONFLICT = "conflict"  # the state moved on, or the action repeats an existing thing
     UNAVAILABLE = "unavailable"  # a dependency failed; nothing changed
+    UNAUTHENTICATED = "unauthenticated"  # no valid credential
+    RATE_LIMITED = "rate_limited"  # too many failed attempts; wait
 
 
 class JitpamError(Exception):
@@ -142,3 +144,15 @@ class ConcurrentChange(JitpamError):
 
     code = "concurrent_change"
     kind = ErrorKind.CONFLICT
+
+
+class NotSignedIn(JitpamError):
+    """No valid credential: unknown, expired and revoked tokens all look the same."""
+
+    code = "not_signed_in"
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class TooManyAttempts(JitpamError):
+    code = "too_many_attempts"
+    kind = ErrorKind.RATE_LIMITED

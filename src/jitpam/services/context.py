@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
 
-from jitpam.services.ports import Clock, Signer, UnitOfWorkFactory
+from jitpam.services.ports import (
+    Clock,
+    LoginThrottle,
+    PasswordHasher,
+    Signer,
+    UnitOfWorkFactory,
+)
 
 
 @dataclass(frozen=True)
@@ -14,6 +20,9 @@ class ServiceContext:
     uow: UnitOfWorkFactory
     clock: Clock
     signer: Signer
+    passwords: PasswordHasher | None = None  # sign-in use cases need them; the core does not
+    throttle: LoginThrottle | None = None
+    session_hours: int = 12
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,11 @@ def set_user(
             changes["enabled"] = enabled
         updated = replace(user, **changes)
         uow.users.save(updated)
+        details = {**changes, **grant_details(how)}
+        cascade: list[AuditEvent] = []
+        if user.enabled and enabled is False:
+            details["tokens_revoked"] = uow.credentials.revoke_all_tokens(user.id, at=at)
+            cascade = _disable_cascade(uow, caller=caller, actor=actor, user=user, at=at)
         uow.record(
             event(
                 caller=caller,
@@ -121,11 +126,10 @@ def set_user(
                 operation="Set-User",
                 target=user.upn,
                 at=at,
-                details={**changes, **grant_details(how)},
+                details=details,
             )
         )
-        if user.enabled and enabled is False:
-            uow.record_all(_disable_cascade(uow, caller=caller, actor=actor, user=user, at=at))
+        uow.record_all(cascade)
         uow.commit()
         return updated
 
@@ -370,3 +374,19 @@ def role_members(
                         )
                     )
         return members
+
+
+def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
+    """Display names for ids the caller was shown: users by UPN, groups by name (this org only)."""
+    out: dict[UUID, str] = {}
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        for i in ids:
+            user = uow.users.get(i)
+            if user is not None and user.org_id == caller.org_id:
+                out[i] = user.upn
+                continue
+            group = uow.groups.get(i)
+            if group is not None and group.org_id == caller.org_id:
+                out[i] = group.name
+    return out

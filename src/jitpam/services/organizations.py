@@ -288,3 +288,30 @@ def role_tasks(ctx: ServiceContext, *, caller: Caller, role: str) -> list[str]:
             role, uow.catalog.names(caller.org_id, PolicyType.ROLE, bare), kind="role"
         )
         return uow.catalog.tasks_of_role(caller.org_id, str(name))
+
+
+def refresh_builtin_catalog(ctx: ServiceContext) -> int:
+    """Bring every organization's built-in ``jitpam`` catalog up to this version's (new
+    operations get their tasks and roles); audited where something changed. Returns how many
+    organizations changed."""
+    catalog = parse_catalog(shipped_catalog(BUILTIN), source=f"{BUILTIN}.toml", allow_builtin=True)
+    changed = 0
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        for org in uow.orgs.all():
+            count = uow.catalog.store(org.id, catalog)
+            if count:
+                changed += 1
+                uow.record(
+                    AuditEvent(
+                        org.id,
+                        at,
+                        SYSTEM_ACTOR,
+                        SYSTEM_ACTOR,
+                        "Import-TaskCatalog",
+                        catalog.scope,
+                        details={**catalog_summary(catalog), "changed": count, "source": "upgrade"},
+                    )
+                )
+        uow.commit()
+    return changed

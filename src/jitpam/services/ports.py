@@ -21,6 +21,7 @@ from jitpam.domain.directory import Assignment, Group, Organization, User
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
+from jitpam.domain.tokens import ApiToken
 
 
 class Clock(Protocol):
@@ -57,6 +58,7 @@ class OrganizationRepository(Protocol):
     def add(self, org: Organization, control: AccessControl, *, at: datetime) -> None: ...
     def get(self, org_id: UUID) -> Organization | None: ...
     def get_by_name(self, name: str) -> Organization | None: ...
+    def all(self) -> list[Organization]: ...
     def control(self, org_id: UUID, *, for_update: bool = False) -> AccessControl:
         """The organization's settings; ``for_update`` locks them until commit."""
         ...
@@ -93,8 +95,9 @@ class GroupRepository(Protocol):
 
 
 class CatalogRepository(Protocol):
-    def store(self, org_id: UUID, catalog: Catalog) -> None:
-        """Add or update the catalog's tasks, roles and role groups (nothing is deleted)."""
+    def store(self, org_id: UUID, catalog: Catalog) -> int:
+        """Add or update the catalog's tasks, roles and role groups (nothing is deleted); returns
+        how many entries and memberships were added or changed."""
         ...
 
     def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
@@ -183,6 +186,14 @@ class RequestRepository(Protocol):
         self, org_id: UUID, type: PolicyType, target: str, at: datetime
     ) -> list[AccessRequest]: ...
     def to_settle(self, org_id: UUID, at: datetime, limit: int) -> list[AccessRequest]: ...
+    def with_authorization(
+        self, org_id: UUID, user_id: UUID | None, *, active_at: datetime | None
+    ) -> list[AccessRequest]:
+        """Requests that were granted (one user's or all), newest first; only the active ones
+        when ``active_at`` is given."""
+        ...
+
+    def id_for_authorization(self, authorization_id: UUID) -> UUID | None: ...
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,40 @@ class AuditRepository(Protocol):
     ) -> Page[AuditRecord]: ...
 
 
+class CredentialRepository(Protocol):
+    def password_hash(self, user_id: UUID) -> str | None: ...
+    def set_password_hash(self, user_id: UUID, hash: str, *, at: datetime) -> None: ...
+    def add_token(self, token: ApiToken) -> None: ...
+    def token_by_digest(self, digest: str) -> ApiToken | None: ...
+    def token(self, token_id: UUID) -> ApiToken | None: ...
+    def tokens(self, org_id: UUID, user_id: UUID | None) -> list[ApiToken]:
+        """The organization's tokens (one user's when ``user_id`` is given), newest first."""
+        ...
+
+    def revoke_token(self, token_id: UUID, *, at: datetime) -> None: ...
+    def revoke_all_tokens(self, user_id: UUID, *, at: datetime) -> int: ...
+    def oidc_user(self, issuer: str, subject: str) -> UUID | None: ...
+    def link_oidc(self, issuer: str, subject: str, user_id: UUID, *, at: datetime) -> None: ...
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+    def verify(self, hash: str, password: str) -> bool:
+        """True when ``password`` matches; False otherwise (never raises for a wrong one)."""
+        ...
+
+
+class LoginThrottle(Protocol):
+    """Counts failed sign-ins per account and per client address."""
+
+    def blocked_for(self, *, account: str, client: str, at: datetime) -> float:
+        """Seconds to wait before another attempt is accepted (0 when none)."""
+        ...
+
+    def failed(self, *, account: str, client: str, at: datetime) -> None: ...
+    def succeeded(self, *, account: str, client: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the ``with`` block without ``commit`` rolls everything back.
 
@@ -228,6 +273,7 @@ class UnitOfWork(Protocol):
     policies: PolicyRepository
     requests: RequestRepository
     audit: AuditRepository
+    credentials: CredentialRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -285,12 +285,14 @@ def cancel_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> 
 def revoke_authorization(
     ctx: ServiceContext, *, caller: Caller, request_id: UUID, comment: str | None = None
 ) -> RequestView:
-    """Revoke-ElevatedAccessAuthorization -RequestId: ends the grant at once. Allowed to the
-    policy's approvers, holders of jitpam\\Revoke-ElevatedAccessAuthorization, and the grantee."""
+    """Revoke-ElevatedAccessAuthorization -RequestId: ends the grant at once. ``request_id`` may
+    also be the authorization's own id. Allowed to the policy's approvers, holders of
+    jitpam\\Revoke-ElevatedAccessAuthorization, and the grantee."""
     op = "Revoke-ElevatedAccessAuthorization"
     with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
+        request_id = uow.requests.id_for_authorization(request_id) or request_id
         request = _load(uow, caller, request_id, for_update=True)
         details: dict[str, Any] = {"requester": request.requester_upn}
         if user.id == request.requester_id:
@@ -442,3 +444,22 @@ def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = 500) -> i
             settled += 1
         uow.commit()
         return settled
+
+
+def list_authorizations(
+    ctx: ServiceContext, *, caller: Caller, user: str | None = None, active: bool = False
+) -> list[RequestView]:
+    """Get-ElevatedAccessAuthorization: one's own grants; another user's, or everyone's
+    (``user="*"``), with jitpam\\Get-ElevatedAccessRequest. Newest first."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        me = caller_user(uow, caller)
+        target: UUID | None = me.id
+        if user is not None and user != me.upn:
+            if not may(uow, user=me, operation=SEE_ALL, at=at).allowed:
+                raise NotPermitted(f"{me.upn} may list only their own authorizations")
+            target = None if user == "*" else find_user(uow, caller.org_id, user).id
+        found = uow.requests.with_authorization(
+            caller.org_id, target, active_at=at if active else None
+        )
+        return [RequestView(r, r.status_at(at)) for r in found]

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from jitpam.adapters.sql.models import (
+    ApiTokenRow,
     AssignmentRow,
     AuditHeadRow,
     AuditRow,
@@ -21,7 +22,9 @@ from jitpam.adapters.sql.models import (
     CatalogLinkRow,
     GroupMemberRow,
     GroupRow,
+    OidcLinkRow,
     OrganizationRow,
+    PasswordRow,
     PolicyEligibleRow,
     PolicyRow,
     RequestRow,
@@ -45,6 +48,7 @@ from jitpam.domain.requests import (
     ReviewDecision,
 )
 from jitpam.domain.timeutil import canonical_json, iso
+from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports import AuditFilter, Page, RequestFilter
 
 
@@ -83,6 +87,10 @@ class SqlOrganizations:
     def get(self, org_id: UUID) -> Organization | None:
         row = self.s.get(OrganizationRow, org_id)
         return Organization(row.id, row.name) if row else None
+
+    def all(self) -> list[Organization]:
+        rows = self.s.scalars(select(OrganizationRow).order_by(OrganizationRow.name))
+        return [Organization(r.id, r.name) for r in rows]
 
     def get_by_name(self, name: str) -> Organization | None:
         row = self.s.scalars(select(OrganizationRow).where(OrganizationRow.name == name)).first()
@@ -277,8 +285,10 @@ def _qualified(row: CatalogEntryRow) -> str:
 class SqlCatalog:
     def __init__(self, session: Session) -> None:
         self.s = session
+        self.changed = 0
 
     def _entry(self, org_id: UUID, kind: str, name: QualifiedName, description: str) -> UUID:
+        """Add or update one entry; counts it in ``self.changed`` when it was new or different."""
         row = self.s.scalars(
             select(CatalogEntryRow).where(
                 CatalogEntryRow.org_id == org_id,
@@ -298,18 +308,29 @@ class SqlCatalog:
                 description=description,
             )
             self.s.add(row)
-        else:
+            self.changed += 1
+        elif row.description != description:
             row.description = description
+            self.changed += 1
         self.s.flush()
         return row.id
 
     def _link(self, parent: UUID, children: Sequence[UUID]) -> None:
+        before = set(
+            self.s.scalars(
+                select(CatalogLinkRow.child_id).where(CatalogLinkRow.parent_id == parent)
+            )
+        )
+        if before == set(children):
+            return
+        self.changed += 1
         self.s.execute(delete(CatalogLinkRow).where(CatalogLinkRow.parent_id == parent))
         for child in children:
             self.s.add(CatalogLinkRow(parent_id=parent, child_id=child))
         self.s.flush()
 
-    def store(self, org_id: UUID, catalog: Catalog) -> None:
+    def store(self, org_id: UUID, catalog: Catalog) -> int:
+        self.changed = 0
         ids: dict[str, UUID] = {}
         for task, desc in catalog.tasks.items():
             ids["task:" + task.key] = self._entry(org_id, "task", task, desc)
@@ -320,6 +341,7 @@ class SqlCatalog:
         for group in catalog.role_groups:
             gid = self._entry(org_id, "role_group", group.name, group.description)
             self._link(gid, [ids["role:" + r.key] for r in group.roles])
+        return self.changed
 
     def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
         rows = self.s.scalars(
@@ -871,6 +893,29 @@ class SqlRequests:
     ) -> list[AccessRequest]:
         return self._by_auth(org_id, at, RequestRow.type == type.value, RequestRow.target == target)
 
+    def with_authorization(
+        self, org_id: UUID, user_id: UUID | None, *, active_at: datetime | None
+    ) -> list[AccessRequest]:
+        stmt = (
+            select(RequestRow)
+            .join(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
+            .where(RequestRow.org_id == org_id)
+        )
+        if user_id is not None:
+            stmt = stmt.where(AuthorizationRow.user_id == user_id)
+        if active_at is not None:
+            stmt = stmt.where(
+                AuthorizationRow.end_at > active_at,
+                or_(AuthorizationRow.revoked_at.is_(None), AuthorizationRow.revoked_at > active_at),
+            )
+        stmt = stmt.order_by(AuthorizationRow.start_at.desc()).limit(1000)
+        return self._assemble(self.s.scalars(stmt).all())
+
+    def id_for_authorization(self, authorization_id: UUID) -> UUID | None:
+        return self.s.scalar(
+            select(AuthorizationRow.request_id).where(AuthorizationRow.id == authorization_id)
+        )
+
     def to_settle(self, org_id: UUID, at: datetime, limit: int) -> list[AccessRequest]:
         stmt = (
             select(RequestRow)
@@ -1000,3 +1045,88 @@ class SqlAudit:
         items = [_record(r) for r in rows[:limit]]
         nxt = _encode_cursor(str(items[-1].seq)) if len(rows) > limit else None
         return Page(items, nxt)
+
+
+def _token(row: ApiTokenRow) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        org_id=row.org_id,
+        user_id=row.user_id,
+        name=row.name,
+        digest=row.digest,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        created_by=row.created_by,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlCredentials:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def password_hash(self, user_id: UUID) -> str | None:
+        row = self.s.get(PasswordRow, user_id)
+        return row.hash if row else None
+
+    def set_password_hash(self, user_id: UUID, hash: str, *, at: datetime) -> None:
+        row = self.s.get(PasswordRow, user_id)
+        if row is None:
+            self.s.add(PasswordRow(user_id=user_id, hash=hash, changed_at=at))
+        else:
+            row.hash, row.changed_at = hash, at
+        self.s.flush()
+
+    def add_token(self, token: ApiToken) -> None:
+        self.s.add(
+            ApiTokenRow(
+                id=token.id,
+                org_id=token.org_id,
+                user_id=token.user_id,
+                name=token.name,
+                digest=token.digest,
+                created_at=token.created_at,
+                expires_at=token.expires_at,
+                created_by=token.created_by,
+                revoked_at=token.revoked_at,
+            )
+        )
+        self.s.flush()
+
+    def token_by_digest(self, digest: str) -> ApiToken | None:
+        row = self.s.scalars(select(ApiTokenRow).where(ApiTokenRow.digest == digest)).first()
+        return _token(row) if row else None
+
+    def token(self, token_id: UUID) -> ApiToken | None:
+        row = self.s.get(ApiTokenRow, token_id)
+        return _token(row) if row else None
+
+    def tokens(self, org_id: UUID, user_id: UUID | None) -> list[ApiToken]:
+        stmt = select(ApiTokenRow).where(ApiTokenRow.org_id == org_id)
+        if user_id is not None:
+            stmt = stmt.where(ApiTokenRow.user_id == user_id)
+        rows = self.s.scalars(stmt.order_by(ApiTokenRow.created_at.desc(), ApiTokenRow.id))
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: UUID, *, at: datetime) -> None:
+        self.s.execute(
+            update(ApiTokenRow)
+            .where(ApiTokenRow.id == token_id, ApiTokenRow.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+    def revoke_all_tokens(self, user_id: UUID, *, at: datetime) -> int:
+        result = self.s.execute(
+            update(ApiTokenRow)
+            .where(ApiTokenRow.user_id == user_id, ApiTokenRow.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def oidc_user(self, issuer: str, subject: str) -> UUID | None:
+        row = self.s.get(OidcLinkRow, (issuer, subject))
+        return row.user_id if row else None
+
+    def link_oidc(self, issuer: str, subject: str, user_id: UUID, *, at: datetime) -> None:
+        self.s.add(OidcLinkRow(issuer=issuer, subject=subject, user_id=user_id, created_at=at))
+        self.s.flush()

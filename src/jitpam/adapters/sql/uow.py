@@ -14,6 +14,7 @@ from jitpam.adapters.sql.repositories import (
     SqlAssignments,
     SqlAudit,
     SqlCatalog,
+    SqlCredentials,
     SqlGroups,
     SqlOrganizations,
     SqlPolicies,
@@ -26,6 +27,7 @@ from jitpam.services.ports import (
     AssignmentRepository,
     AuditRepository,
     CatalogRepository,
+    CredentialRepository,
     GroupRepository,
     OrganizationRepository,
     PolicyRepository,
@@ -49,6 +51,7 @@ class SqlUnitOfWork:
         self.policies: PolicyRepository = SqlPolicies(self.session)
         self.requests: RequestRepository = SqlRequests(self.session)
         self.audit: AuditRepository = SqlAudit(self.session)
+        self.credentials: CredentialRepository = SqlCredentials(self.session)
         self._events = []
         return self
 

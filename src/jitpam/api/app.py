@@ -1,0 +1,68 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.exceptions import HTTPException
+
+from jitpam.api import problems
+from jitpam.api.routes import access, audit, auth, directory, health
+from jitpam.bootstrap import Runtime
+from jitpam.domain.errors import JitpamError
+
+API = "/api/v1"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "jitpam_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "jitpam_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
+        )
+        self.decisions = Counter(
+            "jitpam_check_decisions_total", "Access checks", ["allowed"], registry=self.registry
+        )
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="jitpam",
+        version="0.1.0",
+        description="Just-in-time privileged access management; errors are problem+json.",
+    )
+    app.state.runtime = runtime
+    app.state.metrics = Metrics()
+    app.add_exception_handler(JitpamError, problems.on_domain_error)
+    app.add_exception_handler(RequestValidationError, problems.on_validation_error)
+    app.add_exception_handler(HTTPException, problems.on_http_error)
+    for router in (auth.router, directory.router, access.router, audit.router):
+        app.include_router(router, prefix=API)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics: Metrics = app.state.metrics
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - start)
+        if path == f"{API}/check" and response.status_code == 200:
+            metrics.decisions.labels(response.headers.get("x-jitpam-allowed", "unknown")).inc()
+        return response
+
+    return app

@@ -1,0 +1,298 @@
+"""Access control, policies, requests, authorizations and the check."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from jitpam.api import views
+from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
+from jitpam.domain.requests import RequestStatus
+from jitpam.services import access, directory, organizations, policies, requests
+from jitpam.services.context import KEEP, Caller, ServiceContext
+
+router = APIRouter(tags=["access"])
+
+TypeParam = Literal["task", "role", "role_group"]
+
+
+class EnableControl(BaseModel):
+    admin_group: str = Field(max_length=256)
+    system_accounts: list[str] = Field(default_factory=list, max_length=100)
+
+
+class OrgConfig(BaseModel):
+    ticket_pattern: str | None = Field(default=None, max_length=200)
+    max_policies: int | None = Field(default=None, ge=1)
+    pending_hours: int | None = Field(default=None, ge=1, le=720)
+    clear_ticket_pattern: bool = False
+    clear_max_policies: bool = False
+
+
+class NewPolicy(BaseModel):
+    type: TypeParam
+    target: str = Field(max_length=260)
+    approval_type: ApprovalType
+    approver_group: str | None = Field(default=None, max_length=256)
+    eligible_users: list[str] = Field(default_factory=list, max_length=1000)
+    eligible_groups: list[str] = Field(default_factory=list, max_length=1000)
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    max_duration_hours: int | None = Field(default=None, ge=1)
+    require_ticket: bool = False
+
+
+class PolicyChange(BaseModel):
+    approval_type: ApprovalType | None = None
+    approver_group: str | None = Field(default=None, max_length=256)
+    use_default_approver_group: bool = False
+    eligible_users: list[str] | None = Field(default=None, max_length=1000)
+    eligible_groups: list[str] | None = Field(default=None, max_length=1000)
+    approvals_required: int | None = Field(default=None, ge=1, le=10)
+    max_duration_hours: int | None = Field(default=None, ge=1)
+    no_max_duration: bool = False
+    require_ticket: bool | None = None
+
+
+class NewRequest(BaseModel):
+    type: TypeParam
+    target: str = Field(max_length=260)
+    reason: str = Field(max_length=4096)
+    duration_hours: int = Field(default=DEFAULT_DURATION_HOURS)
+
+
+class Comment(BaseModel):
+    comment: str | None = Field(default=None, max_length=4096)
+
+
+class CheckBody(BaseModel):
+    user: str | None = Field(default=None, max_length=256)
+    task: str = Field(max_length=260)
+
+
+def _control(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+    c = organizations.get_access_control(ctx, caller=caller)
+    ids = set(c.system_account_ids) | (
+        {c.default_approver_group_id} if c.default_approver_group_id else set()
+    )
+    return views.control(c, directory.names_of(ctx, caller=caller, ids=ids))
+
+
+@router.get("/control", summary="Access control settings")
+def show_control(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _control(ctx, caller)
+
+
+@router.post("/control/enable", summary="Enable-ElevatedAccessControl")
+def enable_control(body: EnableControl, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    organizations.enable_access_control(
+        ctx, caller=caller, admin_group=body.admin_group, system_accounts=body.system_accounts
+    )
+    return _control(ctx, caller)
+
+
+@router.post(
+    "/control/disable", summary="Disable-ElevatedAccessControl (keeps policies and requests)"
+)
+def disable_control(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    organizations.disable_access_control(ctx, caller=caller)
+    return _control(ctx, caller)
+
+
+@router.patch("/control/config", summary="Set-OrganizationConfig")
+def set_config(body: OrgConfig, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    organizations.set_organization_config(
+        ctx,
+        caller=caller,
+        ticket_pattern=None
+        if body.clear_ticket_pattern
+        else (body.ticket_pattern if body.ticket_pattern else KEEP),
+        max_policies=None
+        if body.clear_max_policies
+        else (body.max_policies if body.max_policies else KEEP),
+        pending_hours=body.pending_hours if body.pending_hours else KEEP,
+    )
+    return _control(ctx, caller)
+
+
+def _policy(ctx: ServiceContext, caller: Caller, p: Any) -> dict[str, Any]:
+    ids = set(p.eligible_user_ids | p.eligible_group_ids) | (
+        {p.approver_group_id} if p.approver_group_id else set()
+    )
+    return views.policy(p, directory.names_of(ctx, caller=caller, ids=ids))
+
+
+@router.get("/policies", summary="Get-ElevatedAccessApprovalPolicy")
+def list_policies(
+    ctx: Ctx,
+    caller: CurrentCaller,
+    type: TypeParam | None = None,
+    approval_type: ApprovalType | None = None,
+) -> dict[str, Any]:
+    found = policies.list_policies(
+        ctx, caller=caller, type=PolicyType(type) if type else None, approval_type=approval_type
+    )
+    ids = {i for p in found for i in (p.eligible_user_ids | p.eligible_group_ids)}
+    ids |= {p.approver_group_id for p in found if p.approver_group_id}
+    names = directory.names_of(ctx, caller=caller, ids=ids)
+    return views.page([views.policy(p, names) for p in found])
+
+
+@router.post("/policies", status_code=201, summary="New-ElevatedAccessApprovalPolicy")
+def create_policy(body: NewPolicy, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    p = policies.new_policy(
+        ctx,
+        caller=caller,
+        type=PolicyType(body.type),
+        target=body.target,
+        approval_type=body.approval_type,
+        approver_group=body.approver_group,
+        approvals_required=body.approvals_required,
+        max_duration_hours=body.max_duration_hours,
+        require_ticket=body.require_ticket,
+        eligible_users=body.eligible_users,
+        eligible_groups=body.eligible_groups,
+    )
+    return _policy(ctx, caller, p)
+
+
+@router.get("/policies/{policy_id}", summary="Show a policy")
+def show_policy(policy_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _policy(ctx, caller, policies.get_policy(ctx, caller=caller, policy_id=policy_id))
+
+
+@router.patch("/policies/{policy_id}", summary="Set-ElevatedAccessApprovalPolicy")
+def change_policy(
+    policy_id: UUID, body: PolicyChange, ctx: Ctx, caller: CurrentCaller
+) -> dict[str, Any]:
+    p = policies.set_policy(
+        ctx,
+        caller=caller,
+        policy_id=policy_id,
+        approval_type=body.approval_type,
+        approver_group=None if body.use_default_approver_group else (body.approver_group or KEEP),
+        approvals_required=body.approvals_required,
+        max_duration_hours=None if body.no_max_duration else (body.max_duration_hours or KEEP),
+        require_ticket=body.require_ticket,
+        eligible_users=body.eligible_users,
+        eligible_groups=body.eligible_groups,
+    )
+    return _policy(ctx, caller, p)
+
+
+@router.delete("/policies/{policy_id}", summary="Remove-ElevatedAccessApprovalPolicy")
+def remove_policy(policy_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _policy(ctx, caller, policies.remove_policy(ctx, caller=caller, policy_id=policy_id))
+
+
+def _requests(
+    ctx: ServiceContext, caller: Caller, found: list[requests.RequestView]
+) -> list[dict[str, Any]]:
+    names = directory.names_of(ctx, caller=caller, ids=views.request_ids(found))
+    return [views.request(v, names) for v in found]
+
+
+@router.get(
+    "/requests", summary="Get-ElevatedAccessRequest: the requests the caller may see, newest first"
+)
+def list_requests(
+    ctx: Ctx,
+    caller: CurrentCaller,
+    status: RequestStatus | None = None,
+    mine: bool = False,
+    requester: str | None = None,
+    target: str | None = Query(default=None, max_length=260),
+    cursor: str | None = Query(default=None, max_length=500),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    page = requests.list_requests(
+        ctx,
+        caller=caller,
+        status=status,
+        mine=mine,
+        requester=requester,
+        target_contains=target,
+        cursor=cursor,
+        limit=limit,
+    )
+    return views.page(_requests(ctx, caller, page.items), page.next_cursor)
+
+
+@router.post("/requests", status_code=201, summary="New-ElevatedAccessRequest")
+def create_request(body: NewRequest, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    v = requests.new_request(
+        ctx,
+        caller=caller,
+        type=PolicyType(body.type),
+        target=body.target,
+        reason=body.reason,
+        duration_hours=body.duration_hours,
+    )
+    return _requests(ctx, caller, [v])[0]
+
+
+@router.get("/requests/{request_id}", summary="Show a request")
+def show_request(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _requests(
+        ctx, caller, [requests.get_request(ctx, caller=caller, request_id=request_id)]
+    )[0]
+
+
+@router.post("/requests/{request_id}/approve", summary="Approve-ElevatedAccessRequest")
+def approve(request_id: UUID, body: Comment, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    v = requests.approve_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
+    return _requests(ctx, caller, [v])[0]
+
+
+@router.post("/requests/{request_id}/deny", summary="Deny-ElevatedAccessRequest")
+def deny(request_id: UUID, body: Comment, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    v = requests.deny_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
+    return _requests(ctx, caller, [v])[0]
+
+
+@router.post("/requests/{request_id}/cancel", summary="Withdraw one's own pending request")
+def cancel(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _requests(
+        ctx, caller, [requests.cancel_request(ctx, caller=caller, request_id=request_id)]
+    )[0]
+
+
+@router.get("/requests/{request_id}/verify", summary="Check the request against its signature")
+def verify(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    ok = requests.verify_request(ctx, caller=caller, request_id=request_id)
+    return {"id": str(request_id), "signature_valid": ok}
+
+
+@router.get("/authorizations", summary="Get-ElevatedAccessAuthorization")
+def list_authorizations(
+    ctx: Ctx, caller: CurrentCaller, user: str | None = None, active: bool = False
+) -> dict[str, Any]:
+    found = requests.list_authorizations(ctx, caller=caller, user=user, active=active)
+    names = directory.names_of(ctx, caller=caller, ids=views.request_ids(found))
+    return views.page([views.authorization(v, names) for v in found])
+
+
+@router.post(
+    "/authorizations/{authorization_id}/revoke", summary="Revoke-ElevatedAccessAuthorization"
+)
+def revoke(
+    authorization_id: UUID, body: Comment, ctx: Ctx, caller: CurrentCaller
+) -> dict[str, Any]:
+    v = requests.revoke_authorization(
+        ctx, caller=caller, request_id=authorization_id, comment=body.comment
+    )
+    names = directory.names_of(ctx, caller=caller, ids=views.request_ids([v]))
+    return views.authorization(v, names)
+
+
+@router.post("/check", summary="May this user run this task now? (audited)")
+def check(body: CheckBody, ctx: Ctx, caller: CurrentCaller, response: Response) -> dict[str, Any]:
+    user = body.user
+    if user is None:
+        user = directory.names_of(ctx, caller=caller, ids={caller.user_id})[caller.user_id]
+    decision = access.check_access(ctx, caller=caller, user=user, task=body.task)
+    response.headers["x-jitpam-allowed"] = "true" if decision.allowed else "false"
+    return views.decision(decision)

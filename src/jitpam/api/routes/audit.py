@@ -1,0 +1,154 @@
+"""The audit log: search, export, checkpoints, verification."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from jitpam.api import views
+from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.domain.audit import Checkpoint, Outcome
+from jitpam.domain.errors import InvalidInput
+from jitpam.domain.timeutil import require_utc
+from jitpam.services import audit_log
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.ports import AuditFilter
+
+router = APIRouter(tags=["audit"])
+CSV_FIELDS = ["seq", "at", "actor", "actor_id", "operation", "target", "outcome", "details", "hash"]
+
+
+class CheckpointBody(BaseModel):
+    org_id: str
+    seq: int
+    head_hash: str
+    at: str
+    key_id: str
+    signature: str
+
+
+class VerifyBody(BaseModel):
+    checkpoint: CheckpointBody | None = None
+
+
+def _filter(
+    since: datetime | None,
+    until: datetime | None,
+    actor: str | None,
+    operation: str | None,
+    target: str | None,
+    outcome: Outcome | None,
+) -> AuditFilter:
+    return AuditFilter(
+        since=require_utc(since) if since else None,
+        until=require_utc(until) if until else None,
+        actor=actor,
+        operation=operation,
+        target=target,
+        outcome=outcome,
+    )
+
+
+@router.get("/audit", summary="Search-AuditLog: newest first")
+def search(
+    ctx: Ctx,
+    caller: CurrentCaller,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = Query(default=None, max_length=256),
+    operation: str | None = Query(default=None, max_length=64),
+    target: str | None = Query(default=None, max_length=512),
+    outcome: Outcome | None = None,
+    cursor: str | None = Query(default=None, max_length=200),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> dict[str, Any]:
+    page = audit_log.search_audit(
+        ctx,
+        caller=caller,
+        flt=_filter(since, until, actor, operation, target, outcome),
+        cursor=cursor,
+        limit=limit,
+    )
+    return views.page([views.audit_record(r) for r in page.items], page.next_cursor)
+
+
+def _all(ctx: ServiceContext, caller: Caller, flt: AuditFilter) -> Iterator[dict[str, Any]]:
+    cursor: str | None = None
+    while True:
+        page = audit_log.search_audit(ctx, caller=caller, flt=flt, cursor=cursor, limit=1000)
+        for r in page.items:
+            yield views.audit_record(r)
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+@router.get("/audit/export", summary="Export the audit log as JSON lines or CSV")
+def export(
+    ctx: Ctx,
+    caller: CurrentCaller,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    operation: str | None = None,
+    outcome: Outcome | None = None,
+) -> StreamingResponse:
+    flt = _filter(since, until, actor, operation, None, outcome)
+    first = audit_log.search_audit(
+        ctx, caller=caller, flt=flt, limit=1
+    )  # authorizes before streaming
+    del first
+    records = list(_all(ctx, caller, flt))
+    if format == "jsonl":
+        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        return StreamingResponse(iter([body]), media_type="application/x-ndjson")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({**r, "details": json.dumps(r["details"], sort_keys=True)})
+    return StreamingResponse(iter([out.getvalue()]), media_type="text/csv")
+
+
+@router.post("/audit/checkpoint", summary="Sign the chain head, to keep outside the database")
+def checkpoint(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return audit_log.export_checkpoint(ctx, caller=caller).to_dict()
+
+
+@router.post("/audit/verify", summary="Verify the whole chain (and a checkpoint, when given)")
+def verify(body: VerifyBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    cp = None
+    if body.checkpoint is not None:
+        c = body.checkpoint
+        try:
+            cp = Checkpoint(
+                UUID(c.org_id),
+                c.seq,
+                c.head_hash,
+                datetime.fromisoformat(c.at.replace("Z", "+00:00")),
+                c.key_id,
+                c.signature,
+            )
+        except ValueError:
+            raise InvalidInput("the checkpoint is not valid") from None
+    result = audit_log.verify_audit(ctx, caller=caller, checkpoint=cp)
+    r = result.report
+    return {
+        "ok": r.ok,
+        "records": r.records,
+        "head_seq": r.head_seq,
+        "head_hash": r.head_hash,
+        "problem": r.problem,
+        "bad_seq": r.bad_seq,
+        "checkpoint_signature_valid": result.checkpoint_signature_valid,
+    }

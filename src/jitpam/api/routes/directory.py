@@ -1,0 +1,219 @@
+"""Users, groups, roles and role groups, assignments, and the catalog."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from jitpam.api import views
+from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.domain.directory import UserKind
+from jitpam.domain.errors import NotFound
+from jitpam.domain.policy import PolicyType
+from jitpam.services import directory, organizations
+from jitpam.services.context import Caller, ServiceContext
+
+router = APIRouter(tags=["directory"])
+
+
+class NewUser(BaseModel):
+    upn: str = Field(max_length=256)
+    display_name: str | None = Field(default=None, max_length=256)
+    email: str | None = Field(default=None, max_length=256)
+    kind: UserKind = UserKind.PERSON
+
+
+class UserChange(BaseModel):
+    display_name: str | None = Field(default=None, max_length=256)
+    email: str | None = Field(default=None, max_length=256)
+    enabled: bool | None = None
+
+
+class NewGroup(BaseModel):
+    name: str = Field(max_length=256)
+    email: str | None = Field(default=None, max_length=256)
+    description: str = Field(default="", max_length=1024)
+    members: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class AssignmentBody(BaseModel):
+    role: str | None = Field(default=None, max_length=260)
+    role_group: str | None = Field(default=None, max_length=260)
+    user: str | None = Field(default=None, max_length=256)
+    group: str | None = Field(default=None, max_length=256)
+
+
+class CatalogImport(BaseModel):
+    source: str = Field(default="catalog.toml", max_length=256)
+    text: str = Field(max_length=2_000_000)
+
+
+@router.get("/users", summary="List users")
+def list_users(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return views.page([views.user(u) for u in directory.list_users(ctx, caller=caller)])
+
+
+@router.post("/users", status_code=201, summary="New-User")
+def create_user(body: NewUser, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    u = directory.add_user(
+        ctx,
+        caller=caller,
+        upn=body.upn,
+        display_name=body.display_name or body.upn.split("@")[0],
+        email=body.email,
+        kind=body.kind,
+    )
+    return views.user(u)
+
+
+@router.get("/users/{upn}", summary="Show a user")
+def show_user(upn: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return views.user(directory.get_user(ctx, caller=caller, upn=upn))
+
+
+@router.patch(
+    "/users/{upn}", summary="Set-User (disabling revokes grants and tokens, cancels requests)"
+)
+def change_user(upn: str, body: UserChange, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    u = directory.set_user(
+        ctx,
+        caller=caller,
+        upn=upn,
+        display_name=body.display_name,
+        email=body.email,
+        enabled=body.enabled,
+    )
+    return views.user(u)
+
+
+def _group(ctx: ServiceContext, caller: Caller, name: str) -> dict[str, Any]:
+    found = next(
+        (
+            g
+            for g in directory.list_groups(ctx, caller=caller)
+            if g.name.casefold() == name.casefold() or g.email.casefold() == name.casefold()
+        ),
+        None,
+    )
+    if found is None:
+        raise NotFound(f"no group named {name!r} in this organization")
+    return views.group(found, directory.names_of(ctx, caller=caller, ids=set(found.member_ids)))
+
+
+@router.get("/groups", summary="List groups with their members")
+def list_groups(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    groups = directory.list_groups(ctx, caller=caller)
+    names = directory.names_of(ctx, caller=caller, ids={m for g in groups for m in g.member_ids})
+    return views.page([views.group(g, names) for g in groups])
+
+
+@router.post("/groups", status_code=201, summary="New-Group (approver groups are groups)")
+def create_group(body: NewGroup, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    g = directory.add_group(
+        ctx, caller=caller, name=body.name, email=body.email, description=body.description
+    )
+    for upn in body.members:
+        directory.change_membership(ctx, caller=caller, group=g.name, upn=upn, add=True)
+    return _group(ctx, caller, g.name)
+
+
+@router.get("/groups/{name}", summary="Show a group")
+def show_group(name: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _group(ctx, caller, name)
+
+
+@router.delete("/groups/{name}", status_code=204, summary="Remove-Group")
+def remove_group(name: str, ctx: Ctx, caller: CurrentCaller) -> None:
+    directory.remove_group(ctx, caller=caller, name=name)
+
+
+@router.put("/groups/{name}/members/{upn}", summary="Add-GroupMember")
+def add_member(name: str, upn: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    directory.change_membership(ctx, caller=caller, group=name, upn=upn, add=True)
+    return _group(ctx, caller, name)
+
+
+@router.delete("/groups/{name}/members/{upn}", summary="Remove-GroupMember")
+def remove_member(name: str, upn: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    directory.change_membership(ctx, caller=caller, group=name, upn=upn, add=False)
+    return _group(ctx, caller, name)
+
+
+KindParam = Literal["role", "role_group"]
+
+
+@router.get("/roles", summary="List roles (or role groups)")
+def list_roles(ctx: Ctx, caller: CurrentCaller, kind: KindParam = "role") -> dict[str, Any]:
+    entries = organizations.catalog_entries(ctx, caller=caller, kind=PolicyType(kind))
+    return views.page([{"name": str(e), "type": kind} for e in entries])
+
+
+@router.get(
+    "/roles/{name:path}",
+    summary="Show a role or role group: tasks, standing and just-in-time members",
+)
+def show_role(
+    name: str, ctx: Ctx, caller: CurrentCaller, kind: KindParam = "role"
+) -> dict[str, Any]:
+    members = directory.role_members(ctx, caller=caller, role=name, role_group=kind == "role_group")
+    tasks = organizations.role_tasks(ctx, caller=caller, role=name) if kind == "role" else []
+    resolved = members[0].via if members and kind == "role_group" else name
+    return {
+        "name": resolved,
+        "type": kind,
+        "tasks": tasks,
+        "members": [views.role_member(m) for m in members],
+    }
+
+
+@router.post("/assignments", status_code=201, summary="New-ManagementRoleAssignment")
+def assign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    a = directory.change_assignment(
+        ctx,
+        caller=caller,
+        role=body.role,
+        role_group=body.role_group,
+        user=body.user,
+        group=body.group,
+        add=True,
+    )
+    return {
+        "type": a.target_kind,
+        "target": a.target,
+        "principal_kind": a.principal_kind.value,
+        "principal": body.user or body.group,
+    }
+
+
+@router.post("/assignments/remove", summary="Remove-ManagementRoleAssignment")
+def unassign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    a = directory.change_assignment(
+        ctx,
+        caller=caller,
+        role=body.role,
+        role_group=body.role_group,
+        user=body.user,
+        group=body.group,
+        add=False,
+    )
+    return {
+        "type": a.target_kind,
+        "target": a.target,
+        "principal_kind": a.principal_kind.value,
+        "principal": body.user or body.group,
+        "removed": True,
+    }
+
+
+@router.get("/catalog/tasks", summary="The organization's tasks")
+def list_tasks(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    entries = organizations.catalog_entries(ctx, caller=caller, kind=PolicyType.TASK)
+    return views.page([{"name": str(e)} for e in entries])
+
+
+@router.post("/catalog/import", summary="Import-TaskCatalog from TOML text")
+def import_catalog(body: CatalogImport, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    c = organizations.import_catalog(ctx, caller=caller, text=body.text, source=body.source)
+    return {"scope": c.scope, **organizations.catalog_summary(c)}

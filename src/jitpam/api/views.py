@@ -1,0 +1,188 @@
+"""The API's JSON shapes (field names are part of the contract; see docs/reference.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from jitpam.domain.audit import AuditRecord
+from jitpam.domain.check import Decision
+from jitpam.domain.control import AccessControl
+from jitpam.domain.directory import Group, User
+from jitpam.domain.policy import Policy
+from jitpam.domain.requests import AccessRequest
+from jitpam.domain.timeutil import iso
+from jitpam.domain.tokens import ApiToken
+from jitpam.services.directory import RoleMember
+from jitpam.services.requests import RequestView
+
+
+def when(at: datetime | None) -> str | None:
+    return iso(at) if at is not None else None
+
+
+def user(u: User) -> dict[str, Any]:
+    return {
+        "id": str(u.id),
+        "upn": u.upn,
+        "display_name": u.display_name,
+        "email": u.email,
+        "kind": u.kind.value,
+        "enabled": u.enabled,
+    }
+
+
+def group(g: Group, names: dict[UUID, str]) -> dict[str, Any]:
+    return {
+        "id": str(g.id),
+        "name": g.name,
+        "email": g.email,
+        "description": g.description,
+        "members": sorted(names.get(m, str(m)) for m in g.member_ids),
+    }
+
+
+def control(c: AccessControl, names: dict[UUID, str]) -> dict[str, Any]:
+    group_id = c.default_approver_group_id
+    return {
+        "enabled": c.enabled,
+        "default_approver_group": names.get(group_id, str(group_id)) if group_id else None,
+        "system_accounts": sorted(names.get(i, str(i)) for i in c.system_account_ids),
+        "ticket_pattern": c.ticket_pattern,
+        "max_policies": c.max_policies,
+        "pending_hours": c.pending_hours,
+    }
+
+
+def policy(p: Policy, names: dict[UUID, str]) -> dict[str, Any]:
+    return {
+        "id": str(p.id),
+        "type": p.type.value,
+        "target": str(p.target),
+        "approval_type": p.approval_type.value,
+        "approver_group": names.get(p.approver_group_id, str(p.approver_group_id))
+        if p.approver_group_id
+        else None,
+        "eligible": sorted(
+            names.get(i, str(i)) for i in p.eligible_user_ids | p.eligible_group_ids
+        ),
+        "approvals_required": p.approvals_required,
+        "max_duration_hours": p.max_duration_hours,
+        "require_ticket": p.require_ticket,
+        "created_at": iso(p.created_at),
+    }
+
+
+def request_ids(views: list[RequestView]) -> set[UUID]:
+    ids: set[UUID] = set()
+    for v in views:
+        ids |= {r.approver_id for r in v.request.reviews}
+        if v.request.authorization and v.request.authorization.revoked_by:
+            ids.add(v.request.authorization.revoked_by)
+    return ids
+
+
+def request(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
+    r: AccessRequest = v.request
+    auth = r.authorization
+    return {
+        "id": str(r.id),
+        "status": v.status.value,
+        "requester": r.requester_upn,
+        "type": r.type.value,
+        "target": str(r.target),
+        "reason": r.reason,
+        "duration_hours": r.duration_hours,
+        "approvals_required": r.approvals_required,
+        "policy_id": str(r.policy_id),
+        "created_at": iso(r.created_at),
+        "pending_until": iso(r.pending_until),
+        "decided_at": when(r.decided_at),
+        "approved_at": when(auth.start) if auth else None,
+        "valid_until": when(auth.end) if auth else None,
+        "authorization_id": str(auth.id) if auth else None,
+        "revoked_at": when(auth.revoked_at) if auth else None,
+        "revoked_by": names.get(auth.revoked_by, str(auth.revoked_by))
+        if auth and auth.revoked_by
+        else None,
+        "revocation_comment": auth.revocation_comment if auth else None,
+        "reviews": [
+            {
+                "approver": names.get(rv.approver_id, str(rv.approver_id)),
+                "decision": rv.decision.value,
+                "comment": rv.comment,
+                "at": iso(rv.at),
+            }
+            for rv in r.reviews
+        ],
+        "signature": {"key_id": r.key_id, "value": r.signature},
+    }
+
+
+def authorization(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
+    auth = v.request.authorization
+    assert auth is not None
+    return {
+        "id": str(auth.id),
+        "request_id": str(v.request.id),
+        "user": v.request.requester_upn,
+        "type": auth.type.value,
+        "target": str(auth.target),
+        "status": v.status.value,
+        "valid_from": iso(auth.start),
+        "valid_until": iso(auth.end),
+        "revoked_at": when(auth.revoked_at),
+        "revoked_by": names.get(auth.revoked_by, str(auth.revoked_by)) if auth.revoked_by else None,
+    }
+
+
+def decision(d: Decision) -> dict[str, Any]:
+    return {
+        "allowed": d.allowed,
+        "reason": d.reason.value,
+        "authorization_id": str(d.authorization_id) if d.authorization_id else None,
+        "exempt": d.exempt,
+    }
+
+
+def audit_record(a: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": a.seq,
+        "at": iso(a.at),
+        "actor_id": a.actor_id,
+        "actor": a.actor_name,
+        "operation": a.operation,
+        "target": a.target,
+        "outcome": a.outcome.value,
+        "details": a.details,
+        "prev_hash": a.prev_hash,
+        "hash": a.hash,
+    }
+
+
+def token(t: ApiToken, names: dict[UUID, str]) -> dict[str, Any]:
+    return {
+        "id": str(t.id),
+        "user": names.get(t.user_id, str(t.user_id)),
+        "name": t.name,
+        "created_at": iso(t.created_at),
+        "expires_at": iso(t.expires_at),
+        "revoked_at": when(t.revoked_at),
+        "created_by": names.get(t.created_by, str(t.created_by)),
+    }
+
+
+def role_member(m: RoleMember) -> dict[str, Any]:
+    return {
+        "kind": m.principal_kind.value,
+        "name": m.name,
+        "via": m.via,
+        "just_in_time": m.just_in_time,
+        "until": when(m.until),
+        "authorization_id": str(m.authorization_id) if m.authorization_id else None,
+    }
+
+
+def page(items: list[dict[str, Any]], next_cursor: str | None = None) -> dict[str, Any]:
+    return {"items": items, "next_cursor": next_cursor}

@@ -1,0 +1,1 @@
+"""The ``jitpam`` command line: server commands and client commands."""

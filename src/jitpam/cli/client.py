@@ -1,0 +1,635 @@
+"""Client commands: they talk to a jitpam server over its REST API (through ``jitpam.sdk``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jitpam.cli import output
+from jitpam.cli.output import show
+from jitpam.cli.session import client
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")]
+Server = Annotated[str | None, typer.Option("--server", help="Server URL (default: $JITPAM_URL).")]
+
+REQUEST_COLUMNS = ["id", "status", "requester", "type", "target", "duration_hours", "created_at"]
+POLICY_COLUMNS = ["id", "type", "target", "approval_type", "approver_group", "approvals_required"]
+AUTH_COLUMNS = ["id", "request_id", "user", "type", "target", "status", "valid_until", "revoked_at"]
+
+
+def _read_secret(from_stdin: bool, prompt: str) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\n")
+    return str(typer.prompt(prompt, hide_input=True))
+
+
+def _one_of(**named: str | None) -> tuple[str, str]:
+    given = [(k, v) for k, v in named.items() if v]
+    if len(given) != 1:
+        options = ", ".join("--" + k.replace("_", "-") for k in named)
+        output.fail(f"give exactly one of {options}", output.USAGE)
+    return given[0][0], str(given[0][1])
+
+
+def _list(server: str | None, path: str, params: dict[str, Any], limit: int | None) -> list[Any]:
+    with client(server) as api:
+        return list(api.items(path, params, limit=limit))
+
+
+# ---------------------------------------------------------------- users
+user_app = typer.Typer(help="Users of the organization.", no_args_is_help=True)
+
+
+@user_app.command("create")
+def user_create(
+    upn: str,
+    display_name: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[str, typer.Option(help="person, service, application or guest")] = "person",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read an initial password from stdin.")
+    ] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Add a user (New-User)."""
+    with client(server) as api:
+        doc = api.call(
+            "POST",
+            "/users",
+            json={"upn": upn, "display_name": display_name, "email": email, "kind": kind},
+        )
+        if password_stdin:
+            api.call(
+                "PUT", f"/users/{doc['upn']}/password", json={"password": _read_secret(True, "")}
+            )
+    show(doc, as_json)
+
+
+@user_app.command("list")
+def user_list(
+    server: Server = None,
+    as_json: Json = False,
+    limit: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    show(
+        _list(server, "/users", {}, limit),
+        as_json,
+        columns=["upn", "display_name", "kind", "enabled"],
+    )
+
+
+@user_app.command("show")
+def user_show(upn: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("GET", f"/users/{upn}"), as_json)
+
+
+def _set_enabled(upn: str, enabled: bool, server: str | None, as_json: bool) -> None:
+    with client(server) as api:
+        show(api.call("PATCH", f"/users/{upn}", json={"enabled": enabled}), as_json)
+
+
+@user_app.command("disable")
+def user_disable(upn: str, server: Server = None, as_json: Json = False) -> None:
+    """Disable a user: revokes their grants and tokens and cancels their pending requests."""
+    _set_enabled(upn, False, server, as_json)
+
+
+@user_app.command("enable")
+def user_enable(upn: str, server: Server = None, as_json: Json = False) -> None:
+    _set_enabled(upn, True, server, as_json)
+
+
+@user_app.command("set-password")
+def user_set_password(
+    upn: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Set another user's password (jitpam\\Set-Password)."""
+    password = _read_secret(password_stdin, "New password")
+    with client(server) as api:
+        api.call("PUT", f"/users/{upn}/password", json={"password": password})
+    show({"user": upn, "password_set": True}, as_json)
+
+
+# ---------------------------------------------------------------- groups
+group_app = typer.Typer(help="Groups (approver groups are groups).", no_args_is_help=True)
+
+
+@group_app.command("create")
+def group_create(
+    name: str,
+    email: Annotated[str | None, typer.Option()] = None,
+    member: Annotated[list[str] | None, typer.Option(help="A member's UPN (repeatable).")] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    with client(server) as api:
+        show(
+            api.call(
+                "POST", "/groups", json={"name": name, "email": email, "members": member or []}
+            ),
+            as_json,
+        )
+
+
+@group_app.command("add-member")
+def group_add_member(name: str, upn: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("PUT", f"/groups/{name}/members/{upn}"), as_json)
+
+
+@group_app.command("remove-member")
+def group_remove_member(name: str, upn: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("DELETE", f"/groups/{name}/members/{upn}"), as_json)
+
+
+@group_app.command("list")
+def group_list(
+    server: Server = None,
+    as_json: Json = False,
+    limit: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    show(_list(server, "/groups", {}, limit), as_json, columns=["name", "email", "members"])
+
+
+@group_app.command("show")
+def group_show(name: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("GET", f"/groups/{name}"), as_json)
+
+
+# ---------------------------------------------------------------- roles and role groups
+def _role_app(kind: str) -> typer.Typer:
+    label = "role" if kind == "role" else "role group"
+    app = typer.Typer(
+        help=f"{label.capitalize()}s: standing and just-in-time members.", no_args_is_help=True
+    )
+
+    @app.command("list")
+    def role_list(server: Server = None, as_json: Json = False) -> None:
+        show(_list(server, "/roles", {"kind": kind}, None), as_json, columns=["name"])
+
+    @app.command("show")
+    def role_show(name: str, server: Server = None, as_json: Json = False) -> None:
+        with client(server) as api:
+            doc = api.call("GET", f"/roles/{name}", params={"kind": kind})
+        if as_json:
+            output.emit_json(doc)
+            return
+        typer.echo(f"{label}: {doc['name']}")
+        if doc["tasks"]:
+            typer.echo("tasks: " + ", ".join(doc["tasks"]))
+        output.table(doc["members"], ["name", "kind", "via", "just_in_time", "until"])
+
+    def _assign(
+        name: str, user: str | None, group: str | None, server: str | None, as_json: bool, add: bool
+    ) -> None:
+        _one_of(user=user, group=group)
+        body = {kind: name, "user": user, "group": group}
+        with client(server) as api:
+            show(
+                api.call("POST", "/assignments" if add else "/assignments/remove", json=body),
+                as_json,
+            )
+
+    @app.command("assign")
+    def role_assign(
+        name: str,
+        user: Annotated[str | None, typer.Option()] = None,
+        group: Annotated[str | None, typer.Option()] = None,
+        server: Server = None,
+        as_json: Json = False,
+    ) -> None:
+        _assign(name, user, group, server, as_json, True)
+
+    @app.command("unassign")
+    def role_unassign(
+        name: str,
+        user: Annotated[str | None, typer.Option()] = None,
+        group: Annotated[str | None, typer.Option()] = None,
+        server: Server = None,
+        as_json: Json = False,
+    ) -> None:
+        _assign(name, user, group, server, as_json, False)
+
+    return app
+
+
+role_app = _role_app("role")
+role_group_app = _role_app("role_group")
+
+catalog_app = typer.Typer(help="Task catalogs.", no_args_is_help=True)
+
+
+@catalog_app.command("import")
+def catalog_import(file: Path, server: Server = None, as_json: Json = False) -> None:
+    """Import a workload's tasks, roles and role groups from a TOML file."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        output.fail(f"cannot read {file}: {exc.strerror}", output.USAGE)
+    with client(server) as api:
+        show(api.call("POST", "/catalog/import", json={"source": file.name, "text": text}), as_json)
+
+
+@catalog_app.command("tasks")
+def catalog_tasks(server: Server = None, as_json: Json = False) -> None:
+    show(_list(server, "/catalog/tasks", {}, None), as_json, columns=["name"])
+
+
+# ---------------------------------------------------------------- tokens
+token_app = typer.Typer(help="Personal and service API tokens.", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str | None, typer.Option(help="A service or application account.")] = None,
+    name: Annotated[str, typer.Option()] = "api",
+    expires_in_days: Annotated[int, typer.Option()] = 90,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Create a token; its secret is printed once."""
+    with client(server) as api:
+        doc = api.call(
+            "POST", "/tokens", json={"user": user, "name": name, "expires_in_days": expires_in_days}
+        )
+    show(doc, as_json)
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str | None, typer.Option()] = None,
+    all_users: Annotated[bool, typer.Option("--all")] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    rows = _list(server, "/tokens", {"user": user, "all": all_users}, None)
+    show(rows, as_json, columns=["id", "user", "name", "expires_at", "revoked_at"])
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("DELETE", f"/tokens/{token_id}"), as_json)
+
+
+# ---------------------------------------------------------------- access control
+control_app = typer.Typer(
+    help="Access control (Enable-/Disable-ElevatedAccessControl).", no_args_is_help=True
+)
+
+
+@control_app.command("enable")
+def control_enable(
+    admin_group: Annotated[str, typer.Option(help="The default approver group.")],
+    system_account: Annotated[
+        list[str] | None, typer.Option(help="Exempt account (repeatable).")
+    ] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    with client(server) as api:
+        body = {"admin_group": admin_group, "system_accounts": system_account or []}
+        show(api.call("POST", "/control/enable", json=body), as_json)
+
+
+@control_app.command("disable")
+def control_disable(server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("POST", "/control/disable"), as_json)
+
+
+@control_app.command("show")
+def control_show(server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("GET", "/control"), as_json)
+
+
+# ---------------------------------------------------------------- policies
+policy_app = typer.Typer(help="Approval policies.", no_args_is_help=True)
+TaskOpt = Annotated[str | None, typer.Option("--task")]
+RoleOpt = Annotated[str | None, typer.Option("--role")]
+RoleGroupOpt = Annotated[str | None, typer.Option("--role-group")]
+
+
+def _target(task: str | None, role: str | None, role_group: str | None) -> tuple[str, str]:
+    kind, target = _one_of(task=task, role=role, role_group=role_group)
+    return kind, target
+
+
+def _eligible(server: str | None, names: list[str]) -> tuple[list[str], list[str]]:
+    users = [n for n in names if "@" in n]
+    return users, [n for n in names if "@" not in n]
+
+
+@policy_app.command("new")
+def policy_new(
+    approval_type: Annotated[str, typer.Option(help="manual or auto")],
+    task: TaskOpt = None,
+    role: RoleOpt = None,
+    role_group: RoleGroupOpt = None,
+    approver_group: Annotated[str | None, typer.Option()] = None,
+    eligible: Annotated[
+        list[str] | None, typer.Option(help="Eligible UPN or group (repeatable).")
+    ] = None,
+    approvals_required: Annotated[int, typer.Option()] = 1,
+    max_duration_hours: Annotated[int | None, typer.Option()] = None,
+    require_ticket: Annotated[bool, typer.Option()] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """New-ElevatedAccessApprovalPolicy."""
+    kind, target = _target(task, role, role_group)
+    users, groups = _eligible(server, eligible or [])
+    body = {
+        "type": kind,
+        "target": target,
+        "approval_type": approval_type.lower(),
+        "approver_group": approver_group,
+        "eligible_users": users,
+        "eligible_groups": groups,
+        "approvals_required": approvals_required,
+        "max_duration_hours": max_duration_hours,
+        "require_ticket": require_ticket,
+    }
+    with client(server) as api:
+        show(api.call("POST", "/policies", json=body), as_json)
+
+
+@policy_app.command("list")
+def policy_list(
+    type: Annotated[str | None, typer.Option("--type", help="task, role or role-group")] = None,
+    approval_type: Annotated[str | None, typer.Option()] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    params = {"type": type.replace("-", "_") if type else None, "approval_type": approval_type}
+    show(_list(server, "/policies", params, None), as_json, columns=POLICY_COLUMNS)
+
+
+@policy_app.command("show")
+def policy_show(policy_id: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("GET", f"/policies/{policy_id}"), as_json)
+
+
+@policy_app.command("set")
+def policy_set(
+    policy_id: str,
+    approval_type: Annotated[str | None, typer.Option()] = None,
+    approver_group: Annotated[str | None, typer.Option()] = None,
+    eligible: Annotated[list[str] | None, typer.Option()] = None,
+    approvals_required: Annotated[int | None, typer.Option()] = None,
+    max_duration_hours: Annotated[int | None, typer.Option()] = None,
+    require_ticket: Annotated[
+        bool | None, typer.Option("--require-ticket/--no-require-ticket")
+    ] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Set-ElevatedAccessApprovalPolicy."""
+    body: dict[str, Any] = {
+        "approval_type": approval_type.lower() if approval_type else None,
+        "approver_group": approver_group,
+        "approvals_required": approvals_required,
+        "max_duration_hours": max_duration_hours,
+        "require_ticket": require_ticket,
+    }
+    if eligible is not None:
+        body["eligible_users"], body["eligible_groups"] = _eligible(server, eligible)
+    with client(server) as api:
+        show(api.call("PATCH", f"/policies/{policy_id}", json=body), as_json)
+
+
+@policy_app.command("remove")
+def policy_remove(policy_id: str, server: Server = None, as_json: Json = False) -> None:
+    """Remove-ElevatedAccessApprovalPolicy -Identity ID."""
+    with client(server) as api:
+        show(api.call("DELETE", f"/policies/{policy_id}"), as_json)
+
+
+# ---------------------------------------------------------------- requests
+request_app = typer.Typer(help="Access requests.", no_args_is_help=True)
+
+
+@request_app.command("new")
+def request_new(
+    reason: Annotated[str, typer.Option()],
+    task: TaskOpt = None,
+    role: RoleOpt = None,
+    role_group: RoleGroupOpt = None,
+    duration_hours: Annotated[int, typer.Option()] = 4,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """New-ElevatedAccessRequest."""
+    kind, target = _target(task, role, role_group)
+    with client(server) as api:
+        doc = api.request_access(
+            type=kind, target=target, reason=reason, duration_hours=duration_hours
+        )
+    show(
+        doc,
+        as_json,
+        fields=["id", "status", "type", "target", "duration_hours", "pending_until", "valid_until"],
+    )
+
+
+@request_app.command("list")
+def request_list(
+    status: Annotated[str | None, typer.Option()] = None,
+    mine: Annotated[bool, typer.Option()] = False,
+    requester: Annotated[str | None, typer.Option()] = None,
+    target: Annotated[str | None, typer.Option(help="Search the target.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Stop after N requests.")] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    params = {"status": status, "mine": mine, "requester": requester, "target": target}
+    show(_list(server, "/requests", params, limit), as_json, columns=REQUEST_COLUMNS)
+
+
+@request_app.command("show")
+def request_show(request_id: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        doc = api.call("GET", f"/requests/{request_id}")
+    if as_json:
+        output.emit_json(doc)
+        return
+    output.record({k: v for k, v in doc.items() if k not in ("reviews", "signature")})
+    if doc["reviews"]:
+        typer.echo("reviews:")
+        output.table(doc["reviews"], ["approver", "decision", "comment", "at"])
+
+
+def _decide(
+    request_id: str, verb: str, comment: str | None, server: str | None, as_json: bool
+) -> None:
+    with client(server) as api:
+        doc = api.call(
+            "POST",
+            f"/requests/{request_id}/{verb}",
+            json={"comment": comment} if verb != "cancel" else None,
+        )
+    show(doc, as_json, fields=["id", "status", "requester", "target", "approved_at", "valid_until"])
+
+
+@request_app.command("approve")
+def request_approve(
+    request_id: str,
+    comment: Annotated[str, typer.Option()],
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Approve-ElevatedAccessRequest."""
+    _decide(request_id, "approve", comment, server, as_json)
+
+
+@request_app.command("deny")
+def request_deny(
+    request_id: str,
+    comment: Annotated[str, typer.Option()],
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Deny-ElevatedAccessRequest."""
+    _decide(request_id, "deny", comment, server, as_json)
+
+
+@request_app.command("cancel")
+def request_cancel(request_id: str, server: Server = None, as_json: Json = False) -> None:
+    _decide(request_id, "cancel", None, server, as_json)
+
+
+@request_app.command("verify")
+def request_verify(request_id: str, server: Server = None, as_json: Json = False) -> None:
+    """Check a request against the signature made when it was submitted (exit 1 if altered)."""
+    with client(server) as api:
+        doc = api.call("GET", f"/requests/{request_id}/verify")
+    show(doc, as_json)
+    if not doc["signature_valid"]:
+        raise typer.Exit(output.REFUSED)
+
+
+# ---------------------------------------------------------------- authorizations
+authorization_app = typer.Typer(help="Authorizations (grants).", no_args_is_help=True)
+
+
+@authorization_app.command("list")
+def authorization_list(
+    user: Annotated[str | None, typer.Option(help="A user, or * for everyone.")] = None,
+    active: Annotated[bool, typer.Option()] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    show(
+        _list(server, "/authorizations", {"user": user, "active": active}, None),
+        as_json,
+        columns=AUTH_COLUMNS,
+    )
+
+
+@authorization_app.command("revoke")
+def authorization_revoke(
+    authorization_id: Annotated[
+        str, typer.Argument(help="The authorization's id or its request's.")
+    ],
+    comment: Annotated[str, typer.Option()],
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Revoke-ElevatedAccessAuthorization."""
+    with client(server) as api:
+        show(
+            api.call(
+                "POST", f"/authorizations/{authorization_id}/revoke", json={"comment": comment}
+            ),
+            as_json,
+        )
+
+
+# ---------------------------------------------------------------- audit
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+
+
+@audit_app.command("search")
+def audit_search(
+    since: Annotated[str | None, typer.Option()] = None,
+    until: Annotated[str | None, typer.Option()] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    operation: Annotated[str | None, typer.Option()] = None,
+    outcome: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int | None, typer.Option()] = 100,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    params = {
+        "since": since,
+        "until": until,
+        "actor": actor,
+        "operation": operation,
+        "outcome": outcome,
+    }
+    rows = _list(server, "/audit", params, limit)
+    show(rows, as_json, columns=["seq", "at", "actor", "operation", "target", "outcome"])
+
+
+@audit_app.command("export")
+def audit_export(
+    format: Annotated[str, typer.Option(help="jsonl or csv")] = "jsonl",
+    output_file: Annotated[Path | None, typer.Option("--output")] = None,
+    server: Server = None,
+) -> None:
+    with client(server) as api:
+        text = api.call("GET", "/audit/export", params={"format": format})
+    if isinstance(text, list | dict):
+        text = json.dumps(text)
+    if output_file:
+        output_file.write_text(str(text), encoding="utf-8")
+    else:
+        sys.stdout.write(str(text))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    output_file: Annotated[Path | None, typer.Option("--output")] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Sign the chain head; keep the file outside the database to detect truncation later."""
+    with client(server) as api:
+        doc = api.call("POST", "/audit/checkpoint")
+    if output_file:
+        output_file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    show(doc, as_json)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    checkpoint: Annotated[Path | None, typer.Option()] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Verify the audit chain (exit 1 when it is broken)."""
+    body: dict[str, Any] = {}
+    if checkpoint:
+        try:
+            body["checkpoint"] = json.loads(checkpoint.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            output.fail(f"cannot read the checkpoint {checkpoint}: {exc}", output.USAGE)
+    with client(server) as api:
+        doc = api.call("POST", "/audit/verify", json=body)
+    show(doc, as_json)
+    if not doc["ok"]:
+        raise typer.Exit(output.REFUSED)

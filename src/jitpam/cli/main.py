@@ -1,0 +1,137 @@
+"""``jitpam``: server commands open the database; client commands talk to a server."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from jitpam.cli import client as cmd
+from jitpam.cli import output, session
+from jitpam.cli.output import show
+from jitpam.sdk import ApiError, Client, Unreachable
+
+app = typer.Typer(
+    name="jitpam",
+    help="Just-in-time privileged access management.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for name, sub in (
+    ("user", cmd.user_app),
+    ("group", cmd.group_app),
+    ("role", cmd.role_app),
+    ("role-group", cmd.role_group_app),
+    ("catalog", cmd.catalog_app),
+    ("token", cmd.token_app),
+    ("control", cmd.control_app),
+    ("policy", cmd.policy_app),
+    ("request", cmd.request_app),
+    ("authorization", cmd.authorization_app),
+    ("audit", cmd.audit_app),
+):
+    app.add_typer(sub, name=name)
+
+Json = cmd.Json
+Server = cmd.Server
+
+
+@app.command()
+def login(
+    user: Annotated[str, typer.Option(help="Your UPN.")],
+    server: Server = None,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Sign in and keep the token under $JITPAM_CONFIG_DIR (mode 600)."""
+    url = session.server_url(server)
+    password = cmd._read_secret(password_stdin, "Password")
+    with Client(url) as api:
+        doc = api.call("POST", "/auth/login", json={"user": user, "password": password})
+    path = session.save(server=url, token=doc["token"], user=doc["user"])
+    show(
+        {
+            "user": doc["user"],
+            "server": url,
+            "expires_at": doc["expires_at"],
+            "saved_to": str(path),
+        },
+        as_json,
+    )
+
+
+@app.command()
+def logout(as_json: Json = False) -> None:
+    """Forget the saved token (revoking it on the server first, when it answers)."""
+    creds = session.saved()
+    if creds.get("token"):
+        try:
+            with Client(str(creds.get("server")), str(creds["token"])) as api:
+                api.call("POST", "/auth/logout")
+        except (ApiError, Unreachable):
+            pass  # the token expires anyway; forgetting it here is what the user asked for
+    show({"signed_out": session.forget()}, as_json)
+
+
+@app.command()
+def passwd(
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read current and new password from stdin, a line each.")
+    ] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Change your own password."""
+    current = cmd._read_secret(password_stdin, "Current password")
+    new = cmd._read_secret(password_stdin, "New password")
+    with session.client(server) as api:
+        api.call("PUT", "/me/password", json={"password": new, "current_password": current})
+    show({"password_changed": True}, as_json)
+
+
+@app.command()
+def check(
+    task: Annotated[str, typer.Option(help="Scope\\Name, or a bare name when unambiguous.")],
+    user: Annotated[
+        str | None, typer.Option(help="Ask about another user (jitpam\\Access Checker).")
+    ] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """May this user run this task now? Exit 0 when allowed, 3 when denied."""
+    with session.client(server) as api:
+        doc = api.check(task, user)
+    if as_json:
+        output.emit_json(doc)
+    else:
+        verdict = "allowed" if doc["allowed"] else "denied"
+        suffix = (
+            f" (authorization {doc['authorization_id']})" if doc.get("authorization_id") else ""
+        )
+        typer.echo(f"{verdict}: {doc['reason']}{suffix}")
+    if not doc["allowed"]:
+        raise typer.Exit(output.DENIED)
+
+
+def _register_server_commands() -> None:
+    from jitpam.cli import server as server_commands
+
+    server_commands.register(app)
+
+
+_register_server_commands()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the command line; API errors become one line on stderr and the documented exit code."""
+    try:
+        return app(args=argv, standalone_mode=True)
+    except ApiError as exc:
+        code = output.NOT_PERMITTED if exc.status in (401, 403) else output.REFUSED
+        typer.echo(f"jitpam: {exc.detail or exc.code} ({exc.status})", err=True)
+        sys.exit(code)
+    except Unreachable as exc:
+        typer.echo(f"jitpam: {exc}", err=True)
+        sys.exit(output.UNREACHABLE)

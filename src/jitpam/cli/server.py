@@ -1,0 +1,178 @@
+"""Server commands: they open the database directly (``jitpam init``, ``serve``, ...)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from jitpam import demo
+from jitpam.bootstrap import Runtime, build_runtime
+from jitpam.cli import output
+from jitpam.cli.output import show
+from jitpam.domain.errors import JitpamError
+from jitpam.services import auth, organizations
+from jitpam.services.context import Caller
+from jitpam.settings import Settings, SettingsError, load_settings
+
+Db = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: SQLite in the data directory).")
+]
+Config = Annotated[
+    str | None, typer.Option("--config", help="Settings file (default: $JITPAM_CONFIG).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")]
+
+
+def _settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except SettingsError as exc:
+        output.fail(str(exc), output.USAGE)
+
+
+def _runtime(settings: Settings) -> Runtime:
+    try:
+        runtime = build_runtime(settings)
+    except Exception as exc:
+        output.fail(f"cannot open the database: {exc}")
+    organizations.refresh_builtin_catalog(runtime.ctx)
+    return runtime
+
+
+def _create_org(
+    runtime: Runtime, name: str, admin: str, password_stdin: bool, catalog: list[str]
+) -> dict[str, str]:
+    ctx = runtime.ctx
+    try:
+        org, admin_user = organizations.create_organization(
+            ctx,
+            name=name,
+            admin_upn=admin,
+            admin_display_name=admin.split("@")[0],
+            catalogs=tuple(catalog),
+        )
+        caller = Caller(org.id, admin_user.id)
+        if password_stdin:
+            auth.set_password(
+                ctx, caller=caller, upn=admin_user.upn, password=sys.stdin.readline().rstrip("\n")
+            )
+        issued = auth.create_token(ctx, caller=caller, name="init", expires_in_days=30)
+    except JitpamError as exc:
+        output.fail(exc.message)
+    return {
+        "organization": org.name,
+        "admin": admin_user.upn,
+        "token": issued.secret,
+        "token_expires_at": issued.token.expires_at.isoformat(),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        org: Annotated[str, typer.Option("--org", help="The organization's name (lowercase).")],
+        admin: Annotated[str, typer.Option("--admin", help="The first administrator's UPN.")],
+        db: Db = None,
+        config: Config = None,
+        password_stdin: Annotated[
+            bool, typer.Option(help="Read the admin's password from stdin.")
+        ] = False,
+        catalog: Annotated[
+            list[str] | None, typer.Option(help="Shipped catalog to install (repeatable).")
+        ] = None,
+        as_json: Json = False,
+    ) -> None:
+        """Create the schema, an organization and its first admin; print an API token for them."""
+        runtime = _runtime(_settings(config, database_url=db))
+        try:
+            show(
+                _create_org(
+                    runtime,
+                    org,
+                    admin,
+                    password_stdin,
+                    catalog if catalog is not None else ["exchange"],
+                ),
+                as_json,
+            )
+        finally:
+            runtime.close()
+
+    org_app = typer.Typer(help="Organizations of this installation.", no_args_is_help=True)
+    app.add_typer(org_app, name="org")
+
+    @org_app.command("create")
+    def org_create(
+        name: str,
+        admin: Annotated[str, typer.Option("--admin")],
+        db: Db = None,
+        config: Config = None,
+        password_stdin: Annotated[bool, typer.Option()] = False,
+        as_json: Json = False,
+    ) -> None:
+        """Another organization on the same installation, with its own first admin."""
+        runtime = _runtime(_settings(config, database_url=db))
+        try:
+            show(_create_org(runtime, name, admin, password_stdin, ["exchange"]), as_json)
+        finally:
+            runtime.close()
+
+    db_app = typer.Typer(help="The database.", no_args_is_help=True)
+    app.add_typer(db_app, name="db")
+
+    @db_app.command("upgrade")
+    def db_upgrade(db: Db = None, config: Config = None, as_json: Json = False) -> None:
+        """Migrate the schema to this version (under an advisory lock on PostgreSQL)."""
+        from jitpam.bootstrap import migrate_database
+
+        try:
+            revision = migrate_database(_settings(config, database_url=db))
+        except Exception as exc:
+            output.fail(str(exc))
+        show({"schema_revision": revision}, as_json)
+
+    config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("show")
+    def config_show(config: Config = None, as_json: Json = False) -> None:
+        """The effective settings (defaults, file, JITPAM_* variables), secrets masked."""
+        show(_settings(config).masked(), as_json)
+
+    @app.command()
+    def serve(
+        db: Db = None,
+        host: Annotated[str | None, typer.Option()] = None,
+        port: Annotated[int | None, typer.Option()] = None,
+        config: Config = None,
+        data_dir: Annotated[
+            str | None, typer.Option(help="Where SQLite, the signing key and the demo live.")
+        ] = None,
+        demo_org: Annotated[
+            bool, typer.Option("--demo", help="Create the demo organization 'contoso' once.")
+        ] = False,
+    ) -> None:
+        """Run the API server (migrating the database first)."""
+        import uvicorn
+
+        from jitpam.api.app import create_app
+
+        settings = _settings(config, database_url=db, host=host, port=port, data_dir=data_dir)
+        runtime = _runtime(settings)
+        if demo_org:
+            created = demo.ensure_demo(runtime.ctx)
+            typer.echo(
+                f"demo organization '{demo.ORG}' {'created' if created else 'ready'}; sign in with:"
+            )
+            for u in demo.USERS:
+                typer.echo(f"  {u.upn:<22} password {demo.PASSWORD}   {u.role}")
+        url = f"http://{settings.host}:{settings.port}"
+        typer.echo(f"jitpam listening on {url} (API {url}/api/v1, docs {url}/docs)")
+        try:
+            uvicorn.run(
+                create_app(runtime), host=settings.host, port=settings.port, log_level="warning"
+            )
+        finally:
+            runtime.close()

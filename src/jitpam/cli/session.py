@@ -1,0 +1,61 @@
+"""Where the client finds its server and token: options, JITPAM_URL / JITPAM_TOKEN, or the
+credentials saved by ``jitpam login`` under JITPAM_CONFIG_DIR (default ~/.config/jitpam)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jitpam.sdk import Client
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("JITPAM_CONFIG_DIR", "~/.config/jitpam")).expanduser()
+
+
+def credentials_file() -> Path:
+    return config_dir() / "credentials.json"
+
+
+def saved() -> dict[str, Any]:
+    try:
+        data = json.loads(credentials_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save(*, server: str, token: str, user: str) -> Path:
+    path = credentials_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"server": server, "token": token, "user": user}, f)
+    os.chmod(path, 0o600)
+    return path
+
+
+def forget() -> bool:
+    try:
+        credentials_file().unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def server_url(option: str | None) -> str:
+    return option or os.environ.get("JITPAM_URL") or str(saved().get("server") or DEFAULT_SERVER)
+
+
+def client(option_server: str | None) -> Client:
+    url = server_url(option_server)
+    token = os.environ.get("JITPAM_TOKEN")
+    if not token:
+        creds = saved()
+        if creds.get("server", "").rstrip("/") == url.rstrip("/") or not option_server:
+            token = creds.get("token")
+    return Client(url, token)

@@ -1,0 +1,350 @@
+"""Sign-in and credentials: passwords, API tokens, OIDC links, and who a bearer token is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+from jitpam.domain.audit import AuditEvent, Outcome
+from jitpam.domain.directory import User, UserKind, check_text
+from jitpam.domain.errors import (
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    NotSignedIn,
+    TooManyAttempts,
+)
+from jitpam.domain.tokens import (
+    ApiToken,
+    check_password,
+    check_token_days,
+    new_token_secret,
+    token_digest,
+)
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.directory import find_user
+from jitpam.services.guard import authorize, caller_user, event, grant_details, may, use_case
+from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
+
+NOT_SIGNED_IN = "not signed in: the token is missing, unknown, expired or revoked"
+BAD_SIGN_IN = "wrong user name or password"
+MANAGE_TOKENS = "New-ApiToken"
+# Checked when the account does not exist, so a wrong name costs what a wrong password does.
+_DUMMY_PASSWORD = "jitpam-no-such-account"  # noqa: S105 - deliberately not a real credential
+_dummy_hashes: dict[int, str] = {}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: ``secret`` is shown once and never stored."""
+
+    token: ApiToken
+    secret: str
+
+
+def _hasher(ctx: ServiceContext) -> PasswordHasher:
+    if ctx.passwords is None:
+        raise RuntimeError("this context was built without a password hasher")
+    return ctx.passwords
+
+
+def _throttle(ctx: ServiceContext) -> LoginThrottle | None:
+    return ctx.throttle
+
+
+def _issue(
+    uow: UnitOfWork, *, user: User, by: UUID, name: str, ttl: timedelta, ctx: ServiceContext
+) -> IssuedToken:
+    at = ctx.clock.now()
+    secret = new_token_secret()
+    token = ApiToken(
+        id=uuid4(),
+        org_id=user.org_id,
+        user_id=user.id,
+        name=check_text(name, field_name="token name", limit=128),
+        digest=token_digest(secret),
+        created_at=at,
+        expires_at=at + ttl,
+        created_by=by,
+    )
+    uow.credentials.add_token(token)
+    return IssuedToken(token, secret)
+
+
+def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> IssuedToken:
+    """Check a local password and issue a session token. Raises NotSignedIn (the same for an
+    unknown account, a wrong password and a disabled user) or TooManyAttempts. Audited either way
+    when the account exists."""
+    hasher = _hasher(ctx)
+    throttle = _throttle(ctx)
+    at = ctx.clock.now()
+    account = (upn or "").strip().lower()
+    if throttle is not None:
+        wait = throttle.blocked_for(account=account, client=client, at=at)
+        if wait > 0:
+            _audit_sign_in(ctx, account=account, client=client, ok=False, why="too_many_attempts")
+            raise TooManyAttempts(f"too many failed sign-ins: try again in {int(wait) + 1} seconds")
+    with ctx.uow() as uow:
+        user = uow.users.get_by_upn(account) if "@" in account else None
+        stored = uow.credentials.password_hash(user.id) if user else None
+        if stored is None:
+            dummy = _dummy_hashes.get(id(hasher))
+            if dummy is None:
+                dummy = _dummy_hashes[id(hasher)] = hasher.hash(_DUMMY_PASSWORD)
+            hasher.verify(dummy, password or "")
+            ok = False
+        else:
+            ok = hasher.verify(stored, password or "")
+        if not ok or user is None or not user.enabled:
+            uow.rollback()
+        else:
+            issued = _issue(
+                uow,
+                user=user,
+                by=user.id,
+                name="sign-in",
+                ttl=timedelta(hours=ctx.session_hours),
+                ctx=ctx,
+            )
+            uow.record(
+                AuditEvent(
+                    user.org_id,
+                    at,
+                    str(user.id),
+                    user.upn,
+                    "Sign-In",
+                    user.upn,
+                    details={
+                        "client": client,
+                        "token_id": str(issued.token.id),
+                        "method": "password",
+                    },
+                )
+            )
+            uow.commit()
+            if throttle is not None:
+                throttle.succeeded(account=account, client=client)
+            return issued
+    if throttle is not None:
+        throttle.failed(account=account, client=client, at=at)
+    _audit_sign_in(ctx, account=account, client=client, ok=False, why="bad_credentials")
+    raise NotSignedIn(BAD_SIGN_IN)
+
+
+def _audit_sign_in(ctx: ServiceContext, *, account: str, client: str, ok: bool, why: str) -> None:
+    with ctx.uow() as uow:
+        user = uow.users.get_by_upn(account) if "@" in account else None
+        if user is None:
+            return  # no organization to record it in; the throttle still counts it
+        uow.record(
+            AuditEvent(
+                user.org_id,
+                ctx.clock.now(),
+                str(user.id),
+                user.upn,
+                "Sign-In",
+                user.upn,
+                Outcome.SUCCESS if ok else Outcome.REFUSED,
+                {"client": client, "error": why},
+            )
+        )
+        uow.commit()
+
+
+def authenticate(ctx: ServiceContext, *, secret: str) -> Caller:
+    """The caller a bearer token stands for. Raises NotSignedIn, with one message for every
+    reason (unknown, expired, revoked, disabled user), so a token's state is not revealed."""
+    if not secret or len(secret) > 200:
+        raise NotSignedIn(NOT_SIGNED_IN)
+    with ctx.uow() as uow:
+        token = uow.credentials.token_by_digest(token_digest(secret))
+        if token is None or not token.usable_at(ctx.clock.now()):
+            raise NotSignedIn(NOT_SIGNED_IN)
+        user = uow.users.get(token.user_id)
+        if user is None or not user.enabled or user.org_id != token.org_id:
+            raise NotSignedIn(NOT_SIGNED_IN)
+        return Caller(token.org_id, token.user_id)
+
+
+def authenticate_oidc(
+    ctx: ServiceContext, *, issuer: str, subject: str, email: str | None, email_verified: bool
+) -> Caller:
+    """The user an OIDC identity (already verified by the caller) stands for: by its link, or,
+    on first sign-in, by a verified email equal to a user's UPN or email. Raises NotSignedIn."""
+    with ctx.uow() as uow:
+        user_id = uow.credentials.oidc_user(issuer, subject)
+        at = ctx.clock.now()
+        if user_id is None:
+            if not (email and email_verified):
+                raise NotSignedIn(
+                    "this identity is not linked to a jitpam user and has no verified email"
+                )
+            user = uow.users.get_by_upn(email.strip().lower())
+            if user is None or not user.enabled:
+                raise NotSignedIn("no jitpam user has this verified email")
+            uow.credentials.link_oidc(issuer, subject, user.id, at=at)
+            uow.record(
+                AuditEvent(
+                    user.org_id,
+                    at,
+                    str(user.id),
+                    user.upn,
+                    "Add-OidcLink",
+                    user.upn,
+                    details={"issuer": issuer, "subject": subject},
+                )
+            )
+            uow.commit()
+            return Caller(user.org_id, user.id)
+        found = uow.users.get(user_id)
+        if found is None or not found.enabled:
+            raise NotSignedIn(NOT_SIGNED_IN)
+        return Caller(found.org_id, found.id)
+
+
+def set_password(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    upn: str,
+    password: str,
+    current_password: str | None = None,
+) -> None:
+    """Set a user's password: one's own (with the current one, when there is one), or anyone's
+    in the organization with jitpam\\Set-Password. The password never reaches the audit log."""
+    op = "Set-Password"
+    with use_case(ctx, caller=caller, operation=op, target=upn) as uow:
+        at = ctx.clock.now()
+        actor = caller_user(uow, caller)
+        target = find_user(uow, caller.org_id, upn)
+        details: dict[str, object] = {"user": target.upn}
+        if target.id == actor.id:
+            stored = uow.credentials.password_hash(actor.id)
+            if stored is not None and not _hasher(ctx).verify(stored, current_password or ""):
+                raise NotPermitted("the current password is not correct")
+            details["by"] = "self"
+        else:
+            _, how = authorize(uow, caller, op, at)
+            details.update(grant_details(how))
+        hashed = _hasher(ctx).hash(check_password(password))
+        uow.credentials.set_password_hash(target.id, hashed, at=at)
+        uow.record(
+            event(
+                caller=caller, actor=actor, operation=op, target=target.upn, at=at, details=details
+            )
+        )
+        uow.commit()
+
+
+def create_token(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    user: str | None = None,
+    name: str = "api",
+    expires_in_days: int = 90,
+) -> IssuedToken:
+    """New-ApiToken: for oneself, or (with jitpam\\New-ApiToken) for a service or application
+    account, never for another person: nobody acts as an approver but the approver."""
+    op = "New-ApiToken"
+    with use_case(ctx, caller=caller, operation=op, target=user or "self") as uow:
+        at = ctx.clock.now()
+        actor = caller_user(uow, caller)
+        target = find_user(uow, caller.org_id, user) if user else actor
+        details: dict[str, object] = {"user": target.upn}
+        if target.id != actor.id:
+            if target.kind not in (UserKind.SERVICE, UserKind.APPLICATION):
+                raise NotPermitted(
+                    f"tokens for another user can be created only for service and application "
+                    f"accounts; {target.upn} is a {target.kind.value}"
+                )
+            _, how = authorize(uow, caller, MANAGE_TOKENS, at)
+            details.update(grant_details(how))
+        if not target.enabled:
+            raise InvalidInput(f"{target.upn} is disabled")
+        issued = _issue(
+            uow,
+            user=target,
+            by=actor.id,
+            name=name,
+            ttl=timedelta(days=check_token_days(expires_in_days)),
+            ctx=ctx,
+        )
+        details.update(
+            {"token_id": str(issued.token.id), "expires_at": issued.token.expires_at.isoformat()}
+        )
+        uow.record(
+            event(
+                caller=caller, actor=actor, operation=op, target=target.upn, at=at, details=details
+            )
+        )
+        uow.commit()
+        return issued
+
+
+def list_tokens(
+    ctx: ServiceContext, *, caller: Caller, user: str | None = None, everyone: bool = False
+) -> list[ApiToken]:
+    """One's own tokens; another user's, or everyone's, with jitpam\\New-ApiToken."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        actor = caller_user(uow, caller)
+        target = find_user(uow, caller.org_id, user) if user else actor
+        if (everyone or target.id != actor.id) and not may(
+            uow, user=actor, operation=MANAGE_TOKENS, at=at
+        ).allowed:
+            raise NotPermitted(f"{actor.upn} may list only their own tokens")
+        return uow.credentials.tokens(caller.org_id, None if everyone else target.id)
+
+
+def revoke_token(ctx: ServiceContext, *, caller: Caller, token_id: UUID) -> ApiToken:
+    """Revoke one's own token, or anyone's in the organization with jitpam\\New-ApiToken."""
+    op = "Revoke-ApiToken"
+    with use_case(ctx, caller=caller, operation=op, target=str(token_id)) as uow:
+        at = ctx.clock.now()
+        actor = caller_user(uow, caller)
+        token = uow.credentials.token(token_id)
+        if token is None or token.org_id != caller.org_id:
+            raise NotFound(f"no token {token_id} in this organization")
+        if (
+            token.user_id != actor.id
+            and not may(uow, user=actor, operation=MANAGE_TOKENS, at=at).allowed
+        ):
+            raise NotFound(f"no token {token_id} in this organization")
+        uow.credentials.revoke_token(token.id, at=at)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation=op,
+                target=str(token.id),
+                at=at,
+                details={"user_id": str(token.user_id)},
+            )
+        )
+        uow.commit()
+        return token
+
+
+def sign_out(ctx: ServiceContext, *, secret: str) -> None:
+    """Revoke the token a request came with (audited as Sign-Out). Raises NotSignedIn."""
+    caller = authenticate(ctx, secret=secret)
+    with ctx.uow() as uow:
+        token = uow.credentials.token_by_digest(token_digest(secret))
+        actor = uow.users.get(caller.user_id)
+        if token is None or actor is None:
+            raise NotSignedIn(NOT_SIGNED_IN)
+        at = ctx.clock.now()
+        uow.credentials.revoke_token(token.id, at=at)
+        uow.record(
+            event(
+                caller=caller,
+                actor=actor,
+                operation="Sign-Out",
+                target=actor.upn,
+                at=at,
+                details={"token_id": str(token.id)},
+            )
+        )
+        uow.commit()

@@ -1,0 +1,129 @@
+"""The server's settings: defaults, then a TOML file, then ``JITPAM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+SECRET_FIELDS = frozenset({"smtp_password"})
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""  # default: SQLite in the data directory
+    data_dir: str = "~/.local/share/jitpam"
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    signing_key_file: str = ""  # default: signing-key.pem in the data directory
+    session_hours: int = 12
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = "jitpam <jitpam@localhost>"
+    login_max_failures: int = 5
+    login_window_seconds: int = 300
+    login_lockout_seconds: int = 60
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'jitpam.db'}"
+
+    @property
+    def effective_signing_key_file(self) -> Path:
+        return (
+            Path(self.signing_key_file).expanduser()
+            if self.signing_key_file
+            else self.data_path / "signing-key.pem"
+        )
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, secrets masked, with the derived defaults filled in."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = ("********" if value else "") if f.name in SECRET_FIELDS else value
+        out["database_url"] = _mask_url(self.effective_database_url)
+        out["signing_key_file"] = str(self.effective_signing_key_file)
+        return out
+
+
+def _mask_url(url: str) -> str:
+    if "://" in url and "@" in url.split("://", 1)[1]:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:********@{host}"
+    return url
+
+
+def _coerce(name: str, kind: Any, value: Any, where: str) -> Any:
+    if kind in (int, "int"):
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: {name} must be a whole number")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: {name} must be a whole number, not {value!r}") from None
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{where}: {name} must be true or false, not {value!r}")
+    if not isinstance(value, str):
+        raise SettingsError(f"{where}: {name} must be a string")
+    return value
+
+
+def load_settings(
+    config_file: str | None = None, env: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Defaults, then the TOML file (``config_file`` or $JITPAM_CONFIG), then JITPAM_<NAME>
+    variables, then explicit overrides (command-line options). Raises SettingsError."""
+    env = dict(os.environ if env is None else env)
+    known = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    path = config_file or env.get("JITPAM_CONFIG")
+    if path:
+        try:
+            doc = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot read the configuration file {path}: {exc.strerror}"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        for key, value in doc.items():
+            if key not in known:
+                raise SettingsError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, known[key], value, path)
+    for name, kind in known.items():
+        var = f"JITPAM_{name.upper()}"
+        if var in env:
+            values[name] = _coerce(name, kind, env[var], var)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _coerce(name, known[name], value, f"--{name.replace('_', '-')}")
+    return replace(Settings(), **values)
