@@ -91,8 +91,41 @@ def record_digest(event: AuditEvent, *, seq: int, prev_hash: str) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+MAX_TARGET = 512
+MAX_NAME = 256
+
+
+def clean_text(text: str, limit: int | None = None) -> str:
+    """Text as it can be stored everywhere: no NUL, no lone surrogates, at most ``limit`` chars."""
+    out = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return out[:limit] if limit is not None else out
+
+
+def clean_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_value(v) for v in value]
+    return value
+
+
 def chain(event: AuditEvent, *, prev_seq: int, prev_hash: str) -> AuditRecord:
-    """Place an event after the chain head (prev_seq, prev_hash)."""
+    """Place an event after the chain head (prev_seq, prev_hash).
+
+    The event's text is cleaned and bounded first, so what is hashed is exactly what is stored.
+    """
+    event = AuditEvent(
+        org_id=event.org_id,
+        at=event.at,
+        actor_id=clean_text(event.actor_id, 64),
+        actor_name=clean_text(event.actor_name, MAX_NAME),
+        operation=clean_text(event.operation, 64),
+        target=clean_text(event.target, MAX_TARGET),
+        outcome=event.outcome,
+        details=clean_value(event.details),
+    )
     seq = prev_seq + 1
     digest = record_digest(event, seq=seq, prev_hash=prev_hash)
     return AuditRecord(

@@ -51,6 +51,6 @@ def check_pending_hours(hours: int) -> int:
 def check_max_policies(limit: int | None) -> int | None:
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput("the policy limit must be a positive whole number, or none")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000_000:
+        raise InvalidInput("the policy limit must be a whole number from 1 to 10,000,000, or none")
     return limit

@@ -21,7 +21,15 @@ from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.policy import PolicyType
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import authorize, caller_user, event, grant_details, use_case
+from jitpam.services.guard import (
+    authorize,
+    caller_user,
+    event,
+    grant_details,
+    keep_role_guards,
+    parse_enum,
+    use_case,
+)
 from jitpam.services.ports import UnitOfWork
 
 REVOKED_ON_DISABLE = "the user was disabled"
@@ -73,7 +81,7 @@ def add_user(
             name,
             check_text(display_name, field_name="display name"),
             mail,
-            UserKind(kind),
+            parse_enum(UserKind, kind, "kind"),
         )
         uow.users.add(user, at=at)
         uow.record(
@@ -303,6 +311,8 @@ def change_assignment(
             raise InvalidInput("name exactly one of a role or a role group")
         kind = PolicyType.ROLE if role is not None else PolicyType.ROLE_GROUP
         target = resolve_target(uow, caller.org_id, kind, typed)
+        if add:
+            keep_role_guards(uow, user=actor, kind=kind, target=str(target))
         p_kind, p_id, p_name = _principal(uow, caller.org_id, user=user, group=group)
         assignment = Assignment(uuid4(), caller.org_id, p_kind, p_id, kind.value, str(target))
         if add and not uow.assignments.add(assignment, at=at):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 from uuid import UUID
 
 from jitpam.domain.audit import AuditEvent, Outcome
@@ -18,11 +19,13 @@ from jitpam.domain.catalog import BUILTIN_SCOPE
 from jitpam.domain.check import CheckFacts, Decision, Reason, decide
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
-from jitpam.domain.errors import AuditUnavailable, JitpamError, NotPermitted
+from jitpam.domain.errors import AuditUnavailable, InvalidInput, JitpamError, NotPermitted
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.policy import Policy, PolicyType
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.ports import UnitOfWork
+
+E = TypeVar("E", bound=Enum)
 
 REASON_TEXT = {
     Reason.UNKNOWN_USER: "the user does not exist in this organization",
@@ -176,37 +179,71 @@ def record_refusal(
         uow.commit()
 
 
-def _guarded_jitpam_tasks(uow: UnitOfWork, org_id: UUID) -> list[Policy]:
-    return [
-        p
-        for p in uow.policies.matching(org_id, type=PolicyType.TASK)
-        if p.target.scope.casefold() == BUILTIN_SCOPE
-    ]
+def parse_enum(kind: type[E], value: object, field: str) -> E:
+    """``value`` as a member of ``kind``; raises InvalidInput listing the accepted values."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        accepted = ", ".join(str(m.value) for m in kind)
+        raise InvalidInput(f"{field} must be one of: {accepted}") from None
+
+
+def _jitpam_guards(uow: UnitOfWork, org_id: UUID) -> list[Policy]:
+    return [p for p in uow.policies.matching(org_id) if p.target.scope.casefold() == BUILTIN_SCOPE]
+
+
+def _break_glass(uow: UnitOfWork, user: User) -> bool:
+    return user.id in uow.orgs.control(user.org_id).system_account_ids
 
 
 def keep_guard(uow: UnitOfWork, *, user: User, policy: Policy, action: str, at: datetime) -> None:
-    """Nobody lifts a guard on a jitpam operation alone.
+    """Nobody lifts a guard on jitpam's own operations alone.
 
-    Changing or removing a task policy on a jitpam task needs the access that policy guards (an
-    active authorization for the task, or a system account): otherwise an admin could drop the
-    policy on Disable-ElevatedAccessControl and then disable control without anyone's approval.
-    Raises NotPermitted.
+    A policy on a ``jitpam\\...`` task, role or role group can be changed or removed only by a
+    system account (the break-glass path): an approval to run the guarded operation once must not
+    become the power to drop the guard for good. Raises NotPermitted.
     """
-    if policy.type is not PolicyType.TASK or policy.target.scope.casefold() != BUILTIN_SCOPE:
+    del at
+    if policy.target.scope.casefold() != BUILTIN_SCOPE or _break_glass(uow, user):
         return
-    control = uow.orgs.control(user.org_id)
-    decision = decide(
-        gather_facts(uow, user=user, task=str(policy.target), control=control, at=at), at
+    raise NotPermitted(
+        f"{policy.describe()} guards one of jitpam's own operations: only a system account can "
+        f"{action} it"
     )
-    if not decision.allowed:
+
+
+def keep_all_guards(uow: UnitOfWork, *, user: User, adding: frozenset[UUID], at: datetime) -> None:
+    """System accounts pass every guard. Nobody makes themself one, and while any policy guards a
+    jitpam operation only a system account adds new ones. Raises NotPermitted."""
+    del at
+    if not adding or _break_glass(uow, user):
+        return
+    if user.id in adding:
+        raise NotPermitted("nobody can make themself a system account")
+    guards = _jitpam_guards(uow, user.org_id)
+    if guards:
         raise NotPermitted(
-            f"{policy.describe()} guards a jitpam operation: to {action} it you need the access it "
-            f"guards ({REASON_TEXT[decision.reason]})"
+            f"{guards[0].describe()} guards one of jitpam's own operations: only a system account "
+            "can add system accounts"
         )
 
 
-def keep_all_guards(uow: UnitOfWork, *, user: User, action: str, at: datetime) -> None:
-    """System accounts pass every guard, so adding one needs every jitpam guard to allow the
-    caller now. Raises NotPermitted naming the first guard that does not."""
-    for policy in _guarded_jitpam_tasks(uow, user.org_id):
-        keep_guard(uow, user=user, policy=policy, action=action, at=at)
+def keep_role_guards(uow: UnitOfWork, *, user: User, kind: PolicyType, target: str) -> None:
+    """A standing assignment of a jitpam role that a policy makes just-in-time (directly or inside
+    a role group) would undo the policy: only a system account may make one. Raises NotPermitted."""
+    name = QualifiedName.parse(target)
+    if name.scope.casefold() != BUILTIN_SCOPE or _break_glass(uow, user):
+        return
+    covered: list[tuple[PolicyType, str]] = [(kind, target)]
+    if kind is PolicyType.ROLE_GROUP:
+        roles = uow.catalog.role_group_roles(user.org_id).get(target, frozenset())
+        covered += [(PolicyType.ROLE, r) for r in sorted(roles)]
+    for k, t in covered:
+        policy = uow.policies.for_target(user.org_id, k, QualifiedName.parse(t))
+        if policy is not None:
+            raise NotPermitted(
+                f"{policy.describe()} makes '{t}' just in time: request it instead; only a "
+                "system account can assign it standing"
+            )

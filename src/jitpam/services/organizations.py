@@ -35,6 +35,7 @@ from jitpam.services.guard import (
     event,
     grant_details,
     keep_all_guards,
+    parse_enum,
     use_case,
 )
 from jitpam.services.ports import UnitOfWork
@@ -185,8 +186,7 @@ def enable_access_control(
         control = uow.orgs.control(caller.org_id, for_update=True)
         group_id = _find_group_id(uow, caller.org_id, admin_group)
         accounts = _user_ids(uow, caller.org_id, system_accounts or [])
-        if control.enabled and accounts - control.system_account_ids:
-            keep_all_guards(uow, user=actor, action="add system accounts past", at=at)
+        keep_all_guards(uow, user=actor, adding=accounts - control.system_account_ids, at=at)
         updated = replace(
             control, enabled=True, default_approver_group_id=group_id, system_account_ids=accounts
         )
@@ -276,7 +276,7 @@ def catalog_entries(
     """Every task, role or role group of the organization's catalog, sorted by name."""
     with ctx.uow() as uow:
         caller_user(uow, caller)
-        return uow.catalog.entries(caller.org_id, PolicyType(kind))
+        return uow.catalog.entries(caller.org_id, parse_enum(PolicyType, kind, "kind"))
 
 
 def role_tasks(ctx: ServiceContext, *, caller: Caller, role: str) -> list[str]:

@@ -22,6 +22,7 @@ from jitpam.services.guard import (
     event,
     grant_details,
     keep_guard,
+    parse_enum,
     use_case,
 )
 from jitpam.services.ports import UnitOfWork
@@ -70,7 +71,7 @@ def new_policy(
     with use_case(ctx, caller=caller, operation=op, target=target) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
-        kind = PolicyType(type)
+        kind = parse_enum(PolicyType, type, "type")
         name = resolve_target(uow, caller.org_id, kind, target)
         control = uow.orgs.control(caller.org_id, for_update=True)  # serializes the limit count
         existing = uow.policies.for_target(caller.org_id, kind, name)
@@ -89,7 +90,7 @@ def new_policy(
             org_id=caller.org_id,
             type=kind,
             target=name,
-            approval_type=ApprovalType(approval_type),
+            approval_type=parse_enum(ApprovalType, approval_type, "approval type"),
             approver_group_id=find_group(uow, caller.org_id, approver_group).id
             if approver_group
             else None,
@@ -138,7 +139,7 @@ def set_policy(
         keep_guard(uow, user=actor, policy=policy, action="change", at=at)
         changes: dict[str, Any] = {}
         if approval_type is not None:
-            changes["approval_type"] = ApprovalType(approval_type)
+            changes["approval_type"] = parse_enum(ApprovalType, approval_type, "approval type")
         if approver_group is not KEEP:
             changes["approver_group_id"] = (
                 find_group(uow, caller.org_id, approver_group).id if approver_group else None
@@ -217,7 +218,15 @@ def list_policies(
     """Get-ElevatedAccessApprovalPolicy: every user may list them (they decide what to request)."""
     with ctx.uow() as uow:
         caller_user(uow, caller)
-        return uow.policies.matching(caller.org_id, type=type, approval_type=approval_type)
+        return uow.policies.matching(
+            caller.org_id,
+            type=parse_enum(PolicyType, type, "type") if type is not None else None,
+            approval_type=(
+                parse_enum(ApprovalType, approval_type, "approval type")
+                if approval_type is not None
+                else None
+            ),
+        )
 
 
 def get_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Policy:

@@ -90,7 +90,8 @@ class GroupRepository(Protocol):
     def remove_member(self, group_id: UUID, user_id: UUID) -> bool: ...
     def in_org(self, org_id: UUID) -> list[Group]: ...
     def in_use(self, group_id: UUID) -> str | None:
-        """What still refers to the group (a policy, access control), or None."""
+        """What still refers to the group (a policy as approvers or eligible requesters, access
+        control, a standing assignment), or None."""
         ...
 
 

@@ -17,6 +17,7 @@ from jitpam.domain.errors import (
     NoPolicy,
     NotFound,
     NotPermitted,
+    RequesterNotEligible,
     RequestTampered,
     TaskNotHeld,
 )
@@ -25,7 +26,7 @@ from jitpam.domain.requests import AccessRequest, RequestStatus, ReviewDecision,
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
-from jitpam.services.guard import caller_user, event, gather_facts, may, use_case
+from jitpam.services.guard import caller_user, event, gather_facts, may, parse_enum, use_case
 from jitpam.services.ports import Page, RequestFilter, Signer, UnitOfWork
 
 MAX_PAGE = 500
@@ -75,14 +76,17 @@ def new_request(
     op = "New-ElevatedAccessRequest"
     with use_case(ctx, caller=caller, operation=op, target=target) as uow:
         at = ctx.clock.now()
-        requester = caller_user(uow, caller)
-        uow.users.get(requester.id, for_update=True)  # one request at a time per requester
+        caller_user(uow, caller)
+        # One request at a time per requester, decided on the row as it is once locked.
+        requester = uow.users.get(caller.user_id, for_update=True)
+        if requester is None or not requester.enabled:
+            raise NotPermitted("the caller is disabled")
         control = uow.orgs.control(caller.org_id)
         if not control.enabled:
             raise ControlDisabled(
                 "access control is disabled in this organization: requests are not accepted"
             )
-        kind = PolicyType(type)
+        kind = parse_enum(PolicyType, type, "type")
         try:
             name = resolve_target(uow, caller.org_id, kind, target)
         except NotFound:
@@ -200,31 +204,36 @@ def review_request(
     or disabled user, once each, while pending. The row is locked first, so concurrent decisions
     give exactly one outcome; losers get RequestNotPending.
     """
+    decision = parse_enum(ReviewDecision, decision, "decision")
     op = (
         "Approve-ElevatedAccessRequest"
         if decision is ReviewDecision.APPROVE
         else "Deny-ElevatedAccessRequest"
     )
     with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
-        at = ctx.clock.now()
         approver = uow.users.get(caller.user_id)
         if approver is None or approver.org_id != caller.org_id:
             raise NotPermitted("the caller is not a user of this organization")
         request = _load(uow, caller, request_id, for_update=True)
-        if approver.enabled and not _visible(uow, caller, approver, request, at):
+        at = ctx.clock.now()  # read once the row is ours: a vote that waited is judged now
+        if not _visible(uow, caller, approver, request, at):
             raise NotFound(f"no request {request_id} in this organization")
-        if uow.policies.get(request.policy_id) is None and approver.id != request.requester_id:
+        policy = uow.policies.get(request.policy_id)
+        if policy is None and approver.id != request.requester_id:
             raise NoPolicy(
                 f"the policy that covered {request.describe()} was removed; it cannot be decided"
             )
-        if decision is ReviewDecision.APPROVE and not _verified(ctx.signer, request):
-            raise RequestTampered(
-                f"{request.describe()} does not match its signature; it cannot be approved"
-            )
+        if decision is ReviewDecision.APPROVE and approver.id != request.requester_id:
+            if not _verified(ctx.signer, request):
+                raise RequestTampered(
+                    f"{request.describe()} does not match its signature; it cannot be approved"
+                )
+            if policy is not None:
+                _still_allowed(uow, request, policy)
         status = request.review(
             approver=approver,
             in_approver_group=_is_approver(uow, caller, request, approver),
-            decision=ReviewDecision(decision),
+            decision=decision,
             comment=comment,
             at=at,
         )
@@ -248,6 +257,19 @@ def review_request(
         )
         uow.commit()
         return RequestView(request, request.status_at(at))
+
+
+def _still_allowed(uow: UnitOfWork, request: AccessRequest, policy: Policy) -> None:
+    """An approval is judged by the policy as it is now: a tightened maximum or a narrowed list of
+    eligible requesters applies to requests still pending. Raises InvalidInput or
+    RequesterNotEligible."""
+    policy.check_duration(request.duration_hours)
+    try:
+        policy.ensure_eligible(request.requester_id, uow.users.group_ids(request.requester_id))
+    except RequesterNotEligible:
+        raise RequesterNotEligible(
+            f"{request.requester_upn} is no longer an eligible requester of {policy.describe()}"
+        ) from None
 
 
 def approve_request(
@@ -365,7 +387,8 @@ def list_requests(
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         flt = RequestFilter(
-            status=RequestStatus(status) if status else None, target_contains=target_contains
+            status=parse_enum(RequestStatus, status, "status") if status else None,
+            target_contains=target_contains,
         )
         if mine:
             flt = RequestFilter(

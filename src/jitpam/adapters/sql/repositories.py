@@ -272,6 +272,22 @@ class SqlGroups:
         ).first()
         if org is not None:
             return "it is the default approver group of access control"
+        eligible = self.s.scalar(
+            select(PolicyEligibleRow.policy_id).where(
+                PolicyEligibleRow.principal_kind == PrincipalKind.GROUP.value,
+                PolicyEligibleRow.principal_id == group_id,
+            )
+        )
+        if eligible is not None:
+            return f"it is an eligible requester of the policy {eligible}"
+        assigned = self.s.scalar(
+            select(AssignmentRow.target).where(
+                AssignmentRow.principal_kind == PrincipalKind.GROUP.value,
+                AssignmentRow.principal_id == group_id,
+            )
+        )
+        if assigned is not None:
+            return f"it holds '{assigned}': remove that assignment first"
         return None
 
 
@@ -981,7 +997,7 @@ class SqlAudit:
                             actor_id=rec.actor_id,
                             actor_name=rec.actor_name,
                             operation=rec.operation,
-                            target=rec.target[:512],
+                            target=rec.target,
                             outcome=rec.outcome.value,
                             details=canonical_json(rec.details).decode(),
                             prev_hash=rec.prev_hash,
