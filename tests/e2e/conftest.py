@@ -1,0 +1,137 @@
+"""A real ``jitpam serve --demo`` process on a free port, and the CLI run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+JITPAM = str(Path(sys.executable).with_name("jitpam"))
+DEMO_PASSWORD = "contoso-demo-2026"
+# Cheap hashing and relaxed throttling: the suite is not what these settings protect against.
+FAST = {
+    "JITPAM_ARGON2_TIME_COST": "1",
+    "JITPAM_ARGON2_MEMORY_KIB": "8",
+    "JITPAM_LOGIN_MAX_FAILURES": "1000",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], deadline: float = 60.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # polling interval, not a wait for an effect
+    raise RuntimeError("the server did not come up")
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_server(tmp: Path, *args: str, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = {**os.environ, **FAST, **(extra_env or {})}
+    with (tmp / f"server-{port}.log").open("wb") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            [JITPAM, "serve", "--port", str(port), "--data-dir", str(tmp / "data"), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", tmp / "data", proc, env)
+    try:
+        wait_until_up(server.url, proc)
+    except RuntimeError:
+        server.stop()
+        raise RuntimeError((tmp / f"server-{port}.log").read_text()) from None
+    return server
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("demo"), "--demo")
+    yield server
+    server.stop()
+
+
+@dataclass
+class Cli:
+    server: Server
+    config_dir: Path
+
+    def run(
+        self, *args: str, stdin: str | None = None, token: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            **FAST,
+            "JITPAM_URL": self.server.url,
+            "JITPAM_CONFIG_DIR": str(self.config_dir),
+        }
+        env.pop("JITPAM_TOKEN", None)
+        if token:
+            env["JITPAM_TOKEN"] = token
+        return subprocess.run(
+            [JITPAM, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        done = self.run(*args, "--json", stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def login(self, upn: str) -> None:
+        done = self.run("login", "--user", upn, "--password-stdin", stdin=DEMO_PASSWORD + "\n")
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def cli(demo_server: Server, tmp_path: Path) -> Cli:
+    return Cli(demo_server, tmp_path / "config")
+
+
+def token_for(server: Server, upn: str) -> str:
+    response = httpx.post(
+        f"{server.url}/api/v1/auth/login", json={"user": upn, "password": DEMO_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])
