@@ -4,12 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test install lint typecheck contracts pytest clean
+.PHONY: test demo install lint typecheck contracts pytest clean
 
 test: install lint typecheck contracts pytest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+# The demo server: SQLite under ./jitpam-data, organization "contoso", on http://127.0.0.1:8000.
+demo: install
+	$(BIN)/jitpam serve --demo --data-dir ./jitpam-data
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'

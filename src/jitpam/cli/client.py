@@ -442,7 +442,16 @@ def request_new(
     show(
         doc,
         as_json,
-        fields=["id", "status", "type", "target", "duration_hours", "pending_until", "valid_until"],
+        fields=[
+            "id",
+            "status",
+            "type",
+            "target",
+            "duration_hours",
+            "pending_until",
+            "valid_until",
+            "authorization_id",
+        ],
     )
 
 
