@@ -59,6 +59,7 @@ def build_context(
             max_failures=s.login_max_failures,
             window_seconds=s.login_window_seconds,
             lockout_seconds=s.login_lockout_seconds,
+            max_client_failures=s.login_max_client_failures,
         ),
         session_hours=s.session_hours,
     )

@@ -34,6 +34,7 @@ class Settings:
     smtp_password: str = ""
     smtp_sender: str = "jitpam <jitpam@localhost>"
     login_max_failures: int = 5
+    login_max_client_failures: int = 20
     login_window_seconds: int = 300
     login_lockout_seconds: int = 60
     argon2_time_cost: int = 3
