@@ -72,8 +72,8 @@ def check_text(value: str, *, field_name: str, required: bool = True, limit: int
         raise InvalidInput(f"{field_name} is required")
     if len(text) > limit:
         raise InvalidInput(f"{field_name} is longer than {limit} characters")
-    if any(ord(c) < 32 and c not in "\n\t" for c in text):
-        raise InvalidInput(f"{field_name} holds control characters")
+    if any((ord(c) < 32 and c not in "\n\t") or 0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise InvalidInput(f"{field_name} holds control characters or broken text")
     return text
 
 

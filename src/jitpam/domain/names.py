@@ -35,7 +35,12 @@ class QualifiedName:
 
 def _check_part(part: str, text: str) -> str:
     part = part.strip()
-    if not part or len(part) > MAX_PART or any(ord(c) < 32 for c in part) or SEPARATOR in part:
+    if (
+        not part
+        or len(part) > MAX_PART
+        or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in part)
+        or SEPARATOR in part
+    ):
         raise InvalidInput(f"name {text!r} is not a valid Scope\\Name")
     return part
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from jitpam.domain.directory import User
+from jitpam.domain.directory import User, check_text
 from jitpam.domain.errors import (
     AlreadyVoted,
     AuthorizationNotActive,
@@ -81,19 +81,15 @@ class Authorization:
 
 
 def check_reason(reason: str) -> str:
-    text = (reason or "").strip()
-    if not text:
+    if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("a reason is required")
-    if len(text) > MAX_REASON:
-        raise InvalidInput(f"the reason is longer than {MAX_REASON} characters")
-    return text
+    return check_text(reason, field_name="the reason", limit=MAX_REASON)
 
 
 def check_comment(comment: str | None) -> str:
-    text = (comment or "").strip()
-    if len(text) > MAX_COMMENT:
-        raise InvalidInput(f"the comment is longer than {MAX_COMMENT} characters")
-    return text
+    if comment is not None and not isinstance(comment, str):
+        raise InvalidInput("the comment must be text")
+    return check_text(comment or "", field_name="the comment", required=False, limit=MAX_COMMENT)
 
 
 @dataclass

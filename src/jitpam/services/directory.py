@@ -43,7 +43,7 @@ def find_user(uow: UnitOfWork, org_id: UUID, upn: str) -> User:
 
 
 def find_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
-    group = uow.groups.find(org_id, name)
+    group = uow.groups.find(org_id, check_text(name, field_name="group name"))
     if group is None:
         raise NotFound(f"no group named {name!r} in this organization")
     return group
@@ -258,6 +258,12 @@ def change_membership(
         actor, how = authorize(uow, caller, op, at)
         found = find_group(uow, caller.org_id, group)
         user = find_user(uow, caller.org_id, upn)
+        if add:
+            # Joining a group that holds a guarded jitpam role is a standing assignment too.
+            for held in uow.assignments.of_principal(caller.org_id, PrincipalKind.GROUP, found.id):
+                keep_role_guards(
+                    uow, user=actor, kind=PolicyType(held.target_kind), target=held.target
+                )
         changed = (uow.groups.add_member if add else uow.groups.remove_member)(found.id, user.id)
         uow.record(
             event(

@@ -17,7 +17,7 @@ from jitpam.domain.audit import AuditEvent, AuditRecord, Outcome
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
-from jitpam.domain.directory import Assignment, Group, Organization, User
+from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
@@ -125,6 +125,9 @@ class AssignmentRepository(Protocol):
         ...
 
     def of_target(self, org_id: UUID, target_kind: str, target: str) -> list[Assignment]: ...
+    def of_principal(
+        self, org_id: UUID, kind: PrincipalKind, principal_id: UUID
+    ) -> list[Assignment]: ...
 
 
 class PolicyRepository(Protocol):

@@ -264,6 +264,7 @@ def _still_allowed(uow: UnitOfWork, request: AccessRequest, policy: Policy) -> N
     eligible requesters applies to requests still pending. Raises InvalidInput or
     RequesterNotEligible."""
     policy.check_duration(request.duration_hours)
+    policy.check_reason(request.reason, uow.orgs.control(request.org_id).ticket_pattern)
     try:
         policy.ensure_eligible(request.requester_id, uow.users.group_ids(request.requester_id))
     except RequesterNotEligible:

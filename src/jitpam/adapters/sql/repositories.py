@@ -490,6 +490,28 @@ class SqlAssignments:
                 roles |= mapping.get(g, frozenset())
         return frozenset(roles)
 
+    def of_principal(
+        self, org_id: UUID, kind: PrincipalKind, principal_id: UUID
+    ) -> list[Assignment]:
+        rows = self.s.scalars(
+            select(AssignmentRow).where(
+                AssignmentRow.org_id == org_id,
+                AssignmentRow.principal_kind == kind.value,
+                AssignmentRow.principal_id == principal_id,
+            )
+        )
+        return [
+            Assignment(
+                r.id,
+                r.org_id,
+                PrincipalKind(r.principal_kind),
+                r.principal_id,
+                r.target_kind,
+                r.target,
+            )
+            for r in rows
+        ]
+
     def of_target(self, org_id: UUID, target_kind: str, target: str) -> list[Assignment]:
         rows = self.s.scalars(
             select(AssignmentRow).where(
