@@ -56,13 +56,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        # The route's template, not the URL, so ids do not make a label each.
+        path = getattr(request.scope.get("route"), "path", "unmatched")
+        if request.url.path.startswith(API) and not path.startswith(API):
+            path = API + path
         metrics: Metrics = app.state.metrics
         metrics.requests.labels(request.method, path, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(time.perf_counter() - start)
-        if path == f"{API}/check" and response.status_code == 200:
-            metrics.decisions.labels(response.headers.get("x-jitpam-allowed", "unknown")).inc()
+        if "x-jitpam-allowed" in response.headers:
+            metrics.decisions.labels(response.headers["x-jitpam-allowed"]).inc()
         return response
 
     return app

@@ -135,3 +135,6 @@ def main(argv: list[str] | None = None) -> Any:
     except Unreachable as exc:
         typer.echo(f"jitpam: {exc}", err=True)
         sys.exit(output.UNREACHABLE)
+    except Exception as exc:  # one line for the user, never a traceback
+        typer.echo(f"jitpam: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(output.REFUSED)

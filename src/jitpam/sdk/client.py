@@ -72,7 +72,8 @@ class Client:
                 ) from None
         if response.status_code == 204 or not response.content:
             return None
-        if "json" in response.headers.get("content-type", ""):
+        kind = response.headers.get("content-type", "")
+        if kind.startswith(("application/json", "application/problem+json")):
             return response.json()
         return response.text
 
