@@ -578,3 +578,27 @@ def test_disabled_user_gets_not_found_for_requests_they_cannot_see(scene: Scene)
     records = audit(world, actor=scene.ann.upn, outcome=Outcome.REFUSED)
     assert [r.details["error"] for r in records] == ["not_found"] * 4
     assert not any("MoveRequest" in r.details["message"] for r in records)
+
+
+def test_a_vote_from_someone_no_longer_an_approver_does_not_count(scene: Scene) -> None:
+    w = scene.world
+    cleo = w.user("cleo")
+    directory.change_membership(
+        w.ctx, caller=w.admin.caller, group="Approvers", upn=cleo.upn, add=True
+    )
+    w.policy(MOVE, approvals_required=2)
+    asked = ask(w, scene.rita)
+    requests.approve_request(
+        w.ctx, caller=scene.ann.caller, request_id=asked.request.id, comment="one"
+    )
+    directory.change_membership(
+        w.ctx, caller=w.admin.caller, group="Approvers", upn=scene.ann.upn, add=False
+    )
+    after = requests.approve_request(
+        w.ctx, caller=scene.ben.caller, request_id=asked.request.id, comment="two"
+    )
+    assert after.status is RequestStatus.PENDING
+    done = requests.approve_request(
+        w.ctx, caller=cleo.caller, request_id=asked.request.id, comment="three"
+    )
+    assert done.status is RequestStatus.APPROVED

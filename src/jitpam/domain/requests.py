@@ -210,11 +210,14 @@ class AccessRequest:
         decision: ReviewDecision,
         comment: str | None,
         at: datetime,
+        current_approvers: frozenset[UUID] | None = None,
     ) -> RequestStatus:
         """Count one approver's vote; returns the status after it.
 
         Raises SelfApprovalNotAllowed, RequestNotPending, NotAnApprover or AlreadyVoted. One deny
-        decides; ``approvals_required`` distinct approvals approve.
+        decides; ``approvals_required`` distinct approvals approve. When ``current_approvers`` is
+        given, earlier approvals count only if their approver is still one of them (someone
+        removed from the approver group since their vote no longer counts).
         """
         at = require_utc(at)
         if approver.id == self.requester_id:
@@ -234,9 +237,18 @@ class AccessRequest:
         if decision is ReviewDecision.DENY:
             self.status = RequestStatus.DENIED
             self.decided_at = at
-        elif self.approvals >= self.approvals_required:
+        elif self.approvals_by(current_approvers) >= self.approvals_required:
             self._grant(at)
         return self.status
+
+    def approvals_by(self, approvers: frozenset[UUID] | None) -> int:
+        """Approvals from ``approvers`` (all approvals when None)."""
+        return sum(
+            1
+            for r in self.reviews
+            if r.decision is ReviewDecision.APPROVE
+            and (approvers is None or r.approver_id in approvers)
+        )
 
     @property
     def approvals(self) -> int:

@@ -106,6 +106,12 @@ def authorize(
     """Return the calling user when they may run ``jitpam\\<operation>``; raises NotPermitted."""
     user = caller_user(uow, caller)
     decision = may(uow, user=user, operation=operation, at=at)
+    if decision.allowed and decision.authorization_id is not None:
+        # Allowed by a grant: hold it until commit, so a revocation either lands first (and we
+        # refuse) or waits for this use case to finish.
+        grant = uow.requests.lock_grant(decision.authorization_id)
+        if grant is None or not grant.active(at):
+            decision = Decision(False, Reason.AUTHORIZATION_REQUIRED)
     if not decision.allowed:
         raise NotPermitted(
             f"{user.upn} may not run '{jitpam_task(operation)}': {REASON_TEXT[decision.reason]}"

@@ -182,12 +182,23 @@ def _approver_group(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> U
 
 
 def _is_approver(uow: UnitOfWork, caller: Caller, request: AccessRequest, user: User) -> bool:
-    """Membership of the policy's approver group (or the default one) right now."""
+    """Membership of the policy's approver group (or the default one) right now; the membership
+    row is locked, so a removal committed meanwhile is seen and one in flight waits."""
     policy = uow.policies.get(request.policy_id)
     if policy is None:
         return False
     group_id = _approver_group(uow, caller, policy)
-    return group_id is not None and group_id in uow.users.group_ids(user.id)
+    return group_id is not None and uow.groups.is_member(group_id, user.id, lock=True)
+
+
+def _current_approvers(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> frozenset[UUID]:
+    """Who may vote on the policy's requests now: enabled, non-guest members of its group."""
+    group_id = _approver_group(uow, caller, policy) if policy is not None else None
+    group = uow.groups.get(group_id) if group_id is not None else None
+    if group is None:
+        return frozenset()
+    members = (uow.users.get(m) for m in group.member_ids)
+    return frozenset(u.id for u in members if u is not None and u.can_approve)
 
 
 def review_request(
@@ -234,6 +245,7 @@ def review_request(
             approver=approver,
             in_approver_group=_is_approver(uow, caller, request, approver),
             decision=decision,
+            current_approvers=_current_approvers(uow, caller, policy),
             comment=comment,
             at=at,
         )

@@ -247,6 +247,14 @@ class SqlGroups:
         self.s.flush()
         return True
 
+    def is_member(self, group_id: UUID, user_id: UUID, *, lock: bool = False) -> bool:
+        stmt = select(GroupMemberRow.user_id).where(
+            GroupMemberRow.group_id == group_id, GroupMemberRow.user_id == user_id
+        )
+        if lock:
+            stmt = stmt.with_for_update(read=True)
+        return self.s.scalar(stmt) is not None
+
     def remove_member(self, group_id: UUID, user_id: UUID) -> bool:
         result = self.s.execute(
             delete(GroupMemberRow).where(
@@ -948,6 +956,19 @@ class SqlRequests:
             )
         stmt = stmt.order_by(AuthorizationRow.start_at.desc()).limit(1000)
         return self._assemble(self.s.scalars(stmt).all())
+
+    def lock_grant(self, authorization_id: UUID) -> Grant | None:
+        row = self.s.scalars(
+            select(AuthorizationRow)
+            .where(AuthorizationRow.id == authorization_id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        ).first()
+        if row is None:
+            return None
+        return Grant(
+            row.id, PolicyType(row.type), row.target, row.start_at, row.end_at, row.revoked_at
+        )
 
     def id_for_authorization(self, authorization_id: UUID) -> UUID | None:
         return self.s.scalar(
