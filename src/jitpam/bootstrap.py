@@ -11,7 +11,8 @@ from jitpam.adapters.clock import SystemClock
 from jitpam.adapters.oidc import OidcIdentity, OidcVerifier
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
-from jitpam.adapters.sql.db import make_engine
+from jitpam.adapters.sql.db import is_sqlite, make_engine
+from jitpam.adapters.sql.keys import lookup_key, register_key
 from jitpam.adapters.sql.migrate import upgrade
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.adapters.throttle import MemoryLoginThrottle
@@ -42,11 +43,14 @@ def build_context(
         return SqlUnitOfWork(sessions)
 
     if signer is None:
-        signer = (
+        own = (
             Ed25519Signer.from_file(signing_key_file)
             if signing_key_file
             else Ed25519Signer.generate()
         )
+        # Every server registers its public key and verifies the others' through the registry.
+        register_key(engine, key_id=own.key_id, public_key=own.public_key)
+        signer = own.with_lookup(lambda key_id: lookup_key(engine, key_id))
     s = settings or Settings()
     ctx = ServiceContext(
         uow=new_uow,
@@ -81,7 +85,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Create the data directory, open and migrate the database, load or create the signing key."""
-    settings.data_path.mkdir(parents=True, exist_ok=True)
+    _private_dir(settings.data_path)
     ctx, engine = build_context(
         database_url=settings.effective_database_url,
         signing_key_file=settings.effective_signing_key_file,
@@ -97,7 +101,20 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         if settings.oidc_issuer and settings.oidc_jwks_url
         else None
     )
+    if is_sqlite(engine) and engine.url.database:
+        # The database holds password hashes and token digests: readable by the owner only.
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(engine.url.database + suffix)
+            if path.exists():
+                path.chmod(0o600)
     return Runtime(settings=settings, ctx=ctx, engine=engine, oidc=oidc)
+
+
+def _private_dir(path: Path) -> None:
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if created:
+        path.chmod(0o700)
 
 
 def migrate_database(settings: Settings) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ class Settings:
     data_dir: str = "~/.local/share/jitpam"
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
+    trusted_proxies: str = ""  # addresses whose X-Forwarded-For is believed (comma-separated)
     port: int = 8000
     signing_key_file: str = ""  # default: signing-key.pem in the data directory
     session_hours: int = 12
@@ -68,6 +70,7 @@ class Settings:
 
 
 def _mask_url(url: str) -> str:
+    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1********", url)
     if "://" in url and "@" in url.split("://", 1)[1]:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
@@ -127,4 +130,8 @@ def load_settings(
     for name, value in overrides.items():
         if value is not None:
             values[name] = _coerce(name, known[name], value, f"--{name.replace('_', '-')}")
-    return replace(Settings(), **values)
+    settings = replace(Settings(), **values)
+    oidc = [settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url]
+    if any(oidc) and not all(oidc):
+        raise SettingsError("OIDC needs all of oidc_issuer, oidc_audience and oidc_jwks_url")
+    return settings

@@ -17,7 +17,13 @@ from jitpam.adapters.clock import FixedClock
 from jitpam.adapters.sql.models import UTCDateTime
 from jitpam.domain.audit import AuditRecord, Outcome
 from jitpam.domain.check import Reason
-from jitpam.domain.errors import AlreadyExists, NotFound, NotPermitted, RequestTampered
+from jitpam.domain.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    RequestTampered,
+)
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, audit_log, directory, organizations, policies, requests
@@ -354,9 +360,18 @@ def test_look_alike_group_names_do_not_match_across_organizations(two_orgs: TwoO
 def test_user_names_are_unique_across_the_installation(two_orgs: TwoOrgs) -> None:
     home, other = two_orgs.home, two_orgs.other
     rita = home.rita
-    for upn in (rita.upn, rita.upn.upper(), f"  {rita.upn}  "):
-        with pytest.raises(AlreadyExists):
+    # Another organization cannot create names in this one's domain, taken or not: it learns
+    # nothing about which exist, and cannot squat them.
+    answers = set()
+    for upn in (rita.upn, rita.upn.upper(), f"  {rita.upn}  ", home.world.upn("nobody-yet")):
+        with pytest.raises(InvalidInput) as refused:
             directory.add_user(other.ctx, caller=other.admin.caller, upn=upn, display_name="Rita 2")
+        answers.add(refused.value.message)
+    assert len(answers) == 1
+    with pytest.raises(AlreadyExists):
+        directory.add_user(
+            home.world.ctx, caller=home.world.admin.caller, upn=rita.upn, display_name="R"
+        )
     with pytest.raises(AlreadyExists):
         organizations.create_organization(
             other.ctx, name=f"{other.org.name}-b", admin_upn=rita.upn, admin_display_name="Rita"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -21,7 +22,10 @@ class Ed25519Signer:
     """Signs with one private key; verifies with it and with any retired public keys given."""
 
     def __init__(
-        self, private: Ed25519PrivateKey, retired: list[Ed25519PublicKey] | None = None
+        self,
+        private: Ed25519PrivateKey,
+        retired: list[Ed25519PublicKey] | None = None,
+        lookup: Callable[[str], str | None] | None = None,
     ) -> None:
         self._private = private
         public = private.public_key()
@@ -29,6 +33,27 @@ class Ed25519Signer:
         self._public = {self._key_id: public}
         for key in retired or []:
             self._public[_key_id(key)] = key
+        self._lookup = lookup  # other servers' public keys (base64 raw), by key id
+
+    @property
+    def public_key(self) -> str:
+        raw = self._private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return base64.b64encode(raw).decode()
+
+    def with_lookup(self, lookup: Callable[[str], str | None]) -> Ed25519Signer:
+        return Ed25519Signer(self._private, list(self._public.values()), lookup)
+
+    def _key(self, key_id: str) -> Ed25519PublicKey | None:
+        key = self._public.get(key_id)
+        if key is None and self._lookup is not None:
+            found = self._lookup(key_id)
+            if found is not None:
+                candidate = Ed25519PublicKey.from_public_bytes(base64.b64decode(found))
+                if _key_id(candidate) == key_id:  # the id is the key's own digest: no substitution
+                    self._public[key_id] = key = candidate
+        return key
 
     @property
     def key_id(self) -> str:
@@ -38,7 +63,7 @@ class Ed25519Signer:
         return base64.b64encode(self._private.sign(payload)).decode()
 
     def verify(self, *, key_id: str, payload: bytes, signature: str) -> bool:
-        key = self._public.get(key_id)
+        key = self._key(key_id)
         if key is None:
             return False
         try:

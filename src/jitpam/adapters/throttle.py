@@ -30,28 +30,33 @@ class MemoryLoginThrottle:
     def _keys(self, account: str, client: str) -> tuple[str, str]:
         return f"account:{account}", f"client:{client}"
 
-    def blocked_for(self, *, account: str, client: str, at: datetime) -> float:
-        with self._lock:
-            wait = 0.0
-            for key in self._keys(account, client):
-                times = self._failures.get(key)
-                if not times:
-                    continue
-                while times and times[0] <= at - self.window:
-                    times.popleft()
-                limit = (
-                    self.max_failures if key.startswith("account:") else self.max_client_failures
-                )
-                if len(times) >= limit:
-                    wait = max(wait, (times[-1] + self.lockout - at).total_seconds())
-            return max(wait, 0.0)
+    def _wait(self, key: str, at: datetime) -> float:
+        times = self._failures.get(key)
+        if not times:
+            return 0.0
+        while times and times[0] <= at - self.window:
+            times.popleft()
+        limit = self.max_failures if key.startswith("account:") else self.max_client_failures
+        if len(times) < limit:
+            return 0.0
+        remaining = (times[-1] + self.lockout - at).total_seconds()
+        return remaining if remaining > 0 else 0.0
 
-    def failed(self, *, account: str, client: str, at: datetime) -> None:
+    def attempt(self, *, account: str, client: str, at: datetime) -> float:
         with self._lock:
-            for key in self._keys(account, client):
-                times = self._failures.setdefault(key, deque(maxlen=self.max_client_failures + 1))
-                times.append(at)
+            keys = self._keys(account, client)
+            wait = max(self._wait(key, at) for key in keys)
+            if wait > 0:
+                return wait
+            for key in keys:
+                self._failures.setdefault(key, deque(maxlen=self.max_client_failures + 1)).append(
+                    at
+                )
+            return 0.0
 
     def succeeded(self, *, account: str, client: str) -> None:
         with self._lock:
             self._failures.pop(f"account:{account}", None)
+            times = self._failures.get(f"client:{client}")
+            if times:
+                times.pop()

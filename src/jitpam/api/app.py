@@ -16,6 +16,7 @@ from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 
 API = "/api/v1"
+MAX_BODY = 4 * 1024 * 1024  # a catalog import is the largest body: 2 MB of TOML
 
 
 class Metrics:
@@ -46,9 +47,21 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(JitpamError, problems.on_domain_error)
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(HTTPException, problems.on_http_error)
+    app.add_exception_handler(Exception, problems.on_unexpected_error)
     for router in (auth.router, directory.router, access.router, audit.router):
         app.include_router(router, prefix=API)
     app.include_router(health.router)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return problems.problem(
+                413, f"request bodies are limited to {MAX_BODY} bytes", "too_large"
+            )
+        return await call_next(request)
 
     @app.middleware("http")
     async def measure(

@@ -26,6 +26,7 @@ TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     422: "Invalid request",
+    413: "Request too large",
     429: "Too many attempts",
     503: "Unavailable",
 }
@@ -64,6 +65,12 @@ async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request",
         "invalid_input",
     )
+
+
+async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    """A bug: answer like every other error, and say nothing about its inside."""
+    del exc
+    return problem(500, "the server failed to handle this request", "internal_error")
 
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ from jitpam.bootstrap import Runtime, build_runtime
 from jitpam.cli import output
 from jitpam.cli.output import show
 from jitpam.domain.errors import JitpamError
+from jitpam.domain.tokens import check_password
 from jitpam.services import auth, organizations
 from jitpam.services.context import Caller
 from jitpam.settings import Settings, SettingsError, load_settings
@@ -45,7 +46,10 @@ def _create_org(
     runtime: Runtime, name: str, admin: str, password_stdin: bool, catalog: list[str]
 ) -> dict[str, str]:
     ctx = runtime.ctx
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
+        if password is not None:
+            check_password(password)  # before anything is created: a retry must find nothing
         org, admin_user = organizations.create_organization(
             ctx,
             name=name,
@@ -54,10 +58,8 @@ def _create_org(
             catalogs=tuple(catalog),
         )
         caller = Caller(org.id, admin_user.id)
-        if password_stdin:
-            auth.set_password(
-                ctx, caller=caller, upn=admin_user.upn, password=sys.stdin.readline().rstrip("\n")
-            )
+        if password is not None:
+            auth.set_password(ctx, caller=caller, upn=admin_user.upn, password=password)
         issued = auth.create_token(ctx, caller=caller, name="init", expires_in_days=30)
     except JitpamError as exc:
         output.fail(exc.message)
@@ -119,6 +121,20 @@ def register(app: typer.Typer) -> None:
         finally:
             runtime.close()
 
+    @org_app.command("add-domain")
+    def org_add_domain(
+        name: str, domain: str, db: Db = None, config: Config = None, as_json: Json = False
+    ) -> None:
+        """Let an organization's user names use another email domain (one organization each)."""
+        runtime = _runtime(_settings(config, database_url=db))
+        try:
+            domains = organizations.add_domain(runtime.ctx, org_name=name, domain=domain)
+        except JitpamError as exc:
+            output.fail(exc.message)
+        finally:
+            runtime.close()
+        show({"organization": name, "domains": domains}, as_json)
+
     db_app = typer.Typer(help="The database.", no_args_is_help=True)
     app.add_typer(db_app, name="db")
 
@@ -172,7 +188,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"jitpam listening on {url} (API {url}/api/v1, docs {url}/docs)")
         try:
             uvicorn.run(
-                create_app(runtime), host=settings.host, port=settings.port, log_level="warning"
+                create_app(runtime),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                # Client addresses (sign-in throttling, audit) come from the connection unless a
+                # trusted proxy in front says otherwise.
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=settings.trusted_proxies or None,
             )
         finally:
             runtime.close()

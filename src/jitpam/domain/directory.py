@@ -33,8 +33,9 @@ class User:
 
     @property
     def can_approve(self) -> bool:
-        """Guests and disabled accounts never approve, whatever groups they are in."""
-        return self.enabled and self.kind is not UserKind.GUEST
+        """Only enabled people vote: never a guest, never a service or application account
+        (whose tokens an administrator can mint), whatever groups they are in."""
+        return self.enabled and self.kind is UserKind.PERSON
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ def normalize_upn(upn: str) -> str:
             f"user name {upn!r} must be an email-style UPN such as alice@contoso.com"
         )
     return text.lower()
+
+
+def upn_domain(upn: str) -> str:
+    return upn.rsplit("@", 1)[-1].lower()
+
+
+def check_domain(domain: str) -> str:
+    text = (domain or "").strip().lower()
+    if not _UPN.match(f"x@{text}") or len(text) > 253:
+        raise InvalidInput(f"{domain!r} is not a domain name")
+    return text
 
 
 def check_org_name(name: str) -> str:

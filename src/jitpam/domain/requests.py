@@ -226,7 +226,9 @@ class AccessRequest:
         if not approver.enabled:
             raise NotAnApprover(f"{approver.upn} is disabled and cannot review requests")
         if not approver.can_approve:
-            raise NotAnApprover(f"{approver.upn} is a guest; guests cannot review requests")
+            raise NotAnApprover(
+                f"{approver.upn} is a {approver.kind.value} account; only people review requests"
+            )
         if not in_approver_group:
             raise NotAnApprover(
                 f"{approver.upn} is not a member of the approver group of {self.describe()}"

@@ -81,7 +81,7 @@ def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> Iss
     at = ctx.clock.now()
     account = (upn or "").strip().lower()
     if throttle is not None:
-        wait = throttle.blocked_for(account=account, client=client, at=at)
+        wait = throttle.attempt(account=account, client=client, at=at)
         if wait > 0:
             _audit_sign_in(ctx, account=account, client=client, ok=False, why="too_many_attempts")
             raise TooManyAttempts(f"too many failed sign-ins: try again in {int(wait) + 1} seconds")
@@ -126,8 +126,6 @@ def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> Iss
             if throttle is not None:
                 throttle.succeeded(account=account, client=client)
             return issued
-    if throttle is not None:
-        throttle.failed(account=account, client=client, at=at)
     _audit_sign_in(ctx, account=account, client=client, ok=False, why="bad_credentials")
     raise NotSignedIn(BAD_SIGN_IN)
 
@@ -177,12 +175,10 @@ def authenticate_oidc(
         at = ctx.clock.now()
         if user_id is None:
             if not (email and email_verified):
-                raise NotSignedIn(
-                    "this identity is not linked to a jitpam user and has no verified email"
-                )
+                raise NotSignedIn(NOT_SIGNED_IN)
             user = uow.users.get_by_upn(email.strip().lower())
             if user is None or not user.enabled:
-                raise NotSignedIn("no jitpam user has this verified email")
+                raise NotSignedIn(NOT_SIGNED_IN)
             uow.credentials.link_oidc(issuer, subject, user.id, at=at)
             uow.record(
                 AuditEvent(
@@ -227,6 +223,15 @@ def set_password(
         else:
             _, how = authorize(uow, caller, op, at)
             details.update(grant_details(how))
+            has_password = uow.credentials.password_hash(target.id) is not None
+            break_glass = actor.id in uow.orgs.control(caller.org_id).system_account_ids
+            if target.kind is UserKind.PERSON and has_password and not break_glass:
+                # Whoever could reset an approver's password could sign in as the approver.
+                raise NotPermitted(
+                    f"only {target.upn} can change their password; a forgotten one is reset by a "
+                    "system account"
+                )
+            details["tokens_revoked"] = uow.credentials.revoke_all_tokens(target.id, at=at)
         hashed = _hasher(ctx).hash(check_password(password))
         uow.credentials.set_password_hash(target.id, hashed, at=at)
         uow.record(

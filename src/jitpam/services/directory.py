@@ -16,6 +16,7 @@ from jitpam.domain.directory import (
     UserKind,
     check_text,
     normalize_upn,
+    upn_domain,
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
@@ -73,6 +74,12 @@ def add_user(
         actor, how = authorize(uow, caller, "New-User", at)
         name = normalize_upn(upn)
         mail = normalize_upn(email) if email else name
+        if uow.orgs.domain_owner(upn_domain(name)) != caller.org_id:
+            # Said the same way whether another organization owns the domain or nobody does.
+            raise InvalidInput(
+                f"{upn_domain(name)} is not a domain of this organization "
+                f"(domains: {', '.join(uow.orgs.domains(caller.org_id))})"
+            )
         if uow.users.get_by_upn(name) is not None:
             raise AlreadyExists(f"a user named {name} already exists")
         user = User(

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
 
-from jitpam.catalogs import BUILTIN, shipped_catalog
+from jitpam.catalogs import BUILTIN, SHIPPED, shipped_catalog
 from jitpam.domain.audit import SYSTEM_ACTOR, AuditEvent
 from jitpam.domain.catalog import Catalog, parse_catalog
 from jitpam.domain.control import (
@@ -21,9 +21,11 @@ from jitpam.domain.directory import (
     PrincipalKind,
     User,
     UserKind,
+    check_domain,
     check_org_name,
     check_text,
     normalize_upn,
+    upn_domain,
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
@@ -61,14 +63,18 @@ def create_organization(
     name = check_org_name(name)
     upn = normalize_upn(admin_upn)
     display = check_text(admin_display_name, field_name="display name")
+    unknown = [c for c in catalogs if c not in SHIPPED or c == BUILTIN]
+    if unknown:
+        raise InvalidInput(f"no shipped catalog named {unknown[0]!r}")
     at = ctx.clock.now()
     with ctx.uow() as uow:
         if uow.orgs.get_by_name(name) is not None:
             raise AlreadyExists(f"an organization named {name!r} already exists")
-        if uow.users.get_by_upn(upn) is not None:
-            raise AlreadyExists(f"a user named {upn} already exists")
+        if uow.orgs.domain_owner(upn_domain(upn)) is not None:
+            raise AlreadyExists(f"the domain {upn_domain(upn)} belongs to another organization")
         org = Organization(uuid4(), name)
         uow.orgs.add(org, AccessControl(org_id=org.id), at=at)
+        uow.orgs.add_domain(org.id, upn_domain(upn))
         actor = AuditEvent(org.id, at, SYSTEM_ACTOR, SYSTEM_ACTOR, "New-Organization", name)
         uow.record(actor)
         for catalog_name in (BUILTIN, *catalogs):
@@ -315,3 +321,31 @@ def refresh_builtin_catalog(ctx: ServiceContext) -> int:
                 )
         uow.commit()
     return changed
+
+
+def add_domain(ctx: ServiceContext, *, org_name: str, domain: str) -> list[str]:
+    """Give an organization another email domain for its user names (installation-level, for
+    whoever runs the server). A domain belongs to one organization. Returns its domains."""
+    clean = check_domain(domain)
+    with ctx.uow() as uow:
+        org = uow.orgs.get_by_name(org_name.strip())
+        if org is None:
+            raise NotFound(f"no organization named {org_name!r}")
+        owner = uow.orgs.domain_owner(clean)
+        if owner is not None and owner != org.id:
+            raise AlreadyExists(f"the domain {clean} belongs to another organization")
+        if owner is None:
+            uow.orgs.add_domain(org.id, clean)
+            uow.record(
+                AuditEvent(
+                    org.id,
+                    ctx.clock.now(),
+                    SYSTEM_ACTOR,
+                    SYSTEM_ACTOR,
+                    "Add-OrganizationDomain",
+                    clean,
+                )
+            )
+        domains = uow.orgs.domains(org.id)
+        uow.commit()
+        return domains

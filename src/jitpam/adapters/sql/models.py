@@ -292,3 +292,20 @@ class OidcLinkRow(Base):
     subject: Mapped[str] = mapped_column(String(256), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime]
+
+
+class SigningKeyRow(Base):
+    """Public halves of every server's signing key: any server verifies any other's signatures."""
+
+    __tablename__ = "signing_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(128))  # base64 of the raw Ed25519 public key
+    created_at: Mapped[datetime]
+
+
+class OrganizationDomainRow(Base):
+    """The email domains an organization's user names live in; each belongs to one organization."""
+
+    __tablename__ = "organization_domains"
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)

@@ -23,6 +23,7 @@ from jitpam.adapters.sql.models import (
     GroupMemberRow,
     GroupRow,
     OidcLinkRow,
+    OrganizationDomainRow,
     OrganizationRow,
     PasswordRow,
     PolicyEligibleRow,
@@ -87,6 +88,23 @@ class SqlOrganizations:
     def get(self, org_id: UUID) -> Organization | None:
         row = self.s.get(OrganizationRow, org_id)
         return Organization(row.id, row.name) if row else None
+
+    def domain_owner(self, domain: str) -> UUID | None:
+        row = self.s.get(OrganizationDomainRow, domain.lower())
+        return row.org_id if row else None
+
+    def add_domain(self, org_id: UUID, domain: str) -> None:
+        self.s.add(OrganizationDomainRow(domain=domain.lower(), org_id=org_id))
+        self.s.flush()
+
+    def domains(self, org_id: UUID) -> list[str]:
+        return list(
+            self.s.scalars(
+                select(OrganizationDomainRow.domain)
+                .where(OrganizationDomainRow.org_id == org_id)
+                .order_by(OrganizationDomainRow.domain)
+            )
+        )
 
     def all(self) -> list[Organization]:
         rows = self.s.scalars(select(OrganizationRow).order_by(OrganizationRow.name))
