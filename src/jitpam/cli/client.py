@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -19,6 +23,62 @@ Server = Annotated[str | None, typer.Option("--server", help="Server URL (defaul
 REQUEST_COLUMNS = ["id", "status", "requester", "type", "target", "duration_hours", "created_at"]
 POLICY_COLUMNS = ["id", "type", "target", "approval_type", "approver_group", "approvals_required"]
 AUTH_COLUMNS = ["id", "request_id", "user", "type", "target", "status", "valid_until", "revoked_at"]
+
+
+KINDS = ("person", "service", "application", "guest")
+POLICY_TYPES = ("task", "role", "role-group")
+APPROVAL_TYPES = ("manual", "auto")
+STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "revoked", "completed")
+EXPORT_FORMATS = ("jsonl", "csv")
+OUTCOMES = ("success", "refused")
+AUDIT_PAGE = 1000  # the most the server returns in one page of /audit
+
+
+def _choice(*values: str) -> Callable[[str | None], str | None]:
+    """An option callback: the value, lowercased, must be one of ``values`` (usage error, 2)."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.lower() not in values:
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(values)}")
+        return value.lower()
+
+    return check
+
+
+def _instant(value: str | None) -> str | None:
+    """An option callback: an ISO 8601 date and time, as UTC with Z (a naive one is UTC)."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date and time (e.g. 2026-03-01T09:00:00Z)"
+        ) from None
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _segment(value: str, what: str) -> str:
+    """One URL path segment: percent-encoded (``/``, ``?``, ``#`` too), never empty or a dot
+    segment, so a name can never reach another route."""
+    if not value:
+        output.fail(f"the {what} must not be empty", output.USAGE)
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
+def _id(value: str, what: str) -> str:
+    """A request, policy, token or authorization id: a UUID, checked before anything is sent."""
+    try:
+        return quote(str(uuid.UUID(value)), safe="")
+    except ValueError:
+        output.fail(f"the {what} must be a UUID, not {value!r}", output.USAGE)
+
+
+Limit = Annotated[int | None, typer.Option(min=1, help="Stop after N items.")]
 
 
 def _read_secret(from_stdin: bool, prompt: str) -> str:
@@ -50,7 +110,9 @@ def user_create(
     upn: str,
     display_name: Annotated[str | None, typer.Option()] = None,
     email: Annotated[str | None, typer.Option()] = None,
-    kind: Annotated[str, typer.Option(help="person, service, application or guest")] = "person",
+    kind: Annotated[
+        str, typer.Option(help="person, service, application or guest", callback=_choice(*KINDS))
+    ] = "person",
     password_stdin: Annotated[
         bool, typer.Option(help="Read an initial password from stdin.")
     ] = False,
@@ -66,7 +128,9 @@ def user_create(
         )
         if password_stdin:
             api.call(
-                "PUT", f"/users/{doc['upn']}/password", json={"password": _read_secret(True, "")}
+                "PUT",
+                f"/users/{_segment(str(doc['upn']), 'user')}/password",
+                json={"password": _read_secret(True, "")},
             )
     show(doc, as_json)
 
@@ -75,7 +139,7 @@ def user_create(
 def user_list(
     server: Server = None,
     as_json: Json = False,
-    limit: Annotated[int | None, typer.Option()] = None,
+    limit: Limit = None,
 ) -> None:
     show(
         _list(server, "/users", {}, limit),
@@ -86,13 +150,15 @@ def user_list(
 
 @user_app.command("show")
 def user_show(upn: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/users/{_segment(upn, 'user')}"
     with client(server) as api:
-        show(api.call("GET", f"/users/{upn}"), as_json)
+        show(api.call("GET", path), as_json)
 
 
 def _set_enabled(upn: str, enabled: bool, server: str | None, as_json: bool) -> None:
+    path = f"/users/{_segment(upn, 'user')}"
     with client(server) as api:
-        show(api.call("PATCH", f"/users/{upn}", json={"enabled": enabled}), as_json)
+        show(api.call("PATCH", path, json={"enabled": enabled}), as_json)
 
 
 @user_app.command("disable")
@@ -115,8 +181,9 @@ def user_set_password(
 ) -> None:
     """Set another user's password (jitpam\\Set-Password)."""
     password = _read_secret(password_stdin, "New password")
+    path = f"/users/{_segment(upn, 'user')}/password"
     with client(server) as api:
-        api.call("PUT", f"/users/{upn}/password", json={"password": password})
+        api.call("PUT", path, json={"password": password})
     show({"user": upn, "password_set": True}, as_json)
 
 
@@ -143,29 +210,32 @@ def group_create(
 
 @group_app.command("add-member")
 def group_add_member(name: str, upn: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/groups/{_segment(name, 'group')}/members/{_segment(upn, 'user')}"
     with client(server) as api:
-        show(api.call("PUT", f"/groups/{name}/members/{upn}"), as_json)
+        show(api.call("PUT", path), as_json)
 
 
 @group_app.command("remove-member")
 def group_remove_member(name: str, upn: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/groups/{_segment(name, 'group')}/members/{_segment(upn, 'user')}"
     with client(server) as api:
-        show(api.call("DELETE", f"/groups/{name}/members/{upn}"), as_json)
+        show(api.call("DELETE", path), as_json)
 
 
 @group_app.command("list")
 def group_list(
     server: Server = None,
     as_json: Json = False,
-    limit: Annotated[int | None, typer.Option()] = None,
+    limit: Limit = None,
 ) -> None:
     show(_list(server, "/groups", {}, limit), as_json, columns=["name", "email", "members"])
 
 
 @group_app.command("show")
 def group_show(name: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/groups/{_segment(name, 'group')}"
     with client(server) as api:
-        show(api.call("GET", f"/groups/{name}"), as_json)
+        show(api.call("GET", path), as_json)
 
 
 # ---------------------------------------------------------------- roles and role groups
@@ -176,13 +246,14 @@ def _role_app(kind: str) -> typer.Typer:
     )
 
     @app.command("list")
-    def role_list(server: Server = None, as_json: Json = False) -> None:
-        show(_list(server, "/roles", {"kind": kind}, None), as_json, columns=["name"])
+    def role_list(server: Server = None, as_json: Json = False, limit: Limit = None) -> None:
+        show(_list(server, "/roles", {"kind": kind}, limit), as_json, columns=["name"])
 
     @app.command("show")
     def role_show(name: str, server: Server = None, as_json: Json = False) -> None:
+        path = f"/roles/{_segment(name, label)}"
         with client(server) as api:
-            doc = api.call("GET", f"/roles/{name}", params={"kind": kind})
+            doc = api.call("GET", path, params={"kind": kind})
         if as_json:
             output.emit_json(doc)
             return
@@ -255,7 +326,7 @@ token_app = typer.Typer(help="Personal and service API tokens.", no_args_is_help
 def token_create(
     user: Annotated[str | None, typer.Option(help="A service or application account.")] = None,
     name: Annotated[str, typer.Option()] = "api",
-    expires_in_days: Annotated[int, typer.Option()] = 90,
+    expires_in_days: Annotated[int, typer.Option(min=1, max=366)] = 90,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
@@ -271,17 +342,19 @@ def token_create(
 def token_list(
     user: Annotated[str | None, typer.Option()] = None,
     all_users: Annotated[bool, typer.Option("--all")] = False,
+    limit: Limit = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    rows = _list(server, "/tokens", {"user": user, "all": all_users}, None)
+    rows = _list(server, "/tokens", {"user": user, "all": all_users}, limit)
     show(rows, as_json, columns=["id", "user", "name", "expires_at", "revoked_at"])
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/tokens/{_id(token_id, 'token id')}"
     with client(server) as api:
-        show(api.call("DELETE", f"/tokens/{token_id}"), as_json)
+        show(api.call("DELETE", path), as_json)
 
 
 # ---------------------------------------------------------------- access control
@@ -335,7 +408,9 @@ def _eligible(server: str | None, names: list[str]) -> tuple[list[str], list[str
 
 @policy_app.command("new")
 def policy_new(
-    approval_type: Annotated[str, typer.Option(help="manual or auto")],
+    approval_type: Annotated[
+        str, typer.Option(help="manual or auto", callback=_choice(*APPROVAL_TYPES))
+    ],
     task: TaskOpt = None,
     role: RoleOpt = None,
     role_group: RoleGroupOpt = None,
@@ -343,8 +418,8 @@ def policy_new(
     eligible: Annotated[
         list[str] | None, typer.Option(help="Eligible UPN or group (repeatable).")
     ] = None,
-    approvals_required: Annotated[int, typer.Option()] = 1,
-    max_duration_hours: Annotated[int | None, typer.Option()] = None,
+    approvals_required: Annotated[int, typer.Option(min=1, max=10)] = 1,
+    max_duration_hours: Annotated[int | None, typer.Option(min=1)] = None,
     require_ticket: Annotated[bool, typer.Option()] = False,
     server: Server = None,
     as_json: Json = False,
@@ -355,7 +430,7 @@ def policy_new(
     body = {
         "type": kind,
         "target": target,
-        "approval_type": approval_type.lower(),
+        "approval_type": approval_type,
         "approver_group": approver_group,
         "eligible_users": users,
         "eligible_groups": groups,
@@ -369,29 +444,38 @@ def policy_new(
 
 @policy_app.command("list")
 def policy_list(
-    type: Annotated[str | None, typer.Option("--type", help="task, role or role-group")] = None,
-    approval_type: Annotated[str | None, typer.Option()] = None,
+    type: Annotated[
+        str | None,
+        typer.Option("--type", help="task, role or role-group", callback=_choice(*POLICY_TYPES)),
+    ] = None,
+    approval_type: Annotated[
+        str | None, typer.Option(help="manual or auto", callback=_choice(*APPROVAL_TYPES))
+    ] = None,
+    limit: Limit = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
     params = {"type": type.replace("-", "_") if type else None, "approval_type": approval_type}
-    show(_list(server, "/policies", params, None), as_json, columns=POLICY_COLUMNS)
+    show(_list(server, "/policies", params, limit), as_json, columns=POLICY_COLUMNS)
 
 
 @policy_app.command("show")
 def policy_show(policy_id: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/policies/{_id(policy_id, 'policy id')}"
     with client(server) as api:
-        show(api.call("GET", f"/policies/{policy_id}"), as_json)
+        show(api.call("GET", path), as_json)
 
 
 @policy_app.command("set")
 def policy_set(
     policy_id: str,
-    approval_type: Annotated[str | None, typer.Option()] = None,
+    approval_type: Annotated[
+        str | None, typer.Option(help="manual or auto", callback=_choice(*APPROVAL_TYPES))
+    ] = None,
     approver_group: Annotated[str | None, typer.Option()] = None,
     eligible: Annotated[list[str] | None, typer.Option()] = None,
-    approvals_required: Annotated[int | None, typer.Option()] = None,
-    max_duration_hours: Annotated[int | None, typer.Option()] = None,
+    approvals_required: Annotated[int | None, typer.Option(min=1, max=10)] = None,
+    max_duration_hours: Annotated[int | None, typer.Option(min=1)] = None,
     require_ticket: Annotated[
         bool | None, typer.Option("--require-ticket/--no-require-ticket")
     ] = None,
@@ -400,7 +484,7 @@ def policy_set(
 ) -> None:
     """Set-ElevatedAccessApprovalPolicy."""
     body: dict[str, Any] = {
-        "approval_type": approval_type.lower() if approval_type else None,
+        "approval_type": approval_type,
         "approver_group": approver_group,
         "approvals_required": approvals_required,
         "max_duration_hours": max_duration_hours,
@@ -408,15 +492,17 @@ def policy_set(
     }
     if eligible is not None:
         body["eligible_users"], body["eligible_groups"] = _eligible(server, eligible)
+    path = f"/policies/{_id(policy_id, 'policy id')}"
     with client(server) as api:
-        show(api.call("PATCH", f"/policies/{policy_id}", json=body), as_json)
+        show(api.call("PATCH", path, json=body), as_json)
 
 
 @policy_app.command("remove")
 def policy_remove(policy_id: str, server: Server = None, as_json: Json = False) -> None:
     """Remove-ElevatedAccessApprovalPolicy -Identity ID."""
+    path = f"/policies/{_id(policy_id, 'policy id')}"
     with client(server) as api:
-        show(api.call("DELETE", f"/policies/{policy_id}"), as_json)
+        show(api.call("DELETE", path), as_json)
 
 
 # ---------------------------------------------------------------- requests
@@ -429,7 +515,7 @@ def request_new(
     task: TaskOpt = None,
     role: RoleOpt = None,
     role_group: RoleGroupOpt = None,
-    duration_hours: Annotated[int, typer.Option()] = 4,
+    duration_hours: Annotated[int, typer.Option(min=1)] = 4,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
@@ -457,11 +543,13 @@ def request_new(
 
 @request_app.command("list")
 def request_list(
-    status: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[
+        str | None, typer.Option(help=", ".join(STATUSES), callback=_choice(*STATUSES))
+    ] = None,
     mine: Annotated[bool, typer.Option()] = False,
     requester: Annotated[str | None, typer.Option()] = None,
     target: Annotated[str | None, typer.Option(help="Search the target.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Stop after N requests.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N requests.")] = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
@@ -471,8 +559,9 @@ def request_list(
 
 @request_app.command("show")
 def request_show(request_id: str, server: Server = None, as_json: Json = False) -> None:
+    path = f"/requests/{_id(request_id, 'request id')}"
     with client(server) as api:
-        doc = api.call("GET", f"/requests/{request_id}")
+        doc = api.call("GET", path)
     if as_json:
         output.emit_json(doc)
         return
@@ -485,12 +574,9 @@ def request_show(request_id: str, server: Server = None, as_json: Json = False) 
 def _decide(
     request_id: str, verb: str, comment: str | None, server: str | None, as_json: bool
 ) -> None:
+    path = f"/requests/{_id(request_id, 'request id')}/{verb}"
     with client(server) as api:
-        doc = api.call(
-            "POST",
-            f"/requests/{request_id}/{verb}",
-            json={"comment": comment} if verb != "cancel" else None,
-        )
+        doc = api.call("POST", path, json={"comment": comment} if verb != "cancel" else None)
     show(doc, as_json, fields=["id", "status", "requester", "target", "approved_at", "valid_until"])
 
 
@@ -524,8 +610,9 @@ def request_cancel(request_id: str, server: Server = None, as_json: Json = False
 @request_app.command("verify")
 def request_verify(request_id: str, server: Server = None, as_json: Json = False) -> None:
     """Check a request against the signature made when it was submitted (exit 1 if altered)."""
+    path = f"/requests/{_id(request_id, 'request id')}/verify"
     with client(server) as api:
-        doc = api.call("GET", f"/requests/{request_id}/verify")
+        doc = api.call("GET", path)
     show(doc, as_json)
     if not doc["signature_valid"]:
         raise typer.Exit(output.REFUSED)
@@ -539,11 +626,12 @@ authorization_app = typer.Typer(help="Authorizations (grants).", no_args_is_help
 def authorization_list(
     user: Annotated[str | None, typer.Option(help="A user, or * for everyone.")] = None,
     active: Annotated[bool, typer.Option()] = False,
+    limit: Limit = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
     show(
-        _list(server, "/authorizations", {"user": user, "active": active}, None),
+        _list(server, "/authorizations", {"user": user, "active": active}, limit),
         as_json,
         columns=AUTH_COLUMNS,
     )
@@ -559,13 +647,9 @@ def authorization_revoke(
     as_json: Json = False,
 ) -> None:
     """Revoke-ElevatedAccessAuthorization."""
+    path = f"/authorizations/{_id(authorization_id, 'authorization id')}/revoke"
     with client(server) as api:
-        show(
-            api.call(
-                "POST", f"/authorizations/{authorization_id}/revoke", json={"comment": comment}
-            ),
-            as_json,
-        )
+        show(api.call("POST", path, json={"comment": comment}), as_json)
 
 
 # ---------------------------------------------------------------- audit
@@ -574,21 +658,31 @@ audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 
 @audit_app.command("search")
 def audit_search(
-    since: Annotated[str | None, typer.Option()] = None,
-    until: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO 8601; naive means UTC.", callback=_instant)
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO 8601; naive means UTC.", callback=_instant)
+    ] = None,
     actor: Annotated[str | None, typer.Option()] = None,
     operation: Annotated[str | None, typer.Option()] = None,
-    outcome: Annotated[str | None, typer.Option()] = None,
-    limit: Annotated[int | None, typer.Option()] = 100,
+    outcome: Annotated[
+        str | None, typer.Option(help="success or refused", callback=_choice(*OUTCOMES))
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after N records (default: all of them).")
+    ] = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
+    """Search the audit log, newest first, following the server's pages to the end."""
     params = {
         "since": since,
         "until": until,
         "actor": actor,
         "operation": operation,
         "outcome": outcome,
+        "limit": min(limit, AUDIT_PAGE) if limit else AUDIT_PAGE,  # the page size
     }
     rows = _list(server, "/audit", params, limit)
     show(rows, as_json, columns=["seq", "at", "actor", "operation", "target", "outcome"])
@@ -596,18 +690,36 @@ def audit_search(
 
 @audit_app.command("export")
 def audit_export(
-    format: Annotated[str, typer.Option(help="jsonl or csv")] = "jsonl",
+    format: Annotated[
+        str, typer.Option(help="jsonl or csv", callback=_choice(*EXPORT_FORMATS))
+    ] = "jsonl",
     output_file: Annotated[Path | None, typer.Option("--output")] = None,
     server: Server = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the records as one JSON list (with jsonl).")
+    ] = False,
 ) -> None:
+    """Export the whole audit log as JSON lines or CSV (to --output, or stdout)."""
+    if as_json and format != "jsonl":
+        output.fail("--json exports JSON; it cannot be combined with --format csv", output.USAGE)
     with client(server) as api:
         text = api.call("GET", "/audit/export", params={"format": format})
-    if isinstance(text, list | dict):
+    if as_json:
+        records = text if isinstance(text, list) else _json_lines(str(text or ""))
+        text = json.dumps(records, indent=2, sort_keys=True) + "\n"
+    elif isinstance(text, list | dict):
         text = json.dumps(text)
     if output_file:
-        output_file.write_text(str(text), encoding="utf-8")
+        output_file.write_text(str(text or ""), encoding="utf-8")
     else:
-        sys.stdout.write(str(text))
+        sys.stdout.write(str(text or ""))
+
+
+def _json_lines(text: str) -> list[Any]:
+    try:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError:
+        output.fail("the server's export is not JSON lines")
 
 
 @audit_app.command("checkpoint")

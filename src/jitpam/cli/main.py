@@ -125,16 +125,21 @@ _register_server_commands()
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Run the command line; API errors become one line on stderr and the documented exit code."""
+    """Run the command line; errors become one line on stderr and the documented exit code."""
     try:
         return app(args=argv, standalone_mode=True)
     except ApiError as exc:
         code = output.NOT_PERMITTED if exc.status in (401, 403) else output.REFUSED
-        typer.echo(f"jitpam: {exc.detail or exc.code} ({exc.status})", err=True)
+        message = output.first_line(exc.detail) or exc.code
+        typer.echo(f"jitpam: {message} ({exc.status})", err=True)
         sys.exit(code)
     except Unreachable as exc:
-        typer.echo(f"jitpam: {exc}", err=True)
+        typer.echo(f"jitpam: {output.first_line(str(exc))}", err=True)
         sys.exit(output.UNREACHABLE)
     except Exception as exc:  # one line for the user, never a traceback
-        typer.echo(f"jitpam: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        detail = output.first_line(str(exc))
+        typer.echo(
+            f"jitpam: unexpected error: {type(exc).__name__}" + (f": {detail}" if detail else ""),
+            err=True,
+        )
         sys.exit(output.REFUSED)

@@ -14,8 +14,13 @@ import typer
 REFUSED, USAGE, DENIED, NOT_PERMITTED, UNREACHABLE = 1, 2, 3, 4, 5
 
 
+def first_line(text: str) -> str:
+    """The first non-blank line of a message: errors are one line on stderr."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def fail(message: str, code: int = REFUSED) -> NoReturn:
-    typer.echo(f"jitpam: {message}", err=True)
+    typer.echo(f"jitpam: {first_line(message)}", err=True)
     raise typer.Exit(code)
 
 

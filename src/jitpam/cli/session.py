@@ -51,11 +51,22 @@ def server_url(option: str | None) -> str:
     return option or os.environ.get("JITPAM_URL") or str(saved().get("server") or DEFAULT_SERVER)
 
 
+def same_server(a: str, b: str) -> bool:
+    """Whether two server URLs name the same server (``http://h:1/`` is ``http://h:1``)."""
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
+
+
 def client(option_server: str | None) -> Client:
+    """A client for the targeted server (--server, else JITPAM_URL, else the saved server).
+
+    JITPAM_TOKEN is sent to whatever server is targeted: the user set both. The token saved by
+    ``jitpam login`` is sent only to the server it was issued by, never to another one.
+    """
     url = server_url(option_server)
-    token = os.environ.get("JITPAM_TOKEN")
-    if not token:
+    token = os.environ.get("JITPAM_TOKEN") or None
+    if token is None:
         creds = saved()
-        if creds.get("server", "").rstrip("/") == url.rstrip("/") or not option_server:
-            token = creds.get("token")
+        issuer, secret = creds.get("server"), creds.get("token")
+        if isinstance(issuer, str) and isinstance(secret, str) and same_server(issuer, url):
+            token = secret
     return Client(url, token)
