@@ -182,10 +182,13 @@ def _disable_cascade(
     return events
 
 
-def list_users(ctx: ServiceContext, *, caller: Caller) -> list[User]:
+def list_users(
+    ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
+) -> list[User]:
+    """Users by UPN; ``after`` (a UPN) and ``limit`` give one page."""
     with ctx.uow() as uow:
         caller_user(uow, caller)
-        return uow.users.in_org(caller.org_id)
+        return uow.users.in_org(caller.org_id, after=after, limit=limit)
 
 
 def get_user(ctx: ServiceContext, *, caller: Caller, upn: str) -> User:
@@ -286,10 +289,20 @@ def change_membership(
         return changed
 
 
-def list_groups(ctx: ServiceContext, *, caller: Caller) -> list[Group]:
+def get_group(ctx: ServiceContext, *, caller: Caller, name: str) -> Group:
+    """A group by name or email; raises NotFound."""
     with ctx.uow() as uow:
         caller_user(uow, caller)
-        return uow.groups.in_org(caller.org_id)
+        return find_group(uow, caller.org_id, name)
+
+
+def list_groups(
+    ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
+) -> list[Group]:
+    """Groups by name; ``after`` (a case-folded name) and ``limit`` give one page."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.groups.in_org(caller.org_id, after=after, limit=limit)
 
 
 def _principal(

@@ -214,8 +214,11 @@ def list_policies(
     caller: Caller,
     type: PolicyType | None = None,
     approval_type: ApprovalType | None = None,
+    after: tuple[str, str] | None = None,
+    limit: int | None = None,
 ) -> list[Policy]:
-    """Get-ElevatedAccessApprovalPolicy: every user may list them (they decide what to request)."""
+    """Get-ElevatedAccessApprovalPolicy: every user may list them (they decide what to request).
+    Sorted by (type, target key); ``after`` and ``limit`` give one page."""
     with ctx.uow() as uow:
         caller_user(uow, caller)
         return uow.policies.matching(
@@ -226,6 +229,8 @@ def list_policies(
                 if approval_type is not None
                 else None
             ),
+            after=after,
+            limit=limit,
         )
 
 

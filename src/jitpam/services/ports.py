@@ -77,7 +77,12 @@ class UserRepository(Protocol):
         ...
 
     def save(self, user: User) -> None: ...
-    def in_org(self, org_id: UUID) -> list[User]: ...
+    def in_org(
+        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
+    ) -> list[User]:
+        """Users by UPN; with ``after``/``limit``, one keyset page."""
+        ...
+
     def group_ids(self, user_id: UUID) -> frozenset[UUID]: ...
 
 
@@ -95,7 +100,12 @@ class GroupRepository(Protocol):
         """Whether the user is in the group; ``lock`` holds the membership until commit."""
         ...
 
-    def in_org(self, org_id: UUID) -> list[Group]: ...
+    def in_org(
+        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
+    ) -> list[Group]:
+        """Groups by name (case-folded); with ``after``/``limit``, one keyset page."""
+        ...
+
     def in_use(self, group_id: UUID) -> str | None:
         """What still refers to the group (a policy as approvers or eligible requesters, access
         control, a standing assignment), or None."""
@@ -152,7 +162,12 @@ class PolicyRepository(Protocol):
         *,
         type: PolicyType | None = None,
         approval_type: ApprovalType | None = None,
-    ) -> list[Policy]: ...
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Policy]:
+        """Policies by (type, target); with ``after``/``limit``, one keyset page."""
+        ...
+
     def reviewable_by(
         self, org_id: UUID, group_ids: frozenset[UUID], *, default_group: UUID | None
     ) -> list[UUID]:

@@ -194,8 +194,13 @@ class SqlUsers:
         row.enabled = user.enabled
         self.s.flush()
 
-    def in_org(self, org_id: UUID) -> list[User]:
-        rows = self.s.scalars(select(UserRow).where(UserRow.org_id == org_id).order_by(UserRow.upn))
+    def in_org(
+        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
+    ) -> list[User]:
+        stmt = select(UserRow).where(UserRow.org_id == org_id)
+        if after is not None:
+            stmt = stmt.where(UserRow.upn > after)
+        rows = self.s.scalars(stmt.order_by(UserRow.upn).limit(limit))
         return [_user(r) for r in rows]
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]:
@@ -281,10 +286,13 @@ class SqlGroups:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    def in_org(self, org_id: UUID) -> list[Group]:
-        rows = self.s.scalars(
-            select(GroupRow).where(GroupRow.org_id == org_id).order_by(GroupRow.name_key)
-        )
+    def in_org(
+        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
+    ) -> list[Group]:
+        stmt = select(GroupRow).where(GroupRow.org_id == org_id)
+        if after is not None:
+            stmt = stmt.where(GroupRow.name_key > after)
+        rows = self.s.scalars(stmt.order_by(GroupRow.name_key).limit(limit))
         return [self._group(r) for r in rows]
 
     def in_use(self, group_id: UUID) -> str | None:
@@ -657,16 +665,23 @@ class SqlPolicies:
         *,
         type: PolicyType | None = None,
         approval_type: ApprovalType | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[Policy]:
         stmt = select(PolicyRow).where(PolicyRow.org_id == org_id)
         if type is not None:
             stmt = stmt.where(PolicyRow.type == type.value)
         if approval_type is not None:
             stmt = stmt.where(PolicyRow.approval_type == approval_type.value)
-        return [
-            self._policy(r)
-            for r in self.s.scalars(stmt.order_by(PolicyRow.type, PolicyRow.target_key))
-        ]
+        if after is not None:
+            stmt = stmt.where(
+                or_(
+                    PolicyRow.type > after[0],
+                    and_(PolicyRow.type == after[0], PolicyRow.target_key > after[1]),
+                )
+            )
+        stmt = stmt.order_by(PolicyRow.type, PolicyRow.target_key).limit(limit)
+        return [self._policy(r) for r in self.s.scalars(stmt)]
 
     def reviewable_by(
         self, org_id: UUID, group_ids: frozenset[UUID], *, default_group: UUID | None

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller
 from jitpam.domain.directory import UserKind
-from jitpam.domain.errors import NotFound
 from jitpam.domain.policy import PolicyType
 from jitpam.services import directory, organizations
 from jitpam.services.context import Caller, ServiceContext
@@ -50,9 +49,18 @@ class CatalogImport(BaseModel):
     text: str = Field(max_length=2_000_000)
 
 
-@router.get("/users", summary="List users")
-def list_users(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.page([views.user(u) for u in directory.list_users(ctx, caller=caller)])
+Cursor = Annotated[str | None, Query(max_length=2000)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get("/users", summary="List users, by user name")
+def list_users(
+    ctx: Ctx, caller: CurrentCaller, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    after = views.decode_cursor(cursor, 1)[0] if cursor else None
+    found = directory.list_users(ctx, caller=caller, after=after, limit=limit)
+    nxt = views.next_cursor(len(found), limit, found[-1].upn) if found else None
+    return views.page([views.user(u) for u in found], nxt)
 
 
 @router.post("/users", status_code=201, summary="New-User")
@@ -89,24 +97,19 @@ def change_user(upn: str, body: UserChange, ctx: Ctx, caller: CurrentCaller) -> 
 
 
 def _group(ctx: ServiceContext, caller: Caller, name: str) -> dict[str, Any]:
-    found = next(
-        (
-            g
-            for g in directory.list_groups(ctx, caller=caller)
-            if g.name.casefold() == name.casefold() or g.email.casefold() == name.casefold()
-        ),
-        None,
-    )
-    if found is None:
-        raise NotFound(f"no group named {name!r} in this organization")
+    found = directory.get_group(ctx, caller=caller, name=name)
     return views.group(found, directory.names_of(ctx, caller=caller, ids=set(found.member_ids)))
 
 
-@router.get("/groups", summary="List groups with their members")
-def list_groups(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    groups = directory.list_groups(ctx, caller=caller)
+@router.get("/groups", summary="List groups with their members, by name")
+def list_groups(
+    ctx: Ctx, caller: CurrentCaller, cursor: Cursor = None, limit: Limit = 100
+) -> dict[str, Any]:
+    after = views.decode_cursor(cursor, 1)[0] if cursor else None
+    groups = directory.list_groups(ctx, caller=caller, after=after, limit=limit)
     names = directory.names_of(ctx, caller=caller, ids={m for g in groups for m in g.member_ids})
-    return views.page([views.group(g, names) for g in groups])
+    nxt = views.next_cursor(len(groups), limit, groups[-1].name.casefold()) if groups else None
+    return views.page([views.group(g, names) for g in groups], nxt)
 
 
 @router.post("/groups", status_code=201, summary="New-Group (approver groups are groups)")
