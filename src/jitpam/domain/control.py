@@ -9,6 +9,7 @@ from uuid import UUID
 from jitpam.domain.errors import InvalidInput
 
 DEFAULT_PENDING_HOURS = 24
+_NESTED_REPEAT = re.compile(r"\([^()]*[+*}][^()]*\)\s*[+*{]")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ def check_ticket_pattern(pattern: str | None) -> str | None:
         return None
     if len(pattern) > 200:
         raise InvalidInput("ticket pattern is longer than 200 characters")
+    if _NESTED_REPEAT.search(pattern):
+        # (a+)+ and the like backtrack exponentially: one request could stall a server.
+        raise InvalidInput(
+            f"ticket pattern {pattern!r} repeats a group that repeats: write it without nesting"
+        )
     try:
         re.compile(pattern)
     except re.error as exc:
