@@ -23,6 +23,7 @@ class ServiceContext:
     passwords: PasswordHasher | None = None  # sign-in use cases need them; the core does not
     throttle: LoginThrottle | None = None
     session_hours: int = 12
+    public_url: str = "http://127.0.0.1:8000"  # links in notifications point here
 
 
 @dataclass(frozen=True)

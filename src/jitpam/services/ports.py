@@ -19,6 +19,7 @@ from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User
 from jitpam.domain.names import QualifiedName
+from jitpam.domain.notifications import DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
 from jitpam.domain.tokens import ApiToken
@@ -289,6 +290,36 @@ class LoginThrottle(Protocol):
         ...
 
 
+class OutboxRepository(Protocol):
+    def add(self, message: OutboxMessage) -> bool:
+        """Queue a message; False (and nothing queued) when its idempotency key is taken."""
+        ...
+
+    def claim(self, *, at: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+        """Take up to ``limit`` due messages for delivery until ``lease_until``: another worker
+        skips them (FOR UPDATE SKIP LOCKED on PostgreSQL); a crashed worker's lease runs out.
+        Counts the attempt."""
+        ...
+
+    def save(self, message: OutboxMessage) -> None:
+        """Write the outcome of a delivery attempt and release the lease."""
+        ...
+
+    def get(self, message_id: UUID) -> OutboxMessage | None: ...
+    def listing(
+        self, org_id: UUID, *, state: DeliveryState | None, after: str | None, limit: int
+    ) -> list[OutboxMessage]:
+        """Newest first; ``after`` is the id-ordered keyset position."""
+        ...
+
+
+class WebhookRepository(Protocol):
+    def add(self, endpoint: WebhookEndpoint) -> None: ...
+    def get(self, endpoint_id: UUID) -> WebhookEndpoint | None: ...
+    def remove(self, endpoint_id: UUID) -> None: ...
+    def in_org(self, org_id: UUID) -> list[WebhookEndpoint]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the ``with`` block without ``commit`` rolls everything back.
 
@@ -305,6 +336,8 @@ class UnitOfWork(Protocol):
     requests: RequestRepository
     audit: AuditRepository
     credentials: CredentialRepository
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

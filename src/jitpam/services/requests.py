@@ -4,6 +4,7 @@ Revoke-ElevatedAccessAuthorization, signature verification, and the settling swe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,12 +22,14 @@ from jitpam.domain.errors import (
     RequestTampered,
     TaskNotHeld,
 )
+from jitpam.domain.notifications import EventType
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus, ReviewDecision, check_reason
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
 from jitpam.services.guard import caller_user, event, gather_facts, may, parse_enum, use_case
+from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Signer, UnitOfWork
 
 MAX_PAGE = 500
@@ -161,6 +164,12 @@ def new_request(
                     },
                 )
             )
+        notice = (
+            EventType.REQUEST_AUTO_APPROVED
+            if request.status is RequestStatus.APPROVED
+            else EventType.REQUEST_CREATED
+        )
+        queue_request_event(ctx, uow, event=notice, request=request, at=at)
         uow.commit()
         return RequestView(request, request.status_at(at))
 
@@ -267,6 +276,12 @@ def review_request(
                 },
             )
         )
+        decided = {
+            RequestStatus.APPROVED: EventType.REQUEST_APPROVED,
+            RequestStatus.DENIED: EventType.REQUEST_DENIED,
+        }
+        if status in decided:
+            queue_request_event(ctx, uow, event=decided[status], request=request, at=at)
         uow.commit()
         return RequestView(request, request.status_at(at))
 
@@ -357,6 +372,14 @@ def revoke_authorization(
                     "authorization_id": str(auth.id),
                 },
             )
+        )
+        queue_request_event(
+            ctx,
+            uow,
+            event=EventType.AUTHORIZATION_REVOKED,
+            request=request,
+            at=at,
+            extra={"Revoked by": user.upn, "Comment": auth.revocation_comment or "-"},
         )
         uow.commit()
         return RequestView(request, request.status_at(at))
@@ -477,6 +500,10 @@ def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = 500) -> i
                     details={"requester": request.requester_upn, "status": new.value},
                 )
             )
+            if new is RequestStatus.EXPIRED:
+                queue_request_event(
+                    ctx, uow, event=EventType.REQUEST_EXPIRED, request=request, at=at
+                )
             settled += 1
         uow.commit()
         return settled
@@ -499,3 +526,28 @@ def list_authorizations(
             caller.org_id, target, active_at=at if active else None
         )
         return [RequestView(r, r.status_at(at)) for r in found]
+
+
+def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> int:
+    """Queue one warning per grant that ends within ``within`` from now (never twice for the
+    same grant); returns how many messages were newly queued."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        queued = 0
+        for request in uow.requests.with_authorization(org_id, None, active_at=at):
+            auth = request.authorization
+            if auth is None or auth.end > at + within:
+                continue
+            before = len(uow.outbox.listing(org_id, state=None, after=None, limit=1))
+            del before
+            queue_request_event(
+                ctx,
+                uow,
+                event=EventType.AUTHORIZATION_EXPIRING,
+                request=request,
+                at=at,
+                key=f"{EventType.AUTHORIZATION_EXPIRING.value}:{auth.id}",
+            )
+            queued += 1
+        uow.commit()
+        return queued

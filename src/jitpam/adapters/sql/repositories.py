@@ -25,6 +25,7 @@ from jitpam.adapters.sql.models import (
     OidcLinkRow,
     OrganizationDomainRow,
     OrganizationRow,
+    OutboxRow,
     PasswordRow,
     PolicyEligibleRow,
     PolicyRow,
@@ -32,6 +33,7 @@ from jitpam.adapters.sql.models import (
     ReviewRow,
     SystemAccountRow,
     UserRow,
+    WebhookRow,
 )
 from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, chain
 from jitpam.domain.catalog import Catalog
@@ -40,6 +42,14 @@ from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User, UserKind
 from jitpam.domain.errors import AlreadyVoted, AuditUnavailable, InvalidInput, RequestNotPending
 from jitpam.domain.names import QualifiedName
+from jitpam.domain.notifications import (
+    Channel,
+    DeliveryState,
+    EventType,
+    OutboxMessage,
+    WebhookEndpoint,
+    WebhookFormat,
+)
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import (
     AccessRequest,
@@ -1222,3 +1232,150 @@ class SqlCredentials:
     def link_oidc(self, issuer: str, subject: str, user_id: UUID, *, at: datetime) -> None:
         self.s.add(OidcLinkRow(issuer=issuer, subject=subject, user_id=user_id, created_at=at))
         self.s.flush()
+
+
+def _message(row: OutboxRow) -> OutboxMessage:
+    return OutboxMessage(
+        id=row.id,
+        org_id=row.org_id,
+        channel=Channel(row.channel),
+        event=EventType(row.event),
+        idempotency_key=row.idempotency_key,
+        payload=json.loads(row.payload),
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        destination=row.destination,
+        state=DeliveryState(row.state),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
+
+
+class SqlOutbox:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, message: OutboxMessage) -> bool:
+        exists = self.s.scalar(
+            select(OutboxRow.id).where(OutboxRow.idempotency_key == message.idempotency_key)
+        )
+        if exists is not None:
+            return False
+        try:
+            with self.s.begin_nested():
+                self.s.add(
+                    OutboxRow(
+                        id=message.id,
+                        org_id=message.org_id,
+                        channel=message.channel.value,
+                        event=message.event.value,
+                        idempotency_key=message.idempotency_key,
+                        payload=canonical_json(message.payload).decode(),
+                        destination=message.destination,
+                        state=message.state.value,
+                        attempts=message.attempts,
+                        next_attempt_at=message.next_attempt_at,
+                        created_at=message.created_at,
+                    )
+                )
+        except IntegrityError:
+            return False  # queued by someone else at the same moment
+        return True
+
+    def claim(self, *, at: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+        due = (
+            select(OutboxRow)
+            .where(
+                OutboxRow.state == DeliveryState.PENDING.value,
+                OutboxRow.next_attempt_at <= at,
+                or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < at),
+            )
+            .order_by(OutboxRow.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = self.s.scalars(due).all()
+        for row in rows:
+            row.claimed_until = lease_until
+            row.attempts += 1
+        self.s.flush()
+        return [_message(r) for r in rows]
+
+    def save(self, message: OutboxMessage) -> None:
+        row = self.s.get_one(OutboxRow, message.id)
+        row.state = message.state.value
+        row.attempts = message.attempts
+        row.next_attempt_at = message.next_attempt_at
+        row.last_error = message.last_error
+        row.delivered_at = message.delivered_at
+        row.claimed_until = None
+        self.s.flush()
+
+    def get(self, message_id: UUID) -> OutboxMessage | None:
+        row = self.s.get(OutboxRow, message_id)
+        return _message(row) if row else None
+
+    def listing(
+        self, org_id: UUID, *, state: DeliveryState | None, after: str | None, limit: int
+    ) -> list[OutboxMessage]:
+        stmt = select(OutboxRow).where(OutboxRow.org_id == org_id)
+        if state is not None:
+            stmt = stmt.where(OutboxRow.state == state.value)
+        if after is not None:
+            created, mid = _decode_cursor(after, 2)
+            c_at, c_id = _parse_time(created), UUID(mid)
+            stmt = stmt.where(
+                or_(
+                    OutboxRow.created_at < c_at,
+                    and_(OutboxRow.created_at == c_at, OutboxRow.id < c_id),
+                )
+            )
+        rows = self.s.scalars(
+            stmt.order_by(OutboxRow.created_at.desc(), OutboxRow.id.desc()).limit(limit)
+        )
+        return [_message(r) for r in rows]
+
+
+def _endpoint(row: WebhookRow) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row.id,
+        org_id=row.org_id,
+        url=row.url,
+        events=frozenset(EventType(e) for e in json.loads(row.events)),
+        format=WebhookFormat(row.format),
+        secret=row.secret,
+        created_at=row.created_at,
+    )
+
+
+class SqlWebhooks:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, endpoint: WebhookEndpoint) -> None:
+        self.s.add(
+            WebhookRow(
+                id=endpoint.id,
+                org_id=endpoint.org_id,
+                url=endpoint.url,
+                events=json.dumps(sorted(e.value for e in endpoint.events)),
+                format=endpoint.format.value,
+                secret=endpoint.secret,
+                created_at=endpoint.created_at,
+            )
+        )
+        self.s.flush()
+
+    def get(self, endpoint_id: UUID) -> WebhookEndpoint | None:
+        row = self.s.get(WebhookRow, endpoint_id)
+        return _endpoint(row) if row else None
+
+    def remove(self, endpoint_id: UUID) -> None:
+        self.s.execute(delete(WebhookRow).where(WebhookRow.id == endpoint_id))
+
+    def in_org(self, org_id: UUID) -> list[WebhookEndpoint]:
+        rows = self.s.scalars(
+            select(WebhookRow).where(WebhookRow.org_id == org_id).order_by(WebhookRow.created_at)
+        )
+        return [_endpoint(r) for r in rows]

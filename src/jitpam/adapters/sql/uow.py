@@ -17,9 +17,11 @@ from jitpam.adapters.sql.repositories import (
     SqlCredentials,
     SqlGroups,
     SqlOrganizations,
+    SqlOutbox,
     SqlPolicies,
     SqlRequests,
     SqlUsers,
+    SqlWebhooks,
 )
 from jitpam.domain.audit import AuditEvent
 from jitpam.domain.errors import AuditUnavailable, ConcurrentChange
@@ -30,9 +32,11 @@ from jitpam.services.ports import (
     CredentialRepository,
     GroupRepository,
     OrganizationRepository,
+    OutboxRepository,
     PolicyRepository,
     RequestRepository,
     UserRepository,
+    WebhookRepository,
 )
 
 
@@ -52,6 +56,8 @@ class SqlUnitOfWork:
         self.requests: RequestRepository = SqlRequests(self.session)
         self.audit: AuditRepository = SqlAudit(self.session)
         self.credentials: CredentialRepository = SqlCredentials(self.session)
+        self.outbox: OutboxRepository = SqlOutbox(self.session)
+        self.webhooks: WebhookRepository = SqlWebhooks(self.session)
         self._events = []
         return self
 

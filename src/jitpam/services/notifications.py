@@ -1,0 +1,217 @@
+"""Queueing notifications: the outbox rows a use case writes in its own transaction.
+
+Nothing here sends anything: the worker (``services.delivery``) delivers after commit, so a slow
+or failing channel never delays or changes a decision.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from importlib import resources
+from string import Template
+from typing import Any
+from uuid import UUID, uuid4
+
+from jitpam.domain.notifications import (
+    Channel,
+    EventType,
+    OutboxMessage,
+    WebhookEndpoint,
+    WebhookFormat,
+    audience,
+)
+from jitpam.domain.requests import AccessRequest
+from jitpam.domain.timeutil import iso
+from jitpam.services.context import ServiceContext
+from jitpam.services.ports import UnitOfWork
+
+HEADLINES = {
+    EventType.REQUEST_CREATED: "$requester asks for $kind '$target' for $hours h",
+    EventType.REQUEST_APPROVED: "Approved: $requester may use $kind '$target' until $until",
+    EventType.REQUEST_AUTO_APPROVED: (
+        "Approved automatically: $requester may use $kind '$target' until $until"
+    ),
+    EventType.REQUEST_DENIED: "Denied: $requester's request for $kind '$target'",
+    EventType.REQUEST_EXPIRED: (
+        "Expired without a decision: $requester's request for $kind '$target'"
+    ),
+    EventType.AUTHORIZATION_REVOKED: "Revoked: $requester's access to $kind '$target'",
+    EventType.AUTHORIZATION_EXPIRING: "Ending at $until: $requester's access to $kind '$target'",
+    EventType.SYSTEM_ACCOUNT_EXEMPTED: (
+        "System account $requester used '$target', exempt from control"
+    ),
+}
+
+
+def _template(name: str) -> Template:
+    return Template(resources.files("jitpam.templates").joinpath(name).read_text(encoding="utf-8"))
+
+
+def request_link(ctx: ServiceContext, request_id: UUID) -> str:
+    return f"{ctx.public_url.rstrip('/')}/requests/{request_id}"
+
+
+def _facts(request: AccessRequest) -> dict[str, str]:
+    auth = request.authorization
+    return {
+        "requester": request.requester_upn,
+        "kind": request.type.label,
+        "target": str(request.target),
+        "hours": str(request.duration_hours),
+        "until": iso(auth.end) if auth else "-",
+    }
+
+
+def _details(request: AccessRequest, extra: dict[str, str]) -> str:
+    lines = [
+        f"Request: {request.id}",
+        f"Requester: {request.requester_upn}",
+        f"{request.type.label}: {request.target}",
+        f"Reason: {request.reason}",
+        f"Duration: {request.duration_hours} h",
+        f"Pending until: {iso(request.pending_until)}",
+    ]
+    if request.authorization is not None:
+        lines.append(
+            f"Window: {iso(request.authorization.start)} to {iso(request.authorization.end)}"
+        )
+    for review in request.reviews:
+        lines.append(
+            f"Review: {review.decision.value} at {iso(review.at)}: {review.comment or '-'}"
+        )
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines)
+
+
+def _group_emails(uow: UnitOfWork, group_id: UUID | None) -> tuple[str, ...]:
+    group = uow.groups.get(group_id) if group_id is not None else None
+    if group is None:
+        return ()
+    users = (uow.users.get(m) for m in sorted(group.member_ids))
+    return tuple(sorted(u.email for u in users if u is not None and u.enabled))
+
+
+def _approver_group(uow: UnitOfWork, request: AccessRequest) -> UUID | None:
+    policy = uow.policies.get(request.policy_id)
+    if policy is not None and policy.approver_group_id is not None:
+        return policy.approver_group_id
+    return uow.orgs.control(request.org_id).default_approver_group_id
+
+
+def queue_request_event(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    *,
+    event: EventType,
+    request: AccessRequest,
+    at: datetime,
+    extra: dict[str, str] | None = None,
+    key: str | None = None,
+) -> int:
+    """Queue the email and the webhook deliveries for ``event`` on ``request``, in this
+    transaction; returns how many were new. ``key`` makes the notice unique (by default one per
+    event and request), so a repeated sweep queues nothing twice."""
+    queued = 0
+    extra = extra or {}
+    org = uow.orgs.get(request.org_id)
+    requester = uow.users.get(request.requester_id)
+    group_id = (
+        uow.orgs.control(request.org_id).default_approver_group_id
+        if event is EventType.SYSTEM_ACCOUNT_EXEMPTED
+        else _approver_group(uow, request)
+    )
+    who = audience(
+        event,
+        requester=requester.email if requester else request.requester_upn,
+        group=_group_emails(uow, group_id),
+    )
+    facts = _facts(request)
+    headline = Template(HEADLINES[event]).safe_substitute(facts)
+    details = _details(request, extra)
+    link = request_link(ctx, request.id)
+    organization = org.name if org else ""
+    base_key = key or f"{event.value}:{request.id}"
+    recipients = tuple(dict.fromkeys(who.to))
+    copies = tuple(c for c in dict.fromkeys(who.cc) if c not in recipients)
+    if recipients:
+        text = _template("email.txt").substitute(
+            headline=headline, details=details, link=link, organization=organization
+        )
+        page = _template("email.html").substitute(
+            headline=html.escape(headline),
+            details=html.escape(details),
+            link=html.escape(link, quote=True),
+            organization=html.escape(organization),
+        )
+        message_id = uuid4()
+        queued += uow.outbox.add(
+            OutboxMessage(
+                id=message_id,
+                org_id=request.org_id,
+                channel=Channel.EMAIL,
+                event=event,
+                idempotency_key=f"{base_key}:email",
+                created_at=at,
+                next_attempt_at=at,
+                payload={
+                    "to": list(recipients),
+                    "cc": list(copies),
+                    "subject": f"[jitpam] {headline}",
+                    "text": text,
+                    "html": page,
+                    "message_id": f"<{message_id}@jitpam>",
+                },
+            )
+        )
+    for endpoint in uow.webhooks.in_org(request.org_id):
+        if endpoint.wants(event):
+            queued += uow.outbox.add(
+                OutboxMessage(
+                    id=uuid4(),
+                    org_id=request.org_id,
+                    channel=Channel.WEBHOOK,
+                    event=event,
+                    idempotency_key=f"{base_key}:webhook:{endpoint.id}",
+                    created_at=at,
+                    next_attempt_at=at,
+                    destination=endpoint.id,
+                    payload=webhook_body(
+                        endpoint, event, request, headline=headline, link=link, at=at, extra=extra
+                    ),
+                )
+            )
+    return queued
+
+
+def webhook_body(
+    endpoint: WebhookEndpoint,
+    event: EventType,
+    request: AccessRequest,
+    *,
+    headline: str,
+    link: str,
+    at: datetime,
+    extra: dict[str, str],
+) -> dict[str, Any]:
+    if endpoint.format is WebhookFormat.SLACK:
+        return {"text": f"{headline} <{link}|Open the request>"}
+    auth = request.authorization
+    return {
+        "type": event.value,
+        "timestamp": iso(at),
+        "data": {
+            "request_id": str(request.id),
+            "organization_id": str(request.org_id),
+            "requester": request.requester_upn,
+            "type": request.type.value,
+            "target": str(request.target),
+            "reason": request.reason,
+            "duration_hours": request.duration_hours,
+            "status": request.status_at(at).value,
+            "authorization_id": str(auth.id) if auth else None,
+            "valid_until": iso(auth.end) if auth else None,
+            "link": link,
+            **extra,
+        },
+    }
