@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from jitpam.adapters.clock import SystemClock
+from jitpam.adapters.email import SmtpSender
 from jitpam.adapters.oidc import OidcIdentity, OidcVerifier
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
@@ -16,9 +18,12 @@ from jitpam.adapters.sql.keys import lookup_key, register_key
 from jitpam.adapters.sql.migrate import upgrade
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.adapters.throttle import MemoryLoginThrottle
+from jitpam.domain.notifications import Channel
 from jitpam.services.context import ServiceContext
+from jitpam.services.delivery import DeliveryPolicy, Sender
 from jitpam.services.ports import Clock, Signer, UnitOfWork
 from jitpam.settings import Settings
+from jitpam.worker import Worker
 
 __all__ = ["OidcIdentity", "Runtime", "build_context", "build_runtime"]
 
@@ -66,6 +71,7 @@ def build_context(
             max_client_failures=s.login_max_client_failures,
         ),
         session_hours=s.session_hours,
+        public_url=s.public_url,
     )
     return ctx, engine
 
@@ -108,6 +114,33 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             if path.exists():
                 path.chmod(0o600)
     return Runtime(settings=settings, ctx=ctx, engine=engine, oidc=oidc)
+
+
+def build_senders(settings: Settings) -> dict[Channel, Sender]:
+    """The delivery channels the settings configure (email only when an SMTP host is set)."""
+    senders: dict[Channel, Sender] = {}
+    if settings.smtp_host:
+        senders[Channel.EMAIL] = SmtpSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            starttls=settings.smtp_starttls,
+            implicit_tls=settings.smtp_implicit_tls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    return senders
+
+
+def build_worker(runtime: Runtime) -> Worker:
+    s = runtime.settings
+    return Worker(
+        ctx=runtime.ctx,
+        senders=build_senders(s),
+        interval=s.worker_interval_seconds,
+        warning=timedelta(minutes=s.expiry_warning_minutes),
+        policy=DeliveryPolicy(max_attempts=s.outbox_max_attempts),
+    )
 
 
 def _private_dir(path: Path) -> None:

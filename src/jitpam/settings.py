@@ -35,6 +35,12 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_sender: str = "jitpam <jitpam@localhost>"
+    smtp_implicit_tls: bool = False
+    worker_in_process: bool = True
+    worker_interval_seconds: int = 5
+    outbox_max_attempts: int = 8
+    expiry_warning_minutes: int = 30
+    webhook_allow_private: bool = False
     login_max_failures: int = 5
     login_max_client_failures: int = 20
     login_window_seconds: int = 300

@@ -119,6 +119,7 @@ def _register_server_commands() -> None:
     from jitpam.cli import server as server_commands
 
     server_commands.register(app)
+    server_commands.register_worker(app)
 
 
 _register_server_commands()

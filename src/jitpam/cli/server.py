@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated, Any
 
 import typer
 
 from jitpam import demo
-from jitpam.bootstrap import Runtime, build_runtime
+from jitpam.bootstrap import Runtime, build_runtime, build_worker
 from jitpam.cli import output
 from jitpam.cli.output import show
 from jitpam.domain.errors import JitpamError
@@ -184,6 +185,9 @@ def register(app: typer.Typer) -> None:
             )
             for u in demo.USERS:
                 typer.echo(f"  {u.upn:<22} password {demo.PASSWORD}   {u.role}")
+        worker = build_worker(runtime) if settings.worker_in_process else None
+        if worker is not None:
+            worker.start_thread()
         url = f"http://{settings.host}:{settings.port}"
         typer.echo(f"jitpam listening on {url} (API {url}/api/v1, docs {url}/docs)")
         try:
@@ -197,5 +201,30 @@ def register(app: typer.Typer) -> None:
                 proxy_headers=bool(settings.trusted_proxies),
                 forwarded_allow_ips=settings.trusted_proxies or None,
             )
+        finally:
+            if worker is not None:
+                worker.stop()
+            runtime.close()
+
+
+def register_worker(app: typer.Typer) -> None:
+    @app.command()
+    def worker(
+        db: Db = None,
+        config: Config = None,
+        once: Annotated[bool, typer.Option(help="Run one round and exit.")] = False,
+        as_json: Json = False,
+    ) -> None:
+        """Deliver notifications and run the sweeps until stopped (SIGTERM or Ctrl-C)."""
+        runtime = _runtime(_settings(config, database_url=db))
+        job = build_worker(runtime)
+        try:
+            if once:
+                show({"delivered": job.run_once()}, as_json)
+                return
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: job.stop())
+            typer.echo("jitpam worker running; stop it with SIGTERM or Ctrl-C", err=True)
+            job.run()
         finally:
             runtime.close()
