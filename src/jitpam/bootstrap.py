@@ -18,6 +18,7 @@ from jitpam.adapters.sql.keys import lookup_key, register_key
 from jitpam.adapters.sql.migrate import upgrade
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.adapters.throttle import MemoryLoginThrottle
+from jitpam.adapters.webhooks import OutboundUrls, WebhookSender
 from jitpam.domain.notifications import Channel
 from jitpam.services.context import ServiceContext
 from jitpam.services.delivery import DeliveryPolicy, Sender
@@ -84,6 +85,7 @@ class Runtime:
     ctx: ServiceContext
     engine: Engine
     oidc: OidcVerifier | None
+    urls: OutboundUrls
 
     def close(self) -> None:
         self.engine.dispose()
@@ -113,7 +115,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             path = Path(engine.url.database + suffix)
             if path.exists():
                 path.chmod(0o600)
-    return Runtime(settings=settings, ctx=ctx, engine=engine, oidc=oidc)
+    urls = OutboundUrls(allow_private=settings.webhook_allow_private)
+    return Runtime(settings=settings, ctx=ctx, engine=engine, oidc=oidc, urls=urls)
 
 
 def build_senders(settings: Settings) -> dict[Channel, Sender]:
@@ -129,6 +132,9 @@ def build_senders(settings: Settings) -> dict[Channel, Sender]:
             username=settings.smtp_username,
             password=settings.smtp_password,
         )
+    senders[Channel.WEBHOOK] = WebhookSender(
+        urls=OutboundUrls(allow_private=settings.webhook_allow_private)
+    )
     return senders
 
 

@@ -31,7 +31,7 @@ class Scene:
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     tmp = tmp_path_factory.mktemp("matrix")
-    server = start_server(tmp, "--demo")
+    server = start_server(tmp, "--demo", extra_env={"JITPAM_WEBHOOK_ALLOW_PRIVATE": "true"})
     db = f"sqlite:///{server.data_dir / 'jitpam.db'}"
     made = subprocess.run(
         [
@@ -68,12 +68,18 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {tokens[D]}"}
     )
     policy = next(p for p in admin.get("/policies").json()["items"] if p["target"] == MOVE)
+    hook = admin.post(
+        "/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["request.created"]}
+    )
+    message = admin.get("/outbox").json()["items"][0]
     ids = {
         "request_id": request["id"],
         "token_id": token["id"],
         "policy_id": policy["id"],
         "authorization_id": request["id"],
         "upn": "alice@contoso.com",
+        "webhook_id": hook.json()["id"],
+        "message_id": message["id"],
         "name": "pamapprovers",
     }
     yield Scene(server, tokens, ids)
@@ -158,6 +164,17 @@ ROUTES: list[tuple[str, str, Any, dict[str, int | str]]] = [
     ("GET", "/audit/export", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("POST", "/audit/checkpoint", None, {R: 403, P: 403}),
     ("POST", "/audit/verify", {}, {R: 403, P: 403, D: 200, OUT: 200}),
+    ("GET", "/webhooks", None, {R: 403, P: 403, D: 200, OUT: 200}),
+    (
+        "POST",
+        "/webhooks",
+        {"url": "http://127.0.0.1:9/h", "events": ["request.created"]},
+        {R: 403, P: 403},
+    ),
+    ("POST", "/webhooks/{webhook_id}/test", None, {R: 403, P: 403, OUT: 404}),
+    ("DELETE", "/webhooks/{webhook_id}", None, {R: 403, P: 403, OUT: 404}),
+    ("GET", "/outbox", None, {R: 403, P: 403, D: 200, OUT: 200}),
+    ("POST", "/outbox/{message_id}/retry", None, {R: 403, P: 403, OUT: 404}),
     ("POST", "/auth/logout", None, {}),
 ]
 UNAUTHENTICATED = {"/auth/login"}

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
 
 from jitpam.api import problems
-from jitpam.api.routes import access, audit, auth, directory, health
+from jitpam.api.routes import access, audit, auth, directory, health, notifications
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 
@@ -48,7 +48,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(HTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected_error)
-    for router in (auth.router, directory.router, access.router, audit.router):
+    for router in (
+        auth.router,
+        directory.router,
+        access.router,
+        audit.router,
+        notifications.router,
+    ):
         app.include_router(router, prefix=API)
     app.include_router(health.router)
 

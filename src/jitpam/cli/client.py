@@ -754,3 +754,85 @@ def audit_verify(
     show(doc, as_json)
     if not doc["ok"]:
         raise typer.Exit(output.REFUSED)
+
+
+# ---------------------------------------------------------------- webhooks and the outbox
+webhook_app = typer.Typer(help="Webhook endpoints for notifications.", no_args_is_help=True)
+EVENTS = (
+    "request.created",
+    "request.approved",
+    "request.auto_approved",
+    "request.denied",
+    "request.expired",
+    "authorization.revoked",
+    "authorization.expiring",
+    "system_account.exempted",
+)
+
+
+@webhook_app.command("add")
+def webhook_add(
+    url: str,
+    event: Annotated[
+        list[str], typer.Option(help=f"Event type (repeatable): {', '.join(EVENTS)}.")
+    ],
+    format: Annotated[str, typer.Option(help="json or slack")] = "json",
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Add an endpoint; its signing secret is printed once."""
+    bad = [e for e in event if e not in EVENTS]
+    if bad:
+        output.fail(f"unknown event type {bad[0]!r}: one of {', '.join(EVENTS)}", output.USAGE)
+    if format not in ("json", "slack"):
+        output.fail("--format must be json or slack", output.USAGE)
+    with client(server) as api:
+        show(
+            api.call("POST", "/webhooks", json={"url": url, "events": event, "format": format}),
+            as_json,
+        )
+
+
+@webhook_app.command("list")
+def webhook_list(server: Server = None, as_json: Json = False) -> None:
+    show(_list(server, "/webhooks", {}, None), as_json, columns=["id", "url", "events", "format"])
+
+
+@webhook_app.command("remove")
+def webhook_remove(webhook_id: str, server: Server = None, as_json: Json = False) -> None:
+    with client(server) as api:
+        show(api.call("DELETE", f"/webhooks/{_id(webhook_id, 'webhook')}"), as_json)
+
+
+@webhook_app.command("test")
+def webhook_test(webhook_id: str, server: Server = None, as_json: Json = False) -> None:
+    """Queue a signed test delivery to the endpoint."""
+    with client(server) as api:
+        show(api.call("POST", f"/webhooks/{_id(webhook_id, 'webhook')}/test"), as_json)
+
+
+outbox_app = typer.Typer(help="Notifications waiting, delivered or dead.", no_args_is_help=True)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    state: Annotated[str | None, typer.Option(help="pending, delivered or dead")] = None,
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    if state is not None and state not in ("pending", "delivered", "dead"):
+        output.fail("--state must be pending, delivered or dead", output.USAGE)
+    rows = _list(server, "/outbox", {"state": state}, limit)
+    show(
+        rows,
+        as_json,
+        columns=["id", "channel", "event", "state", "attempts", "next_attempt_at", "last_error"],
+    )
+
+
+@outbox_app.command("retry")
+def outbox_retry(message_id: str, server: Server = None, as_json: Json = False) -> None:
+    """Put a message back in line now (after fixing what made it fail)."""
+    with client(server) as api:
+        show(api.call("POST", f"/outbox/{_id(message_id, 'message')}/retry"), as_json)

@@ -31,6 +31,8 @@ for name, sub in (
     ("request", cmd.request_app),
     ("authorization", cmd.authorization_app),
     ("audit", cmd.audit_app),
+    ("webhook", cmd.webhook_app),
+    ("outbox", cmd.outbox_app),
 ):
     app.add_typer(sub, name=name)
 

@@ -9,6 +9,8 @@ organization's default approver group.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,6 +30,7 @@ class EventType(StrEnum):
     AUTHORIZATION_REVOKED = "authorization.revoked"
     AUTHORIZATION_EXPIRING = "authorization.expiring"
     SYSTEM_ACCOUNT_EXEMPTED = "system_account.exempted"
+    WEBHOOK_TEST = "webhook.test"
 
 
 class Channel(StrEnum):
@@ -64,6 +67,8 @@ def audience(event: EventType, *, requester: str, group: tuple[str, ...]) -> Aud
             return Audience((requester,))
         case EventType.SYSTEM_ACCOUNT_EXEMPTED:
             return Audience(group)
+        case EventType.WEBHOOK_TEST:
+            return Audience(())
     raise AssertionError(event)
 
 
@@ -124,3 +129,11 @@ class WebhookEndpoint:
 
     def wants(self, event: EventType) -> bool:
         return event in self.events
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks marker, not a secret
+
+
+def new_webhook_secret() -> str:
+    """A signing secret in the Standard Webhooks form: ``whsec_`` + base64 of 24 random bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -1,0 +1,84 @@
+"""Webhook deliveries, signed the Standard Webhooks way, to checked outbound URLs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from jitpam.domain.errors import InvalidInput
+from jitpam.domain.notifications import WEBHOOK_SECRET_PREFIX, OutboxMessage, WebhookEndpoint
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` over ``id.timestamp.body`` with the secret's key bytes."""
+    key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class OutboundUrls:
+    """Refuses URLs that would make jitpam call inside its own network (SSRF), unless allowed."""
+
+    def __init__(self, *, allow_private: bool = False) -> None:
+        self.allow_private = allow_private
+
+    def check(self, url: str) -> None:
+        """Raises InvalidInput for a URL jitpam must not call."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise InvalidInput("a webhook URL must be an http(s) URL with a host")
+        if parts.username or parts.password:
+            raise InvalidInput("a webhook URL must not carry credentials")
+        if self.allow_private:
+            return
+        if parts.scheme != "https":
+            raise InvalidInput("a webhook URL must use https")
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except socket.gaierror:
+            raise InvalidInput(f"the webhook host {parts.hostname} does not resolve") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                raise InvalidInput(
+                    f"the webhook host {parts.hostname} resolves to {address}, a private, loopback "
+                    "or reserved address (allowed only with webhook_allow_private)"
+                )
+
+
+class WebhookSender:
+    def __init__(self, *, urls: OutboundUrls, timeout: float = 10.0) -> None:
+        self.urls = urls
+        self.timeout = timeout
+
+    def send(self, message: OutboxMessage, endpoint: WebhookEndpoint | None) -> None:
+        if endpoint is None:
+            raise RuntimeError("the webhook endpoint was removed")
+        self.urls.check(endpoint.url)  # again at send time: DNS answers change
+        body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        message_id = f"msg_{message.id}"  # the same on every retry: receivers drop duplicates
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(endpoint.secret, message_id, timestamp, body),
+            "user-agent": "jitpam-webhooks",
+        }
+        response = httpx.post(
+            endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=self.timeout,
+            follow_redirects=False,
+        )
+        if response.status_code >= 300:
+            raise RuntimeError(f"the endpoint answered {response.status_code}")
