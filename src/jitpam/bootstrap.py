@@ -145,7 +145,9 @@ def build_worker(runtime: Runtime) -> Worker:
         senders=build_senders(s),
         interval=s.worker_interval_seconds,
         warning=timedelta(minutes=s.expiry_warning_minutes),
-        policy=DeliveryPolicy(max_attempts=s.outbox_max_attempts),
+        policy=DeliveryPolicy(
+            max_attempts=s.outbox_max_attempts, lease=timedelta(seconds=s.outbox_lease_seconds)
+        ),
     )
 
 

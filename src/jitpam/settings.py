@@ -39,6 +39,7 @@ class Settings:
     worker_in_process: bool = True
     worker_interval_seconds: int = 5
     outbox_max_attempts: int = 8
+    outbox_lease_seconds: int = 120
     expiry_warning_minutes: int = 30
     webhook_allow_private: bool = False
     login_max_failures: int = 5

@@ -183,3 +183,28 @@ def test_expiry_and_ending_grants_are_notified_once(smtp: SmtpServer, cast: tupl
     expired = next(m for m in mine(smtp, world) if "Expired" in m.message["Subject"])
     assert requester.upn in expired.message["To"]
     assert str(stale.request.id) in expired.message.get_body(("plain",)).get_content()
+
+
+def test_a_system_accounts_exempt_use_is_reported_to_the_default_approvers_once_a_day(
+    smtp: SmtpServer, world: World
+) -> None:
+    from jitpam.services import access
+
+    approver = world.user("approver")
+    world.group("PAMApprovers", approver)
+    sysacct = world.user("sys1", roles=("Move Mailboxes",))
+    organizations.enable_access_control(
+        world.ctx,
+        caller=world.admin.caller,
+        admin_group="PAMApprovers",
+        system_accounts=[sysacct.upn],
+    )
+    world.policy(MOVE, approver_group="PAMApprovers")
+    for _ in range(2):
+        assert access.check_access(
+            world.ctx, caller=sysacct.caller, user=sysacct.upn, task=MOVE
+        ).exempt
+    drain(world, sender(smtp.port))
+    (mail,) = mine(smtp, world)
+    assert mail.message["To"] == approver.upn
+    assert "exempt from control" in mail.message["Subject"]

@@ -16,6 +16,7 @@ from jitpam.services.guard import (
     resolve_task,
     use_case,
 )
+from jitpam.services.notifications import queue_exempt_use
 
 OPERATION = "Test-ElevatedAccess"
 
@@ -63,5 +64,7 @@ def check_access(ctx: ServiceContext, *, caller: Caller, user: str, task: str) -
                 },
             )
         )
+        if decision.exempt and subject is not None:
+            queue_exempt_use(ctx, uow, org_id=caller.org_id, user=subject.upn, task=name, at=at)
         uow.commit()
         return decision

@@ -30,8 +30,8 @@ class Sender(Protocol):
 @dataclass(frozen=True)
 class DeliveryPolicy:
     max_attempts: int = 8
-    lease: timedelta = timedelta(minutes=2)
-    batch: int = 50
+    lease: timedelta = timedelta(minutes=2)  # longer than one batch takes to send
+    batch: int = 10
 
 
 def deliver_due(

@@ -215,3 +215,55 @@ def webhook_body(
             **extra,
         },
     }
+
+
+def queue_exempt_use(
+    ctx: ServiceContext, uow: UnitOfWork, *, org_id: UUID, user: str, task: str, at: datetime
+) -> int:
+    """Tell the default approver group that a system account used a task exempt from control,
+    once per account, task and day (the seeds ask that such use be reviewed regularly)."""
+    org = uow.orgs.get(org_id)
+    group = _group_emails(uow, uow.orgs.control(org_id).default_approver_group_id)
+    who = audience(EventType.SYSTEM_ACCOUNT_EXEMPTED, requester=user, group=group)
+    if not who.to:
+        return 0
+    headline = Template(HEADLINES[EventType.SYSTEM_ACCOUNT_EXEMPTED]).safe_substitute(
+        requester=user, target=task
+    )
+    details = f"System account: {user}\nTask: {task}\nFirst use today: {iso(at)}"
+    link = f"{ctx.public_url.rstrip('/')}/audit"
+    organization = org.name if org else ""
+    text = _template("email.txt").substitute(
+        headline=headline, details=details, link=link, organization=organization
+    )
+    page = _template("email.html").substitute(
+        headline=html.escape(headline),
+        details=html.escape(details),
+        link=html.escape(link, quote=True),
+        organization=html.escape(organization),
+    )
+    message_id = uuid4()
+    key = (
+        f"{EventType.SYSTEM_ACCOUNT_EXEMPTED.value}:{org_id}:{user}:{task}:{at.date().isoformat()}"
+    )
+    return int(
+        uow.outbox.add(
+            OutboxMessage(
+                id=message_id,
+                org_id=org_id,
+                channel=Channel.EMAIL,
+                event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
+                idempotency_key=key[:200],
+                created_at=at,
+                next_attempt_at=at,
+                payload={
+                    "to": list(who.to),
+                    "cc": [],
+                    "subject": f"[jitpam] {headline}",
+                    "text": text,
+                    "html": page,
+                    "message_id": f"<{message_id}@jitpam>",
+                },
+            )
+        )
+    )
