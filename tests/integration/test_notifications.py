@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -208,3 +209,82 @@ def test_a_system_accounts_exempt_use_is_reported_to_the_default_approvers_once_
     (mail,) = mine(smtp, world)
     assert mail.message["To"] == approver.upn
     assert "exempt from control" in mail.message["Subject"]
+
+
+class FlakyEndpoint:
+    """An HTTP endpoint that answers 500 (or hangs) until told to recover."""
+
+    def __init__(self, *, hang: bool = False) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.healthy = threading.Event()
+        self.release = threading.Event()
+        self.received: list[bytes] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if not endpoint.healthy.is_set():
+                    if hang:
+                        endpoint.release.wait(10)
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                endpoint.received.append(body)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["answers 500", "hangs"])
+def test_a_failing_webhook_never_slows_a_decision_and_gets_everything_later(
+    cast: tuple, hang: bool
+) -> None:
+    from jitpam.adapters.webhooks import OutboundUrls, WebhookSender
+    from jitpam.domain.notifications import new_webhook_secret
+    from jitpam.services import webhooks
+
+    world, requester, approver1, _ = cast
+    endpoint = FlakyEndpoint(hang=hang)
+    try:
+        webhooks.add_webhook(
+            world.ctx,
+            caller=world.admin.caller,
+            url=endpoint.url,
+            events=["request.created", "request.approved"],
+            urls=OutboundUrls(allow_private=True),
+            secret=new_webhook_secret(),
+        )
+        senders = {
+            Channel.WEBHOOK: WebhookSender(urls=OutboundUrls(allow_private=True), timeout=0.5)
+        }
+        asked = ask(world, requester)
+        drain(world, senders)  # fails: 500 or a timeout, and backs off
+        # Decisions only write the outbox: they are taken while the channel is down.
+        decided = requests.approve_request(
+            world.ctx, caller=approver1.caller, request_id=asked.request.id
+        )
+        assert decided.status.value == "approved"
+        drain(world, senders)
+        assert endpoint.received == []
+        endpoint.healthy.set()
+        endpoint.release.set()
+        world.later(minutes=10)
+        drain(world, senders)
+        events = sorted(json.loads(b)["type"] for b in endpoint.received)
+        assert events == ["request.approved", "request.created"]
+    finally:
+        endpoint.close()
