@@ -20,6 +20,7 @@ from jitpam.domain.directory import (
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
+from jitpam.domain.notifications import EventType
 from jitpam.domain.policy import PolicyType
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import (
@@ -31,6 +32,7 @@ from jitpam.services.guard import (
     parse_enum,
     use_case,
 )
+from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import UnitOfWork
 
 REVOKED_ON_DISABLE = "the user was disabled"
@@ -133,7 +135,7 @@ def set_user(
         cascade: list[AuditEvent] = []
         if user.enabled and enabled is False:
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(user.id, at=at)
-            cascade = _disable_cascade(uow, caller=caller, actor=actor, user=user, at=at)
+            cascade = _disable_cascade(ctx, uow, caller=caller, actor=actor, user=user, at=at)
         uow.record(
             event(
                 caller=caller,
@@ -150,12 +152,20 @@ def set_user(
 
 
 def _disable_cascade(
-    uow: UnitOfWork, *, caller: Caller, actor: User, user: User, at: datetime
+    ctx: ServiceContext, uow: UnitOfWork, *, caller: Caller, actor: User, user: User, at: datetime
 ) -> list[AuditEvent]:
     events = []
     for request in uow.requests.active_for_user(caller.org_id, user.id, at):
         request.revoke(by=actor.id, comment=REVOKED_ON_DISABLE, at=at)
         uow.requests.save(request)
+        queue_request_event(
+            ctx,
+            uow,
+            event=EventType.AUTHORIZATION_REVOKED,
+            request=request,
+            at=at,
+            extra={"Revoked by": actor.upn, "Comment": REVOKED_ON_DISABLE},
+        )
         events.append(
             event(
                 caller=caller,
