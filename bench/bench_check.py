@@ -87,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--policies", type=int, default=100_000)
     args = parser.parse_args()
     url = args.db or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     ctx, engine = build_context(database_url=url)
@@ -120,8 +121,8 @@ def main() -> None:
 
     report("ceiling: bare insert + commit", timed(raw_commit, args.n))
     report("check_access (audited), 0 other policies", timed(check, args.n))
-    add_policies(engine, org.id, 100_000, datetime.now(UTC))
-    report("check_access (audited), 100,000 policies", timed(check, args.n))
+    add_policies(engine, org.id, args.policies, datetime.now(UTC))
+    report(f"check_access (audited), {args.policies:,} policies", timed(check, args.n))
     facts = CheckFacts(
         task="Exchange\\New-MoveRequest",
         user_exists=True,
