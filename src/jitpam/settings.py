@@ -38,7 +38,7 @@ class Settings:
     smtp_implicit_tls: bool = False
     worker_in_process: bool = True
     worker_interval_seconds: int = 5
-    outbox_max_attempts: int = 8
+    outbox_max_attempts: int = 24
     outbox_lease_seconds: int = 120
     expiry_warning_minutes: int = 30
     webhook_allow_private: bool = False

@@ -63,7 +63,7 @@ def drain(
         due = [
             m
             for m in list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING)
-            if m.next_attempt_at <= now
+            if m.next_attempt_at <= now and m.channel in senders
         ]
         if not due:
             return

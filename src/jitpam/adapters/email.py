@@ -47,6 +47,8 @@ class SmtpSender:
 
     def send(self, message: OutboxMessage, endpoint: WebhookEndpoint | None) -> None:
         del endpoint
+        if self.username and not (self.starttls or self.implicit_tls):
+            raise RuntimeError("refusing to send the SMTP password over a connection without TLS")
         mail = self.compose(message)
         context = ssl.create_default_context()
         smtp: smtplib.SMTP
@@ -59,4 +61,7 @@ class SmtpSender:
                 smtp.starttls(context=context)
             if self.username:
                 smtp.login(self.username, self.password)
-            smtp.send_message(mail)
+            refused = smtp.send_message(mail)
+        if refused:
+            # Some recipients were accepted: sending again would duplicate theirs. Say who not.
+            message.last_error = "refused recipients: " + ", ".join(sorted(refused))

@@ -24,6 +24,10 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+# Prefixes that carry an IPv4 address inside IPv6 and would reach it: NAT64 and 6to4.
+_TRANSLATED = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("2002::/16"))
+
+
 class OutboundUrls:
     """Refuses URLs that would make jitpam call inside its own network (SSRF), unless allowed."""
 
@@ -47,10 +51,11 @@ class OutboundUrls:
             raise InvalidInput(f"the webhook host {parts.hostname} does not resolve") from None
         for info in infos:
             address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
+            if not address.is_global or any(address in net for net in _TRANSLATED):
+                # Said without the address: a tenant learns nothing about the inside network.
                 raise InvalidInput(
-                    f"the webhook host {parts.hostname} resolves to {address}, a private, loopback "
-                    "or reserved address (allowed only with webhook_allow_private)"
+                    f"the webhook host {parts.hostname} is not a public internet address "
+                    "(private addresses are allowed only with webhook_allow_private)"
                 )
 
 

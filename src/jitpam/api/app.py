@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +16,7 @@ from jitpam.api import problems
 from jitpam.api.routes import access, audit, auth, directory, health, notifications
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
+from jitpam.worker import Worker
 
 API = "/api/v1"
 MAX_BODY = 4 * 1024 * 1024  # a catalog import is the largest body: 2 MB of TOML
@@ -36,8 +39,22 @@ class Metrics:
         )
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI:
+    """The API; ``background`` (the notification worker) runs as long as the app does and is
+    stopped, and waited for, when the server shuts down (SIGTERM included)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        thread = background.start_thread() if background is not None else None
+        try:
+            yield
+        finally:
+            if background is not None and thread is not None:
+                background.stop()
+                await asyncio.to_thread(thread.join, 30)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="jitpam",
         version="0.1.0",
         description="Just-in-time privileged access management; errors are problem+json.",

@@ -186,13 +186,11 @@ def register(app: typer.Typer) -> None:
             for u in demo.USERS:
                 typer.echo(f"  {u.upn:<22} password {demo.PASSWORD}   {u.role}")
         worker = build_worker(runtime) if settings.worker_in_process else None
-        if worker is not None:
-            worker.start_thread()
         url = f"http://{settings.host}:{settings.port}"
         typer.echo(f"jitpam listening on {url} (API {url}/api/v1, docs {url}/docs)")
         try:
             uvicorn.run(
-                create_app(runtime),
+                create_app(runtime, background=worker),
                 host=settings.host,
                 port=settings.port,
                 log_level="warning",
@@ -202,8 +200,6 @@ def register(app: typer.Typer) -> None:
                 forwarded_allow_ips=settings.trusted_proxies or None,
             )
         finally:
-            if worker is not None:
-                worker.stop()
             runtime.close()
 
 

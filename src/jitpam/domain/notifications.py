@@ -92,14 +92,14 @@ class OutboxMessage:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def delivered(self, *, at: datetime) -> None:
+        """Sent. A note the channel left (recipients it refused) stays in ``last_error``."""
         self.state = DeliveryState.DELIVERED
         self.delivered_at = at
-        self.last_error = None
 
     def failed(self, *, error: str, at: datetime, max_attempts: int) -> None:
         """Count a failed attempt: retry later with exponential backoff, or give up (dead)."""
         self.last_error = error[:500]
-        if self.attempts >= max_attempts:
+        if self.attempts >= max_attempts:  # 0: give up at once (nothing to retry against)
             self.state = DeliveryState.DEAD
             return
         delay = min(BACKOFF_BASE * (2 ** max(self.attempts - 1, 0)), BACKOFF_CAP)

@@ -4,13 +4,14 @@ decision needs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 from uuid import UUID
 
-from jitpam.domain.errors import InvalidInput, NotFound
+from jitpam.domain.errors import InvalidInput, JitpamError, NotFound
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import authorize, event, use_case
@@ -29,9 +30,9 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    max_attempts: int = 8
-    lease: timedelta = timedelta(minutes=2)  # longer than one batch takes to send
-    batch: int = 10
+    max_attempts: int = 24  # with backoff capped at an hour: about a day of retries
+    lease: timedelta = timedelta(minutes=2)  # longer than one send may take
+    batch: int = 50
 
 
 def deliver_due(
@@ -39,37 +40,48 @@ def deliver_due(
     *,
     senders: Mapping[Channel, Sender],
     policy: DeliveryPolicy = DeliveryPolicy(),
+    stopping: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Claim due messages, send each, record the outcome; returns how many were delivered."""
-    with ctx.uow() as uow:
-        at = ctx.clock.now()
-        claimed = uow.outbox.claim(at=at, lease_until=at + policy.lease, limit=policy.batch)
-        endpoints = {
-            m.id: uow.webhooks.get(m.destination) if m.destination else None for m in claimed
-        }
-        uow.commit()
+    """Deliver up to ``policy.batch`` due messages, one claim at a time, so each lease covers
+    one send; returns how many were delivered. Channels without a sender are left waiting
+    (their attempts are not used up)."""
+    channels = frozenset(senders)
     delivered = 0
-    for message in claimed:
-        sender = senders.get(message.channel)
-        endpoint = endpoints[message.id]
+    for _ in range(policy.batch):
+        if stopping() or not channels:
+            break
+        with ctx.uow() as uow:
+            at = ctx.clock.now()
+            lease_until = at + policy.lease
+            claimed = uow.outbox.claim(at=at, lease_until=lease_until, limit=1, channels=channels)
+            endpoint = (
+                uow.webhooks.get(claimed[0].destination)
+                if claimed and claimed[0].destination
+                else None
+            )
+            uow.commit()
+        if not claimed:
+            break
+        message = claimed[0]
         try:
-            if sender is None:
-                raise DeliveryFailed(f"no {message.channel.value} channel is configured")
             if message.channel is Channel.WEBHOOK and endpoint is None:
-                raise DeliveryFailed("the webhook endpoint was removed")
-            sender.send(message, endpoint)
-        except Exception as exc:  # any failure of a channel is the channel's, never the worker's
+                message.failed(
+                    error="the webhook endpoint was removed", at=ctx.clock.now(), max_attempts=0
+                )
+            else:
+                senders[message.channel].send(message, endpoint)
+                message.delivered(at=ctx.clock.now())
+        except Exception as exc:  # a channel's failure is the channel's, never the worker's
             message.failed(
                 error=f"{type(exc).__name__}: {exc}",
                 at=ctx.clock.now(),
                 max_attempts=policy.max_attempts,
             )
-        else:
-            message.delivered(at=ctx.clock.now())
-            delivered += 1
         with ctx.uow() as uow:
-            uow.outbox.save(message)
+            kept = uow.outbox.save(message, lease_until=lease_until)
             uow.commit()
+        # A lease that ran out means another worker owns the message now: its result stands.
+        delivered += int(kept and message.state is DeliveryState.DELIVERED)
     return delivered
 
 
@@ -80,8 +92,11 @@ def run_sweeps(ctx: ServiceContext, *, warning: timedelta) -> int:
         orgs = [o.id for o in uow.orgs.all()]
     done = 0
     for org_id in orgs:
-        done += settle_requests(ctx, org_id=org_id)
-        done += warn_expiring(ctx, org_id=org_id, within=warning)
+        # Another worker may settle the same request at the same moment: its win is ours too.
+        with contextlib.suppress(JitpamError):
+            done += settle_requests(ctx, org_id=org_id)
+        with contextlib.suppress(JitpamError):
+            done += warn_expiring(ctx, org_id=org_id, within=warning)
     return done
 
 

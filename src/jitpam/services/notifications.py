@@ -6,6 +6,7 @@ or failing channel never delays or changes a decision.
 
 from __future__ import annotations
 
+import hashlib
 import html
 from datetime import datetime
 from importlib import resources
@@ -68,7 +69,8 @@ def _details(request: AccessRequest, extra: dict[str, str]) -> str:
         f"Request: {request.id}",
         f"Requester: {request.requester_upn}",
         f"{request.type.label}: {request.target}",
-        f"Reason: {request.reason}",
+        "Reason (as the requester wrote it):",
+        *(f"    {line}" for line in request.reason.splitlines() or [""]),
         f"Duration: {request.duration_hours} h",
         f"Pending until: {iso(request.pending_until)}",
     ]
@@ -195,7 +197,7 @@ def webhook_body(
     extra: dict[str, str],
 ) -> dict[str, Any]:
     if endpoint.format is WebhookFormat.SLACK:
-        return {"text": f"{headline} <{link}|Open the request>"}
+        return {"text": f"{slack_escape(headline)} <{link}|Open the request>"}
     auth = request.authorization
     return {
         "type": event.value,
@@ -225,8 +227,6 @@ def queue_exempt_use(
     org = uow.orgs.get(org_id)
     group = _group_emails(uow, uow.orgs.control(org_id).default_approver_group_id)
     who = audience(EventType.SYSTEM_ACCOUNT_EXEMPTED, requester=user, group=group)
-    if not who.to:
-        return 0
     headline = Template(HEADLINES[EventType.SYSTEM_ACCOUNT_EXEMPTED]).safe_substitute(
         requester=user, target=task
     )
@@ -242,28 +242,59 @@ def queue_exempt_use(
         link=html.escape(link, quote=True),
         organization=html.escape(organization),
     )
-    message_id = uuid4()
-    key = (
-        f"{EventType.SYSTEM_ACCOUNT_EXEMPTED.value}:{org_id}:{user}:{task}:{at.date().isoformat()}"
-    )
-    return int(
-        uow.outbox.add(
+    day = hashlib.sha256(f"{org_id}|{user}|{task}|{at.date().isoformat()}".encode()).hexdigest()
+    key = f"{EventType.SYSTEM_ACCOUNT_EXEMPTED.value}:{day}"
+    queued = 0
+    for endpoint in uow.webhooks.in_org(org_id):
+        if not endpoint.wants(EventType.SYSTEM_ACCOUNT_EXEMPTED):
+            continue
+        body: dict[str, Any] = (
+            {"text": f"{slack_escape(headline)} <{link}|Audit log>"}
+            if endpoint.format is WebhookFormat.SLACK
+            else {
+                "type": EventType.SYSTEM_ACCOUNT_EXEMPTED.value,
+                "timestamp": iso(at),
+                "data": {"organization_id": str(org_id), "user": user, "task": task, "link": link},
+            }
+        )
+        queued += uow.outbox.add(
             OutboxMessage(
-                id=message_id,
+                id=uuid4(),
                 org_id=org_id,
-                channel=Channel.EMAIL,
+                channel=Channel.WEBHOOK,
                 event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
-                idempotency_key=key[:200],
+                idempotency_key=f"{key}:webhook:{endpoint.id}",
                 created_at=at,
                 next_attempt_at=at,
-                payload={
-                    "to": list(who.to),
-                    "cc": [],
-                    "subject": f"[jitpam] {headline}",
-                    "text": text,
-                    "html": page,
-                    "message_id": f"<{message_id}@jitpam>",
-                },
+                destination=endpoint.id,
+                payload=body,
             )
         )
+    if not who.to:
+        return queued
+    message_id = uuid4()
+    queued += uow.outbox.add(
+        OutboxMessage(
+            id=message_id,
+            org_id=org_id,
+            channel=Channel.EMAIL,
+            event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
+            idempotency_key=f"{key}:email",
+            created_at=at,
+            next_attempt_at=at,
+            payload={
+                "to": list(who.to),
+                "cc": [],
+                "subject": f"[jitpam] {headline}",
+                "text": text,
+                "html": page,
+                "message_id": f"<{message_id}@jitpam>",
+            },
+        )
     )
+    return queued
+
+
+def slack_escape(text: str) -> str:
+    """Slack's mrkdwn reads <, > and & as markup: escape them in anything users named."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -19,7 +19,7 @@ from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User
 from jitpam.domain.names import QualifiedName
-from jitpam.domain.notifications import DeliveryState, OutboxMessage, WebhookEndpoint
+from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
 from jitpam.domain.tokens import ApiToken
@@ -295,14 +295,18 @@ class OutboxRepository(Protocol):
         """Queue a message; False (and nothing queued) when its idempotency key is taken."""
         ...
 
-    def claim(self, *, at: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+    def claim(
+        self, *, at: datetime, lease_until: datetime, limit: int, channels: frozenset[Channel]
+    ) -> list[OutboxMessage]:
         """Take up to ``limit`` due messages for delivery until ``lease_until``: another worker
         skips them (FOR UPDATE SKIP LOCKED on PostgreSQL); a crashed worker's lease runs out.
         Counts the attempt."""
         ...
 
-    def save(self, message: OutboxMessage) -> None:
-        """Write the outcome of a delivery attempt and release the lease."""
+    def save(self, message: OutboxMessage, *, lease_until: datetime | None = None) -> bool:
+        """Write the outcome of a delivery attempt and release the lease. With ``lease_until``,
+        only while that lease is still this worker's: False (nothing written) when it ran out
+        and another worker took the message over."""
         ...
 
     def get(self, message_id: UUID) -> OutboxMessage | None: ...

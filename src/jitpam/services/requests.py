@@ -538,9 +538,7 @@ def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> in
             auth = request.authorization
             if auth is None or auth.end > at + within:
                 continue
-            before = len(uow.outbox.listing(org_id, state=None, after=None, limit=1))
-            del before
-            queue_request_event(
+            queued += queue_request_event(
                 ctx,
                 uow,
                 event=EventType.AUTHORIZATION_EXPIRING,
@@ -548,6 +546,5 @@ def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> in
                 at=at,
                 key=f"{EventType.AUTHORIZATION_EXPIRING.value}:{auth.id}",
             )
-            queued += 1
         uow.commit()
         return queued

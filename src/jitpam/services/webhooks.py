@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 from jitpam.domain.errors import InvalidInput, NotFound
@@ -38,7 +39,7 @@ def add_webhook(
 ) -> WebhookEndpoint:
     """Add an endpoint for some event types; ``secret`` signs its deliveries (shown once)."""
     op = "New-Webhook"
-    with use_case(ctx, caller=caller, operation=op, target=url[:200]) as uow:
+    with use_case(ctx, caller=caller, operation=op, target=url_origin(url)) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, MANAGE, at)
         if not events:
@@ -65,7 +66,7 @@ def add_webhook(
                 target=str(endpoint.id),
                 at=at,
                 details={
-                    "url": url,
+                    "url": url_origin(url),
                     "events": sorted(k.value for k in kinds),
                     "format": endpoint.format.value,
                 },
@@ -97,7 +98,7 @@ def remove_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) ->
                 operation=op,
                 target=str(found.id),
                 at=at,
-                details={"url": found.url},
+                details={"url": url_origin(found.url)},
             )
         )
         uow.commit()
@@ -134,3 +135,11 @@ def test_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) -> O
         uow.record(event(caller=caller, actor=actor, operation=op, target=str(found.id), at=at))
         uow.commit()
         return message
+
+
+def url_origin(url: str) -> str:
+    """Scheme and host only: a webhook URL's path can itself be a credential (Slack's are)."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.hostname}" if parts.scheme and parts.hostname else "(not a URL)"
+    )

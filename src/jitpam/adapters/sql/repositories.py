@@ -1030,6 +1030,7 @@ class SqlRequests:
                 ),
             )
             .limit(limit)
+            .with_for_update(skip_locked=True, of=RequestRow)
         )
         return self._assemble(self.s.scalars(stmt).all())
 
@@ -1283,10 +1284,13 @@ class SqlOutbox:
             return False  # queued by someone else at the same moment
         return True
 
-    def claim(self, *, at: datetime, lease_until: datetime, limit: int) -> list[OutboxMessage]:
+    def claim(
+        self, *, at: datetime, lease_until: datetime, limit: int, channels: frozenset[Channel]
+    ) -> list[OutboxMessage]:
         due = (
             select(OutboxRow)
             .where(
+                OutboxRow.channel.in_([c.value for c in channels]),
                 OutboxRow.state == DeliveryState.PENDING.value,
                 OutboxRow.next_attempt_at <= at,
                 or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < at),
@@ -1302,15 +1306,21 @@ class SqlOutbox:
         self.s.flush()
         return [_message(r) for r in rows]
 
-    def save(self, message: OutboxMessage) -> None:
-        row = self.s.get_one(OutboxRow, message.id)
-        row.state = message.state.value
-        row.attempts = message.attempts
-        row.next_attempt_at = message.next_attempt_at
-        row.last_error = message.last_error
-        row.delivered_at = message.delivered_at
-        row.claimed_until = None
-        self.s.flush()
+    def save(self, message: OutboxMessage, *, lease_until: datetime | None = None) -> bool:
+        stmt = update(OutboxRow).where(OutboxRow.id == message.id)
+        if lease_until is not None:
+            stmt = stmt.where(OutboxRow.claimed_until == lease_until)
+        result = self.s.execute(
+            stmt.values(
+                state=message.state.value,
+                attempts=message.attempts,
+                next_attempt_at=message.next_attempt_at,
+                last_error=message.last_error,
+                delivered_at=message.delivered_at,
+                claimed_until=None,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def get(self, message_id: UUID) -> OutboxMessage | None:
         row = self.s.get(OutboxRow, message_id)
