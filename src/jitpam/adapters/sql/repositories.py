@@ -477,6 +477,12 @@ class SqlCatalog:
         return [QualifiedName(r.scope, r.name) for r in rows]
 
 
+def _assignment(r: AssignmentRow) -> Assignment:
+    return Assignment(
+        r.id, r.org_id, PrincipalKind(r.principal_kind), r.principal_id, r.target_kind, r.target
+    )
+
+
 class SqlAssignments:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -544,17 +550,7 @@ class SqlAssignments:
                 AssignmentRow.principal_id == principal_id,
             )
         )
-        return [
-            Assignment(
-                r.id,
-                r.org_id,
-                PrincipalKind(r.principal_kind),
-                r.principal_id,
-                r.target_kind,
-                r.target,
-            )
-            for r in rows
-        ]
+        return [_assignment(r) for r in rows]
 
     def of_target(self, org_id: UUID, target_kind: str, target: str) -> list[Assignment]:
         rows = self.s.scalars(
@@ -564,17 +560,7 @@ class SqlAssignments:
                 AssignmentRow.target_key == target.casefold(),
             )
         )
-        return [
-            Assignment(
-                r.id,
-                r.org_id,
-                PrincipalKind(r.principal_kind),
-                r.principal_id,
-                r.target_kind,
-                r.target,
-            )
-            for r in rows
-        ]
+        return [_assignment(r) for r in rows]
 
 
 class SqlPolicies:

@@ -171,8 +171,9 @@ def show_role(
     }
 
 
-@router.post("/assignments", status_code=201, summary="New-ManagementRoleAssignment")
-def assign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+def _assignment(
+    body: AssignmentBody, ctx: ServiceContext, caller: Caller, *, add: bool
+) -> dict[str, Any]:
     a = directory.change_assignment(
         ctx,
         caller=caller,
@@ -180,34 +181,25 @@ def assign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, A
         role_group=body.role_group,
         user=body.user,
         group=body.group,
-        add=True,
+        add=add,
     )
     return {
         "type": a.target_kind,
         "target": a.target,
         "principal_kind": a.principal_kind.value,
         "principal": body.user or body.group,
+        "removed": not add,
     }
+
+
+@router.post("/assignments", status_code=201, summary="New-ManagementRoleAssignment")
+def assign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
+    return _assignment(body, ctx, caller, add=True)
 
 
 @router.post("/assignments/remove", summary="Remove-ManagementRoleAssignment")
 def unassign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    a = directory.change_assignment(
-        ctx,
-        caller=caller,
-        role=body.role,
-        role_group=body.role_group,
-        user=body.user,
-        group=body.group,
-        add=False,
-    )
-    return {
-        "type": a.target_kind,
-        "target": a.target,
-        "principal_kind": a.principal_kind.value,
-        "principal": body.user or body.group,
-        "removed": True,
-    }
+    return _assignment(body, ctx, caller, add=False)
 
 
 @router.get("/catalog/tasks", summary="The organization's tasks")
