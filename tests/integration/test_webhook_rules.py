@@ -107,3 +107,25 @@ def test_signatures_follow_the_standard_webhooks_scheme() -> None:
     assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     )
+
+
+def test_a_checked_address_is_the_one_connected_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebinding DNS server answers a public address to the check and loopback to the connect;
+    jitpam connects to the address it checked, with the original name for Host and TLS."""
+    import socket
+
+    from jitpam.adapters.webhooks import pinned
+
+    answers = iter(["203.0.114.7", "127.0.0.1"])
+
+    def rebinding(host: str, port: object, *args: object, **kwargs: object) -> list[tuple]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    address = STRICT.resolve("https://hooks.example.com:8443/x?y=1")
+    assert address == "203.0.114.7"
+    url, headers, extensions = pinned("https://hooks.example.com:8443/x?y=1", address)
+    assert url == "https://203.0.114.7:8443/x?y=1"
+    assert headers == {"host": "hooks.example.com:8443"}
+    assert extensions == {"sni_hostname": "hooks.example.com"}
+    assert pinned("https://h.example/p", "2001:db8::1")[0] == "https://[2001:db8::1]/p"
