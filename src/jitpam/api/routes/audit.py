@@ -104,20 +104,27 @@ def export(
     outcome: Outcome | None = None,
 ) -> StreamingResponse:
     flt = _filter(since, until, actor, operation, None, outcome)
-    first = audit_log.search_audit(
-        ctx, caller=caller, flt=flt, limit=1
-    )  # authorizes before streaming
-    del first
-    records = list(_all(ctx, caller, flt))
+    audit_log.search_audit(ctx, caller=caller, flt=flt, limit=1)  # refuse before streaming starts
+
+    def jsonl() -> Iterator[str]:
+        for r in _all(ctx, caller, flt):
+            yield json.dumps(r, sort_keys=True) + "\n"
+
+    def csv_rows() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for r in _all(ctx, caller, flt):
+            writer.writerow({**r, "details": json.dumps(r["details"], sort_keys=True)})
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+        yield out.getvalue()
+
+    # A page of records at a time, never the whole log in memory.
     if format == "jsonl":
-        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        return StreamingResponse(iter([body]), media_type="application/x-ndjson")
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for r in records:
-        writer.writerow({**r, "details": json.dumps(r["details"], sort_keys=True)})
-    return StreamingResponse(iter([out.getvalue()]), media_type="text/csv")
+        return StreamingResponse(jsonl(), media_type="application/x-ndjson")
+    return StreamingResponse(csv_rows(), media_type="text/csv")
 
 
 @router.post("/audit/checkpoint", summary="Sign the chain head, to keep outside the database")
