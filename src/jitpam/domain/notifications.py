@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -89,7 +89,6 @@ class OutboxMessage:
     attempts: int = 0
     last_error: str | None = None
     delivered_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def delivered(self, *, at: datetime) -> None:
         """Sent. A note the channel left (recipients it refused) stays in ``last_error``."""

@@ -137,33 +137,18 @@ def queue_request_event(
     recipients = tuple(dict.fromkeys(who.to))
     copies = tuple(c for c in dict.fromkeys(who.cc) if c not in recipients)
     if recipients:
-        text = _template("email.txt").substitute(
-            headline=headline, details=details, link=link, organization=organization
-        )
-        page = _template("email.html").substitute(
-            headline=html.escape(headline),
-            details=html.escape(details),
-            link=html.escape(link, quote=True),
-            organization=html.escape(organization),
-        )
-        message_id = uuid4()
         queued += uow.outbox.add(
-            OutboxMessage(
-                id=message_id,
+            _email(
                 org_id=request.org_id,
-                channel=Channel.EMAIL,
                 event=event,
-                idempotency_key=f"{base_key}:email",
-                created_at=at,
-                next_attempt_at=at,
-                payload={
-                    "to": list(recipients),
-                    "cc": list(copies),
-                    "subject": f"[jitpam] {headline}",
-                    "text": text,
-                    "html": page,
-                    "message_id": f"<{message_id}@jitpam>",
-                },
+                key=f"{base_key}:email",
+                at=at,
+                to=recipients,
+                cc=copies,
+                headline=headline,
+                details=details,
+                link=link,
+                organization=organization,
             )
         )
     for endpoint in uow.webhooks.in_org(request.org_id):
@@ -232,16 +217,6 @@ def queue_exempt_use(
     )
     details = f"System account: {user}\nTask: {task}\nFirst use today: {iso(at)}"
     link = f"{ctx.public_url.rstrip('/')}/audit"
-    organization = org.name if org else ""
-    text = _template("email.txt").substitute(
-        headline=headline, details=details, link=link, organization=organization
-    )
-    page = _template("email.html").substitute(
-        headline=html.escape(headline),
-        details=html.escape(details),
-        link=html.escape(link, quote=True),
-        organization=html.escape(organization),
-    )
     day = hashlib.sha256(f"{org_id}|{user}|{task}|{at.date().isoformat()}".encode()).hexdigest()
     key = f"{EventType.SYSTEM_ACCOUNT_EXEMPTED.value}:{day}"
     queued = 0
@@ -272,24 +247,18 @@ def queue_exempt_use(
         )
     if not who.to:
         return queued
-    message_id = uuid4()
     queued += uow.outbox.add(
-        OutboxMessage(
-            id=message_id,
+        _email(
             org_id=org_id,
-            channel=Channel.EMAIL,
             event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
-            idempotency_key=f"{key}:email",
-            created_at=at,
-            next_attempt_at=at,
-            payload={
-                "to": list(who.to),
-                "cc": [],
-                "subject": f"[jitpam] {headline}",
-                "text": text,
-                "html": page,
-                "message_id": f"<{message_id}@jitpam>",
-            },
+            key=f"{key}:email",
+            at=at,
+            to=who.to,
+            cc=(),
+            headline=headline,
+            details=details,
+            link=link,
+            organization=org.name if org else "",
         )
     )
     return queued
@@ -298,3 +267,47 @@ def queue_exempt_use(
 def slack_escape(text: str) -> str:
     """Slack's mrkdwn reads <, > and & as markup: escape them in anything users named."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _email(
+    *,
+    org_id: UUID,
+    event: EventType,
+    key: str,
+    at: datetime,
+    to: tuple[str, ...],
+    cc: tuple[str, ...],
+    headline: str,
+    details: str,
+    link: str,
+    organization: str,
+) -> OutboxMessage:
+    """An email message for the outbox: plain text and HTML from the templates, and a Message-ID
+    that stays the same on every retry."""
+    text = _template("email.txt").substitute(
+        headline=headline, details=details, link=link, organization=organization
+    )
+    page = _template("email.html").substitute(
+        headline=html.escape(headline),
+        details=html.escape(details),
+        link=html.escape(link, quote=True),
+        organization=html.escape(organization),
+    )
+    message_id = uuid4()
+    return OutboxMessage(
+        id=message_id,
+        org_id=org_id,
+        channel=Channel.EMAIL,
+        event=event,
+        idempotency_key=key,
+        created_at=at,
+        next_attempt_at=at,
+        payload={
+            "to": list(to),
+            "cc": list(cc),
+            "subject": f"[jitpam] {headline}",
+            "text": text,
+            "html": page,
+            "message_id": f"<{message_id}@jitpam>",
+        },
+    )

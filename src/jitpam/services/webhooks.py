@@ -17,6 +17,7 @@ from jitpam.domain.notifications import (
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import authorize, event, parse_enum, use_case
+from jitpam.services.ports import UnitOfWork
 
 MANAGE = "Set-OrganizationConfig"
 
@@ -82,14 +83,19 @@ def list_webhooks(ctx: ServiceContext, *, caller: Caller) -> list[WebhookEndpoin
         return uow.webhooks.in_org(caller.org_id)
 
 
+def _endpoint(uow: UnitOfWork, caller: Caller, endpoint_id: UUID) -> WebhookEndpoint:
+    found = uow.webhooks.get(endpoint_id)
+    if found is None or found.org_id != caller.org_id:
+        raise NotFound(f"no webhook {endpoint_id} in this organization")
+    return found
+
+
 def remove_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) -> WebhookEndpoint:
     op = "Remove-Webhook"
     with use_case(ctx, caller=caller, operation=op, target=str(endpoint_id)) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, MANAGE, at)
-        found = uow.webhooks.get(endpoint_id)
-        if found is None or found.org_id != caller.org_id:
-            raise NotFound(f"no webhook {endpoint_id} in this organization")
+        found = _endpoint(uow, caller, endpoint_id)
         uow.webhooks.remove(found.id)
         uow.record(
             event(
@@ -111,9 +117,7 @@ def test_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) -> O
     with use_case(ctx, caller=caller, operation=op, target=str(endpoint_id)) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, MANAGE, at)
-        found = uow.webhooks.get(endpoint_id)
-        if found is None or found.org_id != caller.org_id:
-            raise NotFound(f"no webhook {endpoint_id} in this organization")
+        found = _endpoint(uow, caller, endpoint_id)
         message_id = uuid4()
         payload = (
             {"text": f"jitpam test message from {actor.upn}"}
