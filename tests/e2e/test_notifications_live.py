@@ -213,15 +213,21 @@ def test_signed_webhooks_verify_and_a_replay_is_refused(
 
 
 def test_outbox_lists_deliveries_for_the_admin_only(server: Server) -> None:
-    admin = token_for(server, "admin@contoso.com")
-    with httpx.Client(
-        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
-    ) as c:
-        listed = c.get("/outbox").json()["items"]
-    assert listed
-    assert {"id", "channel", "event", "state", "attempts"} <= set(listed[0])
     alice = token_for(server, "alice@contoso.com")
     with httpx.Client(
         base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {alice}"}
     ) as c:
+        asked = c.post(
+            "/requests", json={"type": "task", "target": MOVE, "reason": "outbox listing"}
+        )
+        assert asked.status_code == 201, asked.text
+        # Withdrawn again, so the other tests on this server may ask for the same task.
+        assert c.post(f"/requests/{asked.json()['id']}/cancel").status_code == 200
         assert c.get("/outbox").status_code == 403
+    admin = token_for(server, "admin@contoso.com")
+    with httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
+    ) as c:
+        listed = c.get("/outbox", params={"limit": 500}).json()["items"]
+    assert {"id", "channel", "event", "state", "attempts"} <= set(listed[0])
+    assert any(m["event"] == "request.created" for m in listed)
