@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
         """Run the API server (migrating the database first)."""
         import uvicorn
 
-        from jitpam.api.app import create_app
+        from jitpam.web.app import create_server
 
         settings = _settings(config, database_url=db, host=host, port=port, data_dir=data_dir)
         runtime = _runtime(settings)
@@ -190,7 +190,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"jitpam listening on {url} (API {url}/api/v1, docs {url}/docs)")
         try:
             uvicorn.run(
-                create_app(runtime, background=worker),
+                create_server(runtime, background=worker),
                 host=settings.host,
                 port=settings.port,
                 log_level="warning",

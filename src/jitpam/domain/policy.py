@@ -54,11 +54,17 @@ class Policy:
     def restricts_requesters(self) -> bool:
         return bool(self.eligible_user_ids or self.eligible_group_ids)
 
+    def is_eligible(self, user_id: UUID, group_ids: frozenset[UUID]) -> bool:
+        """Whether the user may ask: the policy names no requesters, or names them or a group."""
+        return (
+            not self.restricts_requesters
+            or user_id in self.eligible_user_ids
+            or bool(group_ids & self.eligible_group_ids)
+        )
+
     def ensure_eligible(self, user_id: UUID, group_ids: frozenset[UUID]) -> None:
         """Raises RequesterNotEligible when the policy names requesters and the user is not one."""
-        if not self.restricts_requesters:
-            return
-        if user_id in self.eligible_user_ids or group_ids & self.eligible_group_ids:
+        if self.is_eligible(user_id, group_ids):
             return
         raise RequesterNotEligible(
             f"you are not among the eligible requesters of {self.describe()}"

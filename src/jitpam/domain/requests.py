@@ -17,6 +17,7 @@ from jitpam.domain.errors import (
     AlreadyVoted,
     AuthorizationNotActive,
     InvalidInput,
+    JitpamError,
     NotAnApprover,
     NotPermitted,
     RequestNotPending,
@@ -220,21 +221,9 @@ class AccessRequest:
         removed from the approver group since their vote no longer counts).
         """
         at = require_utc(at)
-        if approver.id == self.requester_id:
-            raise SelfApprovalNotAllowed(SELF_APPROVAL_MESSAGE)
-        self._require_pending(at)
-        if not approver.enabled:
-            raise NotAnApprover(f"{approver.upn} is disabled and cannot review requests")
-        if not approver.can_approve:
-            raise NotAnApprover(
-                f"{approver.upn} is a {approver.kind.value} account; only people review requests"
-            )
-        if not in_approver_group:
-            raise NotAnApprover(
-                f"{approver.upn} is not a member of the approver group of {self.describe()}"
-            )
-        if any(r.approver_id == approver.id for r in self.reviews):
-            raise AlreadyVoted(f"{approver.upn} has already reviewed {self.describe()}")
+        refusal = self.review_refusal(approver=approver, in_approver_group=in_approver_group, at=at)
+        if refusal is not None:
+            raise refusal
         self.reviews.append(Review(approver.id, decision, check_comment(comment), at))
         if decision is ReviewDecision.DENY:
             self.status = RequestStatus.DENIED
@@ -242,6 +231,29 @@ class AccessRequest:
         elif self.approvals_by(current_approvers) >= self.approvals_required:
             self._grant(at)
         return self.status
+
+    def review_refusal(
+        self, *, approver: User, in_approver_group: bool, at: datetime
+    ) -> JitpamError | None:
+        """Why ``approver`` may not review this request now, or None when they may."""
+        if approver.id == self.requester_id:
+            return SelfApprovalNotAllowed(SELF_APPROVAL_MESSAGE)
+        current = self.status_at(at)
+        if current is not RequestStatus.PENDING:
+            return RequestNotPending(f"{self.describe()} is {current.value}, not pending")
+        if not approver.enabled:
+            return NotAnApprover(f"{approver.upn} is disabled and cannot review requests")
+        if not approver.can_approve:
+            return NotAnApprover(
+                f"{approver.upn} is a {approver.kind.value} account; only people review requests"
+            )
+        if not in_approver_group:
+            return NotAnApprover(
+                f"{approver.upn} is not a member of the approver group of {self.describe()}"
+            )
+        if any(r.approver_id == approver.id for r in self.reviews):
+            return AlreadyVoted(f"{approver.upn} has already reviewed {self.describe()}")
+        return None
 
     def approvals_by(self, approvers: frozenset[UUID] | None) -> int:
         """Approvals from ``approvers`` (all approvals when None)."""

@@ -183,6 +183,8 @@ class RequestFilter:
     policy_ids: Sequence[UUID] | None = None  # visible through these policies ...
     or_requester_id: UUID | None = None  # ... or because the caller asked for it
     target_contains: str | None = None
+    search: str | None = None  # in the requester's UPN or the target, any case
+    oldest_first: bool = False
 
 
 class RequestRepository(Protocol):

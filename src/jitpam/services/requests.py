@@ -3,7 +3,7 @@ Revoke-ElevatedAccessAuthorization, signature verification, and the settling swe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -190,14 +190,16 @@ def _approver_group(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> U
     return control.default_approver_group_id
 
 
-def _is_approver(uow: UnitOfWork, caller: Caller, request: AccessRequest, user: User) -> bool:
+def _is_approver(
+    uow: UnitOfWork, caller: Caller, request: AccessRequest, user: User, *, lock: bool = True
+) -> bool:
     """Membership of the policy's approver group (or the default one) right now; the membership
     row is locked, so a removal committed meanwhile is seen and one in flight waits."""
     policy = uow.policies.get(request.policy_id)
     if policy is None:
         return False
     group_id = _approver_group(uow, caller, policy)
-    return group_id is not None and uow.groups.is_member(group_id, user.id, lock=True)
+    return group_id is not None and uow.groups.is_member(group_id, user.id, lock=lock)
 
 
 def _current_approvers(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> frozenset[UUID]:
@@ -413,10 +415,13 @@ def list_requests(
     requester: str | None = None,
     mine: bool = False,
     target_contains: str | None = None,
+    search: str | None = None,
+    oldest_first: bool = False,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[RequestView]:
-    """The requests the caller may see, newest first, with keyset pagination."""
+    """The requests the caller may see, newest first (or oldest first), with keyset pagination.
+    ``search`` matches the requester's UPN or the target."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
     with ctx.uow() as uow:
@@ -425,33 +430,107 @@ def list_requests(
         flt = RequestFilter(
             status=parse_enum(RequestStatus, status, "status") if status else None,
             target_contains=target_contains,
+            search=search.strip() if search and search.strip() else None,
+            oldest_first=oldest_first,
         )
         if mine:
-            flt = RequestFilter(
-                requester_id=user.id, status=flt.status, target_contains=target_contains
-            )
+            flt = replace(flt, requester_id=user.id)
         elif requester is not None:
-            flt = RequestFilter(
-                requester_id=find_user(uow, caller.org_id, requester).id,
-                status=flt.status,
-                target_contains=target_contains,
-            )
+            flt = replace(flt, requester_id=find_user(uow, caller.org_id, requester).id)
         if not mine and not may(uow, user=user, operation=SEE_ALL, at=at).allowed:
-            control = uow.orgs.control(caller.org_id)
-            policies = uow.policies.reviewable_by(
-                caller.org_id,
-                uow.users.group_ids(user.id),
-                default_group=control.default_approver_group_id,
-            )
-            flt = RequestFilter(
-                requester_id=flt.requester_id,
-                status=flt.status,
-                policy_ids=policies,
-                or_requester_id=user.id,
-                target_contains=target_contains,
-            )
+            flt = replace(flt, policy_ids=_reviewable(uow, caller, user), or_requester_id=user.id)
         page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=limit)
         return Page([RequestView(r, r.status_at(at)) for r in page.items], page.next_cursor)
+
+
+def _reviewable(uow: UnitOfWork, caller: Caller, user: User) -> list[UUID]:
+    """The policies whose requests ``user`` reviews: their groups', and the default group's."""
+    control = uow.orgs.control(caller.org_id)
+    return list(
+        uow.policies.reviewable_by(
+            caller.org_id,
+            uow.users.group_ids(user.id),
+            default_group=control.default_approver_group_id,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RequestActions:
+    """What the caller may do to one request now: the buttons a page shows them."""
+
+    review: bool  # approve or deny
+    cancel: bool
+    revoke: bool
+
+
+def request_actions(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestActions:
+    """The same rules the decisions apply, asked without acting; NotFound as ``get_request``."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        request = _load(uow, caller, request_id)
+        if not _visible(uow, caller, user, request, at):
+            raise NotFound(f"no request {request_id} in this organization")
+        status = request.status_at(at)
+        approver = user.can_approve and _is_approver(uow, caller, request, user, lock=False)
+        can_review = (
+            uow.policies.get(request.policy_id) is not None
+            and request.review_refusal(approver=user, in_approver_group=approver, at=at) is None
+        )
+        mine = request.requester_id == user.id
+        can_revoke = status is RequestStatus.APPROVED and (
+            mine or approver or may(uow, user=user, operation=REVOKE_ANY, at=at).allowed
+        )
+        return RequestActions(
+            review=can_review, cancel=mine and status is RequestStatus.PENDING, revoke=can_revoke
+        )
+
+
+def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAGE) -> int:
+    """How many pending requests wait for the caller's vote (counted up to ``limit``)."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        if not user.can_approve:
+            return 0
+        policies = _reviewable(uow, caller, user)
+        if not policies:
+            return 0
+        page = uow.requests.page(
+            caller.org_id,
+            RequestFilter(status=RequestStatus.PENDING, policy_ids=policies),
+            at=at,
+            cursor=None,
+            limit=limit,
+        )
+        return sum(
+            1
+            for r in page.items
+            if r.review_refusal(approver=user, in_approver_group=True, at=at) is None
+        )
+
+
+def requestable(ctx: ServiceContext, *, caller: Caller) -> list[Policy]:
+    """The policies whose target the caller may ask for now: control is on, they are an eligible
+    requester, and (for a task) they hold a role with it, so an approval would let them run it."""
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        control = uow.orgs.control(caller.org_id)
+        if not control.enabled:
+            return []
+        groups = uow.users.group_ids(user.id)
+        found = []
+        for policy in uow.policies.matching(caller.org_id):
+            if not policy.is_eligible(user.id, groups):
+                continue
+            if policy.type is PolicyType.TASK and not holds_task(
+                gather_facts(uow, user=user, task=str(policy.target), control=control, at=at), at
+            ):
+                continue
+            found.append(policy)
+        return found
 
 
 def verify_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> bool:

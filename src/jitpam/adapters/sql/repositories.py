@@ -8,7 +8,16 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,6 +74,12 @@ from jitpam.services.ports import AuditFilter, Page, RequestFilter
 
 def _encode_cursor(*parts: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+
+
+def _contains(column: SQLColumnExpression[str], text: str) -> ColumnElement[bool]:
+    """``column`` contains ``text``, any case, with LIKE's wildcards taken literally."""
+    needle = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower(column).like(f"%{needle}%", escape="\\")
 
 
 def _decode_cursor(cursor: str, n: int) -> list[str]:
@@ -895,23 +910,37 @@ class SqlRequests:
         if flt.status is not None:
             stmt = stmt.where(self._status_clause(flt.status, at))
         if flt.target_contains:
-            needle = (
-                flt.target_contains.casefold()
-                .replace("\\", "\\\\")
-                .replace("%", "\\%")
-                .replace("_", "\\_")
+            stmt = stmt.where(_contains(RequestRow.target, flt.target_contains))
+        if flt.search:
+            stmt = stmt.where(
+                or_(
+                    _contains(RequestRow.target, flt.search),
+                    _contains(RequestRow.requester_upn, flt.search),
+                )
             )
-            stmt = stmt.where(func.lower(RequestRow.target).like(f"%{needle}%", escape="\\"))
         if cursor:
             created, rid = _decode_cursor(cursor, 2)
             c_at, c_id = _parse_time(created), UUID(rid)
-            stmt = stmt.where(
-                or_(
-                    RequestRow.created_at < c_at,
-                    and_(RequestRow.created_at == c_at, RequestRow.id < c_id),
+            if flt.oldest_first:
+                stmt = stmt.where(
+                    or_(
+                        RequestRow.created_at > c_at,
+                        and_(RequestRow.created_at == c_at, RequestRow.id > c_id),
+                    )
                 )
-            )
-        stmt = stmt.order_by(RequestRow.created_at.desc(), RequestRow.id.desc()).limit(limit + 1)
+            else:
+                stmt = stmt.where(
+                    or_(
+                        RequestRow.created_at < c_at,
+                        and_(RequestRow.created_at == c_at, RequestRow.id < c_id),
+                    )
+                )
+        order = (
+            (RequestRow.created_at.asc(), RequestRow.id.asc())
+            if flt.oldest_first
+            else (RequestRow.created_at.desc(), RequestRow.id.desc())
+        )
+        stmt = stmt.order_by(*order).limit(limit + 1)
         rows = self.s.scalars(stmt).all()
         items = self._assemble(rows[:limit])
         nxt = (

@@ -104,6 +104,14 @@ def export(
     outcome: Outcome | None = None,
 ) -> StreamingResponse:
     flt = _filter(since, until, actor, operation, None, outcome)
+    return export_response(ctx, caller, flt, format)
+
+
+def export_response(
+    ctx: ServiceContext, caller: Caller, flt: AuditFilter, format: Literal["jsonl", "csv"]
+) -> StreamingResponse:
+    """The matching records streamed a page at a time (never the whole log in memory), after the
+    caller's right to read them was checked."""
     audit_log.search_audit(ctx, caller=caller, flt=flt, limit=1)  # refuse before streaming starts
 
     def jsonl() -> Iterator[str]:
@@ -121,10 +129,11 @@ def export(
             out.truncate()
         yield out.getvalue()
 
-    # A page of records at a time, never the whole log in memory.
+    name = f"jitpam-audit.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format == "jsonl":
-        return StreamingResponse(jsonl(), media_type="application/x-ndjson")
-    return StreamingResponse(csv_rows(), media_type="text/csv")
+        return StreamingResponse(jsonl(), media_type="application/x-ndjson", headers=headers)
+    return StreamingResponse(csv_rows(), media_type="text/csv", headers=headers)
 
 
 @router.post("/audit/checkpoint", summary="Sign the chain head, to keep outside the database")

@@ -1,0 +1,46 @@
+"""What a signed-in user may do, asked once per page: which pages and buttons to show them.
+
+Showing is a courtesy, never the rule: every action is decided again by its use case. The answers
+come from the same ``decide`` that guards the operations, so a just-in-time grant of a jitpam role
+shows its pages for as long as it lasts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.guard import caller_user, may
+
+
+@dataclass(frozen=True)
+class Abilities:
+    upn: str
+    display_name: str
+    organization: str
+    control_enabled: bool
+    manage_control: bool  # the privileged access settings
+    manage_policies: bool
+    see_all_requests: bool
+    read_audit: bool
+
+
+def abilities(ctx: ServiceContext, *, caller: Caller) -> Abilities:
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        org = uow.orgs.get(caller.org_id)
+
+        def allowed(operation: str) -> bool:
+            return may(uow, user=user, operation=operation, at=at).allowed
+
+        return Abilities(
+            upn=user.upn,
+            display_name=user.display_name,
+            organization=org.name if org is not None else "",
+            control_enabled=uow.orgs.control(caller.org_id).enabled,
+            manage_control=allowed("Enable-ElevatedAccessControl"),
+            manage_policies=allowed("New-ElevatedAccessApprovalPolicy"),
+            see_all_requests=allowed("Get-ElevatedAccessRequest"),
+            read_audit=allowed("Search-AuditLog"),
+        )

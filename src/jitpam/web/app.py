@@ -1,0 +1,108 @@
+"""The whole server application: the REST API with the web admin center on top of it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from jitpam.api import problems
+from jitpam.api.app import API, create_app
+from jitpam.bootstrap import Runtime
+from jitpam.domain.errors import JitpamError
+from jitpam.web import pages
+from jitpam.web.session import BadCsrf, SignInNeeded
+from jitpam.worker import Worker
+
+# Pages load nothing from elsewhere, run no inline script and cannot be framed.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+NOT_PAGES = (API + "/", "/docs", "/openapi.json", "/healthz", "/readyz", "/metrics")
+
+
+def is_page(request: Request) -> bool:
+    path = request.url.path
+    return not any(path == p.rstrip("/") or path.startswith(p) for p in NOT_PAGES)
+
+
+def create_server(runtime: Runtime, *, background: Worker | None = None) -> FastAPI:
+    app = create_app(runtime, background=background)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
+        if not is_page(request):
+            return await problems.on_domain_error(request, exc)
+        assert isinstance(exc, JitpamError)
+        status = problems.STATUS[exc.kind]
+        return pages.render(
+            request,
+            "error.html",
+            None,
+            status_code=status,
+            title=problems.TITLES.get(status, "Error"),
+            detail=exc.message,
+        )
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        if not is_page(request):
+            return await problems.on_http_error(request, exc)
+        assert isinstance(exc, HTTPException)
+        return pages.render(
+            request,
+            "error.html",
+            None,
+            status_code=exc.status_code,
+            title=problems.TITLES.get(exc.status_code, "Error"),
+            detail="There is no such page." if exc.status_code == 404 else str(exc.detail),
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        if not is_page(request):
+            return await problems.on_validation_error(request, exc)
+        return pages.render(
+            request,
+            "error.html",
+            None,
+            status_code=404,
+            title="Not found",
+            detail="There is no such page.",
+        )
+
+    async def on_sign_in_needed(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInNeeded)
+        return RedirectResponse("/login?" + urlencode({"next": exc.next_path}), status_code=303)
+
+    async def on_bad_csrf(request: Request, exc: Exception) -> Response:
+        del exc
+        return pages.forbidden_form(request)
+
+    app.add_exception_handler(JitpamError, on_domain_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(SignInNeeded, on_sign_in_needed)
+    app.add_exception_handler(BadCsrf, on_bad_csrf)
+
+    @app.middleware("http")
+    async def page_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if is_page(request):
+            for name, value in PAGE_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    return app

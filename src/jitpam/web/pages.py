@@ -1,0 +1,701 @@
+"""The pages of the web admin center. Each route reads through a service function, renders a
+template, or hands a form to a use case and redirects back with what happened (post/redirect/get).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from jitpam.api import views
+from jitpam.api.deps import client_address
+from jitpam.api.routes.audit import export_response
+from jitpam.domain.audit import Outcome
+from jitpam.domain.errors import InvalidInput, JitpamError
+from jitpam.domain.policy import ApprovalType, PolicyType
+from jitpam.domain.requests import RequestStatus
+from jitpam.domain.timeutil import iso
+from jitpam.services import (
+    audit_log,
+    auth,
+    directory,
+    organizations,
+    policies,
+    requests,
+)
+from jitpam.services.ports import AuditFilter
+from jitpam.web.session import (
+    FLASH,
+    SESSION,
+    SIGN_IN_CSRF,
+    Ctx,
+    SignedIn,
+    WebUser,
+    flash,
+    form_of,
+    new_sign_in_csrf,
+    safe_next,
+    same,
+    set_cookie,
+)
+
+router = APIRouter(include_in_schema=False)
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+PAGE = 50
+STATUSES = [s.value for s in RequestStatus]
+KINDS = {t.value: t.label for t in PolicyType}
+
+
+def _take_flash(request: Request) -> tuple[str, bool] | None:
+    raw = request.cookies.get(FLASH)
+    if not raw:
+        return None
+    text = unquote(raw)
+    return text[1:], text.startswith("!")
+
+
+def render(
+    request: Request,
+    name: str,
+    user: WebUser | None,
+    status_code: int = 200,
+    **values: Any,
+) -> HTMLResponse:
+    pending = 0
+    if user is not None:
+        pending = requests.pending_reviews(
+            request.app.state.runtime.ctx, caller=user.caller, limit=100
+        )
+    message = _take_flash(request)
+    html = TEMPLATES.get_template(name).render(
+        user=user,
+        me=user.abilities if user else None,
+        csrf=user.csrf if user else "",
+        pending=pending,
+        message=message,
+        path=request.url.path,
+        **values,
+    )
+    response = HTMLResponse(html, status_code=status_code)
+    if message is not None:
+        response.delete_cookie(FLASH, path="/")
+    return response
+
+
+def back(request: Request, url: str, message: str, *, error: bool = False) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    flash(request, response, message, error=error)
+    return response
+
+
+def act(request: Request, done: str, failed: str, run: Callable[[], str]) -> RedirectResponse:
+    """Run a use case for a form: on success go to ``done`` saying what it did; on a refusal go
+    back to ``failed`` with the refusal's own words. Nothing is half done: the use case is one
+    transaction."""
+    try:
+        message = run()
+    except JitpamError as exc:
+        return back(request, failed, exc.message, error=True)
+    return back(request, done, message)
+
+
+def text(form: dict[str, str | list[str]], key: str) -> str:
+    value = form.get(key, "")
+    return value if isinstance(value, str) else (value[0] if value else "")
+
+
+def whole_number(form: dict[str, str | list[str]], key: str, label: str) -> int | None:
+    raw = text(form, key).strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise InvalidInput(f"{label} must be a whole number")
+    return int(raw)
+
+
+# -- sign in and out -----------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    token = new_sign_in_csrf()
+    response = render(request, "login.html", None, next=safe_next(next), sign_in_csrf=token)
+    set_cookie(request, response, SIGN_IN_CSRF, token, max_age=3600)
+    return response
+
+
+@router.post("/login", response_model=None)
+async def login(request: Request, ctx: Ctx) -> Response:
+    form = await request.form()
+    upn, password, token, nxt = (str(form.get(k, "")) for k in ("user", "password", "csrf", "next"))
+    if not same(token, request.cookies.get(SIGN_IN_CSRF, "")):
+        return forbidden_form(request)
+    try:
+        issued = auth.sign_in(ctx, upn=upn, password=password, client=client_address(request))
+    except JitpamError as exc:
+        fresh = new_sign_in_csrf()
+        response: Response = render(
+            request,
+            "login.html",
+            None,
+            status_code=429 if exc.code == "too_many_attempts" else 401,
+            next=safe_next(nxt),
+            sign_in_csrf=fresh,
+            error=exc.message,
+            typed_user=upn,
+        )
+        set_cookie(request, response, SIGN_IN_CSRF, fresh, max_age=3600)
+        return response
+    response = RedirectResponse(safe_next(nxt), status_code=303)
+    hours = request.app.state.runtime.ctx.session_hours
+    set_cookie(request, response, SESSION, issued.secret, max_age=hours * 3600)
+    response.delete_cookie(SIGN_IN_CSRF, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
+    await form_of(request, user)
+    auth.sign_out(ctx, secret=user.secret)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION, path="/")
+    return response
+
+
+def forbidden_form(request: Request) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        None,
+        status_code=403,
+        title="Form refused",
+        detail="This form did not carry the security token of the page it came from. "
+        "Reload the page and send it again.",
+    )
+
+
+# -- my access and requests ----------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(user: SignedIn) -> RedirectResponse:
+    del user
+    return RedirectResponse("/my-access", status_code=303)
+
+
+def _request_dicts(
+    ctx: Ctx, user: WebUser, found: list[requests.RequestView]
+) -> list[dict[str, Any]]:
+    names = directory.names_of(ctx, caller=user.caller, ids=views.request_ids(found))
+    return [views.request(v, names) for v in found]
+
+
+@router.get("/my-access", response_class=HTMLResponse)
+def my_access(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+    active = requests.my_authorizations(ctx, caller=user.caller)
+    now = ctx.clock.now()
+    grants = []
+    for v in active:
+        auth_ = v.request.authorization
+        assert auth_ is not None
+        left = max(0, int((auth_.end - now).total_seconds()))
+        grants.append(
+            {
+                "request_id": str(v.request.id),
+                "type": KINDS[v.request.type.value],
+                "target": str(v.request.target),
+                "end": iso(auth_.end),
+                "left": f"{left // 3600} h {left % 3600 // 60:02d} min",
+            }
+        )
+    mine = requests.list_requests(ctx, caller=user.caller, mine=True, limit=PAGE)
+    return render(
+        request,
+        "my_access.html",
+        user,
+        grants=grants,
+        mine=_request_dicts(ctx, user, mine.items),
+        kinds=KINDS,
+    )
+
+
+@router.get("/requests", response_class=HTMLResponse)
+def request_list(
+    request: Request,
+    user: SignedIn,
+    ctx: Ctx,
+    status: str = "",
+    q: str = Query(default="", max_length=260),
+    sort: Literal["newest", "oldest"] = "newest",
+    cursor: str = Query(default="", max_length=500),
+) -> HTMLResponse:
+    page = requests.list_requests(
+        ctx,
+        caller=user.caller,
+        status=RequestStatus(status) if status in STATUSES else None,
+        search=q or None,
+        oldest_first=sort == "oldest",
+        cursor=cursor or None,
+        limit=PAGE,
+    )
+    more = None
+    if page.next_cursor:
+        more = "/requests?" + urlencode(
+            {"status": status, "q": q, "sort": sort, "cursor": page.next_cursor}
+        )
+    return render(
+        request,
+        "requests.html",
+        user,
+        items=_request_dicts(ctx, user, page.items),
+        statuses=STATUSES,
+        status=status,
+        q=q,
+        sort=sort,
+        more=more,
+        kinds=KINDS,
+    )
+
+
+@router.get("/requests/new", response_class=HTMLResponse)
+def new_request_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+    offered = requests.requestable(ctx, caller=user.caller)
+    return render(
+        request,
+        "new_request.html",
+        user,
+        targets=[
+            {
+                "value": f"{p.type.value}|{p.target}",
+                "label": f"{p.target} ({p.type.label}, {p.approval_type.value})",
+                "max_hours": p.max_duration_hours,
+            }
+            for p in offered
+        ],
+        control=organizations.get_access_control(ctx, caller=user.caller),
+    )
+
+
+@router.post("/requests")
+async def new_request(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
+    form = await form_of(request, user)
+    kind, _, target = text(form, "target").partition("|")
+    try:
+        if kind not in KINDS or not target:
+            raise InvalidInput("choose what to request")
+        hours = whole_number(form, "hours", "duration")
+        v = requests.new_request(
+            ctx,
+            caller=user.caller,
+            type=PolicyType(kind),
+            target=target,
+            reason=text(form, "reason"),
+            duration_hours=hours if hours is not None else 1,
+        )
+    except JitpamError as exc:
+        return back(request, "/requests/new", exc.message, error=True)
+    return back(
+        request, f"/requests/{v.request.id}", f"Request for {v.request.target}: {v.status.value}"
+    )
+
+
+@router.get("/requests/{request_id}", response_class=HTMLResponse)
+def request_detail(request: Request, request_id: UUID, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+    view = requests.get_request(ctx, caller=user.caller, request_id=request_id)
+    return render(
+        request,
+        "request.html",
+        user,
+        r=_request_dicts(ctx, user, [view])[0],
+        actions=requests.request_actions(ctx, caller=user.caller, request_id=request_id),
+        signature_ok=requests.verify_request(ctx, caller=user.caller, request_id=request_id),
+        kinds=KINDS,
+    )
+
+
+@router.post("/requests/{request_id}/{action}")
+async def decide_request(
+    request: Request,
+    request_id: UUID,
+    action: Literal["approve", "deny", "cancel", "revoke"],
+    user: SignedIn,
+    ctx: Ctx,
+) -> RedirectResponse:
+    form = await form_of(request, user)
+    comment = text(form, "comment") or None
+    here = f"/requests/{request_id}"
+
+    def run() -> str:
+        if action == "approve":
+            v = requests.approve_request(
+                ctx, caller=user.caller, request_id=request_id, comment=comment
+            )
+        elif action == "deny":
+            v = requests.deny_request(
+                ctx, caller=user.caller, request_id=request_id, comment=comment
+            )
+        elif action == "cancel":
+            v = requests.cancel_request(ctx, caller=user.caller, request_id=request_id)
+        else:
+            v = requests.revoke_authorization(
+                ctx, caller=user.caller, request_id=request_id, comment=comment
+            )
+        return f"The request is now {v.status.value}"
+
+    return act(request, here, here, run)
+
+
+# -- privileged access settings ------------------------------------------------------------------
+
+
+@router.get("/settings", response_class=HTMLResponse)
+def settings_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+    if not user.abilities.manage_control:
+        return not_permitted(request, user, "privileged access settings")
+    control = organizations.get_access_control(ctx, caller=user.caller)
+    names = directory.names_of(
+        ctx,
+        caller=user.caller,
+        ids=set(control.system_account_ids)
+        | ({control.default_approver_group_id} if control.default_approver_group_id else set()),
+    )
+    return render(
+        request,
+        "settings.html",
+        user,
+        control=control,
+        default_group=names.get(control.default_approver_group_id)
+        if control.default_approver_group_id
+        else "",
+        system_accounts=sorted(names.get(i, str(i)) for i in control.system_account_ids),
+        groups=[g.name for g in directory.list_groups(ctx, caller=user.caller)],
+    )
+
+
+@router.post("/settings")
+async def save_settings(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
+    form = await form_of(request, user)
+
+    def run() -> str:
+        if text(form, "enabled") != "on":
+            organizations.disable_access_control(ctx, caller=user.caller)
+            return "Approvals for privileged access are no longer required"
+        accounts = [
+            a.strip() for a in text(form, "system_accounts").replace(",", "\n").split() if a
+        ]
+        organizations.enable_access_control(
+            ctx,
+            caller=user.caller,
+            admin_group=text(form, "admin_group"),
+            system_accounts=accounts,
+        )
+        return "Approvals for privileged access are required"
+
+    return act(request, "/settings", "/settings", run)
+
+
+# -- access policies -----------------------------------------------------------------------------
+
+POLICY_SORTS = {
+    "target": lambda p: (str(p.target).casefold(),),
+    "type": lambda p: (p.type.value, str(p.target).casefold()),
+    "approval": lambda p: (p.approval_type.value, str(p.target).casefold()),
+    "newest": lambda p: (-p.created_at.timestamp(),),
+}
+
+
+@router.get("/policies", response_class=HTMLResponse)
+def policy_list(
+    request: Request,
+    user: SignedIn,
+    ctx: Ctx,
+    type: str = "",
+    approval: str = "",
+    q: str = Query(default="", max_length=260),
+    sort: Literal["target", "type", "approval", "newest"] = "target",
+) -> HTMLResponse:
+    found = policies.list_policies(
+        ctx,
+        caller=user.caller,
+        type=PolicyType(type) if type in KINDS else None,
+        approval_type=ApprovalType(approval) if approval in {"auto", "manual"} else None,
+    )
+    if q.strip():
+        needle = q.strip().casefold()
+        found = [p for p in found if needle in str(p.target).casefold()]
+    found.sort(key=POLICY_SORTS[sort])
+    names = directory.names_of(
+        ctx, caller=user.caller, ids={p.approver_group_id for p in found if p.approver_group_id}
+    )
+    catalog = {
+        kind: organizations.catalog_entries(ctx, caller=user.caller, kind=kind)
+        for kind in PolicyType
+    }
+    return render(
+        request,
+        "policies.html",
+        user,
+        items=[views.policy(p, names) for p in found],
+        type=type,
+        approval=approval,
+        q=q,
+        sort=sort,
+        kinds=KINDS,
+        scopes=sorted({n.scope for entries in catalog.values() for n in entries}),
+        catalog=[
+            {"type": kind.value, "scope": n.scope, "name": str(n)}
+            for kind, entries in catalog.items()
+            for n in entries
+        ],
+        groups=[g.name for g in directory.list_groups(ctx, caller=user.caller)]
+        if user.abilities.manage_policies
+        else [],
+    )
+
+
+def _policy_approver_group(form: dict[str, str | list[str]]) -> str | None:
+    return text(form, "approver_group").strip() or None
+
+
+@router.post("/policies")
+async def add_policy(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
+    form = await form_of(request, user)
+
+    def run() -> str:
+        kind = text(form, "type")
+        if kind not in KINDS:
+            raise InvalidInput("choose the policy's type")
+        target = text(form, "target")
+        if not target:
+            raise InvalidInput("choose the policy's target")
+        p = policies.new_policy(
+            ctx,
+            caller=user.caller,
+            type=PolicyType(kind),
+            target=target,
+            approval_type=ApprovalType(text(form, "approval_type") or "manual"),
+            approver_group=_policy_approver_group(form),
+            approvals_required=whole_number(form, "approvals_required", "approvals required") or 1,
+            max_duration_hours=whole_number(form, "max_duration_hours", "maximum duration"),
+        )
+        return f"Policy added for {p.describe()}"
+
+    return act(request, "/policies", "/policies", run)
+
+
+@router.get("/policies/{policy_id}", response_class=HTMLResponse)
+def policy_detail(request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+    p = policies.get_policy(ctx, caller=user.caller, policy_id=policy_id)
+    ids = set(p.eligible_user_ids | p.eligible_group_ids)
+    if p.approver_group_id:
+        ids.add(p.approver_group_id)
+    return render(
+        request,
+        "policy.html",
+        user,
+        p=views.policy(p, directory.names_of(ctx, caller=user.caller, ids=ids)),
+        kinds=KINDS,
+        groups=[g.name for g in directory.list_groups(ctx, caller=user.caller)]
+        if user.abilities.manage_policies
+        else [],
+    )
+
+
+@router.post("/policies/{policy_id}")
+async def change_policy(
+    request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx
+) -> RedirectResponse:
+    form = await form_of(request, user)
+    here = f"/policies/{policy_id}"
+
+    def run() -> str:
+        p = policies.set_policy(
+            ctx,
+            caller=user.caller,
+            policy_id=policy_id,
+            approval_type=ApprovalType(text(form, "approval_type") or "manual"),
+            approver_group=_policy_approver_group(form),
+            approvals_required=whole_number(form, "approvals_required", "approvals required"),
+        )
+        return f"Policy for {p.describe()} changed"
+
+    return act(request, here, here, run)
+
+
+@router.post("/policies/{policy_id}/remove")
+async def remove_policy(
+    request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx
+) -> RedirectResponse:
+    await form_of(request, user)
+
+    def run() -> str:
+        p = policies.remove_policy(ctx, caller=user.caller, policy_id=policy_id)
+        return f"Policy for {p.describe()} removed"
+
+    return act(request, "/policies", f"/policies/{policy_id}", run)
+
+
+# -- audit log -----------------------------------------------------------------------------------
+
+
+def _moment(raw: str, label: str) -> datetime | None:
+    """A time typed in a filter: ISO 8601, taken as UTC when it names no offset (the page says so
+    beside the fields)."""
+    if not raw.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidInput(f"'{label}' is not a date and time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _audit_filter(since: str, until: str, actor: str, operation: str, outcome: str) -> AuditFilter:
+    return AuditFilter(
+        since=_moment(since, "from"),
+        until=_moment(until, "until"),
+        actor=actor.strip() or None,
+        operation=operation.strip() or None,
+        outcome=Outcome(outcome) if outcome in {o.value for o in Outcome} else None,
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    user: SignedIn,
+    ctx: Ctx,
+    since: str = Query(default="", max_length=40),
+    until: str = Query(default="", max_length=40),
+    actor: str = Query(default="", max_length=256),
+    operation: str = Query(default="", max_length=64),
+    outcome: str = "",
+    cursor: str = Query(default="", max_length=200),
+    verify: bool = False,
+) -> HTMLResponse:
+    if not user.abilities.read_audit:
+        return not_permitted(request, user, "audit log")
+    filters = {
+        "since": since,
+        "until": until,
+        "actor": actor,
+        "operation": operation,
+        "outcome": outcome,
+    }
+    error = None
+    items: list[dict[str, Any]] = []
+    more = None
+    try:
+        flt = _audit_filter(since, until, actor, operation, outcome)
+        page = audit_log.search_audit(
+            ctx, caller=user.caller, flt=flt, cursor=cursor or None, limit=PAGE
+        )
+        items = [views.audit_record(r) for r in page.items]
+        if page.next_cursor:
+            more = "/audit?" + urlencode({**filters, "cursor": page.next_cursor})
+    except InvalidInput as exc:
+        error = exc.message
+    integrity = audit_log.verify_audit(ctx, caller=user.caller).report if verify else None
+    return render(
+        request,
+        "audit.html",
+        user,
+        items=items,
+        more=more,
+        error=error,
+        integrity=integrity,
+        outcomes=[o.value for o in Outcome],
+        export=urlencode({k: v for k, v in filters.items() if v}),
+        f=filters,
+    )
+
+
+@router.get("/audit/export.{fmt}", response_model=None)
+def audit_export(
+    request: Request,
+    fmt: Literal["jsonl", "csv"],
+    user: SignedIn,
+    ctx: Ctx,
+    since: str = Query(default="", max_length=40),
+    until: str = Query(default="", max_length=40),
+    actor: str = Query(default="", max_length=256),
+    operation: str = Query(default="", max_length=64),
+    outcome: str = "",
+) -> StreamingResponse:
+    del request
+    flt = _audit_filter(since, until, actor, operation, outcome)
+    return export_response(ctx, user.caller, flt, fmt)
+
+
+# -- directory -----------------------------------------------------------------------------------
+
+
+@router.get("/directory", response_class=HTMLResponse)
+def directory_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+    groups = directory.list_groups(ctx, caller=user.caller)
+    member_ids = {m for g in groups for m in g.member_ids}
+    names = directory.names_of(ctx, caller=user.caller, ids=member_ids)
+    holders = []
+    for kind, role_group in ((PolicyType.ROLE_GROUP, True), (PolicyType.ROLE, False)):
+        for name in organizations.catalog_entries(ctx, caller=user.caller, kind=kind):
+            members = directory.role_members(
+                ctx, caller=user.caller, role=str(name), role_group=role_group
+            )
+            holders.append(
+                {
+                    "kind": kind.label,
+                    "name": str(name),
+                    "standing": sorted(
+                        {
+                            f"{m.name} ({m.principal_kind.value})"
+                            + ("" if m.via == str(name) else f" via {m.via}")
+                            for m in members
+                            if not m.just_in_time
+                        }
+                    ),
+                    "jit": [
+                        {"name": m.name, "until": iso(m.until) if m.until else ""}
+                        for m in members
+                        if m.just_in_time
+                    ],
+                }
+            )
+    return render(
+        request,
+        "directory.html",
+        user,
+        groups=[
+            {
+                "name": g.name,
+                "email": g.email,
+                "members": sorted(names.get(m, str(m)) for m in g.member_ids),
+            }
+            for g in groups
+        ],
+        holders=holders,
+    )
+
+
+def not_permitted(request: Request, user: WebUser, what: str) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        user,
+        status_code=403,
+        title="Not permitted",
+        detail=f"Your roles do not include the {what}. If you need it, request the role that "
+        "holds it for as long as you need it.",
+    )

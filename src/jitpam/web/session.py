@@ -1,0 +1,145 @@
+"""Browser sessions: a session cookie, CSRF tokens bound to it, and one-time flash messages.
+
+The session cookie carries the secret of a sign-in token (the same kind the API's sign-in issues),
+HttpOnly, SameSite=Lax, Secure whenever the server is reached over HTTPS; nothing secret ever
+goes in a URL. Every form posts a CSRF token: for a signed-in user an HMAC of their session secret
+(so it dies with the session), and on the sign-in form a random value also set as a cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from jitpam.bootstrap import Runtime
+from jitpam.domain.errors import JitpamError, NotSignedIn
+from jitpam.services import auth
+from jitpam.services.abilities import Abilities, abilities
+from jitpam.services.context import Caller, ServiceContext
+
+SESSION = "jitpam_session"
+SIGN_IN_CSRF = "jitpam_signin"
+FLASH = "jitpam_flash"
+FLASH_LIMIT = 300
+
+
+class SignInNeeded(Exception):
+    """The page needs a signed-in user; the app answers with the sign-in page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class BadCsrf(Exception):
+    """A form came without the token its page gave it; the app answers 403."""
+
+
+def runtime(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+def secure(request: Request) -> bool:
+    """Whether cookies get the Secure flag: the browser reached us over HTTPS (directly or, with
+    trusted proxies, as the proxy says), or the configured public address is HTTPS."""
+    public = runtime(request).ctx.public_url
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
+def set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None = None
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        secure=secure(request),
+        samesite="lax",
+        path="/",
+    )
+
+
+def csrf_token(secret: str) -> str:
+    return hmac.new(secret.encode(), b"jitpam web form", hashlib.sha256).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+def safe_next(path: str | None) -> str:
+    """Where to go after signing in: only a path on this server, never another site."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+def new_sign_in_csrf() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """The signed-in user of one page view."""
+
+    caller: Caller
+    secret: str
+    abilities: Abilities
+
+    @property
+    def csrf(self) -> str:
+        return csrf_token(self.secret)
+
+
+def _here(request: Request) -> str:
+    path = request.url.path
+    return path + ("?" + request.url.query if request.url.query else "")
+
+
+def web_user(request: Request) -> WebUser:
+    """The user behind the session cookie; sends anyone else to the sign-in page."""
+    secret = request.cookies.get(SESSION, "")
+    ctx = runtime(request).ctx
+    try:
+        caller = auth.authenticate(ctx, secret=secret)
+        return WebUser(caller, secret, abilities(ctx, caller=caller))
+    except NotSignedIn:
+        raise SignInNeeded(_here(request) if request.method == "GET" else "/") from None
+    except JitpamError:
+        # A disabled user's session, say: they are signed out as anyone else would be.
+        raise SignInNeeded("/") from None
+
+
+async def form_of(request: Request, user: WebUser) -> dict[str, str | list[str]]:
+    """The posted form, once its CSRF token matches the session; raises BadCsrf."""
+    form = await request.form()
+    values: dict[str, str | list[str]] = {}
+    for key in form:
+        items = [v for v in form.getlist(key) if isinstance(v, str)]
+        values[key] = items if len(items) > 1 else (items[0] if items else "")
+    token = values.get("csrf", "")
+    if not isinstance(token, str) or not same(token, user.csrf):
+        raise BadCsrf()
+    return values
+
+
+def flash(request: Request, response: Response, message: str, *, error: bool = False) -> None:
+    text = ("!" if error else "+") + message[:FLASH_LIMIT]
+    set_cookie(request, response, FLASH, quote(text), max_age=60)
+
+
+def services(request: Request) -> ServiceContext:
+    return runtime(request).ctx
+
+
+SignedIn = Annotated[WebUser, Depends(web_user)]
+Ctx = Annotated[ServiceContext, Depends(services)]
