@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from jitpam.adapters.clock import SystemClock
 from jitpam.adapters.email import SmtpSender
-from jitpam.adapters.oidc import OidcIdentity, OidcVerifier
+from jitpam.adapters.oidc import OidcBrowserSignIn, OidcIdentity, OidcVerifier, PendingSignIn
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.db import is_sqlite, make_engine
@@ -26,7 +26,7 @@ from jitpam.services.ports import Clock, Signer, UnitOfWork
 from jitpam.settings import Settings
 from jitpam.worker import Worker
 
-__all__ = ["OidcIdentity", "Runtime", "build_context", "build_runtime"]
+__all__ = ["OidcIdentity", "PendingSignIn", "Runtime", "build_context", "build_runtime"]
 
 
 def build_context(
@@ -86,6 +86,7 @@ class Runtime:
     engine: Engine
     oidc: OidcVerifier | None
     urls: OutboundUrls
+    oidc_sign_in: OidcBrowserSignIn | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -116,7 +117,20 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             if path.exists():
                 path.chmod(0o600)
     urls = OutboundUrls(allow_private=settings.webhook_allow_private)
-    return Runtime(settings=settings, ctx=ctx, engine=engine, oidc=oidc, urls=urls)
+    browser = (
+        OidcBrowserSignIn(
+            verifier=oidc,
+            client_id=settings.oidc_client_id or settings.oidc_audience,
+            client_secret=settings.oidc_client_secret,
+            authorization_url=settings.oidc_authorization_url,
+            token_url=settings.oidc_token_url,
+        )
+        if oidc is not None and settings.oidc_authorization_url and settings.oidc_token_url
+        else None
+    )
+    return Runtime(
+        settings=settings, ctx=ctx, engine=engine, oidc=oidc, urls=urls, oidc_sign_in=browser
+    )
 
 
 def build_senders(settings: Settings) -> dict[Channel, Sender]:

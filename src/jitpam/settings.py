@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-SECRET_FIELDS = frozenset({"smtp_password"})
+SECRET_FIELDS = frozenset({"smtp_password", "oidc_client_secret"})
 
 
 class SettingsError(ValueError):
@@ -29,6 +29,10 @@ class Settings:
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
+    oidc_authorization_url: str = ""  # with oidc_token_url: the web pages' OIDC sign-in
+    oidc_token_url: str = ""
+    oidc_client_id: str = ""  # default: oidc_audience
+    oidc_client_secret: str = ""  # empty for a public client (PKCE only)
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_starttls: bool = True
@@ -141,4 +145,10 @@ def load_settings(
     oidc = [settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url]
     if any(oidc) and not all(oidc):
         raise SettingsError("OIDC needs all of oidc_issuer, oidc_audience and oidc_jwks_url")
+    browser = [settings.oidc_authorization_url, settings.oidc_token_url]
+    if any(browser) and not (all(browser) and all(oidc)):
+        raise SettingsError(
+            "OIDC sign-in in the browser needs oidc_authorization_url and oidc_token_url, "
+            "besides oidc_issuer, oidc_audience and oidc_jwks_url"
+        )
     return settings

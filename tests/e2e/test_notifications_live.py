@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, free_port, start_server, token_for
+from tests.e2e.conftest import DEMO_PASSWORD, Server, free_port, start_server, token_for
 from tests.smtp import SmtpServer
 
 MOVE = "Exchange\\New-MoveRequest"
@@ -125,6 +126,47 @@ def eventually(check: Any, deadline: float = 30.0) -> Any:
     raise AssertionError("not delivered in time")
 
 
+def open_link(server: Server, link: str, upn: str) -> str:
+    """Follow an emailed link as its recipient's browser would: to the sign-in page, then, once
+    signed in, to the request's page. The public address is HTTPS, so the server marks its
+    cookies Secure; this test reaches it over plain HTTP and hands them back itself."""
+    path = link.removeprefix("https://pam.contoso.test")
+    with httpx.Client(base_url=server.url) as browser:
+        first = browser.get(path)
+        assert first.status_code == 303
+        sign_in = browser.get(first.headers["location"])
+        assert sign_in.status_code == 200
+        assert "Secure" in sign_in.headers["set-cookie"]
+        token = re.search(r'name="csrf" value="([^"]+)"', sign_in.text)
+        nxt = re.search(r'name="next" value="([^"]+)"', sign_in.text)
+        assert token is not None
+        assert nxt is not None
+        assert nxt.group(1) == path
+        signed_in = browser.post(
+            "/login",
+            data={
+                "user": upn,
+                "password": DEMO_PASSWORD,
+                "csrf": token.group(1),
+                "next": nxt.group(1),
+            },
+            headers={"cookie": _cookies(sign_in)},
+        )
+        assert signed_in.status_code == 303
+        assert signed_in.headers["location"] == path
+        page = browser.get(path, headers={"cookie": _cookies(signed_in)})
+        assert page.status_code == 200
+        return page.text
+
+
+def _cookies(response: httpx.Response) -> str:
+    return "; ".join(
+        header.split(";", 1)[0]
+        for header in response.headers.get_list("set-cookie")
+        if "=" in header.split(";", 1)[0] and not header.split(";", 1)[0].endswith('=""')
+    )
+
+
 def test_the_seeds_emails_arrive_with_a_link(server: Server, smtp: SmtpServer) -> None:
     with httpx.Client(
         base_url=server.url + "/api/v1",
@@ -144,10 +186,13 @@ def test_the_seeds_emails_arrive_with_a_link(server: Server, smtp: SmtpServer) -
     assert sorted(first["To"].split(", ")) == ["bob@contoso.com", "carol@contoso.com"]
     assert first["Cc"] == "alice@contoso.com"
     assert first["From"] == "Contoso PAM <pam@contoso.com>"
-    assert (
-        f"https://pam.contoso.test/requests/{asked['id']}"
-        in first.get_body(("plain",)).get_content()
-    )
+    link = f"https://pam.contoso.test/requests/{asked['id']}"
+    assert link in first.get_body(("plain",)).get_content()
+    assert link in first.get_body(("html",)).get_content()
+    page = open_link(server, link, "bob@contoso.com")
+    assert "Request for Exchange\\New-MoveRequest" in page
+    assert "alice@contoso.com" in page
+    assert ">Approve</button>" in page  # bob is an approver of this request
     with httpx.Client(
         base_url=server.url + "/api/v1",
         headers={"Authorization": f"Bearer {token_for(server, 'bob@contoso.com')}"},

@@ -1,9 +1,15 @@
-"""Bearer JWTs from an OIDC issuer, verified against its JWKS (RS256/ES256/EdDSA)."""
+"""OIDC: bearer JWTs from an issuer, verified against its JWKS (RS256/ES256/EdDSA), and the
+authorization code flow with PKCE for signing in to the web pages."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
+import httpx
 import jwt
 
 
@@ -25,8 +31,9 @@ class OidcVerifier:
         self.audience = audience
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
 
-    def verify(self, token: str) -> OidcIdentity | None:
-        """The identity in a valid token, or None for anything not valid."""
+    def verify(self, token: str, *, nonce: str | None = None) -> OidcIdentity | None:
+        """The identity in a valid token, or None for anything not valid. With ``nonce`` (an ID
+        token from the browser sign-in), the token must carry that same nonce."""
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(
@@ -39,6 +46,10 @@ class OidcVerifier:
             )
         except Exception:  # a malformed, forged or mismatched token is simply not valid
             return None
+        if nonce is not None and not (
+            isinstance(claims.get("nonce"), str) and secrets.compare_digest(claims["nonce"], nonce)
+        ):
+            return None
         email = claims.get("email")
         return OidcIdentity(
             issuer=str(claims["iss"]),
@@ -46,3 +57,81 @@ class OidcVerifier:
             email=email if isinstance(email, str) else None,
             email_verified=claims.get("email_verified") is True,
         )
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    """What the browser keeps (in a short-lived cookie) between leaving for the issuer and
+    coming back: compared with the answer, so a code cannot be replayed into another session."""
+
+    state: str
+    nonce: str
+    verifier: str
+    next_path: str
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class OidcBrowserSignIn:
+    """The authorization code flow with PKCE (S256) against one issuer."""
+
+    verifier: OidcVerifier
+    client_id: str
+    client_secret: str
+    authorization_url: str
+    token_url: str
+
+    def start(self, *, redirect_uri: str, next_path: str) -> tuple[str, PendingSignIn]:
+        pending = PendingSignIn(
+            state=secrets.token_urlsafe(32),
+            nonce=secrets.token_urlsafe(32),
+            verifier=secrets.token_urlsafe(48),
+            next_path=next_path,
+        )
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": "openid email",
+                "state": pending.state,
+                "nonce": pending.nonce,
+                "code_challenge": _challenge(pending.verifier),
+                "code_challenge_method": "S256",
+            }
+        )
+        separator = "&" if "?" in self.authorization_url else "?"
+        return f"{self.authorization_url}{separator}{query}", pending
+
+    def finish(
+        self, *, code: str, state: str, pending: PendingSignIn, redirect_uri: str
+    ) -> OidcIdentity | None:
+        """The identity the issuer vouches for, or None: wrong state, a refused code, or an ID
+        token that does not verify (signature, issuer, audience, expiry, nonce)."""
+        if not secrets.compare_digest(state.encode(), pending.state.encode()):
+            return None
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": self.client_id,
+            "code_verifier": pending.verifier,
+        }
+        auth = (self.client_id, self.client_secret) if self.client_secret else None
+        try:
+            answer = httpx.post(self.token_url, data=form, auth=auth, timeout=10)
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        try:
+            id_token = answer.json().get("id_token")
+        except ValueError:
+            return None
+        if not isinstance(id_token, str):
+            return None
+        return self.verifier.verify(id_token, nonce=pending.nonce)

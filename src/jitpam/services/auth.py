@@ -72,6 +72,37 @@ def _issue(
     return IssuedToken(token, secret)
 
 
+def _session(
+    ctx: ServiceContext, uow: UnitOfWork, *, user: User, client: str, method: str, **details: str
+) -> IssuedToken:
+    """A session token for a user who just proved who they are, and its audit record."""
+    issued = _issue(
+        uow,
+        user=user,
+        by=user.id,
+        name="sign-in",
+        ttl=timedelta(hours=ctx.session_hours),
+        ctx=ctx,
+    )
+    uow.record(
+        AuditEvent(
+            user.org_id,
+            ctx.clock.now(),
+            str(user.id),
+            user.upn,
+            "Sign-In",
+            user.upn,
+            details={
+                "client": client,
+                "token_id": str(issued.token.id),
+                "method": method,
+                **details,
+            },
+        )
+    )
+    return issued
+
+
 def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> IssuedToken:
     """Check a local password and issue a session token. Raises NotSignedIn (the same for an
     unknown account, a wrong password and a disabled user) or TooManyAttempts. Audited either way
@@ -99,29 +130,7 @@ def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> Iss
         if not ok or user is None or not user.enabled:
             uow.rollback()
         else:
-            issued = _issue(
-                uow,
-                user=user,
-                by=user.id,
-                name="sign-in",
-                ttl=timedelta(hours=ctx.session_hours),
-                ctx=ctx,
-            )
-            uow.record(
-                AuditEvent(
-                    user.org_id,
-                    at,
-                    str(user.id),
-                    user.upn,
-                    "Sign-In",
-                    user.upn,
-                    details={
-                        "client": client,
-                        "token_id": str(issued.token.id),
-                        "method": "password",
-                    },
-                )
-            )
+            issued = _session(ctx, uow, user=user, client=client, method="password")
             uow.commit()
             if throttle is not None:
                 throttle.succeeded(account=account, client=client)
@@ -197,6 +206,29 @@ def authenticate_oidc(
         if found is None or not found.enabled:
             raise NotSignedIn(NOT_SIGNED_IN)
         return Caller(found.org_id, found.id)
+
+
+def sign_in_oidc(
+    ctx: ServiceContext,
+    *,
+    issuer: str,
+    subject: str,
+    email: str | None,
+    email_verified: bool,
+    client: str,
+) -> IssuedToken:
+    """A browser signed in at the OIDC issuer (its ID token already verified): a session token
+    for the user the identity stands for, audited like a password sign-in. Raises NotSignedIn."""
+    caller = authenticate_oidc(
+        ctx, issuer=issuer, subject=subject, email=email, email_verified=email_verified
+    )
+    with ctx.uow() as uow:
+        user = uow.users.get(caller.user_id)
+        if user is None or not user.enabled:
+            raise NotSignedIn(NOT_SIGNED_IN)
+        issued = _session(ctx, uow, user=user, client=client, method="oidc", issuer=issuer)
+        uow.commit()
+        return issued
 
 
 def set_password(

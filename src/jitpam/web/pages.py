@@ -19,7 +19,7 @@ from jitpam.api import views
 from jitpam.api.deps import client_address
 from jitpam.api.routes.audit import export_response
 from jitpam.domain.audit import Outcome
-from jitpam.domain.errors import InvalidInput, JitpamError
+from jitpam.domain.errors import InvalidInput, JitpamError, NotFound, NotSignedIn
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.domain.timeutil import iso
@@ -34,14 +34,18 @@ from jitpam.services import (
 from jitpam.services.ports import AuditFilter
 from jitpam.web.session import (
     FLASH,
+    OIDC_PENDING,
     SESSION,
     SIGN_IN_CSRF,
     Ctx,
     SignedIn,
     WebUser,
+    decode_pending,
+    encode_pending,
     flash,
     form_of,
     new_sign_in_csrf,
+    runtime,
     safe_next,
     same,
     set_cookie,
@@ -132,7 +136,14 @@ def whole_number(form: dict[str, str | list[str]], key: str, label: str) -> int 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/") -> HTMLResponse:
     token = new_sign_in_csrf()
-    response = render(request, "login.html", None, next=safe_next(next), sign_in_csrf=token)
+    response = render(
+        request,
+        "login.html",
+        None,
+        next=safe_next(next),
+        sign_in_csrf=token,
+        oidc=runtime(request).oidc_sign_in is not None,
+    )
     set_cookie(request, response, SIGN_IN_CSRF, token, max_age=3600)
     return response
 
@@ -156,6 +167,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
             sign_in_csrf=fresh,
             error=exc.message,
             typed_user=upn,
+            oidc=runtime(request).oidc_sign_in is not None,
         )
         set_cookie(request, response, SIGN_IN_CSRF, fresh, max_age=3600)
         return response
@@ -163,6 +175,68 @@ async def login(request: Request, ctx: Ctx) -> Response:
     hours = request.app.state.runtime.ctx.session_hours
     set_cookie(request, response, SESSION, issued.secret, max_age=hours * 3600)
     response.delete_cookie(SIGN_IN_CSRF, path="/")
+    return response
+
+
+@router.get("/login/oidc")
+def oidc_start(request: Request, next: str = "/") -> RedirectResponse:
+    flow = runtime(request).oidc_sign_in
+    if flow is None:
+        raise NotFound("sign-in with an identity provider is not configured on this server")
+    url, pending = flow.start(
+        redirect_uri=str(request.url_for("oidc_callback")), next_path=safe_next(next)
+    )
+    response = RedirectResponse(url, status_code=303)
+    set_cookie(request, response, OIDC_PENDING, encode_pending(pending), max_age=600)
+    return response
+
+
+@router.get("/login/oidc/callback", name="oidc_callback", response_model=None)
+def oidc_callback(
+    request: Request,
+    ctx: Ctx,
+    code: str = Query(default="", max_length=2048),
+    state: str = Query(default="", max_length=512),
+    error: str = Query(default="", max_length=256),
+) -> Response:
+    flow = runtime(request).oidc_sign_in
+    pending = decode_pending(request.cookies.get(OIDC_PENDING, ""))
+    identity = None
+    if flow is not None and pending is not None and code and not error:
+        identity = flow.finish(
+            code=code,
+            state=state,
+            pending=pending,
+            redirect_uri=str(request.url_for("oidc_callback")),
+        )
+    try:
+        if identity is None:
+            raise NotSignedIn("the identity provider did not sign you in; try again")
+        issued = auth.sign_in_oidc(
+            ctx,
+            issuer=identity.issuer,
+            subject=identity.subject,
+            email=identity.email,
+            email_verified=identity.email_verified,
+            client=client_address(request),
+        )
+    except JitpamError as exc:
+        response: Response = render(
+            request,
+            "error.html",
+            None,
+            status_code=401,
+            title="Not signed in",
+            detail=exc.message
+            if identity is None
+            else "No jitpam user matches the account you signed in with.",
+        )
+        response.delete_cookie(OIDC_PENDING, path="/")
+        return response
+    assert pending is not None
+    response = RedirectResponse(pending.next_path, status_code=303)
+    set_cookie(request, response, SESSION, issued.secret, max_age=ctx.session_hours * 3600)
+    response.delete_cookie(OIDC_PENDING, path="/")
     return response
 
 

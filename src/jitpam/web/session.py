@@ -8,8 +8,10 @@ goes in a URL. Every form posts a CSRF token: for a signed-in user an HMAC of th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
@@ -18,7 +20,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from starlette.responses import Response
 
-from jitpam.bootstrap import Runtime
+from jitpam.bootstrap import PendingSignIn, Runtime
 from jitpam.domain.errors import JitpamError, NotSignedIn
 from jitpam.services import auth
 from jitpam.services.abilities import Abilities, abilities
@@ -27,6 +29,7 @@ from jitpam.services.context import Caller, ServiceContext
 SESSION = "jitpam_session"
 SIGN_IN_CSRF = "jitpam_signin"
 FLASH = "jitpam_flash"
+OIDC_PENDING = "jitpam_oidc"
 FLASH_LIMIT = 300
 
 
@@ -143,3 +146,26 @@ def services(request: Request) -> ServiceContext:
 
 SignedIn = Annotated[WebUser, Depends(web_user)]
 Ctx = Annotated[ServiceContext, Depends(services)]
+
+
+def encode_pending(pending: PendingSignIn) -> str:
+    fields = [pending.state, pending.nonce, pending.verifier, pending.next_path]
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+
+
+def decode_pending(raw: str) -> PendingSignIn | None:
+    """The OIDC sign-in this browser started, or None when the cookie is missing or mangled."""
+    try:
+        fields = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except ValueError:
+        return None
+    if (
+        not isinstance(fields, list)
+        or len(fields) != 4
+        or not all(isinstance(f, str) for f in fields)
+    ):
+        return None
+    state, nonce, verifier, next_path = fields
+    if not (state and nonce and verifier):
+        return None
+    return PendingSignIn(state, nonce, verifier, safe_next(next_path))
