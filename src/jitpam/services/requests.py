@@ -15,6 +15,7 @@ from jitpam.domain.errors import (
     ControlDisabled,
     DuplicateRequest,
     InvalidInput,
+    JitpamError,
     NoPolicy,
     NotFound,
     NotPermitted,
@@ -459,7 +460,8 @@ def _reviewable(uow: UnitOfWork, caller: Caller, user: User) -> list[UUID]:
 class RequestActions:
     """What the caller may do to one request now: the buttons a page shows them."""
 
-    review: bool  # approve or deny
+    approve: bool
+    deny: bool
     cancel: bool
     revoke: bool
 
@@ -474,21 +476,31 @@ def request_actions(ctx: ServiceContext, *, caller: Caller, request_id: UUID) ->
             raise NotFound(f"no request {request_id} in this organization")
         status = request.status_at(at)
         approver = user.can_approve and _is_approver(uow, caller, request, user, lock=False)
-        can_review = (
-            uow.policies.get(request.policy_id) is not None
+        policy = uow.policies.get(request.policy_id)
+        may_vote = (
+            policy is not None
             and request.review_refusal(approver=user, in_approver_group=approver, at=at) is None
         )
+        may_approve = may_vote and _verified(ctx.signer, request)
+        if may_approve and policy is not None:
+            try:
+                _still_allowed(uow, request, policy)
+            except JitpamError:
+                may_approve = False
         mine = request.requester_id == user.id
         can_revoke = status is RequestStatus.APPROVED and (
             mine or approver or may(uow, user=user, operation=REVOKE_ANY, at=at).allowed
         )
         return RequestActions(
-            review=can_review, cancel=mine and status is RequestStatus.PENDING, revoke=can_revoke
+            approve=may_approve,
+            deny=may_vote,
+            cancel=mine and status is RequestStatus.PENDING,
+            revoke=can_revoke,
         )
 
 
 def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAGE) -> int:
-    """How many pending requests wait for the caller's vote (counted up to ``limit``)."""
+    """How many pending requests wait for the caller's vote, counted up to ``limit``."""
     with ctx.uow() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
@@ -497,23 +509,24 @@ def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAG
         policies = _reviewable(uow, caller, user)
         if not policies:
             return 0
-        page = uow.requests.page(
-            caller.org_id,
-            RequestFilter(status=RequestStatus.PENDING, policy_ids=policies),
-            at=at,
-            cursor=None,
-            limit=limit,
-        )
-        return sum(
-            1
-            for r in page.items
-            if r.review_refusal(approver=user, in_approver_group=True, at=at) is None
-        )
+        flt = RequestFilter(status=RequestStatus.PENDING, policy_ids=policies)
+        counted, cursor = 0, None
+        while True:
+            page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=MAX_PAGE)
+            counted += sum(
+                1
+                for r in page.items
+                if r.review_refusal(approver=user, in_approver_group=True, at=at) is None
+            )
+            if counted >= limit or page.next_cursor is None:
+                return min(counted, limit)
+            cursor = page.next_cursor
 
 
 def requestable(ctx: ServiceContext, *, caller: Caller) -> list[Policy]:
     """The policies whose target the caller may ask for now: control is on, they are an eligible
-    requester, and (for a task) they hold a role with it, so an approval would let them run it."""
+    requester, (for a task) they hold a role with it, so an approval would let them run it, and
+    they have no pending or active request for it already."""
     with ctx.uow() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
@@ -529,6 +542,8 @@ def requestable(ctx: ServiceContext, *, caller: Caller) -> list[Policy]:
                 gather_facts(uow, user=user, task=str(policy.target), control=control, at=at), at
             ):
                 continue
+            if uow.requests.open_for(caller.org_id, user.id, policy.type, str(policy.target), at):
+                continue  # asked already: pending or granted
             found.append(policy)
         return found
 

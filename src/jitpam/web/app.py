@@ -72,13 +72,38 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         if not is_page(request):
             return await problems.on_validation_error(request, exc)
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if not errors or any(e.get("loc", ("path",))[0] == "path" for e in errors):
+            return pages.render(
+                request,
+                "error.html",
+                None,
+                status_code=404,
+                title="Not found",
+                detail="There is no such page.",
+            )
+        first = errors[0]
+        field = str(first.get("loc", ("", "value"))[-1])
         return pages.render(
             request,
             "error.html",
             None,
-            status_code=404,
-            title="Not found",
-            detail="There is no such page.",
+            status_code=422,
+            title="Invalid request",
+            detail=f"{field}: {first.get('msg', 'invalid')}",
+        )
+
+    async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+        if not is_page(request):
+            return await problems.on_unexpected_error(request, exc)
+        return pages.render(
+            request,
+            "error.html",
+            None,
+            status_code=500,
+            title="Something went wrong",
+            detail="The server failed to handle this page; the failure is in its log.",
         )
 
     async def on_sign_in_needed(request: Request, exc: Exception) -> Response:
@@ -92,6 +117,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
     app.add_exception_handler(JitpamError, on_domain_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
     app.add_exception_handler(SignInNeeded, on_sign_in_needed)
     app.add_exception_handler(BadCsrf, on_bad_csrf)
 

@@ -15,7 +15,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from starlette.responses import Response
@@ -57,11 +57,21 @@ def secure(request: Request) -> bool:
     return request.url.scheme == "https" or public.startswith("https://")
 
 
+def cookie_name(request: Request, name: str) -> str:
+    """Over HTTPS the ``__Host-`` prefix: the browser then takes the cookie only from this host,
+    Secure and for every path, so a sibling domain cannot plant one (cookie tossing)."""
+    return f"__Host-{name}" if secure(request) else name
+
+
+def read_cookie(request: Request, name: str) -> str:
+    return request.cookies.get(cookie_name(request, name), "")
+
+
 def set_cookie(
     request: Request, response: Response, name: str, value: str, max_age: int | None = None
 ) -> None:
     response.set_cookie(
-        name,
+        cookie_name(request, name),
         value,
         max_age=max_age,
         httponly=True,
@@ -69,6 +79,29 @@ def set_cookie(
         samesite="lax",
         path="/",
     )
+
+
+def drop_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(
+        cookie_name(request, name), path="/", secure=secure(request), httponly=True
+    )
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a form post comes from our own pages, as the browser tells: ``Sec-Fetch-Site``
+    when it sends one, and ``Origin`` naming this host (or the configured public address). A
+    post that names another site is refused even with a token: a sign-in form's token can be
+    fetched by anyone, so this is what stops signing a victim in to an attacker's account."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser, or an old one: the CSRF token still decides
+    public = urlsplit(runtime(request).ctx.public_url)
+    if origin == f"{public.scheme}://{public.netloc}":
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "") != ""
 
 
 def csrf_token(secret: str) -> str:
@@ -110,7 +143,7 @@ def _here(request: Request) -> str:
 
 def web_user(request: Request) -> WebUser:
     """The user behind the session cookie; sends anyone else to the sign-in page."""
-    secret = request.cookies.get(SESSION, "")
+    secret = read_cookie(request, SESSION)
     ctx = runtime(request).ctx
     try:
         caller = auth.authenticate(ctx, secret=secret)
@@ -130,7 +163,7 @@ async def form_of(request: Request, user: WebUser) -> dict[str, str | list[str]]
         items = [v for v in form.getlist(key) if isinstance(v, str)]
         values[key] = items if len(items) > 1 else (items[0] if items else "")
     token = values.get("csrf", "")
-    if not isinstance(token, str) or not same(token, user.csrf):
+    if not isinstance(token, str) or not same(token, user.csrf) or not same_origin(request):
         raise BadCsrf()
     return values
 

@@ -94,7 +94,19 @@ def _decode_cursor(cursor: str, n: int) -> list[str]:
 
 def _parse_time(text: str) -> datetime:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput("the page cursor is not valid") from None
+    if moment.tzinfo is None:
+        raise InvalidInput("the page cursor is not valid")
+    return moment
+
+
+def _time_and_id(cursor: str) -> tuple[datetime, UUID]:
+    """A (time, id) keyset cursor, checked: a mangled one is invalid input, not a server error."""
+    created, key = _decode_cursor(cursor, 2)
+    try:
+        return _parse_time(created), UUID(key)
     except ValueError:
         raise InvalidInput("the page cursor is not valid") from None
 
@@ -919,8 +931,7 @@ class SqlRequests:
                 )
             )
         if cursor:
-            created, rid = _decode_cursor(cursor, 2)
-            c_at, c_id = _parse_time(created), UUID(rid)
+            c_at, c_id = _time_and_id(cursor)
             if flt.oldest_first:
                 stmt = stmt.where(
                     or_(
@@ -1348,8 +1359,7 @@ class SqlOutbox:
         if state is not None:
             stmt = stmt.where(OutboxRow.state == state.value)
         if after is not None:
-            created, mid = _decode_cursor(after, 2)
-            c_at, c_id = _parse_time(created), UUID(mid)
+            c_at, c_id = _time_and_id(after)
             stmt = stmt.where(
                 or_(
                     OutboxRow.created_at < c_at,

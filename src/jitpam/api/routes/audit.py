@@ -107,6 +107,17 @@ def export(
     return export_response(ctx, caller, flt, format)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: recorded input such as a refused request's target
+    may start like a formula, and must not run as one on the auditor's machine."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export_response(
     ctx: ServiceContext, caller: Caller, flt: AuditFilter, format: Literal["jsonl", "csv"]
 ) -> StreamingResponse:
@@ -123,7 +134,8 @@ def export_response(
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for r in _all(ctx, caller, flt):
-            writer.writerow({**r, "details": json.dumps(r["details"], sort_keys=True)})
+            row = {**r, "details": json.dumps(r["details"], sort_keys=True)}
+            writer.writerow({k: inert(v) for k, v in row.items()})
             yield out.getvalue()
             out.seek(0)
             out.truncate()
