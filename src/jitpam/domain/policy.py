@@ -83,10 +83,15 @@ class Policy:
             )
         return hours
 
+    def can_be_met(self, ticket_pattern: str | None) -> bool:
+        """False when no request could satisfy it: it asks for a ticket reference, and the
+        organization has no ticket pattern to recognize one."""
+        return not self.require_ticket or ticket_pattern is not None
+
     def check_reason(self, reason: str, ticket_pattern: str | None) -> None:
         if not self.require_ticket:
             return
-        if ticket_pattern is None:
+        if not self.can_be_met(ticket_pattern) or ticket_pattern is None:
             raise InvalidInput(
                 f"{self.describe()} requires a ticket, but the organization has no ticket pattern"
             )

@@ -504,7 +504,7 @@ def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAG
     with ctx.uow() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
-        if not user.can_approve:
+        if not user.can_approve or limit < 1:
             return 0
         policies = _reviewable(uow, caller, user)
         if not policies:
@@ -536,7 +536,9 @@ def requestable(ctx: ServiceContext, *, caller: Caller) -> list[Policy]:
         groups = uow.users.group_ids(user.id)
         found = []
         for policy in uow.policies.matching(caller.org_id):
-            if not policy.is_eligible(user.id, groups):
+            if not policy.is_eligible(user.id, groups) or not policy.can_be_met(
+                control.ticket_pattern
+            ):
                 continue
             if policy.type is PolicyType.TASK and not holds_task(
                 gather_facts(uow, user=user, task=str(policy.target), control=control, at=at), at

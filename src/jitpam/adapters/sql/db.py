@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, String, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.functions import FunctionElement
 
 
 def normalize_url(url: str) -> URL:
@@ -21,6 +23,31 @@ def normalize_url(url: str) -> URL:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+FOLD_FUNCTION = "jitpam_fold"
+
+
+def _fold(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+class fold(FunctionElement[str]):  # noqa: N801 - used like SQLAlchemy's func.lower
+    """Lower case of every letter on every backend: ``lower()`` on PostgreSQL, and on SQLite a
+    function registered on each connection (its own ``lower()`` leaves Ü as it is)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(fold)
+def _fold_default(element: fold, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(fold, "sqlite")
+def _fold_sqlite(element: fold, compiler: Any, **kw: Any) -> str:
+    return f"{FOLD_FUNCTION}({compiler.process(element.clauses, **kw)})"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -49,6 +76,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # SQLite's lower() folds ASCII only; searches fold every letter (see fold()).
+            dbapi_conn.create_function(FOLD_FUNCTION, 1, _fold, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:

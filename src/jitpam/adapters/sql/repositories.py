@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from jitpam.adapters.sql.db import fold
 from jitpam.adapters.sql.models import (
     ApiTokenRow,
     AssignmentRow,
@@ -78,8 +79,8 @@ def _encode_cursor(*parts: str) -> str:
 
 def _contains(column: SQLColumnExpression[str], text: str) -> ColumnElement[bool]:
     """``column`` contains ``text``, any case, with LIKE's wildcards taken literally."""
-    needle = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return func.lower(column).like(f"%{needle}%", escape="\\")
+    needle = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return fold(column).like(f"%{needle}%", escape="\\")
 
 
 def _decode_cursor(cursor: str, n: int) -> list[str]:
