@@ -17,7 +17,7 @@ from jitpam.api.app import API, create_app
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 from jitpam.web import pages
-from jitpam.web.session import BadCsrf, SignInNeeded
+from jitpam.web.session import BadCsrf, SignInNeeded, signed_in_or_none
 from jitpam.worker import Worker
 
 # Pages load nothing from elsewhere, run no inline script and cannot be framed.
@@ -50,7 +50,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
         return pages.render(
             request,
             "error.html",
-            None,
+            signed_in_or_none(request),
             status_code=status,
             title=problems.TITLES.get(status, "Error"),
             detail=exc.message,
@@ -63,7 +63,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
         return pages.render(
             request,
             "error.html",
-            None,
+            signed_in_or_none(request),
             status_code=exc.status_code,
             title=problems.TITLES.get(exc.status_code, "Error"),
             detail="There is no such page." if exc.status_code == 404 else str(exc.detail),
@@ -78,7 +78,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
             return pages.render(
                 request,
                 "error.html",
-                None,
+                signed_in_or_none(request),
                 status_code=404,
                 title="Not found",
                 detail="There is no such page.",
@@ -88,7 +88,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
         return pages.render(
             request,
             "error.html",
-            None,
+            signed_in_or_none(request),
             status_code=422,
             title="Invalid request",
             detail=f"{field}: {first.get('msg', 'invalid')}",
@@ -100,7 +100,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
         return pages.render(
             request,
             "error.html",
-            None,
+            signed_in_or_none(request),
             status_code=500,
             title="Something went wrong",
             detail="The server failed to handle this page; the failure is in its log.",

@@ -53,6 +53,7 @@ from jitpam.web.session import (
     same,
     same_origin,
     set_cookie,
+    signed_in_or_none,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -257,7 +258,7 @@ def forbidden_form(request: Request) -> HTMLResponse:
     return render(
         request,
         "error.html",
-        None,
+        signed_in_or_none(request),
         status_code=403,
         title="Form refused",
         detail="This form did not carry the security token of the page it came from. "

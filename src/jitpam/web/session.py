@@ -155,6 +155,15 @@ def web_user(request: Request) -> WebUser:
         raise SignInNeeded("/") from None
 
 
+def signed_in_or_none(request: Request) -> WebUser | None:
+    """The signed-in user, for pages anyone may get (errors): None rather than a redirect, and
+    None when even finding out fails (the page reporting a failure must not fail itself)."""
+    try:
+        return web_user(request)
+    except Exception:
+        return None
+
+
 async def form_of(request: Request, user: WebUser) -> dict[str, str | list[str]]:
     """The posted form, once its CSRF token matches the session; raises BadCsrf."""
     form = await request.form()
