@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from jitpam.adapters.clock import SystemClock
 from jitpam.adapters.email import SmtpSender
+from jitpam.adapters.executors import TaskRunner
 from jitpam.adapters.oidc import OidcBrowserSignIn, OidcIdentity, OidcVerifier, PendingSignIn
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
@@ -87,6 +88,7 @@ class Runtime:
     oidc: OidcVerifier | None
     urls: OutboundUrls
     oidc_sign_in: OidcBrowserSignIn | None = None
+    tasks: TaskRunner = field(default_factory=lambda: TaskRunner({}))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -129,7 +131,13 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         else None
     )
     return Runtime(
-        settings=settings, ctx=ctx, engine=engine, oidc=oidc, urls=urls, oidc_sign_in=browser
+        settings=settings,
+        ctx=ctx,
+        engine=engine,
+        oidc=oidc,
+        urls=urls,
+        oidc_sign_in=browser,
+        tasks=TaskRunner.from_directory(settings.tasks_dir, settings.secrets_dir),
     )
 
 

@@ -6,7 +6,9 @@ demo's, not secrets: never run a demo server where real access is managed.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from jitpam.domain.directory import UserKind
 from jitpam.domain.errors import NotFound
@@ -16,6 +18,8 @@ from jitpam.services.context import Caller, ServiceContext
 
 ORG = "contoso"
 PASSWORD = "contoso-demo-2026"  # noqa: S105 - the demo's published password
+# Task definitions the demo server runs (unless the settings name a task directory).
+TASKS_DIR = Path(__file__).parent / "demo_tasks"
 
 
 @dataclass(frozen=True)
@@ -91,3 +95,12 @@ def ensure_demo(ctx: ServiceContext) -> bool:
         eligible_groups=["helpdesk"],
     )
     return True
+
+
+def ensure_demo_secrets(secrets_dir: Path) -> None:
+    """The pretend Exchange credential the demo's task runs with: random, made once, mode 600."""
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = secrets_dir / "exchange-token"
+    if not token.exists():
+        token.touch(mode=0o600)
+        token.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")

@@ -50,6 +50,8 @@ class Settings:
     login_max_client_failures: int = 20
     login_window_seconds: int = 300
     login_lockout_seconds: int = 60
+    tasks_dir: str = ""  # task definitions: <tasks_dir>/<organization>/*.toml (none: no runs)
+    secrets_dir: str = ""  # where "file:NAME" secrets of task definitions are read
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
 

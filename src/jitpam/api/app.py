@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
 
 from jitpam.api import problems
-from jitpam.api.routes import access, audit, auth, directory, health, notifications
+from jitpam.api.routes import access, audit, auth, directory, health, notifications, tasks
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 from jitpam.worker import Worker
@@ -71,6 +71,7 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         access.router,
         audit.router,
         notifications.router,
+        tasks.router,
     ):
         app.include_router(router, prefix=API)
     app.include_router(health.router)

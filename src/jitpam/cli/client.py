@@ -836,3 +836,25 @@ def outbox_retry(message_id: str, server: Server = None, as_json: Json = False) 
     """Put a message back in line now (after fixing what made it fail)."""
     with client(server) as api:
         show(api.call("POST", f"/outbox/{_id(message_id, 'message')}/retry"), as_json)
+
+
+task_app = typer.Typer(
+    help="The tasks jitpam runs for you (jitpam run TASK).", no_args_is_help=True
+)
+
+
+@task_app.command("list")
+def task_list(server: Server = None, as_json: Json = False) -> None:
+    """The tasks this organization's server runs (defined in its configuration)."""
+    show(
+        _list(server, "/tasks", {}, None),
+        as_json,
+        columns=["task", "executor", "timeout_seconds", "description"],
+    )
+
+
+@task_app.command("show")
+def task_show(task: str, server: Server = None, as_json: Json = False) -> None:
+    """A task's parameters and limits."""
+    with client(server) as api:
+        show(api.call("GET", f"/tasks/{_segment(task, 'task')}"), as_json)

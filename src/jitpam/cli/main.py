@@ -33,6 +33,7 @@ for name, sub in (
     ("audit", cmd.audit_app),
     ("webhook", cmd.webhook_app),
     ("outbox", cmd.outbox_app),
+    ("task", cmd.task_app),
 ):
     app.add_typer(sub, name=name)
 
@@ -115,6 +116,53 @@ def check(
         typer.echo(f"{verdict}: {doc['reason']}{suffix}")
     if not doc["allowed"]:
         raise typer.Exit(output.DENIED)
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="Scope\\Name, or a bare name when unambiguous.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (repeatable).")
+    ] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Have the server run a task for you. Exits with the task's own exit code (0 or 1 for an
+    HTTP task), 3 when your check denies it (the task never starts)."""
+    values: dict[str, str | int | bool] = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            output.fail(f"--param takes NAME=VALUE, not {item!r}", output.USAGE)
+        if name.strip() in values:
+            output.fail(f"--param {name.strip()} is given twice", output.USAGE)
+        values[name.strip()] = value
+    with session.client(server) as api:
+        try:
+            doc = api.run_task(task, values)
+        except ApiError as exc:
+            if exc.status == 403:
+                output.fail(f"denied: {exc.detail}", output.DENIED)
+            raise
+    if as_json:
+        output.emit_json(doc)
+    else:
+        if doc["output"]:
+            sys.stdout.write(
+                doc["output"] if doc["output"].endswith("\n") else doc["output"] + "\n"
+            )
+        if doc["error"]:
+            typer.echo(f"jitpam: {doc['error']}", err=True)
+        if doc["outlived_grant"]:
+            typer.echo("jitpam: the authorization ended while the task ran", err=True)
+    raise typer.Exit(_exit_code(doc))
+
+
+def _exit_code(doc: dict[str, Any]) -> int:
+    """The task's own exit code; an HTTP task's 2xx is 0, anything else (or no answer) is 1."""
+    if doc["exit_code"] is not None:
+        return int(doc["exit_code"]) if 0 <= int(doc["exit_code"]) <= 255 else 1
+    return 0 if doc["outcome"] == "succeeded" else 1
 
 
 def _register_server_commands() -> None:

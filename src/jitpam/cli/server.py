@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +14,7 @@ from jitpam import demo
 from jitpam.bootstrap import Runtime, build_runtime, build_worker
 from jitpam.cli import output
 from jitpam.cli.output import show
-from jitpam.domain.errors import JitpamError
+from jitpam.domain.errors import JitpamError, TaskDefinitionInvalid
 from jitpam.domain.tokens import check_password
 from jitpam.services import auth, organizations
 from jitpam.services.context import Caller
@@ -37,6 +39,8 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
 def _runtime(settings: Settings) -> Runtime:
     try:
         runtime = build_runtime(settings)
+    except TaskDefinitionInvalid as exc:
+        output.fail("task definitions: " + "; ".join(exc.problems), output.USAGE)
     except Exception as exc:
         output.fail(f"cannot open the database: {exc}")
     organizations.refresh_builtin_catalog(runtime.ctx)
@@ -177,6 +181,10 @@ def register(app: typer.Typer) -> None:
         from jitpam.web.app import create_server
 
         settings = _settings(config, database_url=db, host=host, port=port, data_dir=data_dir)
+        if demo_org and not settings.tasks_dir:
+            secrets_dir = settings.secrets_dir or str(settings.data_path / "demo-secrets")
+            demo.ensure_demo_secrets(Path(secrets_dir))
+            settings = replace(settings, tasks_dir=str(demo.TASKS_DIR), secrets_dir=secrets_dir)
         runtime = _runtime(settings)
         if demo_org:
             created = demo.ensure_demo(runtime.ctx)

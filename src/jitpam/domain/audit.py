@@ -26,6 +26,7 @@ SYSTEM_ACTOR = "jitpam"
 class Outcome(StrEnum):
     SUCCESS = "success"
     REFUSED = "refused"
+    FAILURE = "failure"  # allowed and carried out, but it failed (a task run's own failure)
 
 
 @dataclass(frozen=True)

@@ -156,3 +156,20 @@ class NotSignedIn(JitpamError):
 class TooManyAttempts(JitpamError):
     code = "too_many_attempts"
     kind = ErrorKind.RATE_LIMITED
+
+
+class TaskDefinitionInvalid(JitpamError):
+    """A task definition file is wrong; the message lists every problem as file:line: field."""
+
+    code = "task_definition_invalid"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class TaskBusy(JitpamError):
+    """The task already runs as many times at once as its definition allows."""
+
+    code = "task_busy"
+    kind = ErrorKind.CONFLICT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -45,19 +46,39 @@ class Client:
         self.close()
 
     def call(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> Any:
-        """Send one API call; return its JSON (or text) body. Raises ApiError or Unreachable."""
+        """Send one API call; return its JSON (or text) body. Raises ApiError or Unreachable.
+
+        Only a call that never reached the server (no connection) is retried: one that was sent
+        and then lost its answer may have happened, and sending it again could do it twice."""
         clean = {k: v for k, v in (params or {}).items() if v is not None and v is not False}
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.request(method, API + path, json=json, params=clean)
+                response = self._http.request(
+                    method,
+                    API + path,
+                    json=json,
+                    params=clean,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
                 break
-            except httpx.TransportError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt == self.retries:
                     raise Unreachable(
                         f"cannot reach the jitpam server at {self.url}: {exc}"
                     ) from None
+            except httpx.TransportError as exc:
+                raise Unreachable(
+                    f"the jitpam server at {self.url} did not answer: {exc}; the call may or "
+                    "may not have been carried out"
+                ) from None
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -97,6 +118,17 @@ class Client:
     # The calls a protected system or a requester makes most.
     def check(self, task: str, user: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/check", json={"task": task, "user": user})
+        return result
+
+    def run_task(self, task: str, parameters: dict[str, str | int | bool]) -> dict[str, Any]:
+        """Run a task through the server; waits for it to end (however long its definition
+        lets it run), since a run is never sent twice."""
+        result: dict[str, Any] = self.call(
+            "POST",
+            f"/tasks/{quote(task, safe='')}/run",
+            json={"parameters": parameters},
+            timeout=httpx.Timeout(self._http.timeout.connect, read=None, write=None, pool=None),
+        )
         return result
 
     def request_access(

@@ -1,0 +1,76 @@
+"""The task runner: the tasks jitpam runs, and running one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
+from jitpam.domain.task_definitions import TaskDefinition
+from jitpam.services import runner
+
+router = APIRouter(tags=["task runner"])
+
+
+class RunBody(BaseModel):
+    parameters: dict[str, str | int | bool] = Field(default_factory=dict, max_length=100)
+
+
+def definition(d: TaskDefinition) -> dict[str, Any]:
+    """A definition as users may see it: what it takes and how it runs, never its secrets."""
+    return {
+        "task": str(d.task),
+        "description": d.description,
+        "executor": d.kind,
+        "parameters": runner.describe_parameters(d),
+        "timeout_seconds": d.timeout_seconds,
+        "concurrency": d.concurrency,
+        "keeps_output": d.keep_output,
+    }
+
+
+@router.get("/tasks", summary="The tasks jitpam runs for this organization")
+def list_tasks(ctx: Ctx, caller: CurrentCaller, request: Request) -> dict[str, Any]:
+    found = runner.list_definitions(ctx, caller=caller, runner=get_runtime(request).tasks)
+    return {"items": [definition(d) for d in found], "next_cursor": None}
+
+
+@router.get("/tasks/{task}", summary="One task definition")
+def show_task(task: str, ctx: Ctx, caller: CurrentCaller, request: Request) -> dict[str, Any]:
+    return definition(
+        runner.get_definition(ctx, caller=caller, runner=get_runtime(request).tasks, task=task)
+    )
+
+
+@router.post(
+    "/tasks/{task}/run",
+    summary="Run a task for the caller, when their check allows it; audited at both ends",
+)
+def run(
+    task: str, body: RunBody, ctx: Ctx, caller: CurrentCaller, request: Request
+) -> dict[str, Any]:
+    done = runner.run_task(
+        ctx,
+        caller=caller,
+        runner=get_runtime(request).tasks,
+        task=task,
+        parameters=body.parameters,
+    )
+    o = done.outcome
+    return {
+        "run_id": str(done.run_id),
+        "task": done.task,
+        "executor": done.kind,
+        "outcome": o.result,
+        "exit_code": o.exit_code,
+        "http_status": o.http_status,
+        "duration_ms": o.duration_ms,
+        "output": o.output,
+        "output_truncated": o.truncated,
+        "error": o.error,
+        "allowed_by": done.allowed_by.value,
+        "authorization_id": str(done.authorization_id) if done.authorization_id else None,
+        "outlived_grant": done.outlived_grant,
+    }
