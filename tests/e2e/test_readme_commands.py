@@ -11,7 +11,7 @@ from tests.e2e.conftest import FAST, JITPAM, Server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # The exit code each command of the walk-through is documented to end with, in order.
-EXPECTED = [0, 3, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]
+EXPECTED = [0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]
 
 
 def walkthrough() -> list[str]:

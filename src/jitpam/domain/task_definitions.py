@@ -433,6 +433,12 @@ def _executor(
         url = _text(spec, "url", problems, (kind,), True)
         if url is not None and not url.startswith(("https://", "http://")):
             problems.add((kind, "url"), "must be an http:// or https:// URL")
+        elif url is not None and "{" in url.split("://", 1)[1].split("/", 1)[0]:
+            problems.add(
+                (kind, "url"),
+                "placeholders may stand in the path and query only: a parameter must never "
+                "choose the host a call goes to",
+            )
         headers = spec.get("headers", {})
         if not isinstance(headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -175,8 +176,20 @@ def run_task(
         except BaseException:
             slots.release(caller.org_id, name)
             raise
+    started = time.monotonic()
     try:
         outcome = runner.execute(definition, values, secrets)
+    except Exception as exc:  # the run began: its end is recorded whatever happened
+        outcome = RunOutcome(
+            succeeded=False,
+            exit_code=None,
+            http_status=None,
+            output="",
+            truncated=False,
+            timed_out=False,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            error=f"the executor failed: {type(exc).__name__}",
+        )
     finally:
         slots.release(caller.org_id, name)
     outcome = _masked(outcome, hidden)
