@@ -34,18 +34,23 @@ def check_ticket_pattern(pattern: str | None) -> str | None:
         return None
     if len(pattern) > 200:
         raise InvalidInput("ticket pattern is longer than 200 characters")
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise InvalidInput(f"ticket pattern {pattern!r} {problem}")
+    return pattern
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a regular expression that users' input is matched against must be refused: invalid,
+    or a repeated group that repeats (``(a+)+`` backtracks exponentially and holds the whole
+    server on one long value). None when it is fine."""
     if _NESTED_REPEAT.search(pattern):
-        # (a+)+ and the like backtrack exponentially: one request could stall a server.
-        raise InvalidInput(
-            f"ticket pattern {pattern!r} repeats a group that repeats: write it without nesting"
-        )
+        return "repeats a group that repeats: write it without nesting"
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise InvalidInput(
-            f"ticket pattern {pattern!r} is not a valid regular expression: {exc}"
-        ) from None
-    return pattern
+        return f"is not a valid regular expression: {exc}"
+    return None
 
 
 def check_pending_hours(hours: int) -> int:

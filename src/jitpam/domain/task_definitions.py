@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from jitpam.domain.control import pattern_problem
 from jitpam.domain.errors import InvalidInput, TaskDefinitionInvalid
 from jitpam.domain.names import QualifiedName
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z_][A-Za-z0-9_]*)?)\}")
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-SECRET_REFERENCE = re.compile(r"^(env|file):([A-Za-z0-9_.-]{1,128})$")
+SECRET_REFERENCE = re.compile(r"^(env|file):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 BUILTIN_PLACEHOLDERS = frozenset({"python", "definition_dir"})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 MAX_TIMEOUT = 24 * 3600
@@ -65,6 +66,7 @@ class Parameter:
     description: str = ""
     pattern: str | None = None
     choices: tuple[str, ...] = ()
+    allow_leading_dash: bool = False  # off: a value cannot pose as an option ("--output=...")
 
     def parse(self, raw: object) -> str | int | bool:
         """The typed value of ``raw`` (a JSON value, or the text typed on a command line);
@@ -90,6 +92,14 @@ class Parameter:
             raise InvalidInput(f"{where} is longer than {MAX_VALUE} characters")
         if "\x00" in raw:
             raise InvalidInput(f"{where} contains a NUL character")
+        if (
+            raw.startswith("-")
+            and not self.allow_leading_dash
+            and self.type is not (ParameterType.CHOICE)
+        ):
+            raise InvalidInput(
+                f"{where} must not start with '-' (it could pass for an option of the program)"
+            )
         if self.type is ParameterType.CHOICE and raw not in self.choices:
             raise InvalidInput(f"{where} must be one of: {', '.join(self.choices)}")
         if self.pattern is not None and not re.fullmatch(self.pattern, raw):
@@ -239,28 +249,31 @@ class _Problems:
         self.lines = text.splitlines()
         self.found: list[str] = []
 
+    def _header(self, tables: tuple[str, ...]) -> int | None:
+        """The index of the line ``[a.b]`` (parts bare or quoted), or None."""
+        part = r"\s*\.\s*".join(r'["\']?' + re.escape(t) + r'["\']?' for t in tables)
+        header = re.compile(r"^\s*\[\s*" + part + r"\s*\]")
+        return next((i for i, line in enumerate(self.lines) if header.match(line)), None)
+
     def line_of(self, path: tuple[str, ...]) -> int:
-        """The line of ``path`` (table names, then a key): its header's line, or the key's line
-        inside that table; 1 when it cannot be told."""
-        tables, key = path[:-1], path[-1] if path else ""
-        start = 0
-        if tables:
-            header = re.compile(
-                r"^\s*\[\s*" + r"\s*\.\s*".join(re.escape(t) for t in tables) + r"\s*\]"
-            )
-            for i, line in enumerate(self.lines):
-                if header.match(line):
-                    start = i
+        """The line of ``path`` (table names, then keys): the table's own header when it is one,
+        else the line where its first key is written inside the nearest table that has a
+        header; 1 when it cannot be told."""
+        for split in range(len(path), -1, -1):
+            tables, keys = path[:split], path[split:]
+            start = self._header(tables) if tables else 0
+            if start is None:
+                continue
+            if not keys:
+                return start + 1
+            key = re.compile(r'^\s*["\']?' + re.escape(keys[0]) + r'["\']?\s*[=.]')
+            for i in range(start, len(self.lines)):
+                if i > start and self.lines[i].lstrip().startswith("["):
                     break
-            else:
-                return self.line_of(tables) if len(tables) > 1 else 1
-        key_line = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-        for i in range(start, len(self.lines)):
-            if i > start and self.lines[i].lstrip().startswith("["):
-                break
-            if key_line.match(self.lines[i]):
-                return i + 1
-        return start + 1
+                if key.match(self.lines[i]):
+                    return i + 1
+            return start + 1
+        return 1
 
     def add(self, path: tuple[str, ...], message: str) -> None:
         self.found.append(f"{self.source}:{self.line_of(path)}: {'.'.join(path)}: {message}")
@@ -312,7 +325,14 @@ def _parameters(doc: Any, problems: _Problems) -> tuple[Parameter, ...]:
         if not isinstance(spec, dict):
             problems.add(path, "must be a table")
             continue
-        unknown = set(spec) - {"type", "required", "description", "pattern", "choices"}
+        unknown = set(spec) - {
+            "type",
+            "required",
+            "description",
+            "pattern",
+            "choices",
+            "allow_leading_dash",
+        }
         for key in sorted(unknown):
             problems.add((*path, key), "is not a parameter field")
         try:
@@ -325,12 +345,9 @@ def _parameters(doc: Any, problems: _Problems) -> tuple[Parameter, ...]:
             if kind is not ParameterType.STRING or not isinstance(pattern, str):
                 problems.add((*path, "pattern"), "is text, for string parameters only")
                 pattern = None
-            else:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    problems.add((*path, "pattern"), f"is not a valid pattern: {exc}")
-                    pattern = None
+            elif pattern_problem(pattern) is not None:
+                problems.add((*path, "pattern"), f"{pattern_problem(pattern)}")
+                pattern = None
         choices: tuple[str, ...] = ()
         if kind is ParameterType.CHOICE:
             choices = _string_list(spec.get("choices"), (*path, "choices"), problems)
@@ -342,15 +359,23 @@ def _parameters(doc: Any, problems: _Problems) -> tuple[Parameter, ...]:
         if not isinstance(required, bool):
             problems.add((*path, "required"), "must be true or false")
             required = False
+        dash = spec.get("allow_leading_dash", False)
+        if not isinstance(dash, bool) or (dash and kind is not ParameterType.STRING):
+            problems.add((*path, "allow_leading_dash"), "is true or false, for strings only")
+            dash = False
         description = spec.get("description", "")
+        if not isinstance(description, str):
+            problems.add((*path, "description"), "must be text")
+            description = ""
         found.append(
             Parameter(
                 name,
                 kind,
                 required,
-                description if isinstance(description, str) else "",
+                description,
                 pattern,
                 choices,
+                dash,
             )
         )
     return tuple(found)
@@ -401,15 +426,25 @@ def _executor(
 
     def placeholders(texts: list[str], key: str, allow_secrets: bool) -> None:
         for bad in _placeholders_known(texts, names, secrets, allow_secrets):
-            problems.add(
-                (kind, key),
-                f"{bad} names no parameter"
-                + (
-                    ""
-                    if allow_secrets
-                    else " (secrets reach a command or Python task as environment variables)"
-                ),
-            )
+            if not bad.startswith("{secret:"):
+                problems.add((kind, key), f"{bad} names no parameter")
+            elif allow_secrets:
+                problems.add((kind, key), f"{bad} names no secret of [secrets]")
+            else:
+                problems.add(
+                    (kind, key),
+                    f"{bad}: secrets may not stand here (a command or Python task gets them "
+                    "as environment variables)",
+                )
+
+    def builtin_only(text: str, key: str) -> None:
+        for m in PLACEHOLDER.finditer(text):
+            if m.group(1) not in BUILTIN_PLACEHOLDERS:
+                problems.add(
+                    (kind, key),
+                    f"{m.group(0)}: only {{python}} and {{definition_dir}} may stand here, "
+                    "never a parameter",
+                )
 
     if kind == "command":
         unknown({"argv", "workdir", "env"})
@@ -423,6 +458,8 @@ def _executor(
         if workdir is not None and not isinstance(workdir, str):
             problems.add((kind, "workdir"), "must be text")
             workdir = None
+        if workdir is not None:
+            builtin_only(workdir, "workdir")
         env = _string_list(spec.get("env", []), (kind, "env"), problems)
         return CommandExecutor(argv, workdir, env) if argv else None
     if kind == "http":
@@ -433,7 +470,7 @@ def _executor(
         url = _text(spec, "url", problems, (kind,), True)
         if url is not None and not url.startswith(("https://", "http://")):
             problems.add((kind, "url"), "must be an http:// or https:// URL")
-        elif url is not None and "{" in url.split("://", 1)[1].split("/", 1)[0]:
+        elif url is not None and "{" in re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]:
             problems.add(
                 (kind, "url"),
                 "placeholders may stand in the path and query only: a parameter must never "
@@ -448,6 +485,9 @@ def _executor(
         placeholders([url or ""], "url", False)
         placeholders(list(headers.values()), "headers", True)
         body = spec.get("body")
+        if body is not None and not isinstance(body, dict | list):
+            problems.add((kind, "body"), "must be a table or a list (the JSON sent)")
+            body = None
         placeholders(_json_strings(body), "body", True)
         if url is None:
             return None
@@ -460,6 +500,8 @@ def _executor(
         problems.add((kind, "entry_point"), "must look like package.module:function")
         entry = None
     path = _string_list(spec.get("path", []), (kind, "path"), problems)
+    for item in path:
+        builtin_only(item, "path")
     return PythonExecutor(entry, path) if entry is not None else None
 
 
@@ -517,6 +559,8 @@ def parse_definition(text: str, *, source: str, definition_dir: str) -> TaskDefi
                 )
             elif not isinstance(ref, str) or not SECRET_REFERENCE.match(ref):
                 problems.add(("secrets", name), 'must be "env:NAME" or "file:NAME"')
+            elif ref.upper().startswith("ENV:JITPAM_"):
+                problems.add(("secrets", name), "must not name the server's own JITPAM_ settings")
             else:
                 secrets[name] = ref
     executor = _executor(doc, {p.name for p in parameters}, set(secrets), problems)
