@@ -52,6 +52,7 @@ class Settings:
     login_lockout_seconds: int = 60
     tasks_dir: str = ""  # task definitions: <tasks_dir>/<organization>/*.toml (none: no runs)
     secrets_dir: str = ""  # where "file:NAME" secrets of task definitions are read
+    task_runs_max: int = 16  # task runs at once in one server process (each holds a thread)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
 
@@ -153,4 +154,6 @@ def load_settings(
             "OIDC sign-in in the browser needs oidc_authorization_url and oidc_token_url, "
             "besides oidc_issuer, oidc_audience and oidc_jwks_url"
         )
+    if not 1 <= settings.task_runs_max <= 1000:
+        raise SettingsError("task_runs_max must be from 1 to 1000")
     return settings

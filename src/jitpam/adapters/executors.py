@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from jitpam.domain.errors import JitpamError, TaskDefinitionInvalid
+from jitpam.domain.errors import ErrorKind, JitpamError, TaskDefinitionInvalid
 from jitpam.domain.task_definitions import (
     CommandExecutor,
     HttpExecutor,
@@ -43,15 +44,19 @@ KILL_GRACE = 5.0  # seconds to collect output after the process group is gone
 # The child that calls a Python entry point: the function's return value is its output.
 PYTHON_CHILD = """
 import importlib, json, sys
-module, _, function = sys.argv[1].partition(":")
-result = getattr(importlib.import_module(module), function)(**json.loads(sys.argv[2]))
+sys.path[:0] = json.loads(sys.argv[1])
+module, _, function = sys.argv[2].partition(":")
+result = getattr(importlib.import_module(module), function)(**json.loads(sys.argv[3]))
 if result is not None:
     print(result if isinstance(result, str) else json.dumps(result, sort_keys=True))
 """
 
 
 class SecretUnavailable(JitpamError):
+    """A task's secret is missing on the server: its configuration, not the user's input."""
+
     code = "secret_unavailable"
+    kind = ErrorKind.UNAVAILABLE
 
 
 def load_definitions(tasks_dir: Path) -> dict[str, dict[str, TaskDefinition]]:
@@ -80,6 +85,9 @@ def load_definitions(tasks_dir: Path) -> dict[str, dict[str, TaskDefinition]]:
                 )
                 continue
             defined[key] = d
+        if org_dir.name.lower() in found:
+            problems.append(f"{org_dir}: another folder names the same organization")
+            continue
         found[org_dir.name.lower()] = defined
     if problems:
         raise TaskDefinitionInvalid(problems)
@@ -120,7 +128,7 @@ class TaskRunner:
         path = self._secrets_dir / name
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             raise SecretUnavailable(
                 f"the secret {reference} cannot be read on the server"
             ) from None
@@ -131,42 +139,63 @@ class TaskRunner:
         values: dict[str, str | int | bool],
         secrets: dict[str, str],
     ) -> RunOutcome:
+        """Run it. The output is kept up to the definition's limit plus the longest secret, so
+        the caller can mask a secret that straddles the limit before cutting the output."""
         builtins = {"python": sys.executable, "definition_dir": definition.definition_dir}
+        limit = definition.output_limit_bytes + max(
+            (len(v.encode()) for v in secrets.values()), default=0
+        )
         ex = definition.executor
         if isinstance(ex, HttpExecutor):
-            return _http(definition, ex, values, builtins, secrets)
+            return _http(definition, ex, values, builtins, secrets, limit)
         env = {k: self._environ[k] for k in (*BASE_ENV,) if k in self._environ}
         if isinstance(ex, CommandExecutor):
             env |= {k: self._environ[k] for k in ex.env if k in self._environ}
             argv = [a for a in (substitute(t, values, builtins) for t in ex.argv) if a is not None]
-            cwd = substitute(ex.workdir, values, builtins) if ex.workdir else None
+            cwd = substitute(ex.workdir, {}, builtins) if ex.workdir else None
             env |= secrets
             return run_process(
                 argv,
                 cwd=cwd or definition.definition_dir,
                 env=env,
                 timeout=definition.timeout_seconds,
-                limit=definition.output_limit_bytes,
+                limit=limit,
             )
         assert isinstance(ex, PythonExecutor)
-        paths = [p for p in (substitute(t, values, builtins) for t in ex.path) if p]
+        paths = [p for p in (substitute(t, {}, builtins) for t in ex.path) if p]
         env |= secrets
-        env["PYTHONPATH"] = os.pathsep.join([*paths, definition.definition_dir])
-        argv = [sys.executable, "-c", PYTHON_CHILD, ex.entry_point, json.dumps(values)]
+        argv = [
+            sys.executable,
+            "-I",  # isolated: no PYTHON* variables, no user site, no current directory on the path
+            "-c",
+            PYTHON_CHILD,
+            json.dumps([*paths, definition.definition_dir]),
+            ex.entry_point,
+            json.dumps(values),
+        ]
         return run_process(
             argv,
             cwd=definition.definition_dir,
             env=env,
             timeout=definition.timeout_seconds,
-            limit=definition.output_limit_bytes,
+            limit=limit,
         )
 
 
-def _collect(stream: IO[bytes], limit: int, into: list[bytes], over: list[bool]) -> None:
-    """Read the child's output to the end; keep ``limit`` bytes and drop the rest (reading on,
-    so a chatty child never blocks on a full pipe)."""
+def _collect(
+    stream: IO[bytes], limit: int, into: list[bytes], over: list[bool], stop: threading.Event
+) -> None:
+    """Read the child's output to the end, or until told to stop; keep ``limit`` bytes and drop
+    the rest (reading on, so a chatty child never blocks on a full pipe)."""
     kept = 0
-    while chunk := os.read(stream.fileno(), 65536):
+    fd = stream.fileno()
+    while not stop.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
         room = limit - kept
         if room > 0:
             into.append(chunk[:room])
@@ -211,7 +240,10 @@ def run_process(
     assert proc.stdout is not None
     chunks: list[bytes] = []
     over = [False]
-    reader = threading.Thread(target=_collect, args=(proc.stdout, limit, chunks, over), daemon=True)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_collect, args=(proc.stdout, limit, chunks, over, stop), daemon=True
+    )
     reader.start()
     timed_out = False
     try:
@@ -220,7 +252,10 @@ def run_process(
         timed_out = True
     _kill_group(proc.pid)
     proc.wait()
+    # A program that left its group (setsid) may still hold the pipe: stop reading after a grace.
     reader.join(KILL_GRACE)
+    stop.set()
+    reader.join()
     proc.stdout.close()
     output = b"".join(chunks).decode("utf-8", errors="replace")
     code = proc.returncode
@@ -242,6 +277,7 @@ def _http(
     values: dict[str, str | int | bool],
     builtins: dict[str, str],
     secrets: dict[str, str],
+    limit: int,
 ) -> RunOutcome:
     start = time.monotonic()
     quoted = {k: quote(render_value(v), safe="") for k, v in values.items()}
@@ -270,11 +306,15 @@ def _http(
 
     if url is None:
         return ended(error="the URL names a parameter that was not given")
+    if any(v in (".", "..") for v in quoted.values() if v in url):
+        return ended(error="a URL parameter may not be '.' or '..' (it would change the path)")
     if any("\r" in v or "\n" in v for v in headers.values()):
         return ended(error="a header value would contain a line break")
-    limit = definition.output_limit_bytes
+    deadline = start + definition.timeout_seconds
     try:
-        with httpx.Client(timeout=definition.timeout_seconds, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=definition.timeout_seconds, follow_redirects=False, trust_env=False
+        ) as client:
             request = client.build_request(
                 ex.method,
                 url,
@@ -286,9 +326,9 @@ def _http(
             response = client.send(request, stream=True)
             try:
                 received = bytearray()
-                for chunk in response.iter_raw():
+                for chunk in response.iter_bytes():
                     received.extend(chunk)
-                    if len(received) > limit:
+                    if len(received) > limit or time.monotonic() > deadline:
                         break
                 status = response.status_code
             finally:
@@ -297,6 +337,12 @@ def _http(
         return ended(timed_out=True, error=f"timed out after {definition.timeout_seconds} s")
     except httpx.HTTPError as exc:
         return ended(error=f"the call failed: {type(exc).__name__}")
+    if time.monotonic() > deadline:
+        return ended(
+            timed_out=True,
+            http_status=status,
+            error=f"timed out after {definition.timeout_seconds} s",
+        )
     return ended(
         succeeded=200 <= status < 300,
         http_status=status,

@@ -9,6 +9,7 @@ second records how it ended. A refused run is audited and its executor never sta
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from jitpam.domain.task_definitions import RunOutcome, TaskDefinition, mask
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import REASON_TEXT, caller_user, event, gather_facts, use_case
 
+logger = logging.getLogger(__name__)
 START = "Start-TaskRun"
 COMPLETE = "Complete-TaskRun"
 
@@ -129,31 +131,37 @@ def run_task(
     parameters: Mapping[str, object],
     slots: Slots = SLOTS,
 ) -> TaskRun:
-    """Validate the parameters, decide for the caller, run the executor, audit both ends.
+    """Decide for the caller, validate the parameters, run the executor, audit both ends.
 
-    Raises InvalidInput (a bad parameter, named), NotFound (no definition), NotPermitted (the
-    check denies: the executor never starts), TaskBusy (at the concurrency limit).
+    The decision comes first, so someone who may not run the task learns nothing about its
+    parameters and costs the server nothing. Raises NotFound (no definition), NotPermitted (the
+    check denies: the executor never starts), InvalidInput (a bad parameter, each named),
+    TaskBusy (at the concurrency limit).
     """
     run_id = uuid4()
-    with use_case(ctx, caller=caller, operation=START, target=task) as uow:
-        at = ctx.clock.now()
-        user = caller_user(uow, caller)
-        org = uow.orgs.get(caller.org_id)
-        definition = find_definition(runner, org.name if org else "", task)
-        name = str(definition.task)
-        values = definition.validate(dict(parameters))
-        control = uow.orgs.control(caller.org_id)
-        decision = decide(gather_facts(uow, user=user, task=name, control=control, at=at), at)
-        if decision.allowed and decision.authorization_id is not None:
-            grant = uow.requests.lock_grant(decision.authorization_id)
-            if grant is None or not grant.active(at):
-                decision = Decision(False, Reason.AUTHORIZATION_REQUIRED)
-        if not decision.allowed:
-            raise NotPermitted(f"{user.upn} may not run '{name}': {REASON_TEXT[decision.reason]}")
-        secrets = {k: runner.resolve_secret(ref) for k, ref in definition.secrets.items()}
-        hidden = list(secrets.values())
-        slots.acquire(caller.org_id, name, definition.concurrency)
-        try:
+    held: tuple[UUID, str] | None = None
+    try:
+        with use_case(ctx, caller=caller, operation=START, target=task) as uow:
+            at = ctx.clock.now()
+            user = caller_user(uow, caller)
+            org = uow.orgs.get(caller.org_id)
+            definition = find_definition(runner, org.name if org else "", task)
+            name = str(definition.task)
+            control = uow.orgs.control(caller.org_id)
+            decision = decide(gather_facts(uow, user=user, task=name, control=control, at=at), at)
+            if decision.allowed and decision.authorization_id is not None:
+                grant = uow.requests.lock_grant(decision.authorization_id)
+                if grant is None or not grant.active(at):
+                    decision = Decision(False, Reason.AUTHORIZATION_REQUIRED)
+            if not decision.allowed:
+                raise NotPermitted(
+                    f"{user.upn} may not run '{name}': {REASON_TEXT[decision.reason]}"
+                )
+            values = definition.validate(dict(parameters))
+            secrets = {k: runner.resolve_secret(ref) for k, ref in definition.secrets.items()}
+            hidden = list(secrets.values())
+            slots.acquire(caller.org_id, name, definition.concurrency)
+            held = (caller.org_id, name)
             uow.record(
                 event(
                     caller=caller,
@@ -173,36 +181,39 @@ def run_task(
                 )
             )
             uow.commit()
-        except BaseException:
-            slots.release(caller.org_id, name)
-            raise
-    started = time.monotonic()
-    try:
-        outcome = runner.execute(definition, values, secrets)
-    except Exception as exc:  # the run began: its end is recorded whatever happened
-        outcome = RunOutcome(
-            succeeded=False,
-            exit_code=None,
-            http_status=None,
-            output="",
-            truncated=False,
-            timed_out=False,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            error=f"the executor failed: {type(exc).__name__}",
-        )
+        started = time.monotonic()
+        try:
+            outcome = runner.execute(definition, values, secrets)
+        except Exception as exc:  # the run began: its end is recorded whatever happened
+            logger.exception("task %s: the executor failed", name)
+            outcome = RunOutcome(
+                succeeded=False,
+                exit_code=None,
+                http_status=None,
+                output="",
+                truncated=False,
+                timed_out=False,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                error=f"the executor failed: {type(exc).__name__}",
+            )
     finally:
-        slots.release(caller.org_id, name)
-    outcome = _masked(outcome, hidden)
+        if held is not None:
+            slots.release(*held)
+    outcome = _masked(outcome, hidden, definition.output_limit_bytes)
     return _finish(ctx, caller, definition, run_id, decision, outcome)
 
 
-def _masked(outcome: RunOutcome, secrets: list[str]) -> RunOutcome:
+def _masked(outcome: RunOutcome, secrets: list[str], limit: int) -> RunOutcome:
+    """Secrets masked first, then the output cut to its limit: a secret that straddled the
+    limit was read whole (the executor keeps that much more), so no piece of it survives."""
+    text = mask(outcome.output, secrets)
+    cut = text.encode()[:limit].decode("utf-8", errors="ignore")
     return RunOutcome(
         succeeded=outcome.succeeded,
         exit_code=outcome.exit_code,
         http_status=outcome.http_status,
-        output=mask(outcome.output, secrets),
-        truncated=outcome.truncated,
+        output=cut,
+        truncated=outcome.truncated or len(cut) < len(text),
         timed_out=outcome.timed_out,
         duration_ms=outcome.duration_ms,
         error=mask(outcome.error, secrets) if outcome.error else None,

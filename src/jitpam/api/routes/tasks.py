@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
+from jitpam.domain.errors import TaskBusy
 from jitpam.domain.task_definitions import TaskDefinition
 from jitpam.services import runner
 
@@ -44,19 +47,38 @@ def show_task(task: str, ctx: Ctx, caller: CurrentCaller, request: Request) -> d
     )
 
 
+def _limiter(request: Request) -> anyio.CapacityLimiter:
+    """Runs get threads of their own, at most ``task_runs_max`` at once, so long tasks never
+    take the threads every other API call is served from."""
+    state = request.app.state
+    if getattr(state, "task_runs", None) is None:
+        state.task_runs = anyio.CapacityLimiter(get_runtime(request).settings.task_runs_max)
+    limiter: anyio.CapacityLimiter = state.task_runs
+    return limiter
+
+
 @router.post(
     "/tasks/{task}/run",
     summary="Run a task for the caller, when their check allows it; audited at both ends",
 )
-def run(
+async def run(
     task: str, body: RunBody, ctx: Ctx, caller: CurrentCaller, request: Request
 ) -> dict[str, Any]:
-    done = runner.run_task(
-        ctx,
-        caller=caller,
-        runner=get_runtime(request).tasks,
-        task=task,
-        parameters=body.parameters,
+    limiter = _limiter(request)
+    if limiter.available_tokens < 1:
+        raise TaskBusy(
+            f"the server already runs {limiter.total_tokens:g} tasks at once, its limit: try later"
+        )
+    done = await anyio.to_thread.run_sync(
+        partial(
+            runner.run_task,
+            ctx,
+            caller=caller,
+            runner=get_runtime(request).tasks,
+            task=task,
+            parameters=body.parameters,
+        ),
+        limiter=limiter,
     )
     o = done.outcome
     return {
