@@ -26,6 +26,7 @@ import httpx
 
 from jitpam.domain.errors import ErrorKind, JitpamError, TaskDefinitionInvalid
 from jitpam.domain.task_definitions import (
+    PLACEHOLDER,
     CommandExecutor,
     HttpExecutor,
     PythonExecutor,
@@ -306,7 +307,8 @@ def _http(
 
     if url is None:
         return ended(error="the URL names a parameter that was not given")
-    if any(v in (".", "..") for v in quoted.values() if v in url):
+    in_url = {m.group(1) for m in PLACEHOLDER.finditer(ex.url)}
+    if any(quoted.get(name) in (".", "..") for name in in_url):
         return ended(error="a URL parameter may not be '.' or '..' (it would change the path)")
     if any("\r" in v or "\n" in v for v in headers.values()):
         return ended(error="a header value would contain a line break")

@@ -524,7 +524,7 @@ def request_new(
     with client(server) as api:
         doc = api.request_access(
             type=kind, target=target, reason=reason, duration_hours=duration_hours
-        )
+        ).raw
     show(
         doc,
         as_json,

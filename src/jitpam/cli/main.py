@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -105,7 +106,7 @@ def check(
 ) -> None:
     """May this user run this task now? Exit 0 when allowed, 3 when denied."""
     with session.client(server) as api:
-        doc = api.check(task, user)
+        doc = api.call("POST", "/check", json={"task": task, "user": user})
     if as_json:
         output.emit_json(doc)
     else:
@@ -139,7 +140,12 @@ def run(
         values[name.strip()] = value
     with session.client(server) as api:
         try:
-            doc = api.run_task(task, values)
+            doc = api.call(
+                "POST",
+                f"/tasks/{quote(task, safe='')}/run",
+                json={"parameters": values},
+                unbounded=True,  # a run is never sent twice: wait for its answer
+            )
         except ApiError as exc:
             if exc.status == 403:
                 output.fail(f"denied: {exc.detail}", output.DENIED)

@@ -1,0 +1,130 @@
+"""The Python SDK against a real server: typed calls, the guard, and no allow without an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from jitpam.sdk import AccessDenied, AsyncClient, Client, Unreachable, guard
+from tests.e2e.conftest import Server, free_port, start_server, token_for
+
+MOVE = "Exchange\\New-MoveRequest"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("sdk"), "--demo")
+    yield s
+    s.stop()
+
+
+def test_request_approve_check_and_revoke_with_typed_answers(server: Server) -> None:
+    alice = Client(server.url, token_for(server, "alice@contoso.com"))
+    bob = Client(server.url, token_for(server, "bob@contoso.com"))
+    with alice, bob:
+        before = alice.check(MOVE)
+        assert not before.allowed
+        assert before.reason == "authorization_required"
+        asked = alice.request_access(type="task", target=MOVE, reason="mailbox error")
+        assert asked.status == "pending"
+        approved = bob.approve(asked.id, comment="go ahead")
+        assert approved.status == "approved"
+        assert approved.reviews[0].approver == "bob@contoso.com"
+        after = alice.check(MOVE)
+        assert after.allowed
+        assert after.authorization_id == approved.authorization_id
+        revoked = bob.revoke(asked.id, comment="done")
+        assert revoked.status == "revoked"
+        assert alice.check(MOVE).reason == "authorization_required"
+
+
+def test_the_guard_runs_the_code_only_when_the_check_allows(server: Server) -> None:
+    ran: list[str] = []
+    with Client(server.url, token_for(server, "alice@contoso.com")) as alice:
+
+        @guard(alice, MOVE)
+        def move(mailbox: str) -> str:
+            ran.append(mailbox)
+            return f"moved {mailbox}"
+
+        with pytest.raises(AccessDenied) as denied:
+            move("alice@contoso.com")
+        assert denied.value.reason == "authorization_required"
+        assert "Exchange\\New-MoveRequest" in str(denied.value)
+        assert ran == []
+        # A task the role allows and no policy covers: the block runs.
+        with guard(alice, "Exchange\\Get-Recipient") as decision:
+            ran.append("block")
+        assert decision.reason == "not_protected"
+        assert ran == ["block"]
+
+
+def test_an_unreachable_server_denies_and_says_why() -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with Client(nobody, "no-token", timeout=2, retries=1) as client:
+        decision = client.check(MOVE)
+        assert not decision.allowed
+        assert decision.reason == "server_unreachable"
+        assert "cannot reach the jitpam server" in decision.detail
+        with pytest.raises(AccessDenied) as denied, guard(client, MOVE):
+            pytest.fail("the guarded block must not run")
+        assert denied.value.reason == "server_unreachable"
+
+
+def test_a_call_whose_answer_is_lost_is_not_sent_again() -> None:
+    """A server that takes the call and drops the connection: the call may have happened, so the
+    client reports it and does not send it a second time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with Client(f"http://127.0.0.1:{port}", "t", timeout=5, retries=3) as client:
+            with pytest.raises(Unreachable) as lost:
+                client.request_access(type="task", target=MOVE, reason="x")
+            assert "may or may not have been carried out" in str(lost.value)
+            assert len(accepted) == 1
+            decision = client.check(MOVE)
+            assert not decision.allowed
+            assert decision.reason == "server_unreachable"
+    finally:
+        listener.close()
+
+
+def test_the_async_client_and_guard(server: Server) -> None:
+    async def scenario() -> tuple[list[str], str]:
+        ran: list[str] = []
+        async with AsyncClient(server.url, token_for(server, "alice@contoso.com")) as alice:
+
+            @guard(alice, MOVE)
+            async def move() -> None:
+                ran.append("move")
+
+            try:
+                await move()
+            except AccessDenied as exc:
+                reason = exc.reason
+            async with guard(alice, "Exchange\\Get-Recipient"):
+                ran.append("recipient")
+            mine = [r async for r in alice.items("/requests", {"mine": True}, limit=5)]
+            assert all(r["requester"] == "alice@contoso.com" for r in mine)
+        return ran, reason
+
+    ran, reason = asyncio.run(scenario())
+    assert ran == ["recipient"]
+    assert reason == "authorization_required"
