@@ -23,7 +23,14 @@ from jitpam.domain.errors import NotFound, NotPermitted, TaskBusy
 from jitpam.domain.names import resolve_name, split_name
 from jitpam.domain.task_definitions import RunOutcome, TaskDefinition, mask
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import REASON_TEXT, caller_user, event, gather_facts, use_case
+from jitpam.services.guard import (
+    REASON_TEXT,
+    caller_user,
+    event,
+    gather_facts,
+    record_refusal,
+    use_case,
+)
 
 logger = logging.getLogger(__name__)
 START = "Start-TaskRun"
@@ -201,6 +208,13 @@ def run_task(
             slots.release(*held)
     outcome = _masked(outcome, hidden, definition.output_limit_bytes)
     return _finish(ctx, caller, definition, run_id, decision, outcome)
+
+
+def refuse_busy(ctx: ServiceContext, *, caller: Caller, task: str, running: int) -> TaskBusy:
+    """The server runs as many tasks as it may: the refusal, audited like any other."""
+    error = TaskBusy(f"the server already runs {running} tasks at once, its limit: try later")
+    record_refusal(ctx, caller=caller, operation=START, target=task, error=error)
+    return error
 
 
 def _masked(outcome: RunOutcome, secrets: list[str], limit: int) -> RunOutcome:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
-from jitpam.domain.errors import TaskBusy
 from jitpam.domain.task_definitions import TaskDefinition
 from jitpam.services import runner
 
@@ -66,8 +65,10 @@ async def run(
 ) -> dict[str, Any]:
     limiter = _limiter(request)
     if limiter.available_tokens < 1:
-        raise TaskBusy(
-            f"the server already runs {limiter.total_tokens:g} tasks at once, its limit: try later"
+        raise await anyio.to_thread.run_sync(
+            partial(
+                runner.refuse_busy, ctx, caller=caller, task=task, running=int(limiter.total_tokens)
+            )
         )
     done = await anyio.to_thread.run_sync(
         partial(
