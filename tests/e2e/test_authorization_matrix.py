@@ -175,13 +175,27 @@ ROUTES: list[tuple[str, str, Any, dict[str, int | str]]] = [
     ("DELETE", "/webhooks/{webhook_id}", None, {R: 403, P: 403, OUT: 404}),
     ("GET", "/outbox", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("POST", "/outbox/{message_id}/retry", None, {R: 403, P: 403, OUT: 404}),
+    ("GET", "/tasks", None, {R: 200, P: 200, D: 200, OUT: 200}),
+    ("GET", "/tasks/{task}", None, {R: 200, P: 200, D: 200, OUT: 404}),
+    # Nobody here may run it: alice has no approval, bob and admin hold no Exchange role, and
+    # the other organization has no such task.
+    (
+        "POST",
+        "/tasks/{task}/run",
+        {"parameters": {"Identity": "alice@contoso.com", "TargetDatabase": "DB01"}},
+        {R: 403, P: 403, D: 403, OUT: 404},
+    ),
     ("POST", "/auth/logout", None, {}),
 ]
 UNAUTHENTICATED = {"/auth/login"}
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:
-    return path.replace("{role}", "Exchange%5CMove%20Mailboxes").format(**ids)
+    return (
+        path.replace("{role}", "Exchange%5CMove%20Mailboxes")
+        .replace("{task}", "Exchange%5CNew-MoveRequest")
+        .format(**ids)
+    )
 
 
 def test_every_published_route_has_a_row(scene: Scene) -> None:

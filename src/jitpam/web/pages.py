@@ -732,7 +732,6 @@ def _audit_view(
 
 @router.get("/audit/export.{fmt}", response_model=None)
 def audit_export(
-    request: Request,
     fmt: Literal["jsonl", "csv"],
     user: SignedIn,
     ctx: Ctx,
@@ -740,9 +739,8 @@ def audit_export(
     until: str = Query(default="", max_length=40),
     actor: str = Query(default="", max_length=256),
     operation: str = Query(default="", max_length=64),
-    outcome: str = "",
+    outcome: str = Query(default="", max_length=16),
 ) -> StreamingResponse:
-    del request
     flt = _audit_filter(since, until, actor, operation, outcome)
     return export_response(ctx, user.caller, flt, fmt)
 
