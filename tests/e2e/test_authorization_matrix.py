@@ -160,6 +160,13 @@ ROUTES: list[tuple[str, str, Any, dict[str, int | str]]] = [
         {"task": MOVE, "user": "sys@contoso.com"},
         {R: 403, P: 403, D: 200, OUT: 200},
     ),
+    ("POST", "/check/batch", {"checks": [{"task": MOVE}] * 3}, {R: 200, P: 200, D: 200, OUT: 200}),
+    (
+        "POST",
+        "/check/batch",
+        {"checks": [{"task": MOVE}, {"task": MOVE, "user": "sys@contoso.com"}]},
+        {R: 403, P: 403, D: 200, OUT: 200},
+    ),
     ("GET", "/audit", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("GET", "/audit/export", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("POST", "/audit/checkpoint", None, {R: 403, P: 403}),

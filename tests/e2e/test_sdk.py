@@ -63,6 +63,25 @@ def test_the_guard_runs_the_code_only_when_the_check_allows(server: Server) -> N
         assert ran == ["block"]
 
 
+def test_a_batch_of_checks_answers_in_order(server: Server) -> None:
+    with Client(server.url, token_for(server, "admin@contoso.com")) as admin:
+        answers = admin.check_batch(
+            [
+                (MOVE, "alice@contoso.com"),
+                ("Exchange\\Get-Recipient", "alice@contoso.com"),
+                (MOVE, "sys@contoso.com"),
+                (MOVE, "nobody@contoso.com"),
+            ]
+        )
+    assert [a.reason for a in answers] == [
+        "authorization_required",
+        "not_protected",
+        "system_account",
+        "unknown_user",
+    ]
+    assert answers[2].exempt
+
+
 def test_an_unreachable_server_denies_and_says_why() -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
     with Client(nobody, "no-token", timeout=2, retries=1) as client:
@@ -73,6 +92,7 @@ def test_an_unreachable_server_denies_and_says_why() -> None:
         with pytest.raises(AccessDenied) as denied, guard(client, MOVE):
             pytest.fail("the guarded block must not run")
         assert denied.value.reason == "server_unreachable"
+        assert [d.allowed for d in client.check_batch([(MOVE, None)] * 3)] == [False] * 3
 
 
 def test_a_call_whose_answer_is_lost_is_not_sent_again() -> None:

@@ -102,6 +102,10 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         metrics.latency.labels(path).observe(time.perf_counter() - start)
         if "x-jitpam-allowed" in response.headers:
             metrics.decisions.labels(response.headers["x-jitpam-allowed"]).inc()
+        if "x-jitpam-decisions" in response.headers:
+            allowed, denied = response.headers["x-jitpam-decisions"].split(",")
+            metrics.decisions.labels("true").inc(int(allowed))
+            metrics.decisions.labels("false").inc(int(denied))
         return response
 
     return app

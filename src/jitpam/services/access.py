@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from jitpam.domain.audit import Outcome
 from jitpam.domain.check import Decision, decide
-from jitpam.domain.errors import NotFound, NotPermitted
+from jitpam.domain.directory import User
+from jitpam.domain.errors import InvalidInput, NotFound, NotPermitted
 from jitpam.domain.names import split_name
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import (
@@ -17,8 +20,12 @@ from jitpam.services.guard import (
     use_case,
 )
 from jitpam.services.notifications import queue_exempt_use
+from jitpam.services.ports import UnitOfWork
 
 OPERATION = "Test-ElevatedAccess"
+
+
+MAX_BATCH = 1000
 
 
 def check_access(ctx: ServiceContext, *, caller: Caller, user: str, task: str) -> Decision:
@@ -26,45 +33,73 @@ def check_access(ctx: ServiceContext, *, caller: Caller, user: str, task: str) -
     the clock's now. A user may ask about themself; asking about others needs
     jitpam\\Access Checker (NotPermitted otherwise). The decision and its audit record commit
     together: no audit, no answer (AuditUnavailable)."""
-    with use_case(ctx, caller=caller, operation=OPERATION, target=task) as uow:
+    return check_access_batch(ctx, caller=caller, pairs=[(user, task)])[0]
+
+
+def check_access_batch(
+    ctx: ServiceContext, *, caller: Caller, pairs: Sequence[tuple[str, str]]
+) -> list[Decision]:
+    """Up to MAX_BATCH (user, task) checks at one instant, in one transaction: every decision
+    gets its own audit record, and all of them join the audit chain in one append. Asking
+    about anyone but oneself needs jitpam\\Access Checker; without it the whole batch is
+    refused (and that refusal audited)."""
+    if not 1 <= len(pairs) <= MAX_BATCH:
+        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    target = pairs[0][1] if len(pairs) == 1 else f"{len(pairs)} checks"
+    with use_case(ctx, caller=caller, operation=OPERATION, target=target) as uow:
         at = ctx.clock.now()
         asker = caller_user(uow, caller)
-        subject = uow.users.get_by_upn(user.strip().lower()) if "@" in user else None
-        if subject is None or subject.org_id != caller.org_id:
-            subject = None
-        if subject is None or subject.id != asker.id:
+        control = uow.orgs.control(caller.org_id)
+        subjects = {upn: _subject(uow, caller, upn) for upn, _ in pairs}
+        if any(s is None or s.id != asker.id for s in subjects.values()):
             allowed = may(uow, user=asker, operation=OPERATION, at=at)
             if not allowed.allowed:
                 raise NotPermitted(
                     f"{asker.upn} may ask only about themself: {REASON_TEXT[allowed.reason]}"
                 )
-        try:
-            name = str(resolve_task(uow, caller.org_id, task))
-        except NotFound:
-            split_name(task)
-            name = task.strip()
-        control = uow.orgs.control(caller.org_id)
-        decision = decide(gather_facts(uow, user=subject, task=name, control=control, at=at), at)
-        uow.record(
-            event(
-                caller=caller,
-                actor=asker,
-                operation=OPERATION,
-                target=name,
-                at=at,
-                outcome=Outcome.SUCCESS if decision.allowed else Outcome.REFUSED,
-                details={
-                    "user": subject.upn if subject else user.strip().lower(),
-                    "allowed": decision.allowed,
-                    "reason": decision.reason.value,
-                    "authorization_id": str(decision.authorization_id)
-                    if decision.authorization_id
-                    else None,
-                    "exempt": decision.exempt,
-                },
+        decisions = []
+        for user, task in pairs:
+            subject = subjects[user]
+            name = _task_name(uow, caller, task)
+            decision = decide(
+                gather_facts(uow, user=subject, task=name, control=control, at=at), at
             )
-        )
-        if decision.exempt and subject is not None:
-            queue_exempt_use(ctx, uow, org_id=caller.org_id, user=subject.upn, task=name, at=at)
+            uow.record(
+                event(
+                    caller=caller,
+                    actor=asker,
+                    operation=OPERATION,
+                    target=name,
+                    at=at,
+                    outcome=Outcome.SUCCESS if decision.allowed else Outcome.REFUSED,
+                    details={
+                        "user": subject.upn if subject else user.strip().lower(),
+                        "allowed": decision.allowed,
+                        "reason": decision.reason.value,
+                        "authorization_id": str(decision.authorization_id)
+                        if decision.authorization_id
+                        else None,
+                        "exempt": decision.exempt,
+                    },
+                )
+            )
+            if decision.exempt and subject is not None:
+                queue_exempt_use(ctx, uow, org_id=caller.org_id, user=subject.upn, task=name, at=at)
+            decisions.append(decision)
         uow.commit()
-        return decision
+        return decisions
+
+
+def _subject(uow: UnitOfWork, caller: Caller, upn: str) -> User | None:
+    """The user a UPN names in the caller's organization, or None (denied as unknown)."""
+    found = uow.users.get_by_upn(upn.strip().lower()) if "@" in upn else None
+    return found if found is not None and found.org_id == caller.org_id else None
+
+
+def _task_name(uow: UnitOfWork, caller: Caller, task: str) -> str:
+    """The canonical name of a typed task; an unknown one stays as typed (denied as unknown)."""
+    try:
+        return str(resolve_task(uow, caller.org_id, task))
+    except NotFound:
+        split_name(task)
+        return task.strip()
