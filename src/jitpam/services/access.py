@@ -49,21 +49,38 @@ def check_access_batch(
     with use_case(ctx, caller=caller, operation=OPERATION, target=target) as uow:
         at = ctx.clock.now()
         asker = caller_user(uow, caller)
-        control = uow.orgs.control(caller.org_id)
-        subjects = {upn: _subject(uow, caller, upn) for upn, _ in pairs}
+        index = ctx.index
+        if index is not None:
+            # Hold the chain's head: no change commits until this check's records do.
+            head, _ = uow.audit.head(caller.org_id, lock=True)
+            index.catch_up(uow, caller.org_id, head)
+
+        def subject_of(upn: str) -> User | None:
+            if index is not None:
+                return index.user(uow, caller.org_id, upn, at)
+            return _subject(uow, caller, upn)
+
+        subjects = {upn: subject_of(upn) for upn, _ in pairs}
         if any(s is None or s.id != asker.id for s in subjects.values()):
             allowed = may(uow, user=asker, operation=OPERATION, at=at)
             if not allowed.allowed:
                 raise NotPermitted(
                     f"{asker.upn} may ask only about themself: {REASON_TEXT[allowed.reason]}"
                 )
+        control = uow.orgs.control(caller.org_id) if index is None else None
         decisions = []
         for user, task in pairs:
             subject = subjects[user]
-            name = _task_name(uow, caller, task)
-            decision = decide(
-                gather_facts(uow, user=subject, task=name, control=control, at=at), at
-            )
+            if index is not None:
+                name = index.task_name(
+                    caller.org_id, task, lambda typed: _task_name(uow, caller, typed)
+                )
+                _, facts = index.facts(uow, caller.org_id, user, name, at)
+            else:
+                assert control is not None
+                name = _task_name(uow, caller, task)
+                facts = gather_facts(uow, user=subject, task=name, control=control, at=at)
+            decision = decide(facts, at)
             uow.record(
                 event(
                     caller=caller,

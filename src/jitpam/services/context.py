@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from uuid import UUID
 
+from jitpam.services.decision_index import DecisionIndex
 from jitpam.services.ports import (
     Clock,
     LoginThrottle,
@@ -24,6 +25,8 @@ class ServiceContext:
     throttle: LoginThrottle | None = None
     session_hours: int = 12
     public_url: str = "http://127.0.0.1:8000"  # links in notifications point here
+    # Checks decide from memory, kept exact by the audit chain (None: read the database each time).
+    index: DecisionIndex | None = field(default_factory=DecisionIndex)
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,15 @@ class AuditRepository(Protocol):
         """
         ...
 
-    def head(self, org_id: UUID) -> tuple[int, str]: ...
+    def head(self, org_id: UUID, *, lock: bool = False) -> tuple[int, str]:
+        """(seq, hash) of the organization's last record; ``lock`` holds the head until commit,
+        so no other change can join the chain (or commit a change) in between."""
+        ...
+
+    def changes(self, org_id: UUID, *, after: int, ignore: frozenset[str]) -> list[AuditRecord]:
+        """Successful records after ``after``, in order, leaving out ``ignore``'s operations."""
+        ...
+
     def records(self, org_id: UUID) -> Iterator[AuditRecord]:
         """Every record of the organization in sequence order."""
         ...

@@ -1129,9 +1129,27 @@ class SqlAudit:
             ) from exc
         return out
 
-    def head(self, org_id: UUID) -> tuple[int, str]:
-        row = self.s.get_one(AuditHeadRow, org_id)
+    def head(self, org_id: UUID, *, lock: bool = False) -> tuple[int, str]:
+        if lock:
+            row = self.s.scalars(
+                select(AuditHeadRow).where(AuditHeadRow.org_id == org_id).with_for_update()
+            ).one()
+        else:
+            row = self.s.get_one(AuditHeadRow, org_id)
         return row.seq, row.head_hash
+
+    def changes(self, org_id: UUID, *, after: int, ignore: frozenset[str]) -> list[AuditRecord]:
+        rows = self.s.scalars(
+            select(AuditRow)
+            .where(
+                AuditRow.org_id == org_id,
+                AuditRow.seq > after,
+                AuditRow.outcome == Outcome.SUCCESS.value,
+                AuditRow.operation.not_in(sorted(ignore)),
+            )
+            .order_by(AuditRow.seq)
+        ).all()
+        return [_record(r) for r in rows]
 
     def records(self, org_id: UUID) -> Iterator[AuditRecord]:
         last = 0

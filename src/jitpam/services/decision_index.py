@@ -1,0 +1,205 @@
+"""The decision index: what ``decide`` needs, kept in memory per organization, exact at every check.
+
+Every change that can alter a decision is a use case that writes an audit record in its own
+transaction, and the audit chain of an organization is gap-free and ordered (its head is locked by
+each writer). So the chain is the change feed: the index remembers the sequence number it is
+current at, and a check, holding the chain's head for its own audit record, first applies whatever
+records came after (from this process or any other), then decides from memory. Nothing can commit
+a change between that catch-up and the check's own record, so a decision is never made on stale
+data; expiry is a clock comparison at check time.
+
+What is kept: per organization, its access control (on/off, system accounts), and for each task
+asked about, the roles holding it, whether it exists and whether a task policy covers it; per user
+asked about, whether they exist and are enabled, their standing roles (directly, through role
+groups, through groups) and their grants. It is filled on first use and dropped, for one user or
+the whole organization, by the changes that touch it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from jitpam.domain.audit import AuditRecord
+from jitpam.domain.check import CheckFacts, Grant
+from jitpam.domain.directory import User
+from jitpam.domain.names import QualifiedName
+from jitpam.domain.policy import PolicyType
+from jitpam.services.ports import UnitOfWork
+
+# Operations that never change a decision: skipped when catching up.
+NO_EFFECT = frozenset(
+    {
+        "Test-ElevatedAccess",
+        "Sign-In",
+        "Sign-Out",
+        "New-ApiToken",
+        "Revoke-ApiToken",
+        "Set-Password",
+        "Add-OidcLink",
+        "Export-AuditCheckpoint",
+        "New-ElevatedAccessRequest",
+        "Deny-ElevatedAccessRequest",
+        "Cancel-ElevatedAccessRequest",
+        "Expire-ElevatedAccessRequest",
+        "Complete-ElevatedAccessAuthorization",
+        "New-Webhook",
+        "Remove-Webhook",
+        "Test-Webhook",
+        "Retry-OutboxMessage",
+        "Start-TaskRun",
+        "Complete-TaskRun",
+        "Add-OrganizationDomain",
+    }
+)
+# Operations that change one user's grants only; the user is named in the record's details.
+MAX_NAMES = 10_000
+GRANT_CHANGES = frozenset({"Approve-ElevatedAccessRequest", "Revoke-ElevatedAccessAuthorization"})
+
+
+@dataclass
+class _User:
+    user: User | None  # None: no such user in the organization
+    groups: frozenset[UUID] = frozenset()
+    standing_roles: frozenset[str] = frozenset()
+    grants: tuple[Grant, ...] = ()
+
+
+@dataclass
+class _Task:
+    exists: bool
+    roles: frozenset[str]
+    policy: bool
+
+
+@dataclass
+class _Org:
+    seq: int
+    enabled: bool
+    system_accounts: frozenset[UUID]
+    role_group_roles: dict[str, frozenset[str]] | None = None
+    users: dict[str, _User] = field(default_factory=dict)  # by UPN
+    tasks: dict[str, _Task] = field(default_factory=dict)  # by canonical name
+    names: dict[str, str] = field(default_factory=dict)  # typed task name -> canonical
+
+
+class DecisionIndex:
+    """Shared by the threads of one process; each organization's state is replaced whole."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._orgs: dict[UUID, _Org] = {}
+        self.reloads = 0  # organizations (re)built, for tests and metrics
+
+    def catch_up(self, uow: UnitOfWork, org_id: UUID, head: int) -> None:
+        """Bring the organization up to audit record ``head``; call while holding the chain's
+        head (``uow.audit.head(org_id, lock=True)``)."""
+        with self._lock:
+            state = self._orgs.get(org_id)
+        if state is not None and state.seq == head:
+            return
+        if state is not None and state.seq < head:
+            changes = uow.audit.changes(org_id, after=state.seq, ignore=NO_EFFECT)
+            if all(c.operation in GRANT_CHANGES for c in changes):
+                users = dict(state.users)
+                for change in changes:
+                    users.pop(_requester(change), None)
+                fresh = _Org(
+                    head,
+                    state.enabled,
+                    state.system_accounts,
+                    state.role_group_roles,
+                    users,
+                    state.tasks,
+                    state.names,
+                )
+                with self._lock:
+                    self._orgs[org_id] = fresh
+                return
+        control = uow.orgs.control(org_id)
+        with self._lock:
+            self._orgs[org_id] = _Org(head, control.enabled, control.system_account_ids)
+            self.reloads += 1
+
+    def task_name(self, org_id: UUID, typed: str, resolve: Callable[[str], str]) -> str:
+        """The canonical name of a typed task name, resolved once per catalog version."""
+        with self._lock:
+            state = self._orgs[org_id]
+        name = state.names.get(typed)
+        if name is None:
+            name = resolve(typed)
+            if len(state.names) >= MAX_NAMES:  # typed text is anyone's: never let it pile up
+                state.names.clear()
+            state.names[typed] = name
+        return name
+
+    def user(self, uow: UnitOfWork, org_id: UUID, upn: str, at: datetime) -> User | None:
+        return self._user(uow, org_id, upn.strip().lower(), at).user
+
+    def _user(self, uow: UnitOfWork, org_id: UUID, upn: str, at: datetime) -> _User:
+        with self._lock:
+            state = self._orgs[org_id]
+        u = state.users.get(upn)
+        if u is None:
+            u = _load_user(uow, org_id, upn, at)
+            if u.user is not None:  # unknown names are not kept: anyone can type them
+                state.users[upn] = u
+        return u
+
+    def facts(
+        self, uow: UnitOfWork, org_id: UUID, upn: str, task: str, at: datetime
+    ) -> tuple[User | None, CheckFacts]:
+        """The facts ``decide`` needs, from memory where known, loaded once where not."""
+        with self._lock:
+            state = self._orgs[org_id]
+        t = state.tasks.get(task)
+        if t is None:
+            t = _load_task(uow, org_id, task)
+            state.tasks[task] = t
+        u = self._user(uow, org_id, upn.strip().lower(), at)
+        needs_groups = any(g.type is PolicyType.ROLE_GROUP for g in u.grants)
+        if needs_groups and state.role_group_roles is None:
+            state.role_group_roles = dict(uow.catalog.role_group_roles(org_id))
+        user = u.user
+        return user, CheckFacts(
+            task=task,
+            user_exists=user is not None,
+            user_enabled=user is not None and user.enabled,
+            task_exists=t.exists,
+            task_roles=t.roles,
+            standing_roles=u.standing_roles,
+            grants=u.grants,
+            role_group_roles=state.role_group_roles or {},
+            control_enabled=state.enabled,
+            system_account=user is not None and user.id in state.system_accounts,
+            task_policy=t.policy,
+        )
+
+
+def _requester(change: AuditRecord) -> str:
+    return str(change.details.get("requester", "")).lower()
+
+
+def _load_task(uow: UnitOfWork, org_id: UUID, task: str) -> _Task:
+    exists = uow.catalog.task_exists(org_id, task)
+    if not exists:
+        return _Task(False, frozenset(), False)
+    policy = uow.policies.for_target(org_id, PolicyType.TASK, QualifiedName.parse(task))
+    return _Task(True, uow.catalog.roles_holding(org_id, task), policy is not None)
+
+
+def _load_user(uow: UnitOfWork, org_id: UUID, upn: str, at: datetime) -> _User:
+    user = uow.users.get_by_upn(upn) if "@" in upn else None
+    if user is None or user.org_id != org_id:
+        return _User(None)
+    groups = uow.users.group_ids(user.id)
+    # Grants still to come or running at ``at``; each is judged by the clock at check time.
+    return _User(
+        user,
+        groups,
+        uow.assignments.standing_roles(org_id, user.id, groups),
+        uow.requests.grants(org_id, user.id, at),
+    )
