@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, text
@@ -119,10 +120,32 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO bench_ceiling VALUES (1, :b)"), {"b": "x" * 400})
 
+    db_ctx = replace(ctx, index=None)
+
+    def check_from_database() -> object:
+        return access.check_access(
+            db_ctx, caller=me, user=user.upn, task="Exchange\\New-MoveRequest"
+        )
+
     report("ceiling: bare insert + commit", timed(raw_commit, args.n))
-    report("check_access (audited), 0 other policies", timed(check, args.n))
+    report("check_access (audited, index), 0 other policies", timed(check, args.n))
+    report("check_access (audited, database reads)", timed(check_from_database, args.n))
     add_policies(engine, org.id, args.policies, datetime.now(UTC))
-    report(f"check_access (audited), {args.policies:,} policies", timed(check, args.n))
+    report(f"check_access (audited, index), {args.policies:,} policies", timed(check, args.n))
+    assert ctx.index is not None
+    index = ctx.index
+    with ctx.uow() as uow:
+        head, _ = uow.audit.head(org.id)
+        index.catch_up(uow, org.id, head)
+        moment = datetime.now(UTC)
+
+        def from_index() -> object:
+            _, found = index.facts(uow, org.id, user.upn, "Exchange\\New-MoveRequest", moment)
+            return decide(found, moment)
+
+        in_memory = timed(from_index, args.n * 10)
+    report("in process: index look-up + decide()", in_memory)
+    print(f"index look-up + decide() mean {statistics.fmean(in_memory) * 1e6:.2f} µs")
     facts = CheckFacts(
         task="Exchange\\New-MoveRequest",
         user_exists=True,
