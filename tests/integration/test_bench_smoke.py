@@ -19,4 +19,6 @@ def test_the_check_benchmark_runs_and_prints_its_table() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "ceiling: bare insert + commit" in done.stdout
-    assert "check_access (audited), 50 policies" in done.stdout
+    assert "check_access (audited, index), 50 policies" in done.stdout
+    assert "check_access (audited, database reads)" in done.stdout
+    assert "in process: index look-up + decide()" in done.stdout
