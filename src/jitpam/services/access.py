@@ -47,13 +47,13 @@ def check_access_batch(
         raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
     target = pairs[0][1] if len(pairs) == 1 else f"{len(pairs)} checks"
     with use_case(ctx, caller=caller, operation=OPERATION, target=target) as uow:
-        at = ctx.clock.now()
-        asker = caller_user(uow, caller)
         index = ctx.index
         if index is not None:
             # Hold the chain's head: no change commits until this check's records do.
             head, _ = uow.audit.head(caller.org_id, lock=True)
             index.catch_up(uow, caller.org_id, head)
+        at = ctx.clock.now()  # read once the head is ours: checks are decided in time order
+        asker = caller_user(uow, caller)
 
         def subject_of(upn: str) -> User | None:
             if index is not None:

@@ -65,7 +65,8 @@ class _User:
     user: User | None  # None: no such user in the organization
     groups: frozenset[UUID] = frozenset()
     standing_roles: frozenset[str] = frozenset()
-    grants: tuple[Grant, ...] = ()
+    grants: tuple[Grant, ...] = ()  # every grant not ended or revoked at ``loaded_at``
+    loaded_at: datetime | None = None
 
 
 @dataclass
@@ -143,7 +144,9 @@ class DecisionIndex:
         with self._lock:
             state = self._orgs[org_id]
         u = state.users.get(upn)
-        if u is None:
+        if u is None or (u.loaded_at is not None and at < u.loaded_at):
+            # Loaded for a later instant (a check whose clock was read earlier came second, or
+            # the clock stepped back): grants that ended in between would be missing.
             u = _load_user(uow, org_id, upn, at)
             if u.user is not None:  # unknown names are not kept: anyone can type them
                 state.users[upn] = u
@@ -202,4 +205,5 @@ def _load_user(uow: UnitOfWork, org_id: UUID, upn: str, at: datetime) -> _User:
         groups,
         uow.assignments.standing_roles(org_id, user.id, groups),
         uow.requests.grants(org_id, user.id, at),
+        at,
     )
