@@ -3,8 +3,9 @@
 ``check_access`` decides from ``ctx.index`` (memory kept exact by following the organization's
 audit chain) or, with ``index=None``, from data freshly read with ``gather_facts``: the oracle.
 A state machine drives the use cases as an entry point would (assignments, memberships, users
-enabled and disabled, control on and off, policies, requests, approvals, revocations, the clock)
-and after every step asks both about every (user, task) pair, as the admin, at the same instant.
+enabled and disabled, control on and off, policies, requests, approvals, revocations, the clock
+going forward, back, and to either side of a grant's end) and after every step asks both about
+every (user, task) pair, as the admin, at the same instant.
 The index is one object for the whole run, so it must follow the chain rather than reload: an
 approval or a revocation drops one user, anything else decision-relevant the organization.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
 
@@ -147,6 +148,7 @@ def machine_for(
             self.requests: list[tuple[UUID, str]] = []  # (request id, requester)
             self.pending: list[int] = []  # requests left pending, by number
             self.granted: list[int] = []  # requests approved, by number
+            self.ends: list[datetime] = []  # when the grants end
             self.steps.append("-- the steps:")
             self.set_up = len(self.steps)
 
@@ -315,6 +317,7 @@ def machine_for(
             self.requests.append((view.request.id, requester))
             number = len(self.requests) - 1
             (self.pending if view.status is RequestStatus.PENDING else self.granted).append(number)
+            self.note_end(view)
             if approver is not None and view.status is RequestStatus.PENDING:
                 if approver == requester:  # never their own: the other approver
                     approver = "dave" if requester == "carol" else "carol"
@@ -333,6 +336,11 @@ def machine_for(
             if view is not None and view.status is RequestStatus.APPROVED:
                 self.pending.remove(number)
                 self.granted.append(number)
+                self.note_end(view)
+
+        def note_end(self, view: requests.RequestView) -> None:
+            if view.request.authorization is not None:
+                self.ends.append(view.request.authorization.end)
 
         @rule(
             requester=st.sampled_from(ACCOUNTS),
@@ -381,6 +389,35 @@ def machine_for(
             clock.advance(timedelta(minutes=minutes))
             self.steps.append(f"{minutes} minutes pass")
 
+        @rule(minutes=st.sampled_from([1, 59, 61, 180]))
+        def clock_steps_back(self, minutes: int) -> None:
+            """A check decided after another but at an earlier instant (or a clock set back):
+            grants that ended in between must count again."""
+            clock.advance(timedelta(minutes=-minutes))
+            self.steps.append(f"the clock steps back {minutes} minutes")
+
+        @precondition(lambda self: bool(self.ends))
+        @rule(
+            pick=st.integers(0, 3),
+            after_first=st.booleans(),
+            change=st.sampled_from(DIRECTORY_CHANGES),
+            data=st.data(),
+        )
+        def either_side_of_a_grant_end(
+            self, pick: int, after_first: bool, change: str, data: st.DataObject
+        ) -> None:
+            """A directory change and a check a second from a grant's end, then (by the
+            invariant) a check a second on the other side of it: the index then holds users
+            loaded at one instant and is asked about another."""
+            end = self.ends[-1 - pick % len(self.ends)]
+            first, then = (1, -1) if after_first else (-1, 1)
+            clock.set(end + timedelta(seconds=first))
+            self.steps.append(f"the clock is set to {clock.now().time()}, by a grant's end")
+            getattr(self, change)(data)
+            self.index_decides_as_the_database()
+            clock.set(end + timedelta(seconds=then))
+            self.steps.append(f"the clock is set to {clock.now().time()}")
+
         # -- single checks, typed as people type them -----------------------------------------
 
         @rule(
@@ -427,7 +464,8 @@ def machine_for(
         def index_decides_as_the_database(self) -> None:
             # (The admin, who holds no Exchange role, is asked about in single checks.)
             subjects = [*(self.upn(a) for a in ACCOUNTS), self.world.upn("nobody"), stranger]
-            pairs = [(u, t) for u in subjects for t in (*TASKS, UNKNOWN_TASK)]
+            pairs = [(u, t) for u in subjects for t in TASKS]
+            pairs.append((self.upn("alice"), UNKNOWN_TASK))  # more in the single checks
             before = index.reloads
             fast, slow = compare(ctx, self.admin, pairs)
             seen["checks"] += len(pairs)
