@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
 
-from jitpam.domain.audit import Outcome
+from jitpam.domain.audit import AuditEvent, Outcome
 from jitpam.domain.check import Decision, decide
+from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
-from jitpam.domain.errors import InvalidInput, NotFound, NotPermitted
+from jitpam.domain.errors import (
+    AuditUnavailable,
+    InvalidInput,
+    JitpamError,
+    NotFound,
+    NotPermitted,
+)
 from jitpam.domain.names import split_name
 from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.decision_index import DecisionIndex
 from jitpam.services.guard import (
     REASON_TEXT,
     caller_user,
     event,
     gather_facts,
     may,
+    refusal,
     resolve_task,
-    use_case,
 )
 from jitpam.services.notifications import queue_exempt_use
 from jitpam.services.ports import UnitOfWork
@@ -28,83 +39,176 @@ OPERATION = "Test-ElevatedAccess"
 MAX_BATCH = 1000
 
 
-def check_access(ctx: ServiceContext, *, caller: Caller, user: str, task: str) -> Decision:
-    """Decide for ``user`` (a UPN) and ``task`` (``Scope\\Name`` or an unambiguous bare name) at
-    the clock's now. A user may ask about themself; asking about others needs
-    jitpam\\Access Checker (NotPermitted otherwise). The decision and its audit record commit
-    together: no audit, no answer (AuditUnavailable)."""
+def check_access(ctx: ServiceContext, *, caller: Caller, user: str | None, task: str) -> Decision:
+    """Decide for ``user`` (a UPN; None: the caller) and ``task`` (``Scope\\Name`` or an
+    unambiguous bare name) at the clock's now. A user may ask about themself; asking about
+    others needs jitpam\\Access Checker (NotPermitted otherwise). The decision and its audit
+    record commit together: no audit, no answer (AuditUnavailable)."""
     return check_access_batch(ctx, caller=caller, pairs=[(user, task)])[0]
 
 
 def check_access_batch(
-    ctx: ServiceContext, *, caller: Caller, pairs: Sequence[tuple[str, str]]
+    ctx: ServiceContext, *, caller: Caller, pairs: Sequence[tuple[str | None, str]]
 ) -> list[Decision]:
-    """Up to MAX_BATCH (user, task) checks at one instant, in one transaction: every decision
-    gets its own audit record, and all of them join the audit chain in one append. Asking
-    about anyone but oneself needs jitpam\\Access Checker; without it the whole batch is
-    refused (and that refusal audited)."""
+    """Up to MAX_BATCH (user, task) checks at one instant: every decision gets its own audit
+    record. Asking about anyone but oneself needs jitpam\\Access Checker; without it the whole
+    batch is refused (and that refusal audited).
+
+    Checks that arrive together, from any callers, are decided in one transaction that locks
+    the organization's audit chain once and appends all their records in one go (group commit,
+    at most MAX_BATCH checks per transaction); each answer is returned once that transaction
+    has committed."""
     if not 1 <= len(pairs) <= MAX_BATCH:
         raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
-    target = pairs[0][1] if len(pairs) == 1 else f"{len(pairs)} checks"
-    with use_case(ctx, caller=caller, operation=OPERATION, target=target) as uow:
+    ask = _Ask(caller, tuple(pairs))
+    if ctx.checks is None:
+        outcome = _decide_groups(ctx, [ask])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+    decisions: list[Decision] = ctx.checks.submit(
+        ask, lambda asks: _decide_groups(ctx, asks), size=len(pairs), max_size=MAX_BATCH
+    )
+    return decisions
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One call's checks; a user of None means the caller."""
+
+    caller: Caller
+    pairs: tuple[tuple[str | None, str], ...]
+
+    @property
+    def target(self) -> str:
+        return self.pairs[0][1] if len(self.pairs) == 1 else f"{len(self.pairs)} checks"
+
+
+_Outcome = list[Decision] | BaseException
+
+
+def _decide_groups(ctx: ServiceContext, asks: Sequence[_Ask]) -> list[_Outcome]:
+    """Each organization's asks in one transaction of their own."""
+    outcomes: list[_Outcome] = []
+    by_org: dict[UUID, list[int]] = {}
+    for i, ask in enumerate(asks):
+        by_org.setdefault(ask.caller.org_id, []).append(i)
+        outcomes.append(InvalidInput("not decided"))
+    for org_id, positions in by_org.items():
+        group = [asks[i] for i in positions]
+        try:
+            decided = _decide_group(ctx, org_id, group)
+        except Exception as exc:  # the transaction failed: so did every ask in it
+            decided = [exc] * len(group)
+        for i, outcome in zip(positions, decided, strict=True):
+            outcomes[i] = outcome
+    return outcomes
+
+
+def _decide_group(ctx: ServiceContext, org_id: UUID, asks: Sequence[_Ask]) -> list[_Outcome]:
+    out: list[_Outcome] = []
+    with ctx.uow() as uow:
         index = ctx.index
+        head = 0
         if index is not None:
-            # Hold the chain's head: no change commits until this check's records do.
-            head, _ = uow.audit.head(caller.org_id, lock=True)
-            index.catch_up(uow, caller.org_id, head)
+            # Hold the chain's head: no change commits until these checks' records do.
+            head, _ = uow.audit.head(org_id, lock=True)
+            index.catch_up(uow, org_id, head)
         at = ctx.clock.now()  # read once the head is ours: checks are decided in time order
-        asker = caller_user(uow, caller)
-
-        def subject_of(upn: str) -> User | None:
-            if index is not None:
-                return index.user(uow, caller.org_id, upn, at)
-            return _subject(uow, caller, upn)
-
-        subjects = {upn: subject_of(upn) for upn, _ in pairs}
-        if any(s is None or s.id != asker.id for s in subjects.values()):
-            allowed = may(uow, user=asker, operation=OPERATION, at=at)
-            if not allowed.allowed:
-                raise NotPermitted(
-                    f"{asker.upn} may ask only about themself: {REASON_TEXT[allowed.reason]}"
+        control = uow.orgs.control(org_id) if index is None else None
+        appended = 0
+        for ask in asks:
+            try:
+                events, exempt, decisions = _decide(uow, ask, index, control, at)
+            except AuditUnavailable:
+                raise
+            except JitpamError as err:  # this ask is refused; the others go on
+                uow.record(
+                    refusal(
+                        uow,
+                        caller=ask.caller,
+                        operation=OPERATION,
+                        target=ask.target,
+                        at=at,
+                        error=err,
+                    )
                 )
-        control = uow.orgs.control(caller.org_id) if index is None else None
-        decisions = []
-        for user, task in pairs:
-            subject = subjects[user]
-            if index is not None:
-                name = index.task_name(
-                    caller.org_id, task, lambda typed: _task_name(uow, caller, typed)
-                )
-                _, facts = index.facts(uow, caller.org_id, user, name, at)
-            else:
-                assert control is not None
-                name = _task_name(uow, caller, task)
-                facts = gather_facts(uow, user=subject, task=name, control=control, at=at)
-            decision = decide(facts, at)
-            uow.record(
-                event(
-                    caller=caller,
-                    actor=asker,
-                    operation=OPERATION,
-                    target=name,
-                    at=at,
-                    outcome=Outcome.SUCCESS if decision.allowed else Outcome.REFUSED,
-                    details={
-                        "user": subject.upn if subject else user.strip().lower(),
-                        "allowed": decision.allowed,
-                        "reason": decision.reason.value,
-                        "authorization_id": str(decision.authorization_id)
-                        if decision.authorization_id
-                        else None,
-                        "exempt": decision.exempt,
-                    },
-                )
-            )
-            if decision.exempt and subject is not None:
-                queue_exempt_use(ctx, uow, org_id=caller.org_id, user=subject.upn, task=name, at=at)
-            decisions.append(decision)
+                appended += 1
+                out.append(err)
+                continue
+            uow.record_all(events)
+            appended += len(events)
+            for upn, name in exempt:
+                queue_exempt_use(ctx, uow, org_id=org_id, user=upn, task=name, at=at)
+            out.append(decisions)
         uow.commit()
-        return decisions
+    if index is not None:
+        index.skip(org_id, head, head + appended)  # our own records change no decision
+    return out
+
+
+def _decide(
+    uow: UnitOfWork,
+    ask: _Ask,
+    index: DecisionIndex | None,
+    control: AccessControl | None,
+    at: datetime,
+) -> tuple[list[AuditEvent], list[tuple[str, str]], list[Decision]]:
+    """One ask's decisions, their audit records and the exempt uses to report; writes
+    nothing, so a refusal (raised) leaves no trace but its own record."""
+    caller = ask.caller
+    asker = caller_user(uow, caller)
+
+    def subject_of(upn: str | None) -> User | None:
+        if upn is None:
+            return asker
+        if index is not None:
+            return index.user(uow, caller.org_id, upn, at)
+        return _subject(uow, caller, upn)
+
+    subjects = [subject_of(upn) for upn, _ in ask.pairs]
+    if any(s is None or s.id != asker.id for s in subjects):
+        allowed = may(uow, user=asker, operation=OPERATION, at=at)
+        if not allowed.allowed:
+            raise NotPermitted(
+                f"{asker.upn} may ask only about themself: {REASON_TEXT[allowed.reason]}"
+            )
+    events, exempt, decisions = [], [], []
+    for (typed, task), subject in zip(ask.pairs, subjects, strict=True):
+        upn = subject.upn if subject else (typed or "").strip().lower()
+        if index is not None:
+            name = index.task_name(
+                caller.org_id, task, lambda typed: _task_name(uow, caller, typed)
+            )
+            _, facts = index.facts(uow, caller.org_id, upn, name, at)
+        else:
+            assert control is not None
+            name = _task_name(uow, caller, task)
+            facts = gather_facts(uow, user=subject, task=name, control=control, at=at)
+        decision = decide(facts, at)
+        events.append(
+            event(
+                caller=caller,
+                actor=asker,
+                operation=OPERATION,
+                target=name,
+                at=at,
+                outcome=Outcome.SUCCESS if decision.allowed else Outcome.REFUSED,
+                details={
+                    "user": upn,
+                    "allowed": decision.allowed,
+                    "reason": decision.reason.value,
+                    "authorization_id": str(decision.authorization_id)
+                    if decision.authorization_id
+                    else None,
+                    "exempt": decision.exempt,
+                },
+            )
+        )
+        if decision.exempt and subject is not None:
+            exempt.append((subject.upn, name))
+        decisions.append(decision)
+    return events, exempt, decisions
 
 
 def _subject(uow: UnitOfWork, caller: Caller, upn: str) -> User | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 from uuid import UUID
 
 from jitpam.services.decision_index import DecisionIndex
+from jitpam.services.group_commit import GroupCommit
 from jitpam.services.ports import (
     Clock,
     LoginThrottle,
@@ -27,6 +29,8 @@ class ServiceContext:
     public_url: str = "http://127.0.0.1:8000"  # links in notifications point here
     # Checks decide from memory, kept exact by the audit chain (None: read the database each time).
     index: DecisionIndex | None = field(default_factory=DecisionIndex)
+    # Checks arriving together share one transaction (None: one transaction per call).
+    checks: GroupCommit[Any, Any] | None = field(default_factory=GroupCommit)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from uuid import UUID
 
@@ -124,6 +124,14 @@ class DecisionIndex:
         with self._lock:
             self._orgs[org_id] = _Org(head, control.enabled, control.system_account_ids)
             self.reloads += 1
+
+    def skip(self, org_id: UUID, head: int, new_head: int) -> None:
+        """Records ``head`` + 1 to ``new_head`` are known to change no decision (a check's own,
+        appended while it held the head): move past them without reading them."""
+        with self._lock:
+            state = self._orgs.get(org_id)
+            if state is not None and state.seq == head:
+                self._orgs[org_id] = replace(state, seq=new_head)
 
     def task_name(self, org_id: UUID, typed: str, resolve: Callable[[str], str]) -> str:
         """The canonical name of a typed task name, resolved once per catalog version."""

@@ -170,19 +170,39 @@ def record_refusal(
     with ctx.uow() as uow:
         if uow.orgs.get(caller.org_id) is None:
             return  # nowhere to record it: the organization does not exist
-        actor = uow.users.get(caller.user_id)
         uow.record(
-            event(
+            refusal(
+                uow,
                 caller=caller,
-                actor=actor if actor and actor.org_id == caller.org_id else None,
                 operation=operation,
                 target=target,
                 at=ctx.clock.now(),
-                details={"error": error.code, "message": error.message},
-                outcome=Outcome.REFUSED,
+                error=error,
             )
         )
         uow.commit()
+
+
+def refusal(
+    uow: UnitOfWork,
+    *,
+    caller: Caller,
+    operation: str,
+    target: str,
+    at: datetime,
+    error: JitpamError,
+) -> AuditEvent:
+    """The audit record of a refused attempt."""
+    actor = uow.users.get(caller.user_id)
+    return event(
+        caller=caller,
+        actor=actor if actor and actor.org_id == caller.org_id else None,
+        operation=operation,
+        target=target,
+        at=at,
+        details={"error": error.code, "message": error.message},
+        outcome=Outcome.REFUSED,
+    )
 
 
 def parse_enum(kind: type[E], value: object, field: str) -> E:

@@ -1,0 +1,188 @@
+"""Group commit: jobs that arrive while a group is written form the next group; each caller
+gets its own answer, and one job's failure is only its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from jitpam.services.group_commit import GroupCommit
+
+DEADLINE = 30.0
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    end = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.001)
+
+
+class Recorder:
+    """A ``run`` that doubles each job, remembers its groups, and can hold the first group
+    until a number of jobs are waiting behind it."""
+
+    def __init__(self, gc: GroupCommit[int, int], hold_until_waiting: int = 0) -> None:
+        self.gc = gc
+        self.hold = hold_until_waiting
+        self.groups: list[list[int]] = []
+
+    def __call__(self, jobs: Sequence[int]) -> list[int | BaseException]:
+        if not self.groups and self.hold:
+            wait_for(lambda: self.gc.waiting() >= self.hold)
+        self.groups.append(list(jobs))
+        return [ValueError(f"odd {j}") if j % 2 else j * 2 for j in jobs]
+
+
+def submit_all(
+    gc: GroupCommit[int, int],
+    run: Callable[[Sequence[int]], Sequence[int | BaseException]],
+    jobs: Sequence[int],
+    *,
+    max_size: int = 100,
+    first_alone: bool = True,
+) -> dict[int, int | BaseException]:
+    """Each job from a thread of its own; the first is handed in before the others start."""
+    answers: dict[int, int | BaseException] = {}
+
+    def one(job: int) -> None:
+        try:
+            answers[job] = gc.submit(job, run, max_size=max_size)
+        except ValueError as exc:
+            answers[job] = exc
+
+    threads = [threading.Thread(target=one, args=(j,)) for j in jobs]
+    threads[0].start()
+    if first_alone:
+        wait_for(lambda: gc.waiting() == 0)  # the first job is being run, alone
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+        assert not t.is_alive(), "a caller was never answered"
+    return answers
+
+
+def test_a_lone_job_runs_at_once_in_a_group_of_its_own() -> None:
+    gc: GroupCommit[int, int] = GroupCommit()
+    run = Recorder(gc)
+    assert gc.submit(4, run) == 8
+    assert run.groups == [[4]]
+    assert gc.groups == 1
+
+
+def test_jobs_arriving_while_a_group_runs_share_the_next_group() -> None:
+    gc: GroupCommit[int, int] = GroupCommit()
+    jobs = [0, *range(2, 42, 2)]  # 21 even jobs
+    run = Recorder(gc, hold_until_waiting=len(jobs) - 1)
+    answers = submit_all(gc, run, jobs)
+    assert answers == {j: j * 2 for j in jobs}
+    assert run.groups[0] == [0]
+    assert sorted(run.groups[1]) == jobs[1:]
+    assert gc.groups == 2
+
+
+def test_a_failing_job_fails_alone() -> None:
+    gc: GroupCommit[int, int] = GroupCommit()
+    jobs = list(range(10))
+    run = Recorder(gc, hold_until_waiting=len(jobs) - 1)
+    answers = submit_all(gc, run, jobs)
+    for job, answer in answers.items():
+        if job % 2:
+            assert isinstance(answer, ValueError)
+            assert str(answer) == f"odd {job}"
+        else:
+            assert answer == job * 2
+    assert len(run.groups) == 2
+
+
+def test_a_group_that_fails_as_a_whole_fails_each_of_its_jobs_and_the_next_group_still_runs() -> (
+    None
+):
+    gc: GroupCommit[int, int] = GroupCommit()
+    holding = threading.Event()
+    release = threading.Event()
+    groups: list[list[int]] = []
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        groups.append(list(jobs))
+        if len(groups) == 1:
+            holding.set()
+            release.wait(DEADLINE)
+            return list(jobs)
+        if len(groups) == 2:
+            raise ValueError("the transaction failed")
+        return [j for j in jobs]
+
+    answers: dict[int, int | BaseException] = {}
+
+    def one(job: int) -> None:
+        try:
+            answers[job] = gc.submit(job, run, max_size=3)
+        except ValueError as exc:
+            answers[job] = exc
+
+    threads = [threading.Thread(target=one, args=(j,)) for j in range(7)]
+    threads[0].start()
+    assert holding.wait(DEADLINE)
+    for t in threads[1:]:
+        t.start()
+    wait_for(lambda: gc.waiting() == 6)
+    release.set()
+    for t in threads:
+        t.join(DEADLINE)
+        assert not t.is_alive()
+    assert [len(g) for g in groups] == [1, 3, 3]  # bounded by max_size
+    failed = set(groups[1])
+    for job, answer in answers.items():
+        if job in failed:
+            assert isinstance(answer, ValueError)
+        else:
+            assert answer == job
+
+
+def test_a_job_larger_than_the_bound_runs_alone() -> None:
+    gc: GroupCommit[int, int] = GroupCommit()
+    seen: list[list[int]] = []
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        seen.append(list(jobs))
+        return list(jobs)
+
+    assert gc.submit(8, run, size=50, max_size=10) == 8
+    assert seen == [[8]]
+
+
+def test_run_giving_the_wrong_number_of_answers_fails_the_group_instead_of_misanswering() -> None:
+    gc: GroupCommit[int, int] = GroupCommit()
+    with pytest.raises(RuntimeError, match="wrong number"):
+        gc.submit(1, lambda jobs: [])
+
+
+def test_many_callers_each_get_their_own_answer() -> None:
+    gc: GroupCommit[int, int] = GroupCommit()
+    answers: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        return [j * 3 for j in jobs]
+
+    def caller(base: int) -> None:
+        for i in range(200):
+            job = base * 1000 + i
+            got = gc.submit(job, run, max_size=7)
+            with lock:
+                answers[job] = got
+
+    threads = [threading.Thread(target=caller, args=(b,)) for b in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+        assert not t.is_alive()
+    assert len(answers) == 12 * 200
+    assert all(v == k * 3 for k, v in answers.items())
+    assert gc.waiting() == 0
