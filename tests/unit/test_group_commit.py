@@ -115,7 +115,7 @@ def test_a_group_that_fails_as_a_whole_fails_each_of_its_jobs_and_the_next_group
             return list(jobs)
         if len(groups) == 2:
             raise ValueError("the transaction failed")
-        return [j for j in jobs]
+        return list(jobs)
 
     answers: dict[int, int | BaseException] = {}
 

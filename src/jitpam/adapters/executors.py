@@ -228,15 +228,9 @@ def run_process(
             start_new_session=True,
         )
     except OSError as exc:
-        return RunOutcome(
-            succeeded=False,
-            exit_code=None,
-            http_status=None,
-            output="",
-            truncated=False,
-            timed_out=False,
+        return RunOutcome.failed_without_output(
+            f"the program could not be started: {exc.strerror or exc}",
             duration_ms=int((time.monotonic() - start) * 1000),
-            error=f"the program could not be started: {exc.strerror or exc}",
         )
     assert proc.stdout is not None
     chunks: list[bytes] = []
@@ -292,26 +286,23 @@ def _http(
     }
     body = fill_json(ex.body, values, builtins, secrets) if ex.body is not None else None
 
-    def ended(**kw: object) -> RunOutcome:
-        base: dict[str, object] = {
-            "succeeded": False,
-            "exit_code": None,
-            "http_status": None,
-            "output": "",
-            "truncated": False,
-            "timed_out": False,
-            "duration_ms": int((time.monotonic() - start) * 1000),
-            "error": None,
-        }
-        return RunOutcome(**(base | kw))  # type: ignore[arg-type]
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - start) * 1000)
 
     if url is None:
-        return ended(error="the URL names a parameter that was not given")
+        return RunOutcome.failed_without_output(
+            "the URL names a parameter that was not given", duration_ms=elapsed_ms()
+        )
     in_url = {m.group(1) for m in PLACEHOLDER.finditer(ex.url)}
     if any(quoted.get(name) in (".", "..") for name in in_url):
-        return ended(error="a URL parameter may not be '.' or '..' (it would change the path)")
+        return RunOutcome.failed_without_output(
+            "a URL parameter may not be '.' or '..' (it would change the path)",
+            duration_ms=elapsed_ms(),
+        )
     if any("\r" in v or "\n" in v for v in headers.values()):
-        return ended(error="a header value would contain a line break")
+        return RunOutcome.failed_without_output(
+            "a header value would contain a line break", duration_ms=elapsed_ms()
+        )
     deadline = start + definition.timeout_seconds
     try:
         with httpx.Client(
@@ -336,18 +327,28 @@ def _http(
             finally:
                 response.close()
     except httpx.TimeoutException:
-        return ended(timed_out=True, error=f"timed out after {definition.timeout_seconds} s")
+        return RunOutcome.failed_without_output(
+            f"timed out after {definition.timeout_seconds} s",
+            duration_ms=elapsed_ms(),
+            timed_out=True,
+        )
     except httpx.HTTPError as exc:
-        return ended(error=f"the call failed: {type(exc).__name__}")
+        return RunOutcome.failed_without_output(
+            f"the call failed: {type(exc).__name__}", duration_ms=elapsed_ms()
+        )
     if time.monotonic() > deadline:
-        return ended(
+        return RunOutcome.failed_without_output(
+            f"timed out after {definition.timeout_seconds} s",
+            duration_ms=elapsed_ms(),
             timed_out=True,
             http_status=status,
-            error=f"timed out after {definition.timeout_seconds} s",
         )
-    return ended(
+    return RunOutcome(
         succeeded=200 <= status < 300,
+        exit_code=None,
         http_status=status,
         output=bytes(received[:limit]).decode("utf-8", errors="replace"),
         truncated=len(received) > limit,
+        timed_out=False,
+        duration_ms=elapsed_ms(),
     )

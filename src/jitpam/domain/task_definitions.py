@@ -594,6 +594,28 @@ class RunOutcome:
     duration_ms: int
     error: str | None = None  # the executor could not run (not found, refused connection)
 
+    @classmethod
+    def failed_without_output(
+        cls,
+        error: str,
+        *,
+        duration_ms: int,
+        timed_out: bool = False,
+        http_status: int | None = None,
+    ) -> RunOutcome:
+        """A run that failed before giving any output (it could not start, or was cut short);
+        ``error`` says why."""
+        return cls(
+            succeeded=False,
+            exit_code=None,
+            http_status=http_status,
+            output="",
+            truncated=False,
+            timed_out=timed_out,
+            duration_ms=duration_ms,
+            error=error,
+        )
+
     @property
     def result(self) -> str:
         if self.timed_out:

@@ -159,6 +159,15 @@ def get_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
         return uow.orgs.control(caller.org_id)
 
 
+def access_control_settings(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
+    """The settings as shown to whoever may change them (Enable-ElevatedAccessControl); raises
+    NotPermitted for anyone else, and the refusal is audited."""
+    op = "Enable-ElevatedAccessControl"
+    with use_case(ctx, caller=caller, operation=op, target="access control") as uow:
+        authorize(uow, caller, op, ctx.clock.now())
+        return uow.orgs.control(caller.org_id)
+
+
 def _find_group_id(uow: UnitOfWork, org_id: UUID, name: str) -> UUID:
     group = uow.groups.find(org_id, name)
     if group is None:

@@ -193,15 +193,9 @@ def run_task(
             outcome = runner.execute(definition, values, secrets)
         except Exception as exc:  # the run began: its end is recorded whatever happened
             logger.exception("task %s: the executor failed", name)
-            outcome = RunOutcome(
-                succeeded=False,
-                exit_code=None,
-                http_status=None,
-                output="",
-                truncated=False,
-                timed_out=False,
+            outcome = RunOutcome.failed_without_output(
+                f"the executor failed: {type(exc).__name__}",
                 duration_ms=int((time.monotonic() - started) * 1000),
-                error=f"the executor failed: {type(exc).__name__}",
             )
     finally:
         if held is not None:

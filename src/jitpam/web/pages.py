@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -19,7 +20,7 @@ from jitpam.api import views
 from jitpam.api.deps import client_address
 from jitpam.api.routes.audit import export_response
 from jitpam.domain.audit import ChainReport, Outcome
-from jitpam.domain.errors import InvalidInput, JitpamError, NotFound, NotSignedIn
+from jitpam.domain.errors import InvalidInput, JitpamError, NotFound, NotPermitted, NotSignedIn
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.domain.timeutil import iso
@@ -377,14 +378,16 @@ async def new_request(request: Request, user: SignedIn, ctx: Ctx) -> RedirectRes
         if kind not in KINDS or not target:
             raise InvalidInput("choose what to request")
         hours = whole_number(form, "hours", "duration")
-        v = requests.new_request(
+        ask = partial(
+            requests.new_request,
             ctx,
             caller=user.caller,
             type=PolicyType(kind),
             target=target,
             reason=text(form, "reason"),
-            duration_hours=_or_default(hours, DEFAULT_DURATION_HOURS),
         )
+        # Left empty, the duration is the use case's own default.
+        v = ask() if hours is None else ask(duration_hours=hours)
     except JitpamError as exc:
         return back(request, "/requests/new", exc.message, error=True)
     return back(
@@ -443,9 +446,10 @@ async def decide_request(
 
 @router.get("/settings", response_class=HTMLResponse)
 def settings_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    if not user.abilities.manage_control:
+    try:
+        control = organizations.access_control_settings(ctx, caller=user.caller)
+    except NotPermitted:  # refused by the use case, and audited there
         return not_permitted(request, user, "privileged access settings")
-    control = organizations.get_access_control(ctx, caller=user.caller)
     names = directory.names_of(
         ctx,
         caller=user.caller,
@@ -662,25 +666,34 @@ def _audit_filter(since: str, until: str, actor: str, operation: str, outcome: s
     )
 
 
-@router.get("/audit", response_class=HTMLResponse)
-def audit_page(
-    request: Request,
-    user: SignedIn,
-    ctx: Ctx,
+def audit_filters(
     since: str = Query(default="", max_length=40),
     until: str = Query(default="", max_length=40),
     actor: str = Query(default="", max_length=256),
     operation: str = Query(default="", max_length=64),
     outcome: str = Query(default="", max_length=16),
-    cursor: str = Query(default="", max_length=200),
-) -> HTMLResponse:
-    filters = {
+) -> dict[str, str]:
+    """The audit filters as typed (keys: AUDIT_FILTERS), for the page and its export alike."""
+    return {
         "since": since,
         "until": until,
         "actor": actor,
         "operation": operation,
         "outcome": outcome,
     }
+
+
+AuditFilters = Annotated[dict[str, str], Depends(audit_filters)]
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    user: SignedIn,
+    ctx: Ctx,
+    filters: AuditFilters,
+    cursor: str = Query(default="", max_length=200),
+) -> HTMLResponse:
     return _audit_view(request, user, ctx, filters, cursor)
 
 
@@ -735,13 +748,9 @@ def audit_export(
     fmt: Literal["jsonl", "csv"],
     user: SignedIn,
     ctx: Ctx,
-    since: str = Query(default="", max_length=40),
-    until: str = Query(default="", max_length=40),
-    actor: str = Query(default="", max_length=256),
-    operation: str = Query(default="", max_length=64),
-    outcome: str = Query(default="", max_length=16),
+    filters: AuditFilters,
 ) -> StreamingResponse:
-    flt = _audit_filter(since, until, actor, operation, outcome)
+    flt = _audit_filter(**filters)
     return export_response(ctx, user.caller, flt, fmt)
 
 

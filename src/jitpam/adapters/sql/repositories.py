@@ -964,12 +964,15 @@ class SqlRequests:
 
     def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
         rows = self.s.scalars(
-            select(AuthorizationRow).where(
+            select(AuthorizationRow)
+            .where(
                 AuthorizationRow.org_id == org_id,
                 AuthorizationRow.user_id == user_id,
                 AuthorizationRow.end_at > at,
                 or_(AuthorizationRow.revoked_at.is_(None), AuthorizationRow.revoked_at > at),
             )
+            # decide() names the first grant holding a role: the one that lasts longest (id ties).
+            .order_by(AuthorizationRow.end_at.desc(), AuthorizationRow.id)
         )
         return tuple(
             Grant(r.id, PolicyType(r.type), r.target, r.start_at, r.end_at, r.revoked_at)
