@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import Engine, String, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.functions import FunctionElement
 
 
@@ -50,6 +49,16 @@ def _fold_sqlite(element: fold, compiler: Any, **kw: Any) -> str:
     return f"{FOLD_FUNCTION}({compiler.process(element.clauses, **kw)})"
 
 
+READ_ONLY = "jitpam_read_only"
+
+
+def reading(engine: Engine) -> Engine:
+    """The engine for transactions that only read. On SQLite they do not take the write lock
+    (WAL lets them read beside a writer), so a read made while the same thread holds a write
+    transaction elsewhere does not wait for it."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine. SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions.
 
@@ -62,7 +71,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=NullPool if not memory else None,
+            # Connections are kept open (SQLAlchemy's pool): when the last connection to a WAL
+            # database closes, SQLite checkpoints and removes the log, which made every
+            # transaction pay for a checkpoint.
             **kwargs,
         )
 
@@ -81,7 +92,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            reads_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)

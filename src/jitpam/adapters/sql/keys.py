@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from jitpam.adapters.sql.db import reading
 from jitpam.adapters.sql.models import SigningKeyRow
 
 
@@ -29,7 +30,9 @@ def register_key(engine: Engine, *, key_id: str, public_key: str) -> None:
 
 
 def lookup_key(engine: Engine, key_id: str) -> str | None:
-    with engine.connect() as conn:
+    """Another server's public key. Asked while verifying a signature, possibly inside a write
+    transaction of this thread: so it only reads, never waiting for the write lock."""
+    with reading(engine).connect() as conn:
         row = conn.execute(
             select(SigningKeyRow.public_key).where(SigningKeyRow.key_id == key_id)
         ).first()
