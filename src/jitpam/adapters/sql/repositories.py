@@ -6,14 +6,18 @@ import base64
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
     ColumnElement,
     SQLColumnExpression,
+    Table,
     and_,
+    bindparam,
     delete,
     func,
+    insert,
     or_,
     select,
     update,
@@ -718,6 +722,9 @@ class SqlPolicies:
         )
 
 
+_ADD_REQUEST = insert(cast(Table, RequestRow.__table__))
+
+
 class SqlRequests:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -785,30 +792,31 @@ class SqlRequests:
         return out
 
     def add(self, request: AccessRequest) -> None:
-        self.s.add(
-            RequestRow(
-                id=request.id,
-                org_id=request.org_id,
-                requester_id=request.requester_id,
-                requester_upn=request.requester_upn,
-                policy_id=request.policy_id,
-                type=request.type.value,
-                target=str(request.target),
-                reason=request.reason,
-                duration_hours=request.duration_hours,
-                approvals_required=request.approvals_required,
-                created_at=request.created_at,
-                pending_until=request.pending_until,
-                status=request.status.value,
-                decided_at=request.decided_at,
-                key_id=request.key_id,
-                signature=request.signature,
-                version=1,
-            )
+        self.s.flush()  # rows it refers to go first
+        self.s.connection().execute(
+            _ADD_REQUEST,
+            {
+                "id": request.id,
+                "org_id": request.org_id,
+                "requester_id": request.requester_id,
+                "requester_upn": request.requester_upn,
+                "policy_id": request.policy_id,
+                "type": request.type.value,
+                "target": str(request.target),
+                "reason": request.reason,
+                "duration_hours": request.duration_hours,
+                "approvals_required": request.approvals_required,
+                "created_at": request.created_at,
+                "pending_until": request.pending_until,
+                "status": request.status.value,
+                "decided_at": request.decided_at,
+                "key_id": request.key_id,
+                "signature": request.signature,
+                "version": 1,
+            },
         )
-        self.s.flush()
-        self._loaded[request.id] = (1, 0)
-        self.save(request)
+        self._store_reviews_and_grant(request, stored_reviews=0)
+        self._loaded[request.id] = (1, len(request.reviews))
 
     def get(self, request_id: UUID, *, for_update: bool = False) -> AccessRequest | None:
         stmt = select(RequestRow).where(RequestRow.id == request_id)
@@ -829,6 +837,10 @@ class SqlRequests:
             raise RequestNotPending(
                 f"{request.describe()} was changed by someone else at the same time"
             )
+        self._store_reviews_and_grant(request, stored_reviews=stored_reviews)
+        self._loaded[request.id] = (version + 1, len(request.reviews))
+
+    def _store_reviews_and_grant(self, request: AccessRequest, *, stored_reviews: int) -> None:
         for review in request.reviews[stored_reviews:]:
             self.s.add(
                 ReviewRow(
@@ -864,7 +876,6 @@ class SqlRequests:
             row.revoked_by = auth.revoked_by
             row.revocation_comment = auth.revocation_comment
             self.s.flush()
-        self._loaded[request.id] = (version + 1, len(request.reviews))
 
     def open_for(
         self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
@@ -1092,6 +1103,19 @@ def _record(row: AuditRow) -> AuditRecord:
     )
 
 
+# The audit chain's statements run in every use case: built once, run on the session's connection
+# (Core, no ORM bookkeeping).
+_HEADS = cast(Table, AuditHeadRow.__table__)
+_READ_HEAD = select(_HEADS.c.seq, _HEADS.c.head_hash).where(_HEADS.c.org_id == bindparam("org"))
+_LOCK_HEAD = _READ_HEAD.with_for_update()
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.org_id == bindparam("org"))
+    .values(seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
+)
+_ADD_RECORDS = insert(cast(Table, AuditRow.__table__))
+
+
 class SqlAudit:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -1099,32 +1123,32 @@ class SqlAudit:
     def append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         try:
+            self.s.flush()  # the change these records describe goes first
+            conn = self.s.connection()
             for org_id in dict.fromkeys(e.org_id for e in events):
-                head = self.s.scalars(
-                    select(AuditHeadRow).where(AuditHeadRow.org_id == org_id).with_for_update()
-                ).one()
-                seq, prev = head.seq, head.head_hash
+                seq, prev = self.head(org_id, lock=True)
+                rows = []
                 for event in (e for e in events if e.org_id == org_id):
                     rec = chain(event, prev_seq=seq, prev_hash=prev)
-                    self.s.add(
-                        AuditRow(
-                            org_id=rec.org_id,
-                            seq=rec.seq,
-                            at=rec.at,
-                            actor_id=rec.actor_id,
-                            actor_name=rec.actor_name,
-                            operation=rec.operation,
-                            target=rec.target,
-                            outcome=rec.outcome.value,
-                            details=canonical_json(rec.details).decode(),
-                            prev_hash=rec.prev_hash,
-                            hash=rec.hash,
-                        )
+                    rows.append(
+                        {
+                            "org_id": rec.org_id,
+                            "seq": rec.seq,
+                            "at": rec.at,
+                            "actor_id": rec.actor_id,
+                            "actor_name": rec.actor_name,
+                            "operation": rec.operation,
+                            "target": rec.target,
+                            "outcome": rec.outcome.value,
+                            "details": canonical_json(rec.details).decode(),
+                            "prev_hash": rec.prev_hash,
+                            "hash": rec.hash,
+                        }
                     )
                     seq, prev = rec.seq, rec.hash
                     out.append(rec)
-                head.seq, head.head_hash = seq, prev
-            self.s.flush()
+                conn.execute(_ADD_RECORDS, rows)  # one statement for all of them
+                conn.execute(_MOVE_HEAD, {"org": org_id, "new_seq": seq, "new_hash": prev})
         except DBAPIError as exc:
             raise AuditUnavailable(
                 "the audit log could not be written, so nothing was changed "
@@ -1133,13 +1157,9 @@ class SqlAudit:
         return out
 
     def head(self, org_id: UUID, *, lock: bool = False) -> tuple[int, str]:
-        if lock:
-            row = self.s.scalars(
-                select(AuditHeadRow).where(AuditHeadRow.org_id == org_id).with_for_update()
-            ).one()
-        else:
-            row = self.s.get_one(AuditHeadRow, org_id)
-        return row.seq, row.head_hash
+        stmt = _LOCK_HEAD if lock else _READ_HEAD
+        seq, head_hash = self.s.connection().execute(stmt, {"org": org_id}).one()
+        return int(seq), str(head_hash)
 
     def changes(self, org_id: UUID, *, after: int, ignore: frozenset[str]) -> list[AuditRecord]:
         rows = self.s.scalars(
