@@ -14,7 +14,7 @@ from jitpam.adapters.executors import TaskRunner
 from jitpam.adapters.oidc import OidcBrowserSignIn, OidcIdentity, OidcVerifier, PendingSignIn
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
-from jitpam.adapters.sql.db import is_sqlite, make_engine
+from jitpam.adapters.sql.db import is_sqlite, make_engine, reading
 from jitpam.adapters.sql.keys import lookup_key, register_key
 from jitpam.adapters.sql.migrate import upgrade
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
@@ -45,9 +45,13 @@ def build_context(
     if migrate:
         upgrade(engine)
     sessions = unit_of_work_factory(engine)
+    read_sessions = unit_of_work_factory(reading(engine))
 
     def new_uow() -> UnitOfWork:
         return SqlUnitOfWork(sessions)
+
+    def new_reader() -> UnitOfWork:
+        return SqlUnitOfWork(read_sessions)
 
     if signer is None:
         own = (
@@ -61,6 +65,7 @@ def build_context(
     s = settings or Settings()
     ctx = ServiceContext(
         uow=new_uow,
+        read=new_reader,
         clock=clock or SystemClock(),
         signer=signer,
         passwords=Argon2Passwords(

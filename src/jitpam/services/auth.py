@@ -164,7 +164,7 @@ def authenticate(ctx: ServiceContext, *, secret: str) -> Caller:
     reason (unknown, expired, revoked, disabled user), so a token's state is not revealed."""
     if not secret or len(secret) > 200:
         raise NotSignedIn(NOT_SIGNED_IN)
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         token = uow.credentials.token_by_digest(token_digest(secret))
         if token is None or not token.usable_at(ctx.clock.now()):
             raise NotSignedIn(NOT_SIGNED_IN)

@@ -14,6 +14,7 @@ from jitpam.services.ports import (
     LoginThrottle,
     PasswordHasher,
     Signer,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 
@@ -31,6 +32,13 @@ class ServiceContext:
     index: DecisionIndex | None = field(default_factory=DecisionIndex)
     # Checks arriving together share one transaction (None: one transaction per call).
     checks: GroupCommit[Any, Any] | None = field(default_factory=GroupCommit)
+    # Transactions that only read (None: the same as ``uow``). On SQLite they run beside a
+    # writer instead of queueing for the write lock.
+    read: UnitOfWorkFactory | None = None
+
+    def reader(self) -> UnitOfWork:
+        """A unit of work for a use case that changes nothing and records nothing."""
+        return (self.read or self.uow)()
 
 
 @dataclass(frozen=True)
