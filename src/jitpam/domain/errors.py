@@ -139,6 +139,13 @@ class AuditUnavailable(JitpamError):
     kind = ErrorKind.UNAVAILABLE
 
 
+class DatabaseUnavailable(JitpamError):
+    """The database could not be reached or failed; nothing was changed (fail closed)."""
+
+    code = "database_unavailable"
+    kind = ErrorKind.UNAVAILABLE
+
+
 class ConcurrentChange(JitpamError):
     """Another transaction changed the same thing first; nothing was changed by this one."""
 

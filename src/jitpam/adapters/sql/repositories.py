@@ -1151,8 +1151,7 @@ class SqlAudit:
                 conn.execute(_MOVE_HEAD, {"org": org_id, "new_seq": seq, "new_hash": prev})
         except DBAPIError as exc:
             raise AuditUnavailable(
-                "the audit log could not be written, so nothing was changed "
-                f"({type(exc.orig).__name__})"
+                "the audit log could not be written, so nothing was changed"
             ) from exc
         return out
 

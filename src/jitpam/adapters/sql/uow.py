@@ -24,7 +24,7 @@ from jitpam.adapters.sql.repositories import (
     SqlWebhooks,
 )
 from jitpam.domain.audit import AuditEvent
-from jitpam.domain.errors import AuditUnavailable, ConcurrentChange
+from jitpam.domain.errors import AuditUnavailable, ConcurrentChange, DatabaseUnavailable
 from jitpam.services.ports import (
     AssignmentRepository,
     AuditRepository,
@@ -67,11 +67,11 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.rollback()
+        self._abandon()
         self.session.close()
         if isinstance(exc, IntegrityError | OperationalError):
             # A uniqueness race lost inside the use case (two creations of the same user at once,
-            # say): report it as the conflict it is, not as a database failure.
+            # say) is the conflict it is; a lost connection is the outage it is.
             raise _domain_error(exc) from exc
 
     def record(self, event: AuditEvent) -> None:
@@ -87,10 +87,10 @@ class SqlUnitOfWork:
                 self.audit.append(self._events)
             self.session.commit()
         except AuditUnavailable:
-            self.rollback()
+            self._abandon()
             raise
         except (IntegrityError, OperationalError) as exc:
-            self.rollback()
+            self._abandon()
             raise _domain_error(exc) from exc
         finally:
             self._events = []
@@ -99,14 +99,32 @@ class SqlUnitOfWork:
         self._events = []
         self.session.rollback()
 
+    def _abandon(self) -> None:
+        """Roll back whatever is open. If the connection died (after the work was done, or as
+        the reason it failed), the pool drops it and the database ends the transaction."""
+        try:
+            self.rollback()
+        except DBAPIError:
+            self.session.invalidate()
 
-def _domain_error(exc: DBAPIError) -> AuditUnavailable | ConcurrentChange:
-    """What a refused write means to the user: the audit log failed, or someone was first."""
-    if "audit" in str(exc.orig).lower():
+
+# Refusals that mean "someone else was first": serialization failure, deadlock, lock not taken.
+_RACES = {"40001", "40P01", "55P03"}
+
+
+def _domain_error(exc: DBAPIError) -> AuditUnavailable | ConcurrentChange | DatabaseUnavailable:
+    """What a failed database call means to the user: the audit log refused the write, someone
+    else was first, or the database could not be reached."""
+    message = str(exc.orig).lower()
+    if "audit" in message:
         return AuditUnavailable("the audit log could not be written, so nothing was changed")
-    return ConcurrentChange(
-        "another change to the same data was made at the same time; nothing was changed, try again"
-    )
+    state = getattr(exc.orig, "sqlstate", None)
+    if isinstance(exc, IntegrityError) or state in _RACES or "database is locked" in message:
+        return ConcurrentChange(
+            "another change to the same data was made at the same time; nothing was changed, "
+            "try again"
+        )
+    return DatabaseUnavailable("the database could not be reached or failed; try again")
 
 
 def unit_of_work_factory(engine: Engine) -> sessionmaker[Session]:
