@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: test demo install browser lint typecheck contracts pytest clean
+.PHONY: test demo bench install browser lint typecheck contracts pytest clean
 
 test: install browser lint typecheck contracts pytest
 
@@ -15,6 +15,11 @@ $(BIN)/python:
 # The demo server: SQLite under ./jitpam-data, organization "contoso", on http://127.0.0.1:8000.
 demo: install
 	$(BIN)/jitpam serve --demo --data-dir ./jitpam-data
+
+# Every benchmark, one table (bench/run.py; needs PostgreSQL on 127.0.0.1:5432 as the tests do).
+# Run it on an otherwise idle machine; `make bench BENCH_ARGS=--quick` only shows it runs.
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
