@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import NotSignedIn
 from jitpam.services import auth
 from jitpam.services.context import Caller, ServiceContext
+
+T = TypeVar("T")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -17,7 +21,8 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_ctx(request: Request) -> ServiceContext:
+async def get_ctx(request: Request) -> ServiceContext:
+    # async: nothing to wait for, so no trip to the thread pool for it
     return get_runtime(request).ctx
 
 
@@ -41,6 +46,16 @@ def get_caller(request: Request) -> Caller:
             email_verified=identity.email_verified,
         )
     return auth.authenticate(runtime.ctx, secret=credential)
+
+
+async def as_caller(request: Request, work: Callable[[ServiceContext, Caller], T]) -> T:
+    """Authenticate and do ``work`` in one trip to the thread pool (for the hot paths: a
+    dependency and a route that both block would make two trips)."""
+
+    def both() -> T:
+        return work(get_runtime(request).ctx, get_caller(request))
+
+    return await run_in_threadpool(both)
 
 
 def client_address(request: Request) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.api.deps import Ctx, CurrentCaller, as_caller
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, directory, organizations, policies, requests
@@ -303,8 +303,11 @@ def revoke(
 
 
 @router.post("/check", summary="May this user run this task now? (audited)")
-def check(body: CheckBody, ctx: Ctx, caller: CurrentCaller, response: Response) -> dict[str, Any]:
-    decision = access.check_access(ctx, caller=caller, user=body.user, task=body.task)
+async def check(body: CheckBody, request: Request, response: Response) -> dict[str, Any]:
+    decision = await as_caller(
+        request,
+        lambda ctx, caller: access.check_access(ctx, caller=caller, user=body.user, task=body.task),
+    )
     response.headers["x-jitpam-allowed"] = "true" if decision.allowed else "false"
     return views.decision(decision)
 
@@ -313,11 +316,11 @@ def check(body: CheckBody, ctx: Ctx, caller: CurrentCaller, response: Response) 
     "/check/batch",
     summary="Up to 1,000 checks at one instant, each audited, in one transaction",
 )
-def check_batch(
-    body: BatchBody, ctx: Ctx, caller: CurrentCaller, response: Response
-) -> dict[str, Any]:
+async def check_batch(body: BatchBody, request: Request, response: Response) -> dict[str, Any]:
     pairs = [(c.user, c.task) for c in body.checks]
-    decisions = access.check_access_batch(ctx, caller=caller, pairs=pairs)
+    decisions = await as_caller(
+        request, lambda ctx, caller: access.check_access_batch(ctx, caller=caller, pairs=pairs)
+    )
     allowed = sum(1 for d in decisions if d.allowed)
     response.headers["x-jitpam-decisions"] = f"{allowed},{len(decisions) - allowed}"
     # results[i] answers checks[i], each as POST /check would.
