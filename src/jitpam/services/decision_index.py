@@ -67,6 +67,7 @@ class _User:
     standing_roles: frozenset[str] = frozenset()
     grants: tuple[Grant, ...] = ()  # every grant not ended or revoked at ``loaded_at``
     loaded_at: datetime | None = None
+    facts: dict[str, CheckFacts] = field(default_factory=dict)  # by task, as asked
 
 
 @dataclass
@@ -166,16 +167,20 @@ class DecisionIndex:
         """The facts ``decide`` needs, from memory where known, loaded once where not."""
         with self._lock:
             state = self._orgs[org_id]
+        u = self._user(uow, org_id, upn.strip().lower(), at)
+        known = u.facts.get(task)
+        if known is not None:
+            return u.user, known
         t = state.tasks.get(task)
         if t is None:
             t = _load_task(uow, org_id, task)
-            state.tasks[task] = t
-        u = self._user(uow, org_id, upn.strip().lower(), at)
+            if t.exists:  # unknown names are not kept: anyone can type them
+                state.tasks[task] = t
         needs_groups = any(g.type is PolicyType.ROLE_GROUP for g in u.grants)
         if needs_groups and state.role_group_roles is None:
             state.role_group_roles = dict(uow.catalog.role_group_roles(org_id))
         user = u.user
-        return user, CheckFacts(
+        facts = CheckFacts(
             task=task,
             user_exists=user is not None,
             user_enabled=user is not None and user.enabled,
@@ -188,6 +193,11 @@ class DecisionIndex:
             system_account=user is not None and user.id in state.system_accounts,
             task_policy=t.policy,
         )
+        if user is not None and t.exists:
+            # Nothing in them moves with the clock (grants are judged at each check), and any
+            # change they depend on replaces this user's entry or the whole organization.
+            u.facts[task] = facts
+        return user, facts
 
 
 def _requester(change: AuditRecord) -> str:
