@@ -78,13 +78,51 @@ def drop_database(pg: str, name: str) -> None:
 
 
 def run(script: str, *args: str) -> list[dict[str, Any]]:
-    """Run one benchmark script, echoing its output; return the rows of its JSON."""
+    """Run one benchmark script, echoing its output; return the rows of its JSON that have a
+    target, in the common shape (bench/table.py)."""
     out = RESULTS / f"{Path(script).stem}-{len(list(RESULTS.glob('*.json')))}.json"
     command = [sys.executable, str(HERE / script), *args, "--json", str(out)]
     print(f"\n$ {' '.join(command[1:])}", flush=True)
     subprocess.run(command, check=True)
-    rows: list[dict[str, Any]] = json.loads(out.read_text())["rows"]
+    found = json.loads(out.read_text())
+    if "figures" in found:  # bench_scale.py: one figure per line, judged against its own bound
+        where = found["database"]
+        return [
+            {
+                "figure": f"{f['name']} ({where}, {sizes(found['sizes'])})",
+                "jitpam": round(f["value"], 3),
+                "ceiling": None,
+                "against": "",
+                "ratio": None,
+                "target": f"<= {f['target']:g} {f['unit']}",
+                "met": bool(f["met"]),
+                "unit": f["unit"],
+            }
+            for f in found["figures"]
+            if f["target"] is not None
+        ]
+    rows: list[dict[str, Any]] = []
+    for r in found["rows"]:
+        if "jitpam_us" not in r:
+            rows.append(r)
+        elif r["met"] is not None:  # bench_decide.py: microseconds against a ceiling or a peer
+            rows.append(
+                {
+                    "figure": f"in-process decision, {r['figure']}",
+                    "jitpam": r["jitpam_us"],
+                    "ceiling": r["other_us"],
+                    "against": r["other"],
+                    "ratio": r["ratio"],
+                    "target": r["target"],
+                    "met": bool(r["met"]),
+                    "unit": "µs",
+                }
+            )
     return rows
+
+
+def sizes(given: dict[str, int] | None) -> str:
+    return ", ".join(f"{v:,} {k}" for k, v in (given or {}).items()) or "data as found"
 
 
 def main() -> None:
@@ -120,7 +158,9 @@ def main() -> None:
         if pg:
             name = fresh_database(pg)
             try:
-                rows += run("bench_scale.py", "--db", f"{pg}/{name}", *(["--small"] if quick else []))
+                rows += run(
+                    "bench_scale.py", "--db", f"{pg}/{name}", *(["--small"] if quick else [])
+                )
             finally:
                 drop_database(pg, name)
     described = machine(pg)
