@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from org import bench_organization  # bench/org.py, beside this script
 from sqlalchemy import insert, text
 
 from jitpam.adapters.sql.models import CatalogEntryRow, PolicyRow
@@ -92,17 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     url = args.db or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     ctx, engine = build_context(database_url=url)
-    suffix = uuid.uuid4().hex[:8]
-    org, admin_user = organizations.create_organization(
-        ctx,
-        name=f"bench-{suffix}",
-        admin_upn=f"admin@{suffix}.bench",
-        admin_display_name="Admin",
-        catalogs=("exchange",),
-    )
-    admin = Caller(org.id, admin_user.id)
+    made = bench_organization(ctx)
+    org, admin = made.org, made.admin
     user = directory.add_user(
-        ctx, caller=admin, upn=f"helpdesk@{suffix}.bench", display_name="Helpdesk"
+        ctx, caller=admin, upn=f"helpdesk@{made.domain}", display_name="Helpdesk"
     )
     directory.change_assignment(ctx, caller=admin, role="Move Mailboxes", user=user.upn, add=True)
     directory.add_group(ctx, caller=admin, name="Approvers")

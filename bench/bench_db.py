@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from org import bench_organization  # bench/org.py, beside this script
 from sqlalchemy.engine import make_url
 from table import row  # bench/table.py, beside this script
 
@@ -30,8 +31,7 @@ from jitpam.domain.audit import AuditEvent, canonical_json, chain
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
-from jitpam.services import audit_log, directory, organizations
-from jitpam.services.context import Caller
+from jitpam.services import audit_log, directory
 
 TARGET = QualifiedName("Exchange", "New-MoveRequest")
 
@@ -94,17 +94,9 @@ def main() -> None:
     args = parser.parse_args()
     url = args.db or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     ctx, engine = build_context(database_url=url)
-    suffix = uuid.uuid4().hex[:8]
-    org, admin_user = organizations.create_organization(
-        ctx,
-        name=f"bench-{suffix}",
-        admin_upn=f"admin@{suffix}.bench",
-        admin_display_name="Admin",
-        catalogs=("exchange",),
-    )
-    user = directory.add_user(
-        ctx, caller=Caller(org.id, admin_user.id), upn=f"u@{suffix}.bench", display_name="U"
-    )
+    made = bench_organization(ctx)
+    org, admin = made.org, made.admin
+    user = directory.add_user(ctx, caller=admin, upn=f"u@{made.domain}", display_name="U")
     sqlite = engine.dialect.name == "sqlite"
 
     def through_jitpam() -> None:
@@ -183,7 +175,7 @@ def main() -> None:
     ours = figures(timed(through_jitpam, args.n))
     raw_connection.close()
     # The two paths wrote one chain between them: it must still verify.
-    report = audit_log.verify_audit(ctx, caller=Caller(org.id, admin_user.id)).report
+    report = audit_log.verify_audit(ctx, caller=admin).report
     engine.dispose()
     ratio = ours["per_second"] / raw["per_second"]
     print(f"database: {engine.dialect.name}, {args.n} new-request write transactions each")

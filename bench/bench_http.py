@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from org import bench_organization  # bench/org.py, beside this script
 from sqlalchemy import select
 from table import markdown, row  # bench/table.py, beside this script
 
@@ -66,16 +67,8 @@ def prepare(url: str, requesters: int) -> Setup:
     """An organization with control on, task policies, approved grants for the checkers and
     enough requesters that every (requester, task) pair of the run is new."""
     ctx, engine = build_context(database_url=url)
-    suffix = uuid.uuid4().hex[:8]
-    domain = f"{suffix}.bench"
-    org, admin_user = organizations.create_organization(
-        ctx,
-        name=f"bench-{suffix}",
-        admin_upn=f"admin@{domain}",
-        admin_display_name="Admin",
-        catalogs=("exchange",),
-    )
-    admin = Caller(org.id, admin_user.id)
+    made = bench_organization(ctx)
+    org, admin, domain = made.org, made.admin, made.domain
 
     def person(name: str) -> Caller:
         user = directory.add_user(ctx, caller=admin, upn=f"{name}@{domain}", display_name=name)
