@@ -88,21 +88,19 @@ _Outcome = list[Decision] | BaseException
 
 
 def _decide_groups(ctx: ServiceContext, asks: Sequence[_Ask]) -> list[_Outcome]:
-    """Each organization's asks in one transaction of their own."""
-    outcomes: list[_Outcome] = []
+    """Each organization's asks in one transaction of their own; outcomes in the asks' order."""
     by_org: dict[UUID, list[int]] = {}
     for i, ask in enumerate(asks):
         by_org.setdefault(ask.caller.org_id, []).append(i)
-        outcomes.append(InvalidInput("not decided"))
+    outcomes: dict[int, _Outcome] = {}
     for org_id, positions in by_org.items():
         group = [asks[i] for i in positions]
         try:
             decided = _decide_group(ctx, org_id, group)
         except Exception as exc:  # the transaction failed: so did every ask in it
             decided = [exc] * len(group)
-        for i, outcome in zip(positions, decided, strict=True):
-            outcomes[i] = outcome
-    return outcomes
+        outcomes.update(zip(positions, decided, strict=True))
+    return [outcomes[i] for i in range(len(asks))]
 
 
 def _decide_group(ctx: ServiceContext, org_id: UUID, asks: Sequence[_Ask]) -> list[_Outcome]:
