@@ -8,17 +8,18 @@ built-in catalog, its administrator, the approver group ``Bench Approvers`` with
 and access control with that group as default approvers. The administrator and ``approver1``
 sign in with ``PASSWORD``.
 
-What is bulk-inserted (SQLAlchemy Core on SQLite, COPY on PostgreSQL, each value encoded by its
-column's own SQLAlchemy type), row for row as the application writes it once its sweeps have
-run: the catalog tasks ``Bench\\Task-<i>`` (one per policy), the role ``Bench\\Bench Operators``
-holding them all, the requesters (each holding that role standing), one Manual or Auto task
-policy per task, the requests (signed with a key registered like a server's), their reviews, and
-an authorization for each approved request. ``requests`` counts every request and
-``authorizations`` the approved ones among them, so ``requests >= authorizations``; 1% of the
-authorizations are active now, 5% were revoked, the rest have ended; the other requests are
-pending (10%), denied, cancelled or expired. Ended grants and lapsed requests are stored settled
-(``completed``, ``expired``), as the worker's sweep leaves them, so a server started on the data
-has no backlog to write down.
+What is bulk-inserted (SQLAlchemy Core on SQLite, COPY on PostgreSQL, each value encoded as its
+column's SQLAlchemy type encodes it), row for row as the application writes it once its sweeps
+have run: the catalog tasks ``Bench\\Task-<i>`` (one per policy), the role
+``Bench\\Bench Operators`` holding them all, the requesters (each holding that role standing),
+one Manual or Auto task policy per task, the requests (signed with a key registered like a
+server's), their reviews, and an authorization for each approved request. ``requests`` counts
+every request and ``authorizations`` the approved ones among them, so
+``requests >= authorizations``; 1% of the authorizations are active now (for an hour more at
+least), 5% were revoked, the rest have ended; the other requests are pending (10%), denied,
+cancelled or expired. Ended grants and lapsed requests are stored settled (``completed``,
+``expired``), as the worker's sweep leaves them, so a server started on the data has no backlog
+to write down. The requests span the last year, newest last.
 
 The generated history predates the audit chain: no audit records (and no outbox messages) are
 written for the bulk rows. The chain holds only the records of the service calls above, and
@@ -388,8 +389,9 @@ def _request(rng: random.Random, category: int, user: int, policy: int, created:
         decided = until  # as the sweep writes it
     elif auto:
         decided = created
-    else:
-        decided = created + timedelta(seconds=90 + rng.random() * 6 * 3600)
+    else:  # voted on within hours; the grants running now were granted within half an hour
+        wait = 1800 if category == ACTIVE else 6 * 3600
+        decided = created + timedelta(seconds=90 + rng.random() * wait)
     head: Row = (
         rid,
         p.org_id,
@@ -504,12 +506,12 @@ def recent_batch(seed: int, active: int, pending: int) -> Batch:
     made = []
     for _ in range(active):
         user, policy = pick(manual=False)
-        while True:  # asked up to 6 h ago, granted, and still running for a while
-            created = p.now - timedelta(seconds=120 + rng.random() * 6 * 3600)
+        while True:  # asked up to 5 h ago, granted, and running for an hour yet at least
+            created = p.now - timedelta(seconds=120 + rng.random() * 5 * 3600)
             m = _request(rng, ACTIVE, user, policy, created)
             assert m.grant is not None
             ends = m.grant[AUTHORIZATION_COLUMNS.index("end_at")]
-            if m.decided <= p.now - timedelta(seconds=30) and ends > p.now + timedelta(minutes=5):
+            if m.decided <= p.now - timedelta(seconds=30) and ends > p.now + timedelta(hours=1):
                 break
         made.append(m)
     for _ in range(pending):
