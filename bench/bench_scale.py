@@ -440,10 +440,15 @@ def measure(bench: Bench, server: Server, engine: Engine, gen: Generated) -> Non
         bench.latency("GET /tokens", repeat(api, "/tokens"))
         bench.latency("GET /outbox", repeat(api, "/outbox"))
         bench.latency("GET /roles", repeat(api, "/roles"))
-        bench.latency("GET /catalog/tasks (whole catalog)", repeat(api, "/catalog/tasks"))
+        bench.latency("GET /catalog/tasks, first page", repeat(api, "/catalog/tasks"))
+        bench.latency("GET /catalog/tasks, following next_cursor", Pages(api, "/catalog/tasks", {}))
         bench.latency(
-            f"GET /roles/{gen.role} (its tasks and members)",
+            f"GET /roles/{gen.role} (first page of tasks and members)",
             repeat(api, f"/roles/{gen.role}"),
+        )
+        bench.latency(
+            "GET /catalog/tasks?role=<role>, following next_cursor",
+            Pages(api, "/catalog/tasks", {"role": gen.role}),
         )
 
         print("web pages", flush=True)
@@ -456,6 +461,10 @@ def measure(bench: Bench, server: Server, engine: Engine, gen: Generated) -> Non
         bench.latency("web /my-access", repeat(web, "/my-access"))
         bench.latency("web /policies", repeat(web, "/policies"))
         bench.latency("web /directory", repeat(web, "/directory"))
+        bench.latency(
+            "web /directory/role (the role's first page)",
+            repeat(web, "/directory/role", name=gen.role),
+        )
         bench.latency("web /audit", repeat(web, "/audit"))
         bench.latency("web /requests as an approver", repeat(web_approver, "/requests"))
         bench.latency("web /my-access as an approver", repeat(web_approver, "/my-access"))

@@ -42,3 +42,36 @@ def test_users_groups_and_policies_page_through_every_item(demo_server: Server) 
         bad = c.get("/users", params={"cursor": "not-a-cursor"})
         assert bad.status_code == 422
         assert bad.json()["code"] == "invalid_input"
+
+
+def test_the_catalog_roles_and_a_roles_tasks_page_through_every_item(demo_server: Server) -> None:
+    admin = token_for(demo_server, "admin@contoso.com")
+    with httpx.Client(
+        base_url=demo_server.url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
+    ) as c:
+        for path in ("/catalog/tasks", "/roles", "/roles?kind=role_group"):
+            everything = c.get(path, params={"limit": 500}).json()["items"]
+            paged, pages = walk(c, path, 3)
+            assert [x["name"] for x in paged] == [x["name"] for x in everything]
+            assert len({x["name"] for x in paged}) == len(paged)
+            assert pages >= 2
+        role = "Exchange\\Move Mailboxes"
+        whole = c.get(f"/roles/{role}", params={"limit": 500}).json()
+        first = c.get(f"/roles/{role}", params={"limit": 1}).json()
+        assert first["name"] == role
+        assert first["tasks"] == whole["tasks"][:1]
+        assert first["tasks_next_cursor"]
+        assert whole["tasks_next_cursor"] is None
+        tasks, cursor = list(first["tasks"]), first["tasks_next_cursor"]
+        while cursor:
+            page = c.get("/catalog/tasks", params={"role": role, "limit": 1, "cursor": cursor})
+            tasks += [t["name"] for t in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+        assert tasks == whole["tasks"]
+        members, cursor = list(first["members"]), first["members_next_cursor"]
+        while cursor:
+            page = c.get(f"/roles/{role}", params={"limit": 1, "members_cursor": cursor}).json()
+            members += page["members"]
+            cursor = page["members_next_cursor"]
+        assert members == whole["members"]
+        assert c.get("/catalog/tasks", params={"limit": 501}).status_code == 422

@@ -3,13 +3,14 @@ gets its own answer, and one job's failure is only its own."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 import pytest
 
-from jitpam.services.group_commit import GroupCommit
+from jitpam.services.group_commit import AsyncGroupCommit, GroupCommit
 
 DEADLINE = 30.0
 
@@ -186,3 +187,78 @@ def test_many_callers_each_get_their_own_answer() -> None:
     assert len(answers) == 12 * 200
     assert all(v == k * 3 for k, v in answers.items())
     assert gc.waiting() == 0
+
+
+# The event-loop form: the same grouping, with callers awaiting instead of blocking.
+
+
+def test_awaited_jobs_arriving_while_a_group_runs_share_the_next_group_in_order() -> None:
+    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+    release = threading.Event()
+    groups: list[list[int]] = []
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        if not groups:
+            release.wait(DEADLINE)  # the first group holds until the others are waiting
+        groups.append(list(jobs))
+        return [ValueError(f"odd {j}") if j % 2 else j * 2 for j in jobs]
+
+    async def scenario() -> list[int | BaseException]:
+        first = asyncio.ensure_future(gc.submit(0, run, max_size=10))
+        await asyncio.sleep(0)  # let the first start its group
+        wait_for(lambda: gc.waiting() == 0)  # the writer took it
+        rest = [asyncio.ensure_future(gc.submit(j, run, max_size=10)) for j in range(1, 6)]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+    assert answers[0] == 0
+    assert [a if isinstance(a, int) else str(a) for a in answers[1:]] == [
+        "odd 1",
+        4,
+        "odd 3",
+        8,
+        "odd 5",
+    ]
+    assert groups == [[0], [1, 2, 3, 4, 5]]
+    assert gc.groups == 2
+
+
+def test_an_awaited_caller_that_stops_waiting_does_not_stall_the_others() -> None:
+    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+    release = threading.Event()
+    ran: list[int] = []
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        if not ran:
+            release.wait(DEADLINE)
+        ran.extend(jobs)
+        return [j + 100 for j in jobs]
+
+    async def scenario() -> list[int]:
+        first = asyncio.ensure_future(gc.submit(1, run))
+        await asyncio.sleep(0)
+        wait_for(lambda: gc.waiting() == 0)  # the writer took it
+        dropped = asyncio.ensure_future(gc.submit(2, run))
+        kept = asyncio.ensure_future(gc.submit(3, run))
+        await asyncio.sleep(0)
+        dropped.cancel()  # a client that went away
+        release.set()
+        out = [await first, await kept]
+        # Later callers are answered too: the writer moved on.
+        out.append(await asyncio.wait_for(gc.submit(4, run), DEADLINE))
+        return out
+
+    assert asyncio.run(scenario()) == [101, 103, 104]
+    assert sorted(ran) == [1, 2, 3, 4]  # the dropped caller's job still ran
+
+
+def test_awaited_callers_on_another_loop_after_the_first_closed_are_answered() -> None:
+    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        return [j * 3 for j in jobs]
+
+    assert asyncio.run(gc.submit(2, run)) == 6
+    assert asyncio.run(gc.submit(5, run)) == 15

@@ -17,7 +17,7 @@ from jitpam.domain.policy import Policy
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.timeutil import iso
 from jitpam.domain.tokens import ApiToken
-from jitpam.services.directory import RoleMember
+from jitpam.services.ports import RoleMember
 from jitpam.services.requests import RequestView
 
 

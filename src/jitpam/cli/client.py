@@ -253,7 +253,18 @@ def _role_app(kind: str) -> typer.Typer:
     def role_show(name: str, server: Server = None, as_json: Json = False) -> None:
         path = f"/roles/{_segment(name, label)}"
         with client(server) as api:
-            doc = api.call("GET", path, params={"kind": kind})
+            doc = api.call("GET", path, params={"kind": kind, "limit": 500})
+            # The role comes with a page of its tasks and one of its members: follow both.
+            if doc.get("tasks_next_cursor"):
+                more = {"role": doc["name"], "cursor": doc["tasks_next_cursor"], "limit": 500}
+                doc["tasks"] += [t["name"] for t in api.items("/catalog/tasks", more)]
+            members_cursor = doc.get("members_next_cursor")
+            while members_cursor:
+                params = {"kind": kind, "limit": 500, "members_cursor": members_cursor}
+                page = api.call("GET", path, params=params)
+                doc["members"] += page["members"]
+                members_cursor = page.get("members_next_cursor")
+            doc["tasks_next_cursor"] = doc["members_next_cursor"] = None
         if as_json:
             output.emit_json(doc)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +18,11 @@ from jitpam.domain.errors import (
     JitpamError,
     NotFound,
     NotPermitted,
+    NotSignedIn,
 )
 from jitpam.domain.names import split_name
+from jitpam.domain.tokens import token_digest
+from jitpam.services.auth import MAX_SECRET, NOT_SIGNED_IN, authenticate
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.decision_index import DecisionIndex
 from jitpam.services.guard import (
@@ -60,23 +64,71 @@ def check_access_batch(
     has committed."""
     if not 1 <= len(pairs) <= MAX_BATCH:
         raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
-    ask = _Ask(caller, tuple(pairs))
+    return _submit(ctx, _Ask(caller.org_id, caller, None, tuple(pairs)))
+
+
+def check_with_token(
+    ctx: ServiceContext, *, secret: str, pairs: Sequence[tuple[str | None, str]]
+) -> list[Decision]:
+    """``check_access_batch`` for the caller an API token stands for (NotSignedIn if none).
+
+    The check API's path: once a token has been seen, it is resolved inside the checks' own
+    transaction, from the decision index (which drops it when it is revoked), so a check costs
+    no transaction of its own to authenticate."""
+    if not 1 <= len(pairs) <= MAX_BATCH:
+        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    index = ctx.index
+    digest = token_digest(secret) if secret and len(secret) <= MAX_SECRET else None
+    org_id = index.token_org(digest) if index is not None and digest is not None else None
+    if index is None or digest is None or org_id is None:
+        caller = authenticate(ctx, secret=secret)
+        if index is not None and digest is not None:
+            index.remember_token_org(digest, caller.org_id)
+        return check_access_batch(ctx, caller=caller, pairs=pairs)
+    return _submit(ctx, _Ask(org_id, None, digest, tuple(pairs)))
+
+
+async def check_with_token_awaited(
+    ctx: ServiceContext, *, secret: str, pairs: Sequence[tuple[str | None, str]]
+) -> list[Decision]:
+    """``check_with_token`` for callers on an event loop: a token seen before joins the next
+    group (``ctx.async_checks``) without a thread of its own; any other call runs in a thread."""
+    if not 1 <= len(pairs) <= MAX_BATCH:
+        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    digest = token_digest(secret) if secret and len(secret) <= MAX_SECRET else None
+    index, group = ctx.index, ctx.async_checks
+    org_id = index.token_org(digest) if index is not None and digest is not None else None
+    if org_id is None or digest is None or group is None:
+        return await asyncio.to_thread(check_with_token, ctx, secret=secret, pairs=pairs)
+    decisions: list[Decision] = await group.submit(
+        _Ask(org_id, None, digest, tuple(pairs)),
+        lambda asks: _decide_groups(ctx, asks),
+        size=len(pairs),
+        max_size=MAX_BATCH,
+    )
+    return decisions
+
+
+def _submit(ctx: ServiceContext, ask: _Ask) -> list[Decision]:
     if ctx.checks is None:
         outcome = _decide_groups(ctx, [ask])[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
     decisions: list[Decision] = ctx.checks.submit(
-        ask, lambda asks: _decide_groups(ctx, asks), size=len(pairs), max_size=MAX_BATCH
+        ask, lambda asks: _decide_groups(ctx, asks), size=len(ask.pairs), max_size=MAX_BATCH
     )
     return decisions
 
 
 @dataclass(frozen=True)
 class _Ask:
-    """One call's checks; a user of None means the caller."""
+    """One call's checks, by a known caller or by the holder of a token (its digest); a user
+    of None means the caller."""
 
-    caller: Caller
+    org_id: UUID
+    caller: Caller | None
+    token: str | None
     pairs: tuple[tuple[str | None, str], ...]
 
     @property
@@ -91,7 +143,7 @@ def _decide_groups(ctx: ServiceContext, asks: Sequence[_Ask]) -> list[_Outcome]:
     """Each organization's asks in one transaction of their own; outcomes in the asks' order."""
     by_org: dict[UUID, list[int]] = {}
     for i, ask in enumerate(asks):
-        by_org.setdefault(ask.caller.org_id, []).append(i)
+        by_org.setdefault(ask.org_id, []).append(i)
     outcomes: dict[int, _Outcome] = {}
     for org_id, positions in by_org.items():
         group = [asks[i] for i in positions]
@@ -116,15 +168,24 @@ def _decide_group(ctx: ServiceContext, org_id: UUID, asks: Sequence[_Ask]) -> li
         control = uow.orgs.control(org_id) if index is None else None
         appended = 0
         for ask in asks:
+            caller, asker = ask.caller, None
+            if ask.token is not None:
+                assert index is not None
+                asker = index.token_holder(uow, org_id, ask.token, at)
+                if asker is None:  # as a failed sign-in: answered, not audited
+                    out.append(NotSignedIn(NOT_SIGNED_IN))
+                    continue
+                caller = Caller(org_id, asker.id)
+            assert caller is not None
             try:
-                events, exempt, decisions = _decide(uow, ask, index, control, at)
+                events, exempt, decisions = _decide(uow, caller, asker, ask, index, control, at)
             except AuditUnavailable:
                 raise
             except JitpamError as err:  # this ask is refused; the others go on
                 uow.record(
                     refusal(
                         uow,
-                        caller=ask.caller,
+                        caller=caller,
                         operation=OPERATION,
                         target=ask.target,
                         at=at,
@@ -147,15 +208,17 @@ def _decide_group(ctx: ServiceContext, org_id: UUID, asks: Sequence[_Ask]) -> li
 
 def _decide(
     uow: UnitOfWork,
+    caller: Caller,
+    known: User | None,
     ask: _Ask,
     index: DecisionIndex | None,
     control: AccessControl | None,
     at: datetime,
 ) -> tuple[list[AuditEvent], list[tuple[str, str]], list[Decision]]:
     """One ask's decisions, their audit records and the exempt uses to report; writes
-    nothing, so a refusal (raised) leaves no trace but its own record."""
-    caller = ask.caller
-    asker = caller_user(uow, caller)
+    nothing, so a refusal (raised) leaves no trace but its own record. ``known``: the caller,
+    when already read in this transaction."""
+    asker = known if known is not None else caller_user(uow, caller)
 
     def subject_of(upn: str | None) -> User | None:
         if upn is None:

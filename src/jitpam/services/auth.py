@@ -28,6 +28,7 @@ from jitpam.services.guard import authorize, caller_user, event, grant_details, 
 from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
 
 NOT_SIGNED_IN = "not signed in: the token is missing, unknown, expired or revoked"
+MAX_SECRET = 200  # longer bearer credentials are refused unread
 BAD_SIGN_IN = "wrong user name or password"
 MANAGE_TOKENS = "New-ApiToken"
 # Checked when the account does not exist, so a wrong name costs what a wrong password does.
@@ -162,7 +163,7 @@ def _audit_sign_in(ctx: ServiceContext, *, account: str, client: str, ok: bool, 
 def authenticate(ctx: ServiceContext, *, secret: str) -> Caller:
     """The caller a bearer token stands for. Raises NotSignedIn, with one message for every
     reason (unknown, expired, revoked, disabled user), so a token's state is not revealed."""
-    if not secret or len(secret) > 200:
+    if not secret or len(secret) > MAX_SECRET:
         raise NotSignedIn(NOT_SIGNED_IN)
     with ctx.reader() as uow:
         token = uow.credentials.token_by_digest(token_digest(secret))

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from jitpam.services.decision_index import DecisionIndex
-from jitpam.services.group_commit import GroupCommit
+from jitpam.services.group_commit import AsyncGroupCommit, GroupCommit
 from jitpam.services.ports import (
     Clock,
     LoginThrottle,
@@ -30,8 +30,10 @@ class ServiceContext:
     public_url: str = "http://127.0.0.1:8000"  # links in notifications point here
     # Checks decide from memory, kept exact by the audit chain (None: read the database each time).
     index: DecisionIndex | None = field(default_factory=DecisionIndex)
-    # Checks arriving together share one transaction (None: one transaction per call).
+    # Checks arriving together share one transaction (None: one transaction per call); the
+    # second serves callers on an event loop (the check API).
     checks: GroupCommit[Any, Any] | None = field(default_factory=GroupCommit)
+    async_checks: AsyncGroupCommit[Any, Any] | None = field(default_factory=AsyncGroupCommit)
     # Transactions that only read (None: the same as ``uow``). On SQLite they run beside a
     # writer instead of queueing for the write lock.
     read: UnitOfWorkFactory | None = None

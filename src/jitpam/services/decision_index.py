@@ -11,8 +11,10 @@ data; expiry is a clock comparison at check time.
 What is kept: per organization, its access control (on/off, system accounts), and for each task
 asked about, the roles holding it, whether it exists and whether a task policy covers it; per user
 asked about, whether they exist and are enabled, their standing roles (directly, through role
-groups, through groups) and their grants. It is filled on first use and dropped, for one user or
-the whole organization, by the changes that touch it.
+groups, through groups) and their grants; and the API tokens checks came with, with their users,
+so the check API authenticates from memory too (token revocations, sign-outs and password changes
+drop them; expiry is a clock comparison). It is filled on first use and dropped, for one user,
+the tokens or the whole organization, by the changes that touch it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jitpam.domain.check import CheckFacts, Grant
 from jitpam.domain.directory import User
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import PolicyType
+from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports import UnitOfWork
 
 # Operations that never change a decision: skipped when catching up.
@@ -35,10 +38,7 @@ NO_EFFECT = frozenset(
     {
         "Test-ElevatedAccess",
         "Sign-In",
-        "Sign-Out",
         "New-ApiToken",
-        "Revoke-ApiToken",
-        "Set-Password",
         "Add-OidcLink",
         "Export-AuditCheckpoint",
         "New-ElevatedAccessRequest",
@@ -58,6 +58,9 @@ NO_EFFECT = frozenset(
 # Operations that change one user's grants only; the user is named in the record's details.
 MAX_NAMES = 10_000
 GRANT_CHANGES = frozenset({"Approve-ElevatedAccessRequest", "Revoke-ElevatedAccessAuthorization"})
+# Operations that revoke API tokens (one, the one signed out, or all of a user's).
+TOKEN_CHANGES = frozenset({"Revoke-ApiToken", "Sign-Out", "Set-Password"})
+MAX_TOKENS = 100_000
 
 
 @dataclass
@@ -86,6 +89,7 @@ class _Org:
     users: dict[str, _User] = field(default_factory=dict)  # by UPN
     tasks: dict[str, _Task] = field(default_factory=dict)  # by canonical name
     names: dict[str, str] = field(default_factory=dict)  # typed task name -> canonical
+    tokens: dict[str, tuple[ApiToken, User]] = field(default_factory=dict)  # by digest
 
 
 class DecisionIndex:
@@ -94,6 +98,7 @@ class DecisionIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._orgs: dict[UUID, _Org] = {}
+        self._token_orgs: dict[str, UUID] = {}  # token digest -> its organization (never moves)
         self.reloads = 0  # organizations (re)built, for tests and metrics
 
     def catch_up(self, uow: UnitOfWork, org_id: UUID, head: int) -> None:
@@ -105,10 +110,13 @@ class DecisionIndex:
             return
         if state is not None and state.seq < head:
             changes = uow.audit.changes(org_id, after=state.seq, ignore=NO_EFFECT)
-            if all(c.operation in GRANT_CHANGES for c in changes):
-                users = dict(state.users)
+            if all(c.operation in GRANT_CHANGES | TOKEN_CHANGES for c in changes):
+                users, tokens = dict(state.users), state.tokens
                 for change in changes:
-                    users.pop(_requester(change), None)
+                    if change.operation in TOKEN_CHANGES:
+                        tokens = {}
+                    else:
+                        users.pop(_requester(change), None)
                 fresh = _Org(
                     head,
                     state.enabled,
@@ -117,6 +125,7 @@ class DecisionIndex:
                     users,
                     state.tasks,
                     state.names,
+                    tokens,
                 )
                 with self._lock:
                     self._orgs[org_id] = fresh
@@ -133,6 +142,37 @@ class DecisionIndex:
             state = self._orgs.get(org_id)
             if state is not None and state.seq == head:
                 self._orgs[org_id] = replace(state, seq=new_head)
+
+    def token_org(self, digest: str) -> UUID | None:
+        """The organization of a token seen before (None: not seen; authenticate it first)."""
+        return self._token_orgs.get(digest)
+
+    def remember_token_org(self, digest: str, org_id: UUID) -> None:
+        """Note an authenticated token's organization, so its next checks group by it."""
+        with self._lock:
+            if len(self._token_orgs) >= MAX_TOKENS:
+                self._token_orgs.clear()
+            self._token_orgs[digest] = org_id
+
+    def token_holder(self, uow: UnitOfWork, org_id: UUID, digest: str, at: datetime) -> User | None:
+        """The enabled user of the organization a usable (not expired, not revoked) token stands
+        for at ``at``, or None. Call after ``catch_up``, in the same transaction."""
+        with self._lock:
+            state = self._orgs[org_id]
+        held = state.tokens.get(digest)
+        if held is None:
+            token = uow.credentials.token_by_digest(digest)
+            user = uow.users.get(token.user_id) if token is not None else None
+            if token is None or user is None:
+                return None
+            held = (token, user)
+            if len(state.tokens) >= MAX_TOKENS:
+                state.tokens.clear()
+            state.tokens[digest] = held
+        token, user = held
+        if token.org_id != org_id or user.org_id != org_id:
+            return None
+        return user if token.usable_at(at) and user.enabled else None
 
     def task_name(self, org_id: UUID, typed: str, resolve: Callable[[str], str]) -> str:
         """The canonical name of a typed task name, resolved once per catalog version."""

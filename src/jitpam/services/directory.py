@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -33,7 +33,7 @@ from jitpam.services.guard import (
     use_case,
 )
 from jitpam.services.notifications import queue_request_event
-from jitpam.services.ports import UnitOfWork
+from jitpam.services.ports import GroupSummary, Page, RoleMember, UnitOfWork
 
 REVOKED_ON_DISABLE = "the user was disabled"
 
@@ -369,22 +369,25 @@ def change_assignment(
         return assignment
 
 
-@dataclass(frozen=True)
-class RoleMember:
-    """A holder of a role: ``just_in_time`` members carry the end of their window."""
-
-    principal_kind: PrincipalKind
-    name: str
-    via: str  # the role itself, or the role group that holds it
-    just_in_time: bool
-    until: datetime | None = None
-    authorization_id: UUID | None = None
-
-
 def role_members(
     ctx: ServiceContext, *, caller: Caller, role: str, role_group: bool = False
 ) -> list[RoleMember]:
     """Who holds a role (or role group): standing assignments and just-in-time grants, as of now."""
+    return role_members_page(ctx, caller=caller, role=role, role_group=role_group)[1].items
+
+
+def role_members_page(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    role: str,
+    role_group: bool = False,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> tuple[str, Page[RoleMember]]:
+    """The role's (or role group's) full name and one page of its holders as of now: standing
+    assignments of the role, then its just-in-time grants, then the same for each role group
+    that holds it. ``limit`` None reads them all."""
     at = ctx.clock.now()
     with ctx.uow() as uow:
         caller_user(uow, caller)
@@ -396,43 +399,24 @@ def role_members(
             holders += [
                 (PolicyType.ROLE_GROUP, g) for g, roles in sorted(groups.items()) if target in roles
             ]
-        members: list[RoleMember] = []
-        for holder_kind, holder in holders:
-            for a in uow.assignments.of_target(caller.org_id, holder_kind.value, holder):
-                if a.principal_kind is PrincipalKind.USER:
-                    u = uow.users.get(a.principal_id)
-                    name = u.upn if u else str(a.principal_id)
-                else:
-                    g = uow.groups.get(a.principal_id)
-                    name = g.name if g else str(a.principal_id)
-                members.append(RoleMember(a.principal_kind, name, holder, False))
-            for request in uow.requests.jit_holders(caller.org_id, holder_kind, holder, at):
-                auth = request.authorization
-                if auth is not None and auth.is_active(at):
-                    members.append(
-                        RoleMember(
-                            PrincipalKind.USER,
-                            request.requester_upn,
-                            holder,
-                            True,
-                            auth.end,
-                            auth.id,
-                        )
-                    )
-        return members
+        page = uow.assignments.holders(caller.org_id, holders, at=at, cursor=cursor, limit=limit)
+        return target, page
+
+
+def group_summaries(
+    ctx: ServiceContext, *, caller: Caller, cursor: str | None, limit: int, members: int = 0
+) -> Page[GroupSummary]:
+    """One page of groups by name, with their sizes and first ``members`` members."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.groups.summaries(caller.org_id, cursor=cursor, limit=limit, members=members)
 
 
 def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
-    """Display names for ids the caller was shown: users by UPN, groups by name (this org only)."""
-    out: dict[UUID, str] = {}
+    """Display names for ids the caller was shown: users by UPN, groups by name (this org only).
+    Two queries, whatever the number of ids."""
     with ctx.uow() as uow:
         caller_user(uow, caller)
-        for i in ids:
-            user = uow.users.get(i)
-            if user is not None and user.org_id == caller.org_id:
-                out[i] = user.upn
-                continue
-            group = uow.groups.get(i)
-            if group is not None and group.org_id == caller.org_id:
-                out[i] = group.name
+        out = uow.groups.names(caller.org_id, ids)
+        out.update(uow.users.upns(caller.org_id, ids))
     return out

@@ -5,14 +5,19 @@ it takes every job waiting (up to a bound), runs them as one group, hands each j
 result, then passes the lead to the oldest job still waiting. Nobody waits on purpose for more
 jobs to arrive: a group is whatever came in while the previous group was being written, so a
 lone call pays nothing and a crowd pays one transaction per group instead of one per call.
+
+GroupCommit serves callers on threads (a caller may lead); AsyncGroupCommit serves callers on an
+event loop, whose groups a thread of its own writes, so an awaited call needs no thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -70,20 +75,8 @@ class GroupCommit(Generic[J, R]):
         self, run: Callable[[Sequence[J]], Sequence[R | BaseException]], max_size: int
     ) -> None:
         with self._lock:
-            group: list[_Slot[J, R]] = []
-            total = 0
-            for slot in self._waiting:
-                if group and total + slot.size > max_size:
-                    break
-                group.append(slot)
-                total += slot.size
-            del self._waiting[: len(group)]
-        try:
-            outcomes: Sequence[R | BaseException] = run([s.job for s in group])
-            if len(outcomes) != len(group):
-                raise RuntimeError("a group's run returned the wrong number of outcomes")
-        except BaseException as exc:  # every job of the group fails as the group did
-            outcomes = [exc] * len(group)
+            group = _take(self._waiting, max_size)
+        outcomes = _run(run, [s.job for s in group])
         self.groups += 1
         for slot, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -98,3 +91,108 @@ class GroupCommit(Generic[J, R]):
                 self._leading = False
         for slot in group:
             slot.woken.set()
+
+
+class _Sized(Protocol):
+    size: int
+
+
+S = TypeVar("S", bound=_Sized)
+
+
+def _take(waiting: list[S], max_size: int) -> list[S]:
+    """Remove and return the next group: the oldest entries whose sizes add up to at most
+    ``max_size`` (a larger entry alone)."""
+    group: list[S] = []
+    total = 0
+    for entry in waiting:
+        if group and total + entry.size > max_size:
+            break
+        group.append(entry)
+        total += entry.size
+    del waiting[: len(group)]
+    return group
+
+
+def _run(
+    run: Callable[[Sequence[J]], Sequence[R | BaseException]], jobs: Sequence[J]
+) -> Sequence[R | BaseException]:
+    try:
+        outcomes = run(jobs)
+        if len(outcomes) != len(jobs):
+            raise RuntimeError("a group's run returned the wrong number of outcomes")
+    except BaseException as exc:  # every job of the group fails as the group did
+        return [exc] * len(jobs)
+    return outcomes
+
+
+@dataclass(eq=False)
+class _Waiter(Generic[J, R]):
+    job: J
+    size: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[R]
+
+
+class AsyncGroupCommit(Generic[J, R]):
+    """Group commit for callers on event loops, so a call costs no trip to a thread of its own.
+
+    Jobs wait as futures; a thread (started when the first job finds none running) writes group
+    after group until none is waiting, and settles each job's future on its loop once its group
+    has run. A caller that stops waiting (a dropped connection) leaves its job to run anyway."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiter[J, R]] = []
+        self._leading = False
+        self.groups = 0  # groups written, for tests and metrics
+
+    def waiting(self) -> int:
+        """Jobs handed in and not yet taken into a group."""
+        with self._lock:
+            return len(self._waiting)
+
+    async def submit(
+        self,
+        job: J,
+        run: Callable[[Sequence[J]], Sequence[R | BaseException]],
+        *,
+        size: int = 1,
+        max_size: int = 1,
+    ) -> R:
+        """As GroupCommit.submit, awaited."""
+        loop = asyncio.get_running_loop()
+        waiter: _Waiter[J, R] = _Waiter(job, size, loop, loop.create_future())
+        with self._lock:
+            self._waiting.append(waiter)
+            start = not self._leading
+            self._leading = True
+        if start:
+            threading.Thread(
+                target=self._lead, args=(run, max_size), name="jitpam-group-commit", daemon=True
+            ).start()
+        return await waiter.future
+
+    def _lead(
+        self, run: Callable[[Sequence[J]], Sequence[R | BaseException]], max_size: int
+    ) -> None:
+        while True:
+            with self._lock:
+                group = _take(self._waiting, max_size)
+                if not group:
+                    self._leading = False
+                    return
+            outcomes = _run(run, [w.job for w in group])
+            self.groups += 1
+            for waiter, outcome in zip(group, outcomes, strict=True):
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    waiter.loop.call_soon_threadsafe(_settle, waiter.future, outcome)
+
+
+def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:
+    if future.done():  # the caller stopped waiting
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -40,7 +40,7 @@ from jitpam.services.guard import (
     parse_enum,
     use_case,
 )
-from jitpam.services.ports import UnitOfWork
+from jitpam.services.ports import Page, UnitOfWork
 
 GLOBAL_ADMINISTRATOR = "jitpam\\Global Administrator"
 
@@ -303,6 +303,45 @@ def role_tasks(ctx: ServiceContext, *, caller: Caller, role: str) -> list[str]:
             role, uow.catalog.names(caller.org_id, PolicyType.ROLE, bare), kind="role"
         )
         return uow.catalog.tasks_of_role(caller.org_id, str(name))
+
+
+def catalog_page(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    kind: PolicyType,
+    role: str | None = None,
+    cursor: str | None = None,
+    limit: int,
+) -> tuple[str | None, Page[QualifiedName]]:
+    """One page of the organization's tasks, roles or role groups by name; with ``role`` (a
+    ``Scope\\Name`` or an unambiguous bare role name), the tasks that role holds. Returns the
+    role's full name (or None) and the page."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        kind = parse_enum(PolicyType, kind, "kind")
+        if role is None:
+            return None, uow.catalog.page(caller.org_id, kind, cursor=cursor, limit=limit)
+        if kind is not PolicyType.TASK:
+            raise InvalidInput("a role holds tasks: list them with kind task")
+        _, bare = split_name(role)
+        name = resolve_name(
+            role, uow.catalog.names(caller.org_id, PolicyType.ROLE, bare), kind="role"
+        )
+        page = uow.catalog.role_tasks_page(caller.org_id, str(name), cursor=cursor, limit=limit)
+        return str(name), page
+
+
+def catalog_lookup(
+    ctx: ServiceContext, *, caller: Caller, kind: PolicyType, text: str, limit: int
+) -> list[QualifiedName]:
+    """At most ``limit`` catalog names starting with ``text`` (a ``Scope\\Name`` or a bare
+    name), for suggestions while typing."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.catalog.lookup(
+            caller.org_id, parse_enum(PolicyType, kind, "kind"), text[:260], limit
+        )
 
 
 def refresh_builtin_catalog(ctx: ServiceContext) -> int:

@@ -25,7 +25,7 @@ from jitpam.services.guard import (
     parse_enum,
     use_case,
 )
-from jitpam.services.ports import UnitOfWork
+from jitpam.services.ports import Page, UnitOfWork
 
 
 def _eligible(
@@ -230,6 +230,34 @@ def list_policies(
                 else None
             ),
             after=after,
+            limit=limit,
+        )
+
+
+def policy_page(
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    type: PolicyType | None = None,
+    approval_type: ApprovalType | None = None,
+    search: str | None = None,
+    cursor: str | None = None,
+    limit: int,
+) -> Page[Policy]:
+    """One keyset page of policies by (type, target), filtered; ``search`` is a substring of the
+    target, any case (a page may then hold fewer than ``limit`` and still go on: SEARCH_WINDOW)."""
+    with ctx.uow() as uow:
+        caller_user(uow, caller)
+        return uow.policies.page(
+            caller.org_id,
+            type=parse_enum(PolicyType, type, "type") if type is not None else None,
+            approval_type=(
+                parse_enum(ApprovalType, approval_type, "approval type")
+                if approval_type is not None
+                else None
+            ),
+            search=search.strip()[:260] if search and search.strip() else None,
+            cursor=cursor,
             limit=limit,
         )
 

@@ -85,6 +85,31 @@ class UserRepository(Protocol):
         ...
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]: ...
+    def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
+        """The UPNs of those of ``ids`` that are users of the organization (one query)."""
+        ...
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """A group as a listing shows it: its size and its first members by UPN."""
+
+    name: str
+    email: str
+    member_count: int
+    members: list[str]
+
+
+@dataclass(frozen=True)
+class RoleMember:
+    """A holder of a role: ``just_in_time`` members carry the end of their window."""
+
+    principal_kind: PrincipalKind
+    name: str
+    via: str  # the role itself, or the role group that holds it
+    just_in_time: bool
+    until: datetime | None = None
+    authorization_id: UUID | None = None
 
 
 class GroupRepository(Protocol):
@@ -105,6 +130,17 @@ class GroupRepository(Protocol):
         self, org_id: UUID, *, after: str | None = None, limit: int | None = None
     ) -> list[Group]:
         """Groups by name (case-folded); with ``after``/``limit``, one keyset page."""
+        ...
+
+    def summaries(
+        self, org_id: UUID, *, cursor: str | None, limit: int, members: int
+    ) -> Page[GroupSummary]:
+        """One keyset page of groups by name, each with its member count and its first
+        ``members`` members (a fixed number of queries per page, whatever the sizes)."""
+        ...
+
+    def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
+        """The names of those of ``ids`` that are groups of the organization (one query)."""
         ...
 
     def in_use(self, group_id: UUID) -> str | None:
@@ -128,6 +164,22 @@ class CatalogRepository(Protocol):
     def role_group_roles(self, org_id: UUID) -> dict[str, frozenset[str]]: ...
     def tasks_of_role(self, org_id: UUID, role: str) -> list[str]: ...
     def entries(self, org_id: UUID, kind: PolicyType) -> list[QualifiedName]: ...
+    def page(
+        self, org_id: UUID, kind: PolicyType, *, cursor: str | None, limit: int
+    ) -> Page[QualifiedName]:
+        """One keyset page of the tasks, roles or role groups, by ``Scope\\Name`` (any case)."""
+        ...
+
+    def role_tasks_page(
+        self, org_id: UUID, role: str, *, cursor: str | None, limit: int
+    ) -> Page[QualifiedName]:
+        """One keyset page of the tasks a role (``Scope\\Name``) holds, by name."""
+        ...
+
+    def lookup(self, org_id: UUID, kind: PolicyType, text: str, limit: int) -> list[QualifiedName]:
+        """At most ``limit`` entries from ``text`` on in name order: by ``Scope\\Name`` when
+        ``text`` names a scope, otherwise by bare name. For suggestions while typing."""
+        ...
 
 
 class AssignmentRepository(Protocol):
@@ -146,6 +198,19 @@ class AssignmentRepository(Protocol):
     def of_principal(
         self, org_id: UUID, kind: PrincipalKind, principal_id: UUID
     ) -> list[Assignment]: ...
+    def holders(
+        self,
+        org_id: UUID,
+        targets: Sequence[tuple[PolicyType, str]],
+        *,
+        at: datetime,
+        cursor: str | None,
+        limit: int | None,
+    ) -> Page[RoleMember]:
+        """Who holds these roles or role groups at ``at``, target after target: the standing
+        assignments (oldest first), then the active just-in-time grants (soonest ending first).
+        One keyset page; ``limit`` None reads them all."""
+        ...
 
 
 class PolicyRepository(Protocol):
@@ -169,22 +234,48 @@ class PolicyRepository(Protocol):
         """Policies by (type, target); with ``after``/``limit``, one keyset page."""
         ...
 
-    def reviewable_by(
-        self, org_id: UUID, group_ids: frozenset[UUID], *, default_group: UUID | None
-    ) -> list[UUID]:
-        """Ids of the policies whose approver group (own or default) is one of ``group_ids``."""
+    def page(
+        self,
+        org_id: UUID,
+        *,
+        type: PolicyType | None,
+        approval_type: ApprovalType | None,
+        search: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Policy]:
+        """One keyset page by (type, target). With a search (a substring of the target), a page
+        may hold fewer than ``limit`` items and still name a next cursor: see SEARCH_WINDOW."""
         ...
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """Who reviews through their groups: the requests under policies whose approver group is one
+    of ``groups``, and under policies without a group of their own when the organization's
+    default approver group (``default_group``) is one of them."""
+
+    groups: frozenset[UUID]
+    default_group: UUID | None
 
 
 @dataclass(frozen=True)
 class RequestFilter:
     requester_id: UUID | None = None
     status: RequestStatus | None = None
-    policy_ids: Sequence[UUID] | None = None  # visible through these policies ...
+    reviewer: Reviewer | None = None  # visible to this reviewer through their policies ...
     or_requester_id: UUID | None = None  # ... or because the caller asked for it
+    # Pending requests this user neither asked for nor reviewed yet (review_refusal's SQL twin).
+    awaiting_vote_of: UUID | None = None
     target_contains: str | None = None
     search: str | None = None  # in the requester's UPN or the target, any case
     oldest_first: bool = False
+
+
+# A search by substring cannot use an index: each page examines at most this many requests (the
+# newest first, under the other filters) and says where it stopped, so a page stays fast at any
+# size; the next cursor goes on from there, and following every cursor finds every match.
+SEARCH_WINDOW = 10_000
 
 
 class RequestRepository(Protocol):
@@ -202,7 +293,15 @@ class RequestRepository(Protocol):
 
     def page(
         self, org_id: UUID, flt: RequestFilter, *, at: datetime, cursor: str | None, limit: int
-    ) -> Page[AccessRequest]: ...
+    ) -> Page[AccessRequest]:
+        """One keyset page by creation time. With a search, a page may hold fewer than ``limit``
+        items (even none) and still name a next cursor: see SEARCH_WINDOW."""
+        ...
+
+    def count(self, org_id: UUID, flt: RequestFilter, *, at: datetime, limit: int) -> int:
+        """How many requests match ``flt`` (no search), counted up to ``limit``."""
+        ...
+
     def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
         """The user's authorizations that are not yet over at ``at``."""
         ...
@@ -214,12 +313,28 @@ class RequestRepository(Protocol):
     def jit_holders(
         self, org_id: UUID, type: PolicyType, target: str, at: datetime
     ) -> list[AccessRequest]: ...
-    def to_settle(self, org_id: UUID, at: datetime, limit: int) -> list[AccessRequest]: ...
-    def with_authorization(
-        self, org_id: UUID, user_id: UUID | None, *, active_at: datetime | None
+    def to_settle(
+        self, org_id: UUID, at: datetime, limit: int, *, lock: bool = True
     ) -> list[AccessRequest]:
-        """Requests that were granted (one user's or all), newest first; only the active ones
-        when ``active_at`` is given."""
+        """Requests whose stored status the clock has overtaken (lapsed pending, ended grants);
+        ``lock`` takes them (skipping rows another sweep holds)."""
+        ...
+
+    def granted(
+        self,
+        org_id: UUID,
+        user_id: UUID | None,
+        *,
+        active_at: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[AccessRequest]:
+        """Requests that were granted (one user's or everyone's): newest grant first; or, with
+        ``active_at``, only the grants active then, soonest ending first."""
+        ...
+
+    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[AccessRequest]:
+        """Granted requests whose authorization is active at ``after`` and ends by ``until``."""
         ...
 
     def id_for_authorization(self, authorization_id: UUID) -> UUID | None: ...

@@ -31,7 +31,7 @@ from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
 from jitpam.services.guard import caller_user, event, gather_facts, may, parse_enum, use_case
 from jitpam.services.notifications import queue_request_event
-from jitpam.services.ports import Page, RequestFilter, Signer, UnitOfWork
+from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
 
 MAX_PAGE = 500
 SEE_ALL = "Get-ElevatedAccessRequest"
@@ -425,7 +425,7 @@ def list_requests(
     ``search`` matches the requester's UPN or the target."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         flt = RequestFilter(
@@ -439,21 +439,15 @@ def list_requests(
         elif requester is not None:
             flt = replace(flt, requester_id=find_user(uow, caller.org_id, requester).id)
         if not mine and not may(uow, user=user, operation=SEE_ALL, at=at).allowed:
-            flt = replace(flt, policy_ids=_reviewable(uow, caller, user), or_requester_id=user.id)
+            flt = replace(flt, reviewer=_reviewer(uow, caller, user), or_requester_id=user.id)
         page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=limit)
         return Page([RequestView(r, r.status_at(at)) for r in page.items], page.next_cursor)
 
 
-def _reviewable(uow: UnitOfWork, caller: Caller, user: User) -> list[UUID]:
-    """The policies whose requests ``user`` reviews: their groups', and the default group's."""
+def _reviewer(uow: UnitOfWork, caller: Caller, user: User) -> Reviewer:
+    """``user`` as a reviewer: their groups, and the organization's default approver group."""
     control = uow.orgs.control(caller.org_id)
-    return list(
-        uow.policies.reviewable_by(
-            caller.org_id,
-            uow.users.group_ids(user.id),
-            default_group=control.default_approver_group_id,
-        )
-    )
+    return Reviewer(uow.users.group_ids(user.id), control.default_approver_group_id)
 
 
 @dataclass(frozen=True)
@@ -501,26 +495,17 @@ def request_actions(ctx: ServiceContext, *, caller: Caller, request_id: UUID) ->
 
 def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAGE) -> int:
     """How many pending requests wait for the caller's vote, counted up to ``limit``."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         if not user.can_approve or limit < 1:
             return 0
-        policies = _reviewable(uow, caller, user)
-        if not policies:
-            return 0
-        flt = RequestFilter(status=RequestStatus.PENDING, policy_ids=policies)
-        counted, cursor = 0, None
-        while True:
-            page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=MAX_PAGE)
-            counted += sum(
-                1
-                for r in page.items
-                if r.review_refusal(approver=user, in_approver_group=True, at=at) is None
-            )
-            if counted >= limit or page.next_cursor is None:
-                return min(counted, limit)
-            cursor = page.next_cursor
+        flt = RequestFilter(
+            status=RequestStatus.PENDING,
+            reviewer=_reviewer(uow, caller, user),
+            awaiting_vote_of=user.id,
+        )
+        return uow.requests.count(caller.org_id, flt, at=at, limit=limit)
 
 
 def requestable(ctx: ServiceContext, *, caller: Caller) -> list[Policy]:
@@ -572,6 +557,9 @@ def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = 500) -> i
 
     Bookkeeping for lists and notifications only: every rule already reads the clock.
     """
+    with ctx.reader() as uow:  # most sweeps find nothing: look before taking the write lock
+        if not uow.requests.to_settle(org_id, ctx.clock.now(), 1, lock=False):
+            return 0
     with ctx.uow() as uow:
         at = ctx.clock.now()
         settled = 0
@@ -606,11 +594,20 @@ def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = 500) -> i
 
 
 def list_authorizations(
-    ctx: ServiceContext, *, caller: Caller, user: str | None = None, active: bool = False
-) -> list[RequestView]:
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    user: str | None = None,
+    active: bool = False,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[RequestView]:
     """Get-ElevatedAccessAuthorization: one's own grants; another user's, or everyone's
-    (``user="*"``), with jitpam\\Get-ElevatedAccessRequest. Newest first."""
-    with ctx.uow() as uow:
+    (``user="*"``), with jitpam\\Get-ElevatedAccessRequest. Newest grant first; with ``active``,
+    the grants active now, soonest ending first. Keyset pages."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         me = caller_user(uow, caller)
         target: UUID | None = me.id
@@ -618,21 +615,25 @@ def list_authorizations(
             if not may(uow, user=me, operation=SEE_ALL, at=at).allowed:
                 raise NotPermitted(f"{me.upn} may list only their own authorizations")
             target = None if user == "*" else find_user(uow, caller.org_id, user).id
-        found = uow.requests.with_authorization(
-            caller.org_id, target, active_at=at if active else None
+        page = uow.requests.granted(
+            caller.org_id, target, active_at=at if active else None, cursor=cursor, limit=limit
         )
-        return [RequestView(r, r.status_at(at)) for r in found]
+        return Page([RequestView(r, r.status_at(at)) for r in page.items], page.next_cursor)
 
 
 def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> int:
     """Queue one warning per grant that ends within ``within`` from now (never twice for the
     same grant); returns how many messages were newly queued."""
+    with ctx.reader() as uow:  # most sweeps find nothing: look before taking the write lock
+        now = ctx.clock.now()
+        if not uow.requests.ending(org_id, now, now + within):
+            return 0
     with ctx.uow() as uow:
         at = ctx.clock.now()
         queued = 0
-        for request in uow.requests.with_authorization(org_id, None, active_at=at):
+        for request in uow.requests.ending(org_id, at, at + within):
             auth = request.authorization
-            if auth is None or auth.end > at + within:
+            if auth is None:
                 continue
             queued += queue_request_event(
                 ctx,

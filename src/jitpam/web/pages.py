@@ -465,7 +465,7 @@ def settings_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
         if control.default_approver_group_id
         else "",
         system_accounts=sorted(names.get(i, str(i)) for i in control.system_account_ids),
-        groups=[g.name for g in directory.list_groups(ctx, caller=user.caller)],
+        groups=_group_choices(ctx, user),
     )
 
 
@@ -493,12 +493,22 @@ async def save_settings(request: Request, user: SignedIn, ctx: Ctx) -> RedirectR
 
 # -- access policies -----------------------------------------------------------------------------
 
-POLICY_SORTS = {
-    "target": lambda p: (str(p.target).casefold(),),
-    "type": lambda p: (p.type.value, str(p.target).casefold()),
-    "approval": lambda p: (p.approval_type.value, str(p.target).casefold()),
-    "newest": lambda p: (-p.created_at.timestamp(),),
-}
+GROUP_CHOICES = 500  # approver groups offered in a form's list, by name
+
+
+def _group_choices(ctx: Ctx, user: WebUser) -> list[str]:
+    page = directory.group_summaries(ctx, caller=user.caller, cursor=None, limit=GROUP_CHOICES)
+    return [g.name for g in page.items]
+
+
+def _target_suggestions(ctx: Ctx, user: WebUser, kind: PolicyType, text: str) -> list[str]:
+    found = organizations.catalog_lookup(
+        ctx, caller=user.caller, kind=kind, text=text, limit=SUGGESTIONS
+    )
+    return [str(n) for n in found]
+
+
+SUGGESTIONS = 50  # names offered while typing a policy's target
 
 
 @router.get("/policies", response_class=HTMLResponse)
@@ -509,45 +519,52 @@ def policy_list(
     type: str = "",
     approval: str = "",
     q: str = Query(default="", max_length=260),
-    sort: Literal["target", "type", "approval", "newest"] = "target",
+    cursor: str = Query(default="", max_length=500),
 ) -> HTMLResponse:
-    found = policies.list_policies(
+    page = policies.policy_page(
         ctx,
         caller=user.caller,
         type=PolicyType(type) if type in KINDS else None,
         approval_type=ApprovalType(approval) if approval in {"auto", "manual"} else None,
+        search=q or None,
+        cursor=cursor or None,
+        limit=PAGE,
     )
-    if q.strip():
-        needle = q.strip().casefold()
-        found = [p for p in found if needle in str(p.target).casefold()]
-    found.sort(key=POLICY_SORTS[sort])
-    names = directory.names_of(
-        ctx, caller=user.caller, ids={p.approver_group_id for p in found if p.approver_group_id}
-    )
-    catalog = {
-        kind: organizations.catalog_entries(ctx, caller=user.caller, kind=kind)
-        for kind in PolicyType
-    }
+    # The page's names (approver groups, eligible requesters) in two queries, not one per policy.
+    ids = {i for p in page.items for i in (p.eligible_user_ids | p.eligible_group_ids)}
+    ids |= {p.approver_group_id for p in page.items if p.approver_group_id}
+    names = directory.names_of(ctx, caller=user.caller, ids=ids)
+    more = None
+    if page.next_cursor:
+        more = "/policies?" + urlencode(
+            {"type": type, "approval": approval, "q": q, "cursor": page.next_cursor}
+        )
+    manage = user.abilities.manage_policies
     return render(
         request,
         "policies.html",
         user,
-        items=[views.policy(p, names) for p in found],
+        items=[views.policy(p, names) for p in page.items],
         type=type,
         approval=approval,
         q=q,
-        sort=sort,
+        more=more,
         kinds=KINDS,
-        scopes=sorted({n.scope for entries in catalog.values() for n in entries}),
-        catalog=[
-            {"type": kind.value, "scope": n.scope, "name": str(n)}
-            for kind, entries in catalog.items()
-            for n in entries
-        ],
-        groups=[g.name for g in directory.list_groups(ctx, caller=user.caller)]
-        if user.abilities.manage_policies
-        else [],
+        suggestions=_target_suggestions(ctx, user, PolicyType.TASK, "") if manage else [],
+        groups=_group_choices(ctx, user) if manage else [],
     )
+
+
+@router.get("/policies/targets")
+def policy_targets(
+    user: SignedIn,
+    ctx: Ctx,
+    type: str = "task",
+    q: str = Query(default="", max_length=260),
+) -> dict[str, list[str]]:
+    """Names for the new-policy form's target while it is typed: at most SUGGESTIONS."""
+    kind = PolicyType(type) if type in KINDS else PolicyType.TASK
+    return {"names": _target_suggestions(ctx, user, kind, q)}
 
 
 def _or_default(value: int | None, default: int) -> int:
@@ -598,9 +615,7 @@ def policy_detail(request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx) -
         user,
         p=views.policy(p, directory.names_of(ctx, caller=user.caller, ids=ids)),
         kinds=KINDS,
-        groups=[g.name for g in directory.list_groups(ctx, caller=user.caller)]
-        if user.abilities.manage_policies
-        else [],
+        groups=_group_choices(ctx, user) if user.abilities.manage_policies else [],
     )
 
 
@@ -757,36 +772,57 @@ def audit_export(
 # -- directory -----------------------------------------------------------------------------------
 
 
+GROUP_MEMBERS_SHOWN = 20  # members named per group on the directory page
+
+
 @router.get("/directory", response_class=HTMLResponse)
-def directory_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    groups = directory.list_groups(ctx, caller=user.caller)
-    member_ids = {m for g in groups for m in g.member_ids}
-    names = directory.names_of(ctx, caller=user.caller, ids=member_ids)
-    holders = []
-    for kind, role_group in ((PolicyType.ROLE_GROUP, True), (PolicyType.ROLE, False)):
-        for name in organizations.catalog_entries(ctx, caller=user.caller, kind=kind):
-            members = directory.role_members(
-                ctx, caller=user.caller, role=str(name), role_group=role_group
-            )
-            holders.append(
-                {
-                    "kind": kind.label,
-                    "name": str(name),
-                    "standing": sorted(
-                        {
-                            f"{m.name} ({m.principal_kind.value})"
-                            + ("" if m.via == str(name) else f" via {m.via}")
-                            for m in members
-                            if not m.just_in_time
-                        }
-                    ),
-                    "jit": [
-                        {"name": m.name, "until": iso(m.until) if m.until else ""}
-                        for m in members
-                        if m.just_in_time
-                    ],
-                }
-            )
+def directory_page(
+    request: Request,
+    user: SignedIn,
+    ctx: Ctx,
+    groups_cursor: str = Query(default="", max_length=500),
+    roles_cursor: str = Query(default="", max_length=500),
+    role_groups_cursor: str = Query(default="", max_length=500),
+) -> HTMLResponse:
+    groups = directory.group_summaries(
+        ctx,
+        caller=user.caller,
+        cursor=groups_cursor or None,
+        limit=PAGE,
+        members=GROUP_MEMBERS_SHOWN,
+    )
+    here = {
+        "groups_cursor": groups_cursor,
+        "roles_cursor": roles_cursor,
+        "role_groups_cursor": role_groups_cursor,
+    }
+
+    def next_link(key: str, cursor: str | None) -> str | None:
+        return "/directory?" + urlencode({**here, key: cursor}) if cursor else None
+
+    sections = []
+    for kind, key, cursor in (
+        (PolicyType.ROLE_GROUP, "role_groups_cursor", role_groups_cursor),
+        (PolicyType.ROLE, "roles_cursor", roles_cursor),
+    ):
+        _, found = organizations.catalog_page(
+            ctx, caller=user.caller, kind=kind, cursor=cursor or None, limit=PAGE
+        )
+        sections.append(
+            {
+                "kind": kind.value,
+                "label": kind.label,
+                "names": [
+                    {
+                        "name": str(n),
+                        "href": "/directory/role?"
+                        + urlencode({"kind": kind.value, "name": str(n)}),
+                    }
+                    for n in found.items
+                ],
+                "more": next_link(key, found.next_cursor),
+            }
+        )
     return render(
         request,
         "directory.html",
@@ -795,11 +831,74 @@ def directory_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
             {
                 "name": g.name,
                 "email": g.email,
-                "members": sorted(names.get(m, str(m)) for m in g.member_ids),
+                "count": g.member_count,
+                "members": g.members,
             }
-            for g in groups
+            for g in groups.items
         ],
-        holders=holders,
+        groups_more=next_link("groups_cursor", groups.next_cursor),
+        sections=sections,
+    )
+
+
+@router.get("/directory/role", response_class=HTMLResponse)
+def role_page(
+    request: Request,
+    user: SignedIn,
+    ctx: Ctx,
+    name: str = Query(max_length=260),
+    kind: Literal["role", "role_group"] = "role",
+    tasks_cursor: str = Query(default="", max_length=500),
+    members_cursor: str = Query(default="", max_length=500),
+) -> HTMLResponse:
+    resolved, members = directory.role_members_page(
+        ctx,
+        caller=user.caller,
+        role=name,
+        role_group=kind == "role_group",
+        cursor=members_cursor or None,
+        limit=PAGE,
+    )
+    tasks: list[str] = []
+    tasks_next = None
+    if kind == "role":
+        _, page = organizations.catalog_page(
+            ctx,
+            caller=user.caller,
+            kind=PolicyType.TASK,
+            role=resolved,
+            cursor=tasks_cursor or None,
+            limit=PAGE,
+        )
+        tasks, tasks_next = [str(t) for t in page.items], page.next_cursor
+    here = {"kind": kind, "name": resolved}
+
+    def link(**cursors: str | None) -> str:
+        return "/directory/role?" + urlencode({**here, **{k: v for k, v in cursors.items() if v}})
+
+    return render(
+        request,
+        "role.html",
+        user,
+        role_name=resolved,
+        label=PolicyType(kind).label,
+        tasks=tasks,
+        tasks_more=link(tasks_cursor=tasks_next, members_cursor=members_cursor)
+        if tasks_next
+        else None,
+        members=[
+            {
+                "name": m.name,
+                "kind": m.principal_kind.value,
+                "via": "" if m.via == resolved else m.via,
+                "jit": m.just_in_time,
+                "until": iso(m.until) if m.until else "",
+            }
+            for m in members.items
+        ],
+        members_more=link(tasks_cursor=tasks_cursor, members_cursor=members.next_cursor)
+        if members.next_cursor
+        else None,
     )
 
 

@@ -148,6 +148,8 @@ class AssignmentRow(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("org_id", "principal_kind", "principal_id", "target_kind", "target_key"),
+        # A role's holders, oldest first, a keyset page at a time.
+        Index("ix_assignments_target", "org_id", "target_kind", "target_key", "created_at", "id"),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
@@ -187,8 +189,10 @@ class PolicyEligibleRow(Base):
 class RequestRow(Base):
     __tablename__ = "requests"
     __table_args__ = (
+        # Every listing reads one of these in (created_at, id) order, from a keyset cursor on.
         Index("ix_requests_org_created", "org_id", "created_at", "id"),
-        Index("ix_requests_requester", "org_id", "requester_id", "status"),
+        Index("ix_requests_status", "org_id", "status", "created_at", "id"),
+        Index("ix_requests_requester", "org_id", "requester_id", "created_at", "id"),
         CheckConstraint("duration_hours > 0", name="positive_duration"),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -221,7 +225,14 @@ class ReviewRow(Base):
 
 class AuthorizationRow(Base):
     __tablename__ = "authorizations"
-    __table_args__ = (Index("ix_authorizations_user", "org_id", "user_id", "end_at"),)
+    __table_args__ = (
+        Index("ix_authorizations_user", "org_id", "user_id", "end_at"),  # grants, active
+        Index("ix_authorizations_user_start", "org_id", "user_id", "start_at", "id"),  # history
+        Index("ix_authorizations_start", "org_id", "start_at", "id"),  # history, newest first
+        Index("ix_authorizations_end", "org_id", "end_at", "id"),  # active, soonest ending
+        # a role's just-in-time holders, soonest ending first
+        Index("ix_authorizations_target", "org_id", "type", "target", "end_at", "id"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
     request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("requests.id"), unique=True)
@@ -315,7 +326,10 @@ class OutboxRow(Base):
     """Notifications to deliver, written in the transaction of the change that causes them."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_org_created", "org_id", "created_at", "id"),  # the listing's order
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))

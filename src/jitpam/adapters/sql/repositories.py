@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
+    Select,
     SQLColumnExpression,
     Table,
     and_,
     bindparam,
     delete,
+    exists,
+    false,
     func,
     insert,
     or_,
     select,
+    true,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -55,7 +62,7 @@ from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User, UserKind
 from jitpam.domain.errors import AlreadyVoted, AuditUnavailable, InvalidInput, RequestNotPending
-from jitpam.domain.names import QualifiedName
+from jitpam.domain.names import SEPARATOR, QualifiedName
 from jitpam.domain.notifications import (
     Channel,
     DeliveryState,
@@ -74,7 +81,15 @@ from jitpam.domain.requests import (
 )
 from jitpam.domain.timeutil import canonical_json, iso
 from jitpam.domain.tokens import ApiToken
-from jitpam.services.ports import AuditFilter, Page, RequestFilter
+from jitpam.services.ports import (
+    SEARCH_WINDOW,
+    AuditFilter,
+    GroupSummary,
+    Page,
+    RequestFilter,
+    Reviewer,
+    RoleMember,
+)
 
 
 def _encode_cursor(*parts: str) -> str:
@@ -110,10 +125,28 @@ def _parse_time(text: str) -> datetime:
 def _time_and_id(cursor: str) -> tuple[datetime, UUID]:
     """A (time, id) keyset cursor, checked: a mangled one is invalid input, not a server error."""
     created, key = _decode_cursor(cursor, 2)
+    return _moment_and_id(created, key)
+
+
+def _moment_and_id(moment: str, key: str) -> tuple[datetime, UUID]:
     try:
-        return _parse_time(created), UUID(key)
+        return _parse_time(moment), UUID(key)
     except ValueError:
         raise InvalidInput("the page cursor is not valid") from None
+
+
+def _after(cursor: str | None) -> str | None:
+    """The key a one-part keyset cursor points after."""
+    return _decode_cursor(cursor, 1)[0] if cursor else None
+
+
+_CHUNK = 900  # ids per IN list, well under every driver's limit on bound parameters
+
+
+def _chunks(ids: Iterable[UUID]) -> Iterator[list[UUID]]:
+    wanted = sorted(set(ids))
+    for i in range(0, len(wanted), _CHUNK):
+        yield wanted[i : i + _CHUNK]
 
 
 class SqlOrganizations:
@@ -199,6 +232,19 @@ def _user(row: UserRow) -> User:
     )
 
 
+_USERS = cast(Table, UserRow.__table__)
+# Prebuilt: reading a user is on every call's path (the caller), checks included.
+_GET_USER = select(
+    _USERS.c.id,
+    _USERS.c.org_id,
+    _USERS.c.upn,
+    _USERS.c.display_name,
+    _USERS.c.email,
+    _USERS.c.kind,
+    _USERS.c.enabled,
+).where(_USERS.c.id == bindparam("id"))
+
+
 class SqlUsers:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -219,11 +265,25 @@ class SqlUsers:
         self.s.flush()
 
     def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
-        stmt = select(UserRow).where(UserRow.id == user_id)
         if for_update:
-            stmt = stmt.with_for_update()
-        row = self.s.scalars(stmt).first()
-        return _user(row) if row else None
+            row = self.s.scalars(
+                select(UserRow).where(UserRow.id == user_id).with_for_update()
+            ).first()
+            return _user(row) if row else None
+        if self.s.dirty or self.s.new:
+            self.s.flush()  # the statement below reads the database, not the session
+        found = self.s.connection().execute(_GET_USER, {"id": user_id}).first()
+        if found is None:
+            return None
+        return User(
+            id=found.id,
+            org_id=found.org_id,
+            upn=found.upn,
+            display_name=found.display_name,
+            email=found.email,
+            kind=UserKind(found.kind),
+            enabled=found.enabled,
+        )
 
     def get_by_upn(self, upn: str) -> User | None:
         row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
@@ -249,6 +309,17 @@ class SqlUsers:
         return frozenset(
             self.s.scalars(select(GroupMemberRow.group_id).where(GroupMemberRow.user_id == user_id))
         )
+
+    def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
+        out: dict[UUID, str] = {}
+        for chunk in _chunks(ids):
+            rows = self.s.execute(
+                select(UserRow.id, UserRow.upn).where(
+                    UserRow.org_id == org_id, UserRow.id.in_(chunk)
+                )
+            )
+            out.update((i, upn) for i, upn in rows)
+        return out
 
 
 class SqlGroups:
@@ -337,6 +408,69 @@ class SqlGroups:
         rows = self.s.scalars(stmt.order_by(GroupRow.name_key).limit(limit))
         return [self._group(r) for r in rows]
 
+    def summaries(
+        self, org_id: UUID, *, cursor: str | None, limit: int, members: int
+    ) -> Page[GroupSummary]:
+        stmt = select(GroupRow.id, GroupRow.name, GroupRow.email, GroupRow.name_key).where(
+            GroupRow.org_id == org_id
+        )
+        after = _after(cursor)
+        if after is not None:
+            stmt = stmt.where(GroupRow.name_key > after)
+        rows = self.s.execute(stmt.order_by(GroupRow.name_key).limit(limit + 1)).all()
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = _encode_cursor(rows[-1].name_key)
+        ids = [r.id for r in rows]
+        counts: dict[UUID, int] = {}
+        firsts: dict[UUID, list[str]] = {}
+        if ids:
+            counted = self.s.execute(
+                select(GroupMemberRow.group_id, func.count())
+                .where(GroupMemberRow.group_id.in_(ids))
+                .group_by(GroupMemberRow.group_id)
+            )
+            counts = {g: int(n) for g, n in counted}
+        if ids and members > 0:
+            ranked = (
+                select(
+                    GroupMemberRow.group_id,
+                    UserRow.upn,
+                    func.row_number()
+                    .over(partition_by=GroupMemberRow.group_id, order_by=UserRow.upn)
+                    .label("n"),
+                )
+                .join(UserRow, UserRow.id == GroupMemberRow.user_id)
+                .where(GroupMemberRow.group_id.in_(ids))
+                .subquery()
+            )
+            firsts_rows = self.s.execute(
+                select(ranked.c.group_id, ranked.c.upn)
+                .where(ranked.c.n <= members)
+                .order_by(ranked.c.group_id, ranked.c.upn)
+            )
+            for gid, upn in firsts_rows:
+                firsts.setdefault(gid, []).append(upn)
+        return Page(
+            [
+                GroupSummary(r.name, r.email, counts.get(r.id, 0), firsts.get(r.id, []))
+                for r in rows
+            ],
+            nxt,
+        )
+
+    def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
+        out: dict[UUID, str] = {}
+        for chunk in _chunks(ids):
+            rows = self.s.execute(
+                select(GroupRow.id, GroupRow.name).where(
+                    GroupRow.org_id == org_id, GroupRow.id.in_(chunk)
+                )
+            )
+            out.update((i, name) for i, name in rows)
+        return out
+
     def in_use(self, group_id: UUID) -> str | None:
         policy = self.s.scalars(
             select(PolicyRow).where(PolicyRow.approver_group_id == group_id)
@@ -368,6 +502,9 @@ class SqlGroups:
 
 
 _KIND = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role_group"}
+
+
+_FEW_TASKS = 5_000  # up to this many tasks, a role's tasks are read and sorted
 
 
 def _qualified(row: CatalogEntryRow) -> str:
@@ -474,18 +611,27 @@ class SqlCatalog:
         return frozenset(str(QualifiedName(s, n)) for s, n in self.s.execute(stmt))
 
     def role_group_roles(self, org_id: UUID) -> dict[str, frozenset[str]]:
-        group = CatalogEntryRow.__table__.alias("grp")
+        # The role groups first, then their links by id: in one join, PostgreSQL judged the
+        # links per parent by the average (a role holding 100,000 tasks) and read them all.
+        groups = {
+            gid: str(QualifiedName(scope, name))
+            for gid, scope, name in self.s.execute(
+                select(CatalogEntryRow.id, CatalogEntryRow.scope, CatalogEntryRow.name).where(
+                    CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == "role_group"
+                )
+            )
+        }
+        if not groups:
+            return {}
         role = CatalogEntryRow.__table__.alias("role")
         stmt = (
-            select(group.c.scope, group.c.name, role.c.scope, role.c.name)
-            .select_from(group)
-            .join(CatalogLinkRow, CatalogLinkRow.parent_id == group.c.id)
+            select(CatalogLinkRow.parent_id, role.c.scope, role.c.name)
             .join(role, role.c.id == CatalogLinkRow.child_id)
-            .where(group.c.org_id == org_id, group.c.kind == "role_group")
+            .where(CatalogLinkRow.parent_id.in_(list(groups)))
         )
         out: dict[str, set[str]] = {}
-        for gs, gn, rs, rn in self.s.execute(stmt):
-            out.setdefault(str(QualifiedName(gs, gn)), set()).add(str(QualifiedName(rs, rn)))
+        for parent, rs, rn in self.s.execute(stmt):
+            out.setdefault(groups[parent], set()).add(str(QualifiedName(rs, rn)))
         return {k: frozenset(v) for k, v in out.items()}
 
     def tasks_of_role(self, org_id: UUID, role: str) -> list[str]:
@@ -507,6 +653,75 @@ class SqlCatalog:
             .order_by(CatalogEntryRow.key)
         )
         return [QualifiedName(r.scope, r.name) for r in rows]
+
+    @staticmethod
+    def _names_page(rows: Sequence[Row[tuple[str, str, str]]], limit: int) -> Page[QualifiedName]:
+        nxt = _encode_cursor(rows[limit - 1][2]) if len(rows) > limit else None
+        return Page([QualifiedName(scope, name) for scope, name, _ in rows[:limit]], nxt)
+
+    def page(
+        self, org_id: UUID, kind: PolicyType, *, cursor: str | None, limit: int
+    ) -> Page[QualifiedName]:
+        e = CatalogEntryRow
+        # Reads the unique (org_id, kind, key) index in its order, from the cursor on.
+        stmt = select(e.scope, e.name, e.key).where(e.org_id == org_id, e.kind == _KIND[kind])
+        after = _after(cursor)
+        if after is not None:
+            stmt = stmt.where(e.key > after)
+        return self._names_page(self.s.execute(stmt.order_by(e.key).limit(limit + 1)).all(), limit)
+
+    def role_tasks_page(
+        self, org_id: UUID, role: str, *, cursor: str | None, limit: int
+    ) -> Page[QualifiedName]:
+        e = CatalogEntryRow
+        role_id = self.s.scalar(
+            select(e.id).where(e.org_id == org_id, e.kind == "role", e.key == role.casefold())
+        )
+        if role_id is None:
+            return Page([], None)
+        after = _after(cursor)
+        # A role holding few tasks: read its links and sort them. A role holding many: read the
+        # catalog's tasks in name order and keep the role's, which finds a page after a bounded
+        # number of look-ups as long as the role holds a fair share of the tasks.
+        linked = select(CatalogLinkRow.child_id).where(CatalogLinkRow.parent_id == role_id)
+        few = self.s.scalar(select(func.count()).select_from(linked.limit(_FEW_TASKS).subquery()))
+        stmt = select(e.scope, e.name, e.key).where(e.org_id == org_id, e.kind == "task")
+        if after is not None:
+            stmt = stmt.where(e.key > after)
+        if (few or 0) < _FEW_TASKS:
+            stmt = stmt.where(e.id.in_(list(self.s.scalars(linked))))
+        else:
+            stmt = stmt.where(
+                exists().where(CatalogLinkRow.parent_id == role_id, CatalogLinkRow.child_id == e.id)
+            )
+        return self._names_page(self.s.execute(stmt.order_by(e.key).limit(limit + 1)).all(), limit)
+
+    def lookup(self, org_id: UUID, kind: PolicyType, text: str, limit: int) -> list[QualifiedName]:
+        e = CatalogEntryRow
+        typed = text.strip().casefold()
+        by_key = self.s.execute(
+            select(e.scope, e.name, e.key)
+            .where(e.org_id == org_id, e.kind == _KIND[kind], e.key >= typed)
+            .order_by(e.key)
+            .limit(limit)
+        ).all()
+        found = [QualifiedName(s, n) for s, n, k in by_key if k.startswith(typed)]
+        if SEPARATOR not in typed and len(found) < limit:
+            by_name = self.s.execute(
+                select(e.scope, e.name)
+                .where(e.name_key >= typed, e.org_id == org_id, e.kind == _KIND[kind])
+                .order_by(e.name_key)
+                .limit(limit)
+            ).all()
+            seen = set(found)
+            for s_, n in by_name:
+                q = QualifiedName(s_, n)
+                if n.casefold().startswith(typed) and q not in seen:
+                    found.append(q)
+                    seen.add(q)
+        if not found:  # nothing starts so: the entries that follow, in name order
+            found = [QualifiedName(s, n) for s, n, _ in by_key]
+        return found[:limit]
 
 
 def _assignment(r: AssignmentRow) -> Assignment:
@@ -553,19 +768,26 @@ class SqlAssignments:
     def standing_roles(
         self, org_id: UUID, user_id: UUID, group_ids: frozenset[UUID]
     ) -> frozenset[str]:
-        principals = or_(
-            and_(AssignmentRow.principal_kind == "user", AssignmentRow.principal_id == user_id),
-            and_(
-                AssignmentRow.principal_kind == "group", AssignmentRow.principal_id.in_(group_ids)
-            ),
-        )
+        # One IN on the indexed principal id (ids are unique across users and groups), the kind
+        # checked here: an OR of the two kinds made SQLite read the organization's every row.
         rows = self.s.execute(
-            select(AssignmentRow.target_kind, AssignmentRow.target).where(
-                AssignmentRow.org_id == org_id, principals
+            select(
+                AssignmentRow.principal_kind,
+                AssignmentRow.principal_id,
+                AssignmentRow.target_kind,
+                AssignmentRow.target,
+            ).where(
+                AssignmentRow.principal_id.in_([user_id, *group_ids]),
+                AssignmentRow.org_id == org_id,
             )
         ).all()
-        roles = {t for k, t in rows if k == "role"}
-        groups = {t for k, t in rows if k == "role_group"}
+        held = [
+            (kind, target)
+            for who, pid, kind, target in rows
+            if (who, pid) == ("user", user_id) or (who == "group" and pid in group_ids)
+        ]
+        roles = {t for k, t in held if k == "role"}
+        groups = {t for k, t in held if k == "role_group"}
         if groups:
             mapping = SqlCatalog(self.s).role_group_roles(org_id)
             for g in groups:
@@ -594,6 +816,104 @@ class SqlAssignments:
         )
         return [_assignment(r) for r in rows]
 
+    def holders(
+        self,
+        org_id: UUID,
+        targets: Sequence[tuple[PolicyType, str]],
+        *,
+        at: datetime,
+        cursor: str | None,
+        limit: int | None,
+    ) -> Page[RoleMember]:
+        # The listing is a sequence of parts, each read by an index in its own order: for every
+        # target its standing assignments (ix_assignments_target), then its active grants
+        # (ix_authorizations_target). A cursor names the part and the place in it.
+        parts = [(kind, target, part) for kind, target in targets for part in ("standing", "jit")]
+        start, position = 0, None
+        if cursor:
+            kind_, key, part_, moment, last = _decode_cursor(cursor, 5)
+            names = [(k.value, t.casefold(), p) for k, t, p in parts]
+            if (kind_, key, part_) not in names:
+                raise InvalidInput("the page cursor is not valid")
+            start, position = names.index((kind_, key, part_)), _moment_and_id(moment, last)
+        found: list[tuple[RoleMember, str]] = []
+        for kind, target, part in parts[start:]:
+            room = None if limit is None else limit + 1 - len(found)
+            if room == 0:
+                break
+            read = self._standing if part == "standing" else self._jit
+            found += read(org_id, kind, target, at, position, room)
+            position = None
+        nxt = None
+        if limit is not None and len(found) > limit:
+            found = found[:limit]
+            nxt = found[-1][1]
+        return Page([m for m, _ in found], nxt)
+
+    def _standing(
+        self,
+        org_id: UUID,
+        kind: PolicyType,
+        target: str,
+        at: datetime,
+        after: tuple[datetime, UUID] | None,
+        limit: int | None,
+    ) -> list[tuple[RoleMember, str]]:
+        del at
+        a = AssignmentRow
+        stmt = (
+            select(a.id, a.created_at, a.principal_kind, a.principal_id, UserRow.upn, GroupRow.name)
+            .outerjoin(UserRow, and_(a.principal_kind == "user", UserRow.id == a.principal_id))
+            .outerjoin(GroupRow, and_(a.principal_kind == "group", GroupRow.id == a.principal_id))
+            .where(
+                a.org_id == org_id, a.target_kind == kind.value, a.target_key == target.casefold()
+            )
+        )
+        if after is not None:
+            stmt = stmt.where(tuple_(a.created_at, a.id) > after)
+        rows = self.s.execute(stmt.order_by(a.created_at, a.id).limit(limit))
+        return [
+            (
+                RoleMember(PrincipalKind(pk), upn or group or str(pid), target, False),
+                _encode_cursor(kind.value, target.casefold(), "standing", iso(created), str(i)),
+            )
+            for i, created, pk, pid, upn, group in rows
+        ]
+
+    def _jit(
+        self,
+        org_id: UUID,
+        kind: PolicyType,
+        target: str,
+        at: datetime,
+        after: tuple[datetime, UUID] | None,
+        limit: int | None,
+    ) -> list[tuple[RoleMember, str]]:
+        z = AuthorizationRow
+        stmt = (
+            select(z.id, z.end_at, RequestRow.requester_upn)
+            .join(RequestRow, RequestRow.id == z.request_id)
+            .where(
+                z.org_id == org_id,
+                z.type == kind.value,
+                z.target == target,
+                z.end_at > at,
+                z.start_at <= at,
+                or_(z.revoked_at.is_(None), z.revoked_at > at),
+                RequestRow.status == "approved",
+            )
+        )
+        if after is not None:
+            stmt = stmt.where(tuple_(z.end_at, z.id) > after)
+        rows = self.s.execute(stmt.order_by(z.end_at, z.id).limit(limit))
+        return [
+            (
+                RoleMember(PrincipalKind.USER, upn, target, True, end, i),
+                _encode_cursor(kind.value, target.casefold(), "jit", iso(end), str(i)),
+            )
+            for i, end, upn in rows
+        ]
+
 
 class SqlPolicies:
     def __init__(self, session: Session) -> None:
@@ -605,6 +925,25 @@ class SqlPolicies:
                 PolicyEligibleRow.policy_id == row.id
             )
         ).all()
+        return self._build(row, [(k, i) for k, i in eligible])
+
+    def _policies(self, rows: Sequence[PolicyRow]) -> list[Policy]:
+        """Policies with their eligible requesters, read in one query for them all."""
+        eligible: dict[UUID, list[tuple[str, UUID]]] = {r.id: [] for r in rows}
+        for chunk in _chunks(eligible):
+            found = self.s.execute(
+                select(
+                    PolicyEligibleRow.policy_id,
+                    PolicyEligibleRow.principal_kind,
+                    PolicyEligibleRow.principal_id,
+                ).where(PolicyEligibleRow.policy_id.in_(chunk))
+            )
+            for policy_id, k, i in found:
+                eligible[policy_id].append((k, i))
+        return [self._build(r, eligible[r.id]) for r in rows]
+
+    @staticmethod
+    def _build(row: PolicyRow, eligible: list[tuple[str, UUID]]) -> Policy:
         return Policy(
             id=row.id,
             org_id=row.org_id,
@@ -702,27 +1041,91 @@ class SqlPolicies:
         if approval_type is not None:
             stmt = stmt.where(PolicyRow.approval_type == approval_type.value)
         if after is not None:
-            stmt = stmt.where(
-                or_(
-                    PolicyRow.type > after[0],
-                    and_(PolicyRow.type == after[0], PolicyRow.target_key > after[1]),
-                )
-            )
+            stmt = stmt.where(tuple_(PolicyRow.type, PolicyRow.target_key) > after)
         stmt = stmt.order_by(PolicyRow.type, PolicyRow.target_key).limit(limit)
-        return [self._policy(r) for r in self.s.scalars(stmt)]
+        return self._policies(self.s.scalars(stmt).all())
 
-    def reviewable_by(
-        self, org_id: UUID, group_ids: frozenset[UUID], *, default_group: UUID | None
-    ) -> list[UUID]:
-        conds: list[ColumnElement[bool]] = [PolicyRow.approver_group_id.in_(group_ids)]
-        if default_group is not None and default_group in group_ids:
-            conds.append(PolicyRow.approver_group_id.is_(None))
-        return list(
-            self.s.scalars(select(PolicyRow.id).where(PolicyRow.org_id == org_id, or_(*conds)))
-        )
+    def page(
+        self,
+        org_id: UUID,
+        *,
+        type: PolicyType | None,
+        approval_type: ApprovalType | None,
+        search: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Policy]:
+        p = PolicyRow
+        # Reads the unique (org_id, type, target_key) index in its order, from the cursor on.
+        stmt = select(p.type, p.target_key, p.id, p.target).where(p.org_id == org_id)
+        if type is not None:
+            stmt = stmt.where(p.type == type.value)
+        if approval_type is not None:
+            stmt = stmt.where(p.approval_type == approval_type.value)
+        if cursor:
+            kind, key = _decode_cursor(cursor, 2)
+            stmt = stmt.where(tuple_(p.type, p.target_key) > (kind, key))
+        stmt = stmt.order_by(p.type, p.target_key)
+        nxt = None
+        if not search:
+            rows = self.s.execute(stmt.limit(limit + 1)).all()
+            if len(rows) > limit:
+                rows = rows[:limit]
+                nxt = _encode_cursor(rows[-1][0], rows[-1][1])
+        else:
+            # A substring cannot use an index: look at SEARCH_WINDOW policies at most (in order,
+            # under the other filters) and say where the look stopped.
+            window = stmt.limit(SEARCH_WINDOW).subquery()
+            matches = (
+                select(window.c.type, window.c.target_key, window.c.id)
+                .where(_contains(window.c.target, search))
+                .order_by(window.c.type, window.c.target_key)
+            )
+            rows = self.s.execute(matches.limit(limit + 1)).all()
+            if len(rows) > limit:
+                rows = rows[:limit]
+                nxt = _encode_cursor(rows[-1][0], rows[-1][1])
+            else:
+                edge = self.s.execute(stmt.offset(SEARCH_WINDOW - 1).limit(1)).first()
+                nxt = _encode_cursor(edge[0], edge[1]) if edge is not None else None
+        ids = [r[2] for r in rows]
+        by_id = {r.id: r for r in self.s.scalars(select(PolicyRow).where(PolicyRow.id.in_(ids)))}
+        return Page(self._policies([by_id[i] for i in ids if i in by_id]), nxt)
 
 
 _ADD_REQUEST = insert(cast(Table, RequestRow.__table__))
+
+_Position = tuple[datetime, UUID]  # a request's place in a listing: (created_at, id)
+
+# The end of a request's grant, looked up row by row as a listing reads requests in order: as a
+# join, PostgreSQL could choose to read every authorization first.
+_GRANT_END = (
+    select(AuthorizationRow.end_at)
+    .where(AuthorizationRow.request_id == RequestRow.id)
+    .correlate(RequestRow)
+    .scalar_subquery()
+)
+
+
+def _reviewed_by(reviewer: Reviewer) -> ColumnElement[bool]:
+    """The request's policy (outer-joined) is one the reviewer's groups review."""
+    reviewed: list[ColumnElement[bool]] = []
+    if reviewer.groups:
+        reviewed.append(PolicyRow.approver_group_id.in_(reviewer.groups))
+    if reviewer.default_group is not None and reviewer.default_group in reviewer.groups:
+        reviewed.append(and_(PolicyRow.id.is_not(None), PolicyRow.approver_group_id.is_(None)))
+    return or_(false(), *reviewed)
+
+
+def _search_clauses(
+    flt: RequestFilter, target: SQLColumnExpression[str], requester_upn: SQLColumnExpression[str]
+) -> list[ColumnElement[bool]]:
+    clauses = []
+    if flt.target_contains:
+        clauses.append(_contains(target, flt.target_contains))
+    if flt.search:
+        clauses.append(or_(_contains(target, flt.search), _contains(requester_upn, flt.search)))
+    return clauses
 
 
 class SqlRequests:
@@ -897,81 +1300,142 @@ class SqlRequests:
         found = self._assemble(self.s.scalars(stmt).all())
         return found[0] if found else None
 
-    def _status_clause(self, status: RequestStatus, at: datetime) -> ColumnElement[bool]:
-        """The SQL twin of AccessRequest.status_at: lists agree with what a request says."""
+    def _listing(
+        self, org_id: UUID, flt: RequestFilter, *columns: SQLColumnExpression[Any]
+    ) -> Select[Any]:
+        """``columns`` of the requests ``flt`` selects, its status and search aside."""
+        stmt = select(*columns).select_from(RequestRow).where(RequestRow.org_id == org_id)
+        if flt.requester_id is not None:
+            stmt = stmt.where(RequestRow.requester_id == flt.requester_id)
+        if flt.reviewer is not None:
+            stmt = stmt.outerjoin(PolicyRow, PolicyRow.id == RequestRow.policy_id)
+            visible = [_reviewed_by(flt.reviewer)]
+            if flt.or_requester_id is not None:
+                visible.append(RequestRow.requester_id == flt.or_requester_id)
+            stmt = stmt.where(or_(*visible))
+        if flt.awaiting_vote_of is not None:
+            voted = select(ReviewRow.request_id).where(
+                ReviewRow.request_id == RequestRow.id,
+                ReviewRow.approver_id == flt.awaiting_vote_of,
+            )
+            stmt = stmt.where(RequestRow.requester_id != flt.awaiting_vote_of, ~voted.exists())
+        return stmt
+
+    @staticmethod
+    def _streams(status: RequestStatus | None, at: datetime) -> list[ColumnElement[bool]]:
+        """The status filter as the SQL twin of AccessRequest.status_at (lists agree with what a
+        request says), split by stored status so that each part reads one run of the
+        (org, status, created) index in order; the parts are merged by creation time."""
         pending, approved = RequestRow.status == "pending", RequestRow.status == "approved"
         match status:
+            case None:
+                return [true()]
             case RequestStatus.PENDING:
-                return and_(pending, RequestRow.pending_until > at)
+                return [and_(pending, RequestRow.pending_until > at)]
             case RequestStatus.EXPIRED:
-                return or_(
-                    RequestRow.status == "expired", and_(pending, RequestRow.pending_until <= at)
-                )
+                return [
+                    RequestRow.status == "expired",
+                    and_(pending, RequestRow.pending_until <= at),
+                ]
             case RequestStatus.APPROVED:
-                return and_(approved, AuthorizationRow.end_at > at)
+                return [and_(approved, at < _GRANT_END)]
             case RequestStatus.COMPLETED:
-                return or_(
-                    RequestRow.status == "completed", and_(approved, AuthorizationRow.end_at <= at)
-                )
+                return [
+                    RequestRow.status == "completed",
+                    and_(approved, at >= _GRANT_END),
+                ]
             case _:
-                return RequestRow.status == status.value
+                return [RequestRow.status == status.value]
 
     def page(
         self, org_id: UUID, flt: RequestFilter, *, at: datetime, cursor: str | None, limit: int
     ) -> Page[AccessRequest]:
-        stmt = (
-            select(RequestRow)
-            .outerjoin(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
-            .where(RequestRow.org_id == org_id)
-        )
-        if flt.requester_id is not None:
-            stmt = stmt.where(RequestRow.requester_id == flt.requester_id)
-        if flt.policy_ids is not None:
-            visible: list[ColumnElement[bool]] = [RequestRow.policy_id.in_(list(flt.policy_ids))]
-            if flt.or_requester_id is not None:
-                visible.append(RequestRow.requester_id == flt.or_requester_id)
-            stmt = stmt.where(or_(*visible))
-        if flt.status is not None:
-            stmt = stmt.where(self._status_clause(flt.status, at))
-        if flt.target_contains:
-            stmt = stmt.where(_contains(RequestRow.target, flt.target_contains))
-        if flt.search:
-            stmt = stmt.where(
-                or_(
-                    _contains(RequestRow.target, flt.search),
-                    _contains(RequestRow.requester_upn, flt.search),
-                )
-            )
-        if cursor:
-            c_at, c_id = _time_and_id(cursor)
-            if flt.oldest_first:
-                stmt = stmt.where(
-                    or_(
-                        RequestRow.created_at > c_at,
-                        and_(RequestRow.created_at == c_at, RequestRow.id > c_id),
-                    )
-                )
-            else:
-                stmt = stmt.where(
-                    or_(
-                        RequestRow.created_at < c_at,
-                        and_(RequestRow.created_at == c_at, RequestRow.id < c_id),
-                    )
-                )
-        order = (
-            (RequestRow.created_at.asc(), RequestRow.id.asc())
+        position = _time_and_id(cursor) if cursor else None
+        newest_first = not flt.oldest_first
+        found: list[_Position] = []
+        # How far each part was read completely (None: to its end). The page may not go beyond
+        # the part that got least far, or it would skip rows that part has not read yet.
+        frontier: _Position | None = None
+        for stream in self._streams(flt.status, at):
+            # A later part is read no further than the earlier ones got: its rows beyond that
+            # could not be on this page anyway (the stored status first, the rare part after).
+            rows, reached = self._positions(org_id, flt, stream, position, frontier, limit)
+            found.extend(rows)
+            if reached is not None and (
+                frontier is None or (reached > frontier if newest_first else reached < frontier)
+            ):
+                frontier = reached
+        found.sort(reverse=newest_first)
+        if frontier is not None:
+            found = [p for p in found if (p >= frontier if newest_first else p <= frontier)]
+        nxt = frontier
+        if len(found) > limit:
+            found, nxt = found[:limit], found[limit - 1]
+        cursor_out = _encode_cursor(iso(nxt[0]), str(nxt[1])) if nxt is not None else None
+        return Page(self._by_ids([p[1] for p in found]), cursor_out)
+
+    def _positions(
+        self,
+        org_id: UUID,
+        flt: RequestFilter,
+        stream: ColumnElement[bool],
+        position: _Position | None,
+        bound: _Position | None,
+        limit: int,
+    ) -> tuple[list[_Position], _Position | None]:
+        """Up to ``limit + 1`` (created, id) positions of one status part after ``position`` and
+        up to ``bound``, and how far the part was read completely (None: to its end, or to
+        ``bound``)."""
+        key = tuple_(RequestRow.created_at, RequestRow.id)
+        order: tuple[SQLColumnExpression[Any], ...] = (
+            (RequestRow.created_at, RequestRow.id)
             if flt.oldest_first
             else (RequestRow.created_at.desc(), RequestRow.id.desc())
         )
-        stmt = stmt.order_by(*order).limit(limit + 1)
-        rows = self.s.scalars(stmt).all()
-        items = self._assemble(rows[:limit])
-        nxt = (
-            _encode_cursor(iso(items[-1].created_at), str(items[-1].id))
-            if len(rows) > limit
-            else None
+        plain = replace(flt, search=None, target_contains=None)
+        stmt = self._listing(org_id, plain, RequestRow.created_at, RequestRow.id).where(stream)
+        if position is not None:
+            stmt = stmt.where(key > position if flt.oldest_first else key < position)
+        if bound is not None:
+            stmt = stmt.where(key <= bound if flt.oldest_first else key >= bound)
+        stmt = stmt.order_by(*order)
+        if not (flt.search or flt.target_contains):
+            rows = [(r[0], r[1]) for r in self.s.execute(stmt.limit(limit + 1))]
+            return rows, (rows[-1] if len(rows) > limit else None)
+        # A search reads the newest SEARCH_WINDOW candidates at most and matches among them.
+        window = (
+            stmt.add_columns(RequestRow.target, RequestRow.requester_upn)
+            .limit(SEARCH_WINDOW)
+            .subquery()
         )
-        return Page(items, nxt)
+        matches = select(window.c.created_at, window.c.id).where(
+            *_search_clauses(flt, window.c.target, window.c.requester_upn)
+        )
+        if flt.oldest_first:
+            matches = matches.order_by(window.c.created_at, window.c.id)
+        else:
+            matches = matches.order_by(window.c.created_at.desc(), window.c.id.desc())
+        rows = [(r[0], r[1]) for r in self.s.execute(matches.limit(limit + 1))]
+        if len(rows) > limit:
+            return rows, rows[-1]
+        edge = self.s.execute(stmt.offset(SEARCH_WINDOW - 1).limit(1)).first()
+        return rows, ((edge[0], edge[1]) if edge is not None else None)
+
+    def _by_ids(self, ids: Sequence[UUID]) -> list[AccessRequest]:
+        """The requests with these ids, in this order."""
+        if not ids:
+            return []
+        rows = {r.id: r for r in self.s.scalars(select(RequestRow).where(RequestRow.id.in_(ids)))}
+        return self._assemble([rows[i] for i in ids if i in rows])
+
+    def count(self, org_id: UUID, flt: RequestFilter, *, at: datetime, limit: int) -> int:
+        if flt.search or flt.target_contains:
+            raise ValueError("requests are counted without a search")
+        total = 0
+        for stream in self._streams(flt.status, at):
+            some = self._listing(org_id, flt, RequestRow.id).where(stream).limit(limit).subquery()
+            total += self.s.scalar(select(func.count()).select_from(some)) or 0
+        return min(total, limit)
 
     def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
         rows = self.s.scalars(
@@ -1023,22 +1487,54 @@ class SqlRequests:
     ) -> list[AccessRequest]:
         return self._by_auth(org_id, at, RequestRow.type == type.value, RequestRow.target == target)
 
-    def with_authorization(
-        self, org_id: UUID, user_id: UUID | None, *, active_at: datetime | None
-    ) -> list[AccessRequest]:
-        stmt = (
-            select(RequestRow)
-            .join(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
-            .where(RequestRow.org_id == org_id)
-        )
+    def granted(
+        self,
+        org_id: UUID,
+        user_id: UUID | None,
+        *,
+        active_at: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[AccessRequest]:
+        a = AuthorizationRow
+        # History reads (org, start) newest first; active grants read (org, end) from now on,
+        # which holds only the grants not over yet, however long the history.
+        moment = a.start_at if active_at is None else a.end_at
+        stmt = select(a.request_id, moment, a.id).where(a.org_id == org_id)
         if user_id is not None:
-            stmt = stmt.where(AuthorizationRow.user_id == user_id)
+            stmt = stmt.where(a.user_id == user_id)
         if active_at is not None:
             stmt = stmt.where(
-                AuthorizationRow.end_at > active_at,
-                or_(AuthorizationRow.revoked_at.is_(None), AuthorizationRow.revoked_at > active_at),
+                a.end_at > active_at, or_(a.revoked_at.is_(None), a.revoked_at > active_at)
             )
-        stmt = stmt.order_by(AuthorizationRow.start_at.desc()).limit(1000)
+        if cursor:
+            position = _time_and_id(cursor)
+            key = tuple_(moment, a.id)
+            stmt = stmt.where(key < position if active_at is None else key > position)
+        if active_at is None:
+            stmt = stmt.order_by(moment.desc(), a.id.desc())
+        else:
+            stmt = stmt.order_by(moment, a.id)
+        rows = self.s.execute(stmt.limit(limit + 1)).all()
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = _encode_cursor(iso(rows[-1][1]), str(rows[-1][2]))
+        return Page(self._by_ids([r[0] for r in rows]), nxt)
+
+    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[AccessRequest]:
+        a = AuthorizationRow
+        stmt = (
+            select(RequestRow)
+            .join(a, a.request_id == RequestRow.id)
+            .where(
+                a.org_id == org_id,
+                a.end_at > after,
+                a.end_at <= until,
+                or_(a.revoked_at.is_(None), a.revoked_at > after),
+            )
+            .order_by(a.end_at, a.id)
+        )
         return self._assemble(self.s.scalars(stmt).all())
 
     def lock_grant(self, authorization_id: UUID) -> Grant | None:
@@ -1059,21 +1555,32 @@ class SqlRequests:
             select(AuthorizationRow.request_id).where(AuthorizationRow.id == authorization_id)
         )
 
-    def to_settle(self, org_id: UUID, at: datetime, limit: int) -> list[AccessRequest]:
-        stmt = (
+    def to_settle(
+        self, org_id: UUID, at: datetime, limit: int, *, lock: bool = True
+    ) -> list[AccessRequest]:
+        # One query per stored status, each reading its run of the (org, status, created) index.
+        lapsed = select(RequestRow).where(
+            RequestRow.org_id == org_id,
+            RequestRow.status == "pending",
+            RequestRow.pending_until <= at,
+        )
+        ended = (
             select(RequestRow)
-            .outerjoin(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
+            .join(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
             .where(
                 RequestRow.org_id == org_id,
-                or_(
-                    and_(RequestRow.status == "pending", RequestRow.pending_until <= at),
-                    and_(RequestRow.status == "approved", AuthorizationRow.end_at <= at),
-                ),
+                RequestRow.status == "approved",
+                AuthorizationRow.end_at <= at,
             )
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=RequestRow)
         )
-        return self._assemble(self.s.scalars(stmt).all())
+        rows: list[RequestRow] = []
+        for stmt in (lapsed, ended):
+            if len(rows) < limit:
+                stmt = stmt.limit(limit - len(rows))
+                if lock:
+                    stmt = stmt.with_for_update(skip_locked=True, of=RequestRow)
+                rows.extend(self.s.scalars(stmt).all())
+        return self._assemble(rows)
 
 
 def _record(row: AuditRow) -> AuditRecord:
@@ -1119,6 +1626,16 @@ _ADD_RECORDS = insert(cast(Table, AuditRow.__table__))
 class SqlAudit:
     def __init__(self, session: Session) -> None:
         self.s = session
+        # Heads this transaction has locked, as they stand: no one else can move them until it
+        # ends, so the lock taken before deciding serves the append too.
+        self._held: dict[UUID, tuple[int, str]] = {}
+        self._held_in: object | None = None
+
+    def _heads_held(self) -> dict[UUID, tuple[int, str]]:
+        transaction = self.s.get_transaction()
+        if transaction is None or transaction is not self._held_in:
+            self._held_in, self._held = transaction, {}
+        return self._held
 
     def append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
@@ -1149,6 +1666,7 @@ class SqlAudit:
                     out.append(rec)
                 conn.execute(_ADD_RECORDS, rows)  # one statement for all of them
                 conn.execute(_MOVE_HEAD, {"org": org_id, "new_seq": seq, "new_hash": prev})
+                self._heads_held()[org_id] = (seq, prev)
         except DBAPIError as exc:
             raise AuditUnavailable(
                 "the audit log could not be written, so nothing was changed"
@@ -1156,8 +1674,12 @@ class SqlAudit:
         return out
 
     def head(self, org_id: UUID, *, lock: bool = False) -> tuple[int, str]:
+        if lock and (held := self._heads_held().get(org_id)) is not None:
+            return held
         stmt = _LOCK_HEAD if lock else _READ_HEAD
         seq, head_hash = self.s.connection().execute(stmt, {"org": org_id}).one()
+        if lock:
+            self._heads_held()[org_id] = (int(seq), str(head_hash))
         return int(seq), str(head_hash)
 
     def changes(self, org_id: UUID, *, after: int, ignore: frozenset[str]) -> list[AuditRecord]:
@@ -1231,6 +1753,12 @@ def _token(row: ApiTokenRow) -> ApiToken:
     )
 
 
+# Prebuilt: every API call with a bearer token reads it.
+_TOKEN_BY_DIGEST = select(cast(Table, ApiTokenRow.__table__)).where(
+    ApiTokenRow.__table__.c.digest == bindparam("digest")
+)
+
+
 class SqlCredentials:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -1264,8 +1792,20 @@ class SqlCredentials:
         self.s.flush()
 
     def token_by_digest(self, digest: str) -> ApiToken | None:
-        row = self.s.scalars(select(ApiTokenRow).where(ApiTokenRow.digest == digest)).first()
-        return _token(row) if row else None
+        found = self.s.connection().execute(_TOKEN_BY_DIGEST, {"digest": digest}).first()
+        if found is None:
+            return None
+        return ApiToken(
+            id=found.id,
+            org_id=found.org_id,
+            user_id=found.user_id,
+            name=found.name,
+            digest=found.digest,
+            created_at=found.created_at,
+            expires_at=found.expires_at,
+            created_by=found.created_by,
+            revoked_at=found.revoked_at,
+        )
 
     def token(self, token_id: UUID) -> ApiToken | None:
         row = self.s.get(ApiTokenRow, token_id)
@@ -1400,13 +1940,7 @@ class SqlOutbox:
         if state is not None:
             stmt = stmt.where(OutboxRow.state == state.value)
         if after is not None:
-            c_at, c_id = _time_and_id(after)
-            stmt = stmt.where(
-                or_(
-                    OutboxRow.created_at < c_at,
-                    and_(OutboxRow.created_at == c_at, OutboxRow.id < c_id),
-                )
-            )
+            stmt = stmt.where(tuple_(OutboxRow.created_at, OutboxRow.id) < _time_and_id(after))
         rows = self.s.scalars(
             stmt.order_by(OutboxRow.created_at.desc(), OutboxRow.id.desc()).limit(limit)
         )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller, as_caller
+from jitpam.api.deps import Ctx, CurrentCaller, check_as_caller
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, directory, organizations, policies, requests
@@ -282,11 +282,18 @@ def verify(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
 
 @router.get("/authorizations", summary="Get-ElevatedAccessAuthorization")
 def list_authorizations(
-    ctx: Ctx, caller: CurrentCaller, user: str | None = None, active: bool = False
+    ctx: Ctx,
+    caller: CurrentCaller,
+    user: str | None = None,
+    active: bool = False,
+    cursor: str | None = Query(default=None, max_length=500),
+    limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
-    found = requests.list_authorizations(ctx, caller=caller, user=user, active=active)
-    names = directory.names_of(ctx, caller=caller, ids=views.request_ids(found))
-    return views.page([views.authorization(v, names) for v in found])
+    page = requests.list_authorizations(
+        ctx, caller=caller, user=user, active=active, cursor=cursor, limit=limit
+    )
+    names = directory.names_of(ctx, caller=caller, ids=views.request_ids(page.items))
+    return views.page([views.authorization(v, names) for v in page.items], page.next_cursor)
 
 
 @router.post(
@@ -304,10 +311,7 @@ def revoke(
 
 @router.post("/check", summary="May this user run this task now? (audited)")
 async def check(body: CheckBody, request: Request, response: Response) -> dict[str, Any]:
-    decision = await as_caller(
-        request,
-        lambda ctx, caller: access.check_access(ctx, caller=caller, user=body.user, task=body.task),
-    )
+    (decision,) = await check_as_caller(request, [(body.user, body.task)])
     response.headers["x-jitpam-allowed"] = "true" if decision.allowed else "false"
     return views.decision(decision)
 
@@ -318,9 +322,7 @@ async def check(body: CheckBody, request: Request, response: Response) -> dict[s
 )
 async def check_batch(body: BatchBody, request: Request, response: Response) -> dict[str, Any]:
     pairs = [(c.user, c.task) for c in body.checks]
-    decisions = await as_caller(
-        request, lambda ctx, caller: access.check_access_batch(ctx, caller=caller, pairs=pairs)
-    )
+    decisions = await check_as_caller(request, pairs)
     allowed = sum(1 for d in decisions if d.allowed)
     response.headers["x-jitpam-decisions"] = f"{allowed},{len(decisions) - allowed}"
     # results[i] answers checks[i], each as POST /check would.

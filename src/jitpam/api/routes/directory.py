@@ -147,27 +147,61 @@ def remove_member(name: str, upn: str, ctx: Ctx, caller: CurrentCaller) -> dict[
 KindParam = Literal["role", "role_group"]
 
 
-@router.get("/roles", summary="List roles (or role groups)")
-def list_roles(ctx: Ctx, caller: CurrentCaller, kind: KindParam = "role") -> dict[str, Any]:
-    entries = organizations.catalog_entries(ctx, caller=caller, kind=PolicyType(kind))
-    return views.page([{"name": str(e), "type": kind} for e in entries])
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get("/roles", summary="List roles (or role groups), by name")
+def list_roles(
+    ctx: Ctx,
+    caller: CurrentCaller,
+    kind: KindParam = "role",
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
+) -> dict[str, Any]:
+    _, found = organizations.catalog_page(
+        ctx, caller=caller, kind=PolicyType(kind), cursor=cursor, limit=limit
+    )
+    return views.page([{"name": str(e), "type": kind} for e in found.items], found.next_cursor)
 
 
 @router.get(
     "/roles/{name:path}",
-    summary="Show a role or role group: tasks, standing and just-in-time members",
+    summary="Show a role or role group: a page of its tasks and of its standing and "
+    "just-in-time members",
 )
 def show_role(
-    name: str, ctx: Ctx, caller: CurrentCaller, kind: KindParam = "role"
+    name: str,
+    ctx: Ctx,
+    caller: CurrentCaller,
+    kind: KindParam = "role",
+    members_cursor: Cursor = None,
+    limit: PageLimit = 50,
 ) -> dict[str, Any]:
-    members = directory.role_members(ctx, caller=caller, role=name, role_group=kind == "role_group")
-    tasks = organizations.role_tasks(ctx, caller=caller, role=name) if kind == "role" else []
-    resolved = members[0].via if members and kind == "role_group" else name
+    """The role with its first ``limit`` tasks (``tasks_next_cursor`` goes on with
+    ``GET /catalog/tasks?role=NAME&cursor=...``) and one page of its members
+    (``members_next_cursor`` goes on with ``GET /roles/NAME?members_cursor=...``)."""
+    resolved, members = directory.role_members_page(
+        ctx,
+        caller=caller,
+        role=name,
+        role_group=kind == "role_group",
+        cursor=members_cursor,
+        limit=limit,
+    )
+    tasks: list[str] = []
+    tasks_next = None
+    if kind == "role":
+        _, page = organizations.catalog_page(
+            ctx, caller=caller, kind=PolicyType.TASK, role=resolved, limit=limit
+        )
+        tasks, tasks_next = [str(t) for t in page.items], page.next_cursor
     return {
         "name": resolved,
         "type": kind,
         "tasks": tasks,
-        "members": [views.role_member(m) for m in members],
+        "tasks_next_cursor": tasks_next,
+        "members": [views.role_member(m) for m in members.items],
+        "members_next_cursor": members.next_cursor,
     }
 
 
@@ -202,10 +236,18 @@ def unassign(body: AssignmentBody, ctx: Ctx, caller: CurrentCaller) -> dict[str,
     return _assignment(body, ctx, caller, add=False)
 
 
-@router.get("/catalog/tasks", summary="The organization's tasks")
-def list_tasks(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    entries = organizations.catalog_entries(ctx, caller=caller, kind=PolicyType.TASK)
-    return views.page([{"name": str(e)} for e in entries])
+@router.get("/catalog/tasks", summary="The organization's tasks (or a role's), by name")
+def list_tasks(
+    ctx: Ctx,
+    caller: CurrentCaller,
+    role: Annotated[str | None, Query(max_length=260)] = None,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
+) -> dict[str, Any]:
+    _, found = organizations.catalog_page(
+        ctx, caller=caller, kind=PolicyType.TASK, role=role, cursor=cursor, limit=limit
+    )
+    return views.page([{"name": str(e)} for e in found.items], found.next_cursor)
 
 
 @router.post("/catalog/import", summary="Import-TaskCatalog from TOML text")

@@ -1,25 +1,40 @@
-// The add-policy form: the target list follows the chosen type and scope. Without script the
-// whole catalog is offered, and the server decides as always.
+// The add-policy form: while the target is typed, the server suggests names of the chosen type
+// (a bounded look-up, never the whole catalog). Without script the first names are offered, and
+// the server decides as always (a bare name is resolved when it is unambiguous).
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("add-policy");
   if (!form) return;
   const type = form.elements.namedItem("type");
-  const scope = form.elements.namedItem("scope");
   const target = form.elements.namedItem("target");
-  const follow = () => {
-    let first = null;
-    for (const option of target.options) {
-      const shown = option.dataset.type === type.value && option.dataset.scope === scope.value;
-      option.hidden = !shown;
-      option.disabled = !shown;
-      if (shown && first === null) first = option;
-    }
-    if (target.selectedOptions.length === 0 || target.selectedOptions[0].disabled) {
-      target.value = first ? first.value : "";
+  const list = document.getElementById(target.getAttribute("list"));
+  let asked = 0;
+  let timer = null;
+  const suggest = async () => {
+    const mine = ++asked;
+    const query = new URLSearchParams({ type: type.value, q: target.value });
+    try {
+      const answer = await fetch(`${target.dataset.suggest}?${query}`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!answer.ok || mine !== asked) return;
+      const { names } = await answer.json();
+      list.replaceChildren(
+        ...names.map((name) => {
+          const option = document.createElement("option");
+          option.value = name;
+          return option;
+        }),
+      );
+    } catch {
+      // Suggestions are a convenience: the form works without them.
     }
   };
-  type.addEventListener("change", follow);
-  scope.addEventListener("change", follow);
-  follow();
+  const later = () => {
+    clearTimeout(timer);
+    timer = setTimeout(suggest, 150);
+  };
+  target.addEventListener("input", later);
+  type.addEventListener("change", suggest);
 });
