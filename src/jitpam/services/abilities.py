@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import caller_user, may
+from jitpam.services.guard import caller_user, may_each
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,31 @@ class Abilities:
 
 
 def abilities(ctx: ServiceContext, *, caller: Caller) -> Abilities:
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         org = uow.orgs.get(caller.org_id)
-
-        def allowed(operation: str) -> bool:
-            return may(uow, user=user, operation=operation, at=at).allowed
-
+        control, policies, see_all, audit = (
+            d.allowed
+            for d in may_each(
+                uow,
+                user=user,
+                operations=(
+                    "Enable-ElevatedAccessControl",
+                    "New-ElevatedAccessApprovalPolicy",
+                    "Get-ElevatedAccessRequest",
+                    "Search-AuditLog",
+                ),
+                at=at,
+            )
+        )
         return Abilities(
             upn=user.upn,
             display_name=user.display_name,
             organization=org.name if org is not None else "",
             control_enabled=uow.orgs.control(caller.org_id).enabled,
-            manage_control=allowed("Enable-ElevatedAccessControl"),
-            manage_policies=allowed("New-ElevatedAccessApprovalPolicy"),
-            see_all_requests=allowed("Get-ElevatedAccessRequest"),
-            read_audit=allowed("Search-AuditLog"),
+            manage_control=control,
+            manage_policies=policies,
+            see_all_requests=see_all,
+            read_audit=audit,
         )

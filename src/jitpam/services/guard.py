@@ -7,8 +7,9 @@ transaction of its own, since the refused change itself was rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from uuid import UUID
 
 from jitpam.domain.audit import AuditEvent, Outcome
 from jitpam.domain.catalog import BUILTIN_SCOPE
-from jitpam.domain.check import CheckFacts, Decision, Reason, decide
+from jitpam.domain.check import CheckFacts, Decision, Grant, Reason, decide
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
 from jitpam.domain.errors import AuditUnavailable, InvalidInput, JitpamError, NotPermitted
@@ -51,28 +52,53 @@ def resolve_task(uow: UnitOfWork, org_id: UUID, typed: str) -> QualifiedName:
     return resolve_name(typed, uow.catalog.names(org_id, PolicyType.TASK, bare), kind="task")
 
 
+@dataclass(frozen=True)
+class _UserFacts:
+    groups: frozenset[UUID]
+    standing_roles: frozenset[str]
+    grants: tuple[Grant, ...]
+    role_group_roles: dict[str, frozenset[str]]
+
+
+def _user_facts(uow: UnitOfWork, user: User, control: AccessControl, at: datetime) -> _UserFacts:
+    groups = uow.users.group_ids(user.id)
+    grants = uow.requests.grants(control.org_id, user.id, at)
+    return _UserFacts(
+        groups,
+        uow.assignments.standing_roles(control.org_id, user.id, groups),
+        grants,
+        (
+            uow.catalog.role_group_roles(control.org_id)
+            if any(g.type is PolicyType.ROLE_GROUP for g in grants)
+            else {}
+        ),
+    )
+
+
 def gather_facts(
-    uow: UnitOfWork, *, user: User | None, task: str, control: AccessControl, at: datetime
+    uow: UnitOfWork,
+    *,
+    user: User | None,
+    task: str,
+    control: AccessControl,
+    at: datetime,
+    known: _UserFacts | None = None,
 ) -> CheckFacts:
-    """Everything ``decide`` needs about (user, task), read in the current transaction."""
+    """Everything ``decide`` needs about (user, task), read in the current transaction
+    (``known``: the user's side, read already for another task at the same instant)."""
     task_exists = uow.catalog.task_exists(control.org_id, task)
     if user is None or user.org_id != control.org_id:
         return CheckFacts(task, False, False, task_exists, frozenset(), frozenset())
-    groups = uow.users.group_ids(user.id)
-    grants = uow.requests.grants(control.org_id, user.id, at)
+    mine = known if known is not None else _user_facts(uow, user, control, at)
     return CheckFacts(
         task=task,
         user_exists=True,
         user_enabled=user.enabled,
         task_exists=task_exists,
         task_roles=uow.catalog.roles_holding(control.org_id, task) if task_exists else frozenset(),
-        standing_roles=uow.assignments.standing_roles(control.org_id, user.id, groups),
-        grants=grants,
-        role_group_roles=(
-            uow.catalog.role_group_roles(control.org_id)
-            if any(g.type is PolicyType.ROLE_GROUP for g in grants)
-            else {}
-        ),
+        standing_roles=mine.standing_roles,
+        grants=mine.grants,
+        role_group_roles=mine.role_group_roles,
         control_enabled=control.enabled,
         system_account=user.id in control.system_account_ids,
         task_policy=(
@@ -85,10 +111,22 @@ def gather_facts(
 
 def may(uow: UnitOfWork, *, user: User, operation: str, at: datetime) -> Decision:
     """Whether ``user`` may run the jitpam task named ``operation`` (without raising)."""
+    return may_each(uow, user=user, operations=(operation,), at=at)[0]
+
+
+def may_each(
+    uow: UnitOfWork, *, user: User, operations: Sequence[str], at: datetime
+) -> list[Decision]:
+    """``may`` for several operations at one instant, reading the user's side once."""
     control = uow.orgs.control(user.org_id)
-    return decide(
-        gather_facts(uow, user=user, task=jitpam_task(operation), control=control, at=at), at
-    )
+    known = _user_facts(uow, user, control, at) if user.org_id == control.org_id else None
+    return [
+        decide(
+            gather_facts(uow, user=user, task=jitpam_task(op), control=control, at=at, known=known),
+            at,
+        )
+        for op in operations
+    ]
 
 
 def caller_user(uow: UnitOfWork, caller: Caller) -> User:
