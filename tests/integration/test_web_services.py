@@ -93,7 +93,9 @@ def waiting(world: World, who: Person, **options: Any) -> int:
 
 
 def offered(world: World, who: Person) -> set[UUID]:
-    return {p.id for p in requests.requestable(world.ctx, caller=who.caller)}
+    found, more = requests.requestable(world.ctx, caller=who.caller)
+    assert not more
+    return {p.id for p in found}
 
 
 # --- request_actions ----------------------------------------------------------------------------
@@ -388,6 +390,22 @@ def test_requestable_follows_a_role_held_just_in_time(scene: Scene) -> None:
     assert move.id in offered(world, oscar)  # an approval would now let him run it
     world.later(hours=1)
     assert move.id not in offered(world, oscar)
+
+
+def test_requestable_is_bounded_and_says_when_there_may_be_more(scene: Scene) -> None:
+    world, rita = scene.world, scene.rita
+    move, tracking = world.policy(MOVE), world.policy(TRACKING, type=PolicyType.ROLE)
+    search = world.policy(SEARCH)  # rita holds no role with it: never offered
+    everything, more = requests.requestable(world.ctx, caller=rita.caller)
+    assert ({p.id for p in everything}, more) == ({move.id, tracking.id}, False)
+    # At most ``limit`` of them, in (type, target) order, and a flag that more may exist.
+    first, more = requests.requestable(world.ctx, caller=rita.caller, limit=1)
+    assert ([p.id for p in first], more) == ([everything[0].id], True)
+    # Only the first ``window`` policies are examined: those beyond are not looked at.
+    ordered = sorted([move, tracking, search], key=lambda p: (p.type.value, p.target.key))
+    seen, more = requests.requestable(world.ctx, caller=rita.caller, window=1)
+    assert more
+    assert {p.id for p in seen} == {ordered[0].id} - {search.id}
 
 
 # --- list_requests: search and oldest first -----------------------------------------------------

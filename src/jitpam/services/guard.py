@@ -17,7 +17,7 @@ from uuid import UUID
 
 from jitpam.domain.audit import AuditEvent, Outcome
 from jitpam.domain.catalog import BUILTIN_SCOPE
-from jitpam.domain.check import CheckFacts, Decision, Grant, Reason, decide
+from jitpam.domain.check import CheckFacts, Decision, Grant, Reason, decide, jit_roles
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
 from jitpam.domain.errors import AuditUnavailable, InvalidInput, JitpamError, NotPermitted
@@ -107,6 +107,27 @@ def gather_facts(
             is not None
         ),
     )
+
+
+def roles_held(
+    uow: UnitOfWork, *, user: User, control: AccessControl, at: datetime
+) -> frozenset[str]:
+    """Every role ``user`` holds at ``at``: standing, and just in time through active grants of
+    roles and role groups (none for a disabled user)."""
+    if not user.enabled or user.org_id != control.org_id:
+        return frozenset()
+    mine = _user_facts(uow, user, control, at)
+    facts = CheckFacts(
+        task="",
+        user_exists=True,
+        user_enabled=True,
+        task_exists=False,
+        task_roles=frozenset(),
+        standing_roles=mine.standing_roles,
+        grants=mine.grants,
+        role_group_roles=mine.role_group_roles,
+    )
+    return mine.standing_roles | frozenset(jit_roles(facts, at))
 
 
 def may(uow: UnitOfWork, *, user: User, operation: str, at: datetime) -> Decision:
@@ -255,7 +276,7 @@ def parse_enum(kind: type[E], value: object, field: str) -> E:
 
 
 def _jitpam_guards(uow: UnitOfWork, org_id: UUID) -> list[Policy]:
-    return [p for p in uow.policies.matching(org_id) if p.target.scope.casefold() == BUILTIN_SCOPE]
+    return uow.policies.matching(org_id, scope=BUILTIN_SCOPE)
 
 
 def _break_glass(uow: UnitOfWork, user: User) -> bool:

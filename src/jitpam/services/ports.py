@@ -160,6 +160,12 @@ class CatalogRepository(Protocol):
         ...
 
     def task_exists(self, org_id: UUID, task: str) -> bool: ...
+    def tasks_held(
+        self, org_id: UUID, roles: frozenset[str], tasks: Sequence[str]
+    ) -> frozenset[str]:
+        """Which of ``tasks`` one of ``roles`` holds, as casefolded ``Scope\\Name`` keys."""
+        ...
+
     def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]: ...
     def role_group_roles(self, org_id: UUID) -> dict[str, frozenset[str]]: ...
     def tasks_of_role(self, org_id: UUID, role: str) -> list[str]: ...
@@ -230,8 +236,10 @@ class PolicyRepository(Protocol):
         approval_type: ApprovalType | None = None,
         after: tuple[str, str] | None = None,
         limit: int | None = None,
+        scope: str | None = None,
     ) -> list[Policy]:
-        """Policies by (type, target); with ``after``/``limit``, one keyset page."""
+        """Policies by (type, target); with ``after``/``limit``, one keyset page; with
+        ``scope``, only targets in that scope."""
         ...
 
     def page(

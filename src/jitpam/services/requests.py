@@ -29,7 +29,15 @@ from jitpam.domain.requests import AccessRequest, RequestStatus, ReviewDecision,
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
-from jitpam.services.guard import caller_user, event, gather_facts, may, parse_enum, use_case
+from jitpam.services.guard import (
+    caller_user,
+    event,
+    gather_facts,
+    may,
+    parse_enum,
+    roles_held,
+    use_case,
+)
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
 
@@ -508,31 +516,66 @@ def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAG
         return uow.requests.count(caller.org_id, flt, at=at, limit=limit)
 
 
-def requestable(ctx: ServiceContext, *, caller: Caller) -> list[Policy]:
+OFFERED = 200  # targets the new-request form lists at most
+OFFER_WINDOW = 2_000  # policies examined to find them
+
+
+def requestable(
+    ctx: ServiceContext, *, caller: Caller, limit: int = OFFERED, window: int = OFFER_WINDOW
+) -> tuple[list[Policy], bool]:
     """The policies whose target the caller may ask for now: control is on, they are an eligible
     requester, (for a task) they hold a role with it, so an approval would let them run it, and
-    they have no pending or active request for it already."""
-    with ctx.uow() as uow:
+    they have no pending or active request for it already. At most ``limit``, from the first
+    ``window`` policies by (type, target); the flag says whether there may be more."""
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         control = uow.orgs.control(caller.org_id)
         if not control.enabled:
-            return []
+            return [], False
         groups = uow.users.group_ids(user.id)
-        found = []
-        for policy in uow.policies.matching(caller.org_id):
-            if not policy.is_eligible(user.id, groups) or not policy.can_be_met(
-                control.ticket_pattern
-            ):
-                continue
-            if policy.type is PolicyType.TASK and not holds_task(
-                gather_facts(uow, user=user, task=str(policy.target), control=control, at=at), at
-            ):
-                continue
-            if uow.requests.open_for(caller.org_id, user.id, policy.type, str(policy.target), at):
-                continue  # asked already: pending or granted
-            found.append(policy)
-        return found
+        roles = roles_held(uow, user=user, control=control, at=at)
+        asked = {
+            (r.type, str(r.target))
+            for r in [
+                *uow.requests.pending_for_user(caller.org_id, user.id, at),
+                *uow.requests.active_for_user(caller.org_id, user.id, at),
+            ]
+        }
+        found: list[Policy] = []
+        cursor, examined = None, 0
+        while examined < window:
+            page = uow.policies.page(
+                caller.org_id,
+                type=None,
+                approval_type=None,
+                search=None,
+                cursor=cursor,
+                limit=min(OFFERED, window - examined),
+            )
+            examined += len(page.items)
+            candidates = [
+                p
+                for p in page.items
+                if p.is_eligible(user.id, groups)
+                and p.can_be_met(control.ticket_pattern)
+                and (p.type, str(p.target)) not in asked  # asked already: pending or granted
+            ]
+            held = uow.catalog.tasks_held(
+                caller.org_id,
+                roles,
+                [str(p.target) for p in candidates if p.type is PolicyType.TASK],
+            )
+            for p in candidates:
+                if p.type is PolicyType.TASK and str(p.target).casefold() not in held:
+                    continue  # an approval would not let them run it
+                found.append(p)
+                if len(found) == limit:
+                    return found, True
+            cursor = page.next_cursor
+            if cursor is None:
+                return found, False
+        return found, True
 
 
 def verify_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> bool:

@@ -352,11 +352,13 @@ def request_list(
 
 @router.get("/requests/new", response_class=HTMLResponse)
 def new_request_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    offered = requests.requestable(ctx, caller=user.caller)
+    offered, more = requests.requestable(ctx, caller=user.caller)
     return render(
         request,
         "new_request.html",
         user,
+        more=more,
+        kinds=KINDS,
         targets=[
             {
                 "value": f"{p.type.value}|{p.target}",
@@ -374,6 +376,8 @@ def new_request_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse
 async def new_request(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
     form = await form_of(request, user)
     kind, _, target = text(form, "target").partition("|")
+    if kind == "other":  # not among those listed: typed
+        kind, target = text(form, "other_type"), text(form, "other_target")
     try:
         if kind not in KINDS or not target:
             raise InvalidInput("choose what to request")

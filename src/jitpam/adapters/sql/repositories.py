@@ -594,6 +594,27 @@ class SqlCatalog:
             is not None
         )
 
+    def tasks_held(
+        self, org_id: UUID, roles: frozenset[str], tasks: Sequence[str]
+    ) -> frozenset[str]:
+        if not roles or not tasks:
+            return frozenset()
+        role = CatalogEntryRow.__table__.alias("role")
+        stmt = (
+            select(CatalogEntryRow.key)
+            .join(CatalogLinkRow, CatalogLinkRow.child_id == CatalogEntryRow.id)
+            .join(role, role.c.id == CatalogLinkRow.parent_id)
+            .where(
+                CatalogEntryRow.org_id == org_id,
+                CatalogEntryRow.kind == "task",
+                CatalogEntryRow.key.in_({t.casefold() for t in tasks}),
+                role.c.org_id == org_id,
+                role.c.kind == "role",
+                role.c.key.in_({r.casefold() for r in roles}),
+            )
+        )
+        return frozenset(self.s.scalars(stmt))
+
     def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]:
         role = CatalogEntryRow.__table__.alias("role")
         stmt = (
@@ -1034,8 +1055,16 @@ class SqlPolicies:
         approval_type: ApprovalType | None = None,
         after: tuple[str, str] | None = None,
         limit: int | None = None,
+        scope: str | None = None,
     ) -> list[Policy]:
         stmt = select(PolicyRow).where(PolicyRow.org_id == org_id)
+        if scope is not None:
+            # Keys are casefolded "scope\name": a range of the (org, type, key) index; "]" is
+            # the character after the backslash.
+            folded = scope.casefold()
+            stmt = stmt.where(
+                PolicyRow.target_key >= f"{folded}\\", PolicyRow.target_key < f"{folded}]"
+            )
         if type is not None:
             stmt = stmt.where(PolicyRow.type == type.value)
         if approval_type is not None:
