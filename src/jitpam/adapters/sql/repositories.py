@@ -599,21 +599,27 @@ class SqlCatalog:
     ) -> frozenset[str]:
         if not roles or not tasks:
             return frozenset()
-        role = CatalogEntryRow.__table__.alias("role")
-        stmt = (
-            select(CatalogEntryRow.key)
-            .join(CatalogLinkRow, CatalogLinkRow.child_id == CatalogEntryRow.id)
-            .join(role, role.c.id == CatalogLinkRow.parent_id)
-            .where(
-                CatalogEntryRow.org_id == org_id,
-                CatalogEntryRow.kind == "task",
-                CatalogEntryRow.key.in_({t.casefold() for t in tasks}),
-                role.c.org_id == org_id,
-                role.c.kind == "role",
-                role.c.key.in_({r.casefold() for r in roles}),
+        e = CatalogEntryRow
+
+        def ids(kind: str, names: Iterable[str]) -> dict[UUID, str]:
+            keys = {n.casefold() for n in names}
+            found = self.s.execute(
+                select(e.id, e.key).where(e.org_id == org_id, e.kind == kind, e.key.in_(keys))
+            )
+            return dict(found.tuples().all())
+
+        # Entries by their keys, then the links between them by id: joined in one statement,
+        # PostgreSQL read every link of a role that holds 100,000 tasks.
+        task_ids, role_ids = ids("task", tasks), ids("role", roles)
+        if not task_ids or not role_ids:
+            return frozenset()
+        held = self.s.scalars(
+            select(CatalogLinkRow.child_id).where(
+                CatalogLinkRow.parent_id.in_(list(role_ids)),
+                CatalogLinkRow.child_id.in_(list(task_ids)),
             )
         )
-        return frozenset(self.s.scalars(stmt))
+        return frozenset(task_ids[i] for i in held)
 
     def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]:
         role = CatalogEntryRow.__table__.alias("role")
