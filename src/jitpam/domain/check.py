@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 from uuid import UUID
 
 from jitpam.domain.policy import PolicyType
@@ -35,8 +36,7 @@ ALLOWING = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # a tuple: made on every check, it costs half a frozen dataclass
     allowed: bool
     reason: Reason
     authorization_id: UUID | None = None
@@ -103,9 +103,18 @@ def holds_task(facts: CheckFacts, at: datetime) -> bool:
     """Whether the user holds the task through RBAC at ``at`` (standing or just in time)."""
     if not (facts.user_exists and facts.user_enabled and facts.task_exists):
         return False
-    return bool(facts.task_roles & facts.standing_roles) or any(
+    return not facts.task_roles.isdisjoint(facts.standing_roles) or any(
         role in facts.task_roles for role in jit_roles(facts, at)
     )
+
+
+# Decisions that name no authorization are values: made once, not on every check.
+_DENIED = {reason: Decision(False, reason) for reason in Reason}
+_ALLOWED = {reason: Decision(True, reason) for reason in Reason}
+
+
+def _allowed(reason: Reason, via: UUID | None) -> Decision:
+    return _ALLOWED[reason] if via is None else Decision(True, reason, via)
 
 
 def decide(facts: CheckFacts, at: datetime) -> Decision:
@@ -116,25 +125,25 @@ def decide(facts: CheckFacts, at: datetime) -> Decision:
     an active authorization -> otherwise allowed by RBAC.
     """
     if not facts.user_exists:
-        return Decision(False, Reason.UNKNOWN_USER)
+        return _DENIED[Reason.UNKNOWN_USER]
     if not facts.user_enabled:
-        return Decision(False, Reason.USER_DISABLED)
+        return _DENIED[Reason.USER_DISABLED]
     if not facts.task_exists:
-        return Decision(False, Reason.UNKNOWN_TASK)
+        return _DENIED[Reason.UNKNOWN_TASK]
     via_role: UUID | None = None
-    if not facts.task_roles & facts.standing_roles:
+    if facts.task_roles.isdisjoint(facts.standing_roles):
         jit = jit_roles(facts, at)
         holding = sorted(role for role in facts.task_roles if role in jit)
         if not holding:
-            return Decision(False, Reason.TASK_NOT_HELD)
+            return _DENIED[Reason.TASK_NOT_HELD]
         via_role = jit[holding[0]]
     if not facts.control_enabled:
-        return Decision(True, Reason.CONTROL_DISABLED, via_role)
+        return _allowed(Reason.CONTROL_DISABLED, via_role)
     if facts.system_account:
-        return Decision(True, Reason.SYSTEM_ACCOUNT, via_role)
+        return _allowed(Reason.SYSTEM_ACCOUNT, via_role)
     if facts.task_policy:
         for grant in facts.grants:
             if grant.type is PolicyType.TASK and grant.target == facts.task and grant.active(at):
                 return Decision(True, Reason.AUTHORIZED, grant.authorization_id)
-        return Decision(False, Reason.AUTHORIZATION_REQUIRED)
-    return Decision(True, Reason.NOT_PROTECTED, via_role)
+        return _DENIED[Reason.AUTHORIZATION_REQUIRED]
+    return _allowed(Reason.NOT_PROTECTED, via_role)
