@@ -138,21 +138,19 @@ def list_policies(
     cursor: str | None = Query(default=None, max_length=2000),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> dict[str, Any]:
-    after = views.decode_cursor(cursor, 2) if cursor else None
-    found = policies.list_policies(
+    page = policies.policy_page(
         ctx,
         caller=caller,
         type=PolicyType(type) if type else None,
         approval_type=approval_type,
-        after=(after[0], after[1]) if after else None,
+        cursor=cursor,
         limit=limit,
     )
+    found = page.items
     ids = {i for p in found for i in (p.eligible_user_ids | p.eligible_group_ids)}
     ids |= {p.approver_group_id for p in found if p.approver_group_id}
     names = directory.names_of(ctx, caller=caller, ids=ids)
-    last = found[-1] if found else None
-    nxt = views.next_cursor(len(found), limit, last.type.value, last.target.key) if last else None
-    return views.page([views.policy(p, names) for p in found], nxt)
+    return views.page([views.policy(p, names) for p in found], page.next_cursor)
 
 
 @router.post("/policies", status_code=201, summary="New-ElevatedAccessApprovalPolicy")
