@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import NamedTuple
 from uuid import UUID
 
@@ -62,6 +63,11 @@ class Grant:
             return False
         return self.start <= at < self.end
 
+    @cached_property
+    def authorizes(self) -> Decision:
+        """The decision this grant makes for its task while active (made once per grant)."""
+        return Decision(True, Reason.AUTHORIZED, self.authorization_id)
+
 
 @dataclass(frozen=True)
 class CheckFacts:
@@ -85,15 +91,18 @@ class CheckFacts:
     task_policy: bool = False
 
 
+_ROLE, _ROLE_GROUP = PolicyType.ROLE, PolicyType.ROLE_GROUP  # see _TASK below
+
+
 def jit_roles(facts: CheckFacts, at: datetime) -> dict[str, UUID]:
     """Roles the user holds just in time at ``at``, each with the authorization that grants it."""
     held: dict[str, UUID] = {}
     for grant in facts.grants:
         if not grant.active(at):
             continue
-        if grant.type is PolicyType.ROLE:
+        if grant.type is _ROLE:
             held.setdefault(grant.target, grant.authorization_id)
-        elif grant.type is PolicyType.ROLE_GROUP:
+        elif grant.type is _ROLE_GROUP:
             for role in facts.role_group_roles.get(grant.target, frozenset()):
                 held.setdefault(role, grant.authorization_id)
     return held
@@ -108,13 +117,21 @@ def holds_task(facts: CheckFacts, at: datetime) -> bool:
     )
 
 
-# Decisions that name no authorization are values: made once, not on every check.
-_DENIED = {reason: Decision(False, reason) for reason in Reason}
-_ALLOWED = {reason: Decision(True, reason) for reason in Reason}
+# Decisions that name no authorization are values, made once. Enum members are read from module
+# names here: in Python 3.11 reading ``PolicyType.TASK`` costs as much as the rest of a decision.
+_TASK = PolicyType.TASK
+_UNKNOWN_USER = Decision(False, Reason.UNKNOWN_USER)
+_USER_DISABLED = Decision(False, Reason.USER_DISABLED)
+_UNKNOWN_TASK = Decision(False, Reason.UNKNOWN_TASK)
+_TASK_NOT_HELD = Decision(False, Reason.TASK_NOT_HELD)
+_AUTHORIZATION_REQUIRED = Decision(False, Reason.AUTHORIZATION_REQUIRED)
+_CONTROL_DISABLED = Decision(True, Reason.CONTROL_DISABLED)
+_SYSTEM_ACCOUNT = Decision(True, Reason.SYSTEM_ACCOUNT)
+_NOT_PROTECTED = Decision(True, Reason.NOT_PROTECTED)
 
 
-def _allowed(reason: Reason, via: UUID | None) -> Decision:
-    return _ALLOWED[reason] if via is None else Decision(True, reason, via)
+def _allowed(plain: Decision, via: UUID | None) -> Decision:
+    return plain if via is None else Decision(True, plain.reason, via)
 
 
 def decide(facts: CheckFacts, at: datetime) -> Decision:
@@ -125,25 +142,26 @@ def decide(facts: CheckFacts, at: datetime) -> Decision:
     an active authorization -> otherwise allowed by RBAC.
     """
     if not facts.user_exists:
-        return _DENIED[Reason.UNKNOWN_USER]
+        return _UNKNOWN_USER
     if not facts.user_enabled:
-        return _DENIED[Reason.USER_DISABLED]
+        return _USER_DISABLED
     if not facts.task_exists:
-        return _DENIED[Reason.UNKNOWN_TASK]
+        return _UNKNOWN_TASK
     via_role: UUID | None = None
     if facts.task_roles.isdisjoint(facts.standing_roles):
         jit = jit_roles(facts, at)
         holding = sorted(role for role in facts.task_roles if role in jit)
         if not holding:
-            return _DENIED[Reason.TASK_NOT_HELD]
+            return _TASK_NOT_HELD
         via_role = jit[holding[0]]
     if not facts.control_enabled:
-        return _allowed(Reason.CONTROL_DISABLED, via_role)
+        return _allowed(_CONTROL_DISABLED, via_role)
     if facts.system_account:
-        return _allowed(Reason.SYSTEM_ACCOUNT, via_role)
+        return _allowed(_SYSTEM_ACCOUNT, via_role)
     if facts.task_policy:
+        task = facts.task
         for grant in facts.grants:
-            if grant.type is PolicyType.TASK and grant.target == facts.task and grant.active(at):
-                return Decision(True, Reason.AUTHORIZED, grant.authorization_id)
-        return _DENIED[Reason.AUTHORIZATION_REQUIRED]
-    return _allowed(Reason.NOT_PROTECTED, via_role)
+            if grant.type is _TASK and grant.target == task and grant.active(at):
+                return grant.authorizes
+        return _AUTHORIZATION_REQUIRED
+    return _allowed(_NOT_PROTECTED, via_role)

@@ -203,7 +203,13 @@ class DecisionIndex:
     ) -> tuple[User | None, CheckFacts]:
         """The facts ``decide`` needs, from memory where known, loaded once where not."""
         state = self._orgs[org_id]  # one key read: atomic, needs no lock
-        u = self._user(uow, org_id, upn.strip().lower(), at)
+        upn = upn.strip().lower()
+        u = state.users.get(upn)
+        if u is not None and (u.loaded_at is None or u.loaded_at <= at):
+            known = u.facts.get(task)  # the common case, without a call more
+            if known is not None:
+                return u.user, known
+        u = self._user(uow, org_id, upn, at)
         known = u.facts.get(task)
         if known is not None:
             return u.user, known
