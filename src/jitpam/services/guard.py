@@ -67,11 +67,11 @@ def _user_facts(uow: UnitOfWork, user: User, control: AccessControl, at: datetim
         groups,
         uow.assignments.standing_roles(control.org_id, user.id, groups),
         grants,
-        (
-            uow.catalog.role_group_roles(control.org_id)
-            if any(g.type is PolicyType.ROLE_GROUP for g in grants)
-            else {}
-        ),
+        uow.catalog.role_group_roles(
+            control.org_id, only=[g.target for g in grants if g.type is PolicyType.ROLE_GROUP]
+        )
+        if any(g.type is PolicyType.ROLE_GROUP for g in grants)
+        else {},
     )
 
 
@@ -323,7 +323,7 @@ def keep_role_guards(uow: UnitOfWork, *, user: User, kind: PolicyType, target: s
         return
     covered: list[tuple[PolicyType, str]] = [(kind, target)]
     if kind is PolicyType.ROLE_GROUP:
-        roles = uow.catalog.role_group_roles(user.org_id).get(target, frozenset())
+        roles = uow.catalog.role_group_roles(user.org_id, only=[target]).get(target, frozenset())
         covered += [(PolicyType.ROLE, r) for r in sorted(roles)]
     for k, t in covered:
         policy = uow.policies.for_target(user.org_id, k, QualifiedName.parse(t))

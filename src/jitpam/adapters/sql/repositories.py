@@ -637,16 +637,18 @@ class SqlCatalog:
         )
         return frozenset(str(QualifiedName(s, n)) for s, n in self.s.execute(stmt))
 
-    def role_group_roles(self, org_id: UUID) -> dict[str, frozenset[str]]:
+    def role_group_roles(
+        self, org_id: UUID, only: Iterable[str] | None = None
+    ) -> dict[str, frozenset[str]]:
         # The role groups first, then their links by id: in one join, PostgreSQL judged the
         # links per parent by the average (a role holding 100,000 tasks) and read them all.
+        which = select(CatalogEntryRow.id, CatalogEntryRow.scope, CatalogEntryRow.name).where(
+            CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == "role_group"
+        )
+        if only is not None:
+            which = which.where(CatalogEntryRow.key.in_({n.casefold() for n in only}))
         groups = {
-            gid: str(QualifiedName(scope, name))
-            for gid, scope, name in self.s.execute(
-                select(CatalogEntryRow.id, CatalogEntryRow.scope, CatalogEntryRow.name).where(
-                    CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == "role_group"
-                )
-            )
+            gid: str(QualifiedName(scope, name)) for gid, scope, name in self.s.execute(which)
         }
         if not groups:
             return {}
@@ -816,7 +818,7 @@ class SqlAssignments:
         roles = {t for k, t in held if k == "role"}
         groups = {t for k, t in held if k == "role_group"}
         if groups:
-            mapping = SqlCatalog(self.s).role_group_roles(org_id)
+            mapping = SqlCatalog(self.s).role_group_roles(org_id, only=groups)
             for g in groups:
                 roles |= mapping.get(g, frozenset())
         return frozenset(roles)
