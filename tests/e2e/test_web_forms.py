@@ -122,6 +122,19 @@ def test_a_bad_new_request_says_what_is_wrong_and_creates_nothing(
         assert "No-SuchTask" not in listed
 
 
+def test_a_typed_target_is_checked_as_a_listed_one_would_be(server: Server) -> None:
+    # With many policies the form lists some and takes the others typed ("Another target").
+    with signed_in(server, "alice@contoso.com") as alice:
+        form = alice.get("/requests/new")
+        base = {"csrf": csrf_of(form), "target": "other|", "reason": "typed", "hours": "1"}
+        unknown = {**base, "other_type": "task", "other_target": "Exchange\\No-SuchTask"}
+        answer = alice.post("/requests", data=unknown)
+        assert "no privileged access policy covers" in flash_of(alice, answer)
+        bogus = {**base, "other_type": "bogus", "other_target": MOVE}
+        assert "choose what to request" in flash_of(alice, alice.post("/requests", data=bogus))
+        assert "No-SuchTask" not in alice.get("/my-access").text
+
+
 def test_a_policy_form_with_a_bogus_approval_type_is_refused(server: Server) -> None:
     with signed_in(server, "admin@contoso.com") as admin:
         token = csrf_of(admin.get("/policies"))

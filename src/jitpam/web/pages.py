@@ -33,7 +33,7 @@ from jitpam.services import (
     requests,
 )
 from jitpam.services.guard import parse_enum
-from jitpam.services.ports import AuditFilter
+from jitpam.services.ports import SEARCH_WINDOW, AuditFilter
 from jitpam.web.session import (
     FLASH,
     OIDC_PENDING,
@@ -346,6 +346,8 @@ def request_list(
         q=q,
         sort=sort,
         more=more,
+        partial=len(page.items) < PAGE,
+        window=f"{SEARCH_WINDOW:,}",
         kinds=KINDS,
     )
 
