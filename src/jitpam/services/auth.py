@@ -325,7 +325,7 @@ def list_tokens(
     ctx: ServiceContext, *, caller: Caller, user: str | None = None, everyone: bool = False
 ) -> list[ApiToken]:
     """One's own tokens; another user's, or everyone's, with jitpam\\New-ApiToken."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         actor = caller_user(uow, caller)
         target = find_user(uow, caller.org_id, user) if user else actor

@@ -15,7 +15,10 @@ from jitpam.domain.errors import InvalidInput, JitpamError, NotFound
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import authorize, event, use_case
-from jitpam.services.requests import settle_requests, warn_expiring
+from jitpam.services.requests import SWEEP_BATCH, settle_requests, warn_expiring
+
+# Settlement batches one sweep writes at most per organization.
+SETTLE_BATCHES = 20
 
 
 class DeliveryFailed(Exception):
@@ -88,13 +91,19 @@ def deliver_due(
 def run_sweeps(ctx: ServiceContext, *, warning: timedelta) -> int:
     """For every organization: write down expiries and completions, queue expiry warnings.
     Returns how many requests were settled and warnings queued."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         orgs = [o.id for o in uow.orgs.all()]
     done = 0
     for org_id in orgs:
         # Another worker may settle the same request at the same moment: its win is ours too.
         with contextlib.suppress(JitpamError):
-            done += settle_requests(ctx, org_id=org_id)
+            # A batch per transaction, so writers wait for one batch at most; a backlog (a
+            # worker that was down) is worked off over a few sweeps.
+            for _ in range(SETTLE_BATCHES):
+                settled = settle_requests(ctx, org_id=org_id)
+                done += settled
+                if settled < SWEEP_BATCH:
+                    break
         with contextlib.suppress(JitpamError):
             done += warn_expiring(ctx, org_id=org_id, within=warning)
     return done

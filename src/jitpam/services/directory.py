@@ -196,13 +196,13 @@ def list_users(
     ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
 ) -> list[User]:
     """Users by UPN; ``after`` (a UPN) and ``limit`` give one page."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.users.in_org(caller.org_id, after=after, limit=limit)
 
 
 def get_user(ctx: ServiceContext, *, caller: Caller, upn: str) -> User:
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return find_user(uow, caller.org_id, upn)
 
@@ -301,7 +301,7 @@ def change_membership(
 
 def get_group(ctx: ServiceContext, *, caller: Caller, name: str) -> Group:
     """A group by name or email; raises NotFound."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return find_group(uow, caller.org_id, name)
 
@@ -310,7 +310,7 @@ def list_groups(
     ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
 ) -> list[Group]:
     """Groups by name; ``after`` (a case-folded name) and ``limit`` give one page."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.groups.in_org(caller.org_id, after=after, limit=limit)
 
@@ -389,7 +389,7 @@ def role_members_page(
     assignments of the role, then its just-in-time grants, then the same for each role group
     that holds it. ``limit`` None reads them all."""
     at = ctx.clock.now()
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         kind = PolicyType.ROLE_GROUP if role_group else PolicyType.ROLE
         target = str(resolve_target(uow, caller.org_id, kind, role))
@@ -407,7 +407,7 @@ def group_summaries(
     ctx: ServiceContext, *, caller: Caller, cursor: str | None, limit: int, members: int = 0
 ) -> Page[GroupSummary]:
     """One page of groups by name, with their sizes and first ``members`` members."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.groups.summaries(caller.org_id, cursor=cursor, limit=limit, members=members)
 
@@ -415,7 +415,7 @@ def group_summaries(
 def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
     """Display names for ids the caller was shown: users by UPN, groups by name (this org only).
     Two queries, whatever the number of ids."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         out = uow.groups.names(caller.org_id, ids)
         out.update(uow.users.upns(caller.org_id, ids))

@@ -116,7 +116,7 @@ def create_organization(
 
 
 def find_organization(ctx: ServiceContext, *, name: str) -> Organization:
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         org = uow.orgs.get_by_name(name.strip())
         if org is None:
             raise NotFound(f"no organization named {name!r}")
@@ -154,7 +154,7 @@ def import_catalog(ctx: ServiceContext, *, caller: Caller, text: str, source: st
 
 def get_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
     """The organization's access control settings; any user of the organization may read them."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.orgs.control(caller.org_id)
 
@@ -289,14 +289,14 @@ def catalog_entries(
     ctx: ServiceContext, *, caller: Caller, kind: PolicyType
 ) -> list[QualifiedName]:
     """Every task, role or role group of the organization's catalog, sorted by name."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.catalog.entries(caller.org_id, parse_enum(PolicyType, kind, "kind"))
 
 
 def role_tasks(ctx: ServiceContext, *, caller: Caller, role: str) -> list[str]:
     """The tasks a role holds (``Scope\\Name`` or an unambiguous bare role name)."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         _, bare = split_name(role)
         name = resolve_name(
@@ -317,7 +317,7 @@ def catalog_page(
     """One page of the organization's tasks, roles or role groups by name; with ``role`` (a
     ``Scope\\Name`` or an unambiguous bare role name), the tasks that role holds. Returns the
     role's full name (or None) and the page."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         kind = parse_enum(PolicyType, kind, "kind")
         if role is None:
@@ -337,7 +337,7 @@ def catalog_lookup(
 ) -> list[QualifiedName]:
     """At most ``limit`` catalog names starting with ``text`` (a ``Scope\\Name`` or a bare
     name), for suggestions while typing."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.catalog.lookup(
             caller.org_id, parse_enum(PolicyType, kind, "kind"), text[:260], limit

@@ -219,7 +219,7 @@ def list_policies(
 ) -> list[Policy]:
     """Get-ElevatedAccessApprovalPolicy: every user may list them (they decide what to request).
     Sorted by (type, target key); ``after`` and ``limit`` give one page."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.policies.matching(
             caller.org_id,
@@ -246,7 +246,7 @@ def policy_page(
 ) -> Page[Policy]:
     """One keyset page of policies by (type, target), filtered; ``search`` is a substring of the
     target, any case (a page may then hold fewer than ``limit`` and still go on: SEARCH_WINDOW)."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.policies.page(
             caller.org_id,
@@ -263,6 +263,6 @@ def policy_page(
 
 
 def get_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Policy:
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         return _get(uow, caller.org_id, policy_id)

@@ -433,6 +433,10 @@ class OutboxRepository(Protocol):
         """Queue a message; False (and nothing queued) when its idempotency key is taken."""
         ...
 
+    def taken(self, keys: Sequence[str]) -> frozenset[str]:
+        """Which of these idempotency keys a queued message has."""
+        ...
+
     def claim(
         self, *, at: datetime, lease_until: datetime, limit: int, channels: frozenset[Channel]
     ) -> list[OutboxMessage]:

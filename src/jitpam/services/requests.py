@@ -25,7 +25,13 @@ from jitpam.domain.errors import (
 )
 from jitpam.domain.notifications import EventType
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, Policy, PolicyType
-from jitpam.domain.requests import AccessRequest, RequestStatus, ReviewDecision, check_reason
+from jitpam.domain.requests import (
+    AccessRequest,
+    Authorization,
+    RequestStatus,
+    ReviewDecision,
+    check_reason,
+)
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
@@ -42,6 +48,7 @@ from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
 
 MAX_PAGE = 500
+SWEEP_BATCH = 100  # rows a sweep writes per transaction: short holds of SQLite's write lock
 SEE_ALL = "Get-ElevatedAccessRequest"
 REVOKE_ANY = "Revoke-ElevatedAccessAuthorization"
 
@@ -407,7 +414,7 @@ def _visible(uow: UnitOfWork, caller: Caller, user: User, request: AccessRequest
 def get_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestView:
     """Get-ElevatedAccessRequest -Identity: requesters see their own, approvers those of their
     groups' policies, holders of jitpam\\Get-ElevatedAccessRequest all; others get NotFound."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         request = _load(uow, caller, request_id)
@@ -586,7 +593,7 @@ def verify_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> 
 
 def my_authorizations(ctx: ServiceContext, *, caller: Caller) -> list[RequestView]:
     """Get-ElevatedAccessAuthorization for oneself: active grants, soonest ending first."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         return [
@@ -595,7 +602,7 @@ def my_authorizations(ctx: ServiceContext, *, caller: Caller) -> list[RequestVie
         ]
 
 
-def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = 500) -> int:
+def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = SWEEP_BATCH) -> int:
     """Write down expiries and completions the clock has decided, audited; returns how many.
 
     Bookkeeping for lists and notifications only: every rule already reads the clock.
@@ -667,24 +674,30 @@ def list_authorizations(
 def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> int:
     """Queue one warning per grant that ends within ``within`` from now (never twice for the
     same grant); returns how many messages were newly queued."""
-    with ctx.reader() as uow:  # most sweeps find nothing: look before taking the write lock
+
+    def key(auth: Authorization) -> str:
+        return f"{EventType.AUTHORIZATION_EXPIRING.value}:{auth.id}"
+
+    # Most sweeps find every grant in the window warned already: look before taking the write
+    # lock (a warning always emails the requester, so its email message marks it sent).
+    with ctx.reader() as uow:
         now = ctx.clock.now()
-        if not uow.requests.ending(org_id, now, now + within):
-            return 0
-    with ctx.uow() as uow:
-        at = ctx.clock.now()
-        queued = 0
-        for request in uow.requests.ending(org_id, at, at + within):
-            auth = request.authorization
-            if auth is None:
-                continue
-            queued += queue_request_event(
-                ctx,
-                uow,
-                event=EventType.AUTHORIZATION_EXPIRING,
-                request=request,
-                at=at,
-                key=f"{EventType.AUTHORIZATION_EXPIRING.value}:{auth.id}",
-            )
-        uow.commit()
-        return queued
+        due = [r for r in uow.requests.ending(org_id, now, now + within) if r.authorization]
+        sent = uow.outbox.taken([f"{key(r.authorization)}:email" for r in due if r.authorization])
+    todo = [r for r in due if r.authorization and f"{key(r.authorization)}:email" not in sent]
+    queued = 0
+    for start in range(0, len(todo), SWEEP_BATCH):
+        with ctx.uow() as uow:
+            at = ctx.clock.now()
+            for request in todo[start : start + SWEEP_BATCH]:
+                assert request.authorization is not None
+                queued += queue_request_event(
+                    ctx,
+                    uow,
+                    event=EventType.AUTHORIZATION_EXPIRING,
+                    request=request,
+                    at=at,
+                    key=key(request.authorization),
+                )
+            uow.commit()
+    return queued

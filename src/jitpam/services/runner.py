@@ -109,7 +109,7 @@ def list_definitions(
     ctx: ServiceContext, *, caller: Caller, runner: TaskRunnerPort
 ) -> list[TaskDefinition]:
     """The tasks jitpam runs for the caller's organization (any user may list them)."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         org = uow.orgs.get(caller.org_id)
         defined = runner.definitions(org.name if org else "")
@@ -119,7 +119,7 @@ def list_definitions(
 def get_definition(
     ctx: ServiceContext, *, caller: Caller, runner: TaskRunnerPort, task: str
 ) -> TaskDefinition:
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         caller_user(uow, caller)
         org = uow.orgs.get(caller.org_id)
         return find_definition(runner, org.name if org else "", task)

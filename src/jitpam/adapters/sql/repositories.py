@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
@@ -143,7 +143,10 @@ def _after(cursor: str | None) -> str | None:
 _CHUNK = 900  # ids per IN list, well under every driver's limit on bound parameters
 
 
-def _chunks(ids: Iterable[UUID]) -> Iterator[list[UUID]]:
+K = TypeVar("K", UUID, str)
+
+
+def _chunks(ids: Iterable[K]) -> Iterator[list[K]]:
     wanted = sorted(set(ids))
     for i in range(0, len(wanted), _CHUNK):
         yield wanted[i : i + _CHUNK]
@@ -1900,6 +1903,16 @@ def _message(row: OutboxRow) -> OutboxMessage:
 class SqlOutbox:
     def __init__(self, session: Session) -> None:
         self.s = session
+
+    def taken(self, keys: Sequence[str]) -> frozenset[str]:
+        found: set[str] = set()
+        for chunk in _chunks(keys):
+            found.update(
+                self.s.scalars(
+                    select(OutboxRow.idempotency_key).where(OutboxRow.idempotency_key.in_(chunk))
+                )
+            )
+        return frozenset(found)
 
     def add(self, message: OutboxMessage) -> bool:
         exists = self.s.scalar(
