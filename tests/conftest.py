@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from jitpam.adapters.sql.db import make_engine
 from jitpam.adapters.sql.migrate import upgrade
@@ -43,3 +46,37 @@ def engine(database_url: str) -> Iterator[Engine]:
     upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@contextmanager
+def database_of_its_own(database_url: str, tmp: Path) -> Iterator[Engine]:
+    """A new database of the same kind as ``database_url`` (a SQLite file under ``tmp``, or a
+    database on the same PostgreSQL server), migrated, and dropped afterwards.
+
+    For tests whose use cases act on every organization of the database (the outbox worker, the
+    sweeps): on the session's shared database they would also work through all that every test
+    before them left behind, which costs time and makes the cost depend on the test order."""
+    if database_url.startswith("sqlite"):
+        eng = make_engine(f"sqlite:///{tmp / 'own.db'}")
+        upgrade(eng)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
+        return
+    name = f"jitpam_own_{uuid4().hex[:12]}"
+    server = make_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+        eng = make_engine(url)
+        try:
+            upgrade(eng)
+            yield eng
+        finally:
+            eng.dispose()
+            with server.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        server.dispose()

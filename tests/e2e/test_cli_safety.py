@@ -149,7 +149,7 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
 
     elsewhere = aimed_at(cli, listener.url)
     bad = "../control/disable?"
-    for args in (
+    commands = (
         ["request", "show", bad],
         ["request", "approve", bad, "--comment", "x"],
         ["request", "deny", bad, "--comment", "x"],
@@ -159,8 +159,10 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
         ["policy", "remove", bad],
         ["token", "revoke", bad],
         ["authorization", "revoke", bad, "--comment", "x"],
+    )
+    for args, done in zip(
+        commands, elsewhere.run_all(*commands, token="jpt_anything"), strict=True
     ):
-        done = elsewhere.run(*args, token="jpt_anything")
         assert done.returncode == 2, (args, done.stderr)
         assert one_line(done.stderr), (args, done.stderr)
     assert listener.seen == []
@@ -168,19 +170,31 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
 
 def test_names_stay_one_path_segment(cli: Cli, listener: Listener) -> None:
     cli.login("admin@contoso.com")
-    assert cli.run("group", "show", "a/b").returncode == 1
-    assert cli.run("group", "show", "../users").returncode == 1  # not the list of users
-    assert cli.run("user", "show", "alice@contoso.com?x=1").returncode == 1
-    assert cli.run("user", "show", "alice@contoso.com#x").returncode == 1
-    assert cli.run("user", "show", "..").returncode == 1
-    assert cli.run("group", "show", "").returncode == 2
+    (a_b, up, query, fragment, dots, empty, *shown) = cli.run_all(
+        ["group", "show", "a/b"],
+        ["group", "show", "../users"],
+        ["user", "show", "alice@contoso.com?x=1"],
+        ["user", "show", "alice@contoso.com#x"],
+        ["user", "show", ".."],
+        ["group", "show", ""],
+        ["role", "show", "Exchange\\Move Mailboxes", "--json"],
+        ["role-group", "show", "Exchange\\Organization Management", "--json"],
+        ["group", "show", "pamapprovers", "--json"],
+    )
+    assert a_b.returncode == 1
+    assert up.returncode == 1  # not the list of users
+    assert query.returncode == 1
+    assert fragment.returncode == 1
+    assert dots.returncode == 1
+    assert empty.returncode == 2
 
-    role = cli.json("role", "show", "Exchange\\Move Mailboxes")
+    for done in shown:  # as Cli.json reads them
+        assert done.returncode == 0, done.stderr
+    role, group, pamapprovers = (json.loads(done.stdout) for done in shown)
     assert role["name"] == "Exchange\\Move Mailboxes"
     assert role["tasks"]
-    group = cli.json("role-group", "show", "Exchange\\Organization Management")
     assert group["type"] == "role_group"
-    assert cli.json("group", "show", "pamapprovers")["name"] == "pamapprovers"
+    assert pamapprovers["name"] == "pamapprovers"
 
     elsewhere = aimed_at(cli, listener.url)
     elsewhere.run("group", "add-member", "x/../y?", "a#b@contoso.com", token="jpt_t")
@@ -253,14 +267,22 @@ def test_option_values_are_normalized_before_they_are_sent(cli: Cli, listener: L
 
 def test_valid_option_values_work_against_the_server(cli: Cli) -> None:
     cli.login("admin@contoso.com")
-    groups = cli.json("policy", "list", "--type", "role-group")
+    answers = cli.run_all(
+        ["policy", "list", "--type", "role-group", "--json"],
+        ["policy", "list", "--approval-type", "Manual", "--json"],
+        ["request", "list", "--status", "pending", "--json"],
+        ["audit", "search", "--since", "2000-01-01", "--outcome", "success", "--json"],
+        ["audit", "search", "--until", "2000-01-01T00:00:00+01:00", "--json"],
+    )
+    for done in answers:  # as Cli.json reads them
+        assert done.returncode == 0, done.stderr
+    groups, manual, pending, recent, before_2000 = (json.loads(d.stdout) for d in answers)
     assert all(p["type"] == "role_group" for p in groups)
-    assert cli.json("policy", "list", "--approval-type", "Manual")
-    assert isinstance(cli.json("request", "list", "--status", "pending"), list)
-    recent = cli.json("audit", "search", "--since", "2000-01-01", "--outcome", "success")
+    assert manual
+    assert isinstance(pending, list)
     assert recent
     assert all(r["outcome"] == "success" for r in recent)
-    assert cli.json("audit", "search", "--until", "2000-01-01T00:00:00+01:00") == []
+    assert before_2000 == []
 
 
 # ---------------------------------------------------------------- 4. export and listings

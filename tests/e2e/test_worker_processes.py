@@ -78,7 +78,9 @@ def make_requests(db: str, count: int) -> set[str]:
     return ids
 
 
-def start_worker(db: str, smtp_port: int, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    db: str, smtp_port: int, tmp: Path, name: str, *, lease_seconds: int = 10
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         **FAST,
@@ -86,7 +88,7 @@ def start_worker(db: str, smtp_port: int, tmp: Path, name: str) -> subprocess.Po
         "JITPAM_SMTP_PORT": str(smtp_port),
         "JITPAM_SMTP_STARTTLS": "false",
         "JITPAM_WORKER_INTERVAL_SECONDS": "1",
-        "JITPAM_OUTBOX_LEASE_SECONDS": "10",
+        "JITPAM_OUTBOX_LEASE_SECONDS": str(lease_seconds),
         "JITPAM_DATA_DIR": str(tmp / name),
     }
     with (tmp / f"{name}.log").open("wb") as log:
@@ -126,15 +128,18 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
     fresh_database: str, slow_smtp: SmtpServer, tmp_path: Path
 ) -> None:
     wanted = make_requests(fresh_database, 6)
-    first = start_worker(fresh_database, slow_smtp.port, tmp_path, "first")
+    # A lease still ten times one delivery (0.3 s) but short, so that the second worker need not
+    # wait long for what the killed one had claimed. One worker runs at a time here: a lease
+    # running out under a live worker could only deliver a message twice, which this test allows.
+    first = start_worker(fresh_database, slow_smtp.port, tmp_path, "first", lease_seconds=3)
     try:
         wait_for(lambda: len(delivered_requests(slow_smtp, wanted)) >= 1)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=20)
-    second = start_worker(fresh_database, slow_smtp.port, tmp_path, "second")
+    second = start_worker(fresh_database, slow_smtp.port, tmp_path, "second", lease_seconds=3)
     try:
-        # What the killed worker had claimed comes back when its lease (10 s here) runs out.
+        # What the killed worker had claimed comes back when its lease (3 s here) runs out.
         # Nothing is lost: every request's email arrives (the one in flight possibly twice).
         wait_for(lambda: set(delivered_requests(slow_smtp, wanted)) == wanted, deadline=120)
     finally:

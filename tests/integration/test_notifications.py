@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 
 from jitpam.adapters.email import SmtpSender
 from jitpam.domain.notifications import Channel, DeliveryState
@@ -19,10 +20,20 @@ from jitpam.services.delivery import (
     retry_message,
     run_sweeps,
 )
+from tests.conftest import database_of_its_own
 from tests.integration.world import Person, World
 from tests.smtp import Received, SmtpServer, free_port
 
 MOVE = "Exchange\\New-MoveRequest"
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """This module's own database (on each backend): delivery rounds and sweeps serve every
+    organization of the database, so on the shared one they would first deliver, fail or settle
+    whatever the rest of the suite left pending."""
+    with database_of_its_own(database_url, tmp_path_factory.mktemp("notifications")) as eng:
+        yield eng
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Server commands: they open the database directly (``jitpam init``, ``serve``, ...)."""
+"""Server commands: they open the database directly (``jitpam init``, ``serve``, ...).
+
+What they need (the database layer, the services) is imported when one of them runs, so the
+client commands, which share the ``jitpam`` program, start without loading any of it.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,16 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jitpam import demo
-from jitpam.bootstrap import Runtime, build_runtime, build_worker
 from jitpam.cli import output
 from jitpam.cli.output import show
-from jitpam.domain.errors import JitpamError, TaskDefinitionInvalid
-from jitpam.domain.tokens import check_password
-from jitpam.services import auth, organizations
-from jitpam.services.context import Caller
-from jitpam.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from jitpam.bootstrap import Runtime
+    from jitpam.settings import Settings
 
 Db = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: SQLite in the data directory).")
@@ -30,6 +31,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and 
 
 
 def _settings(config: str | None, **overrides: Any) -> Settings:
+    from jitpam.settings import SettingsError, load_settings
+
     try:
         return load_settings(config, **overrides)
     except SettingsError as exc:
@@ -37,6 +40,10 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
 
 
 def _runtime(settings: Settings) -> Runtime:
+    from jitpam.bootstrap import build_runtime
+    from jitpam.domain.errors import TaskDefinitionInvalid
+    from jitpam.services import organizations
+
     try:
         runtime = build_runtime(settings)
     except TaskDefinitionInvalid as exc:
@@ -50,6 +57,11 @@ def _runtime(settings: Settings) -> Runtime:
 def _create_org(
     runtime: Runtime, name: str, admin: str, password_stdin: bool, catalog: list[str]
 ) -> dict[str, str]:
+    from jitpam.domain.errors import JitpamError
+    from jitpam.domain.tokens import check_password
+    from jitpam.services import auth, organizations
+    from jitpam.services.context import Caller
+
     ctx = runtime.ctx
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
@@ -131,6 +143,9 @@ def register(app: typer.Typer) -> None:
         name: str, domain: str, db: Db = None, config: Config = None, as_json: Json = False
     ) -> None:
         """Let an organization's user names use another email domain (one organization each)."""
+        from jitpam.domain.errors import JitpamError
+        from jitpam.services import organizations
+
         runtime = _runtime(_settings(config, database_url=db))
         try:
             domains = organizations.add_domain(runtime.ctx, org_name=name, domain=domain)
@@ -178,6 +193,8 @@ def register(app: typer.Typer) -> None:
         """Run the API server (migrating the database first)."""
         import uvicorn
 
+        from jitpam import demo
+        from jitpam.bootstrap import build_worker
         from jitpam.web.app import create_server
 
         settings = _settings(config, database_url=db, host=host, port=port, data_dir=data_dir)
@@ -220,6 +237,8 @@ def register_worker(app: typer.Typer) -> None:
         as_json: Json = False,
     ) -> None:
         """Deliver notifications and run the sweeps until stopped (SIGTERM or Ctrl-C)."""
+        from jitpam.bootstrap import build_worker
+
         runtime = _runtime(_settings(config, database_url=db))
         job = build_worker(runtime)
         try:
