@@ -346,8 +346,9 @@ class RequestRepository(Protocol):
         ``active_at``, only the grants active then, soonest ending first."""
         ...
 
-    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[AccessRequest]:
-        """Granted requests whose authorization is active at ``after`` and ends by ``until``."""
+    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[tuple[UUID, UUID]]:
+        """(request id, authorization id) of the grants active at ``after`` that end by
+        ``until``, soonest ending first."""
         ...
 
     def id_for_authorization(self, authorization_id: UUID) -> UUID | None: ...

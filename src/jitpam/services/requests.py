@@ -27,7 +27,6 @@ from jitpam.domain.notifications import EventType
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import (
     AccessRequest,
-    Authorization,
     RequestStatus,
     ReviewDecision,
     check_reason,
@@ -675,29 +674,31 @@ def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> in
     """Queue one warning per grant that ends within ``within`` from now (never twice for the
     same grant); returns how many messages were newly queued."""
 
-    def key(auth: Authorization) -> str:
-        return f"{EventType.AUTHORIZATION_EXPIRING.value}:{auth.id}"
+    def key(authorization_id: UUID) -> str:
+        return f"{EventType.AUTHORIZATION_EXPIRING.value}:{authorization_id}"
 
-    # Most sweeps find every grant in the window warned already: look before taking the write
-    # lock (a warning always emails the requester, so its email message marks it sent).
+    # Most sweeps find every grant in the window warned already: look (ids only) before taking
+    # the write lock; a warning always emails the requester, so its email message marks it sent.
     with ctx.reader() as uow:
         now = ctx.clock.now()
-        due = [r for r in uow.requests.ending(org_id, now, now + within) if r.authorization]
-        sent = uow.outbox.taken([f"{key(r.authorization)}:email" for r in due if r.authorization])
-    todo = [r for r in due if r.authorization and f"{key(r.authorization)}:email" not in sent]
+        due = uow.requests.ending(org_id, now, now + within)
+        sent = uow.outbox.taken([f"{key(auth)}:email" for _, auth in due])
+    todo = [request_id for request_id, auth in due if f"{key(auth)}:email" not in sent]
     queued = 0
     for start in range(0, len(todo), SWEEP_BATCH):
         with ctx.uow() as uow:
             at = ctx.clock.now()
-            for request in todo[start : start + SWEEP_BATCH]:
-                assert request.authorization is not None
+            for request_id in todo[start : start + SWEEP_BATCH]:
+                request = uow.requests.get(request_id)
+                if request is None or request.authorization is None:
+                    continue
                 queued += queue_request_event(
                     ctx,
                     uow,
                     event=EventType.AUTHORIZATION_EXPIRING,
                     request=request,
                     at=at,
-                    key=key(request.authorization),
+                    key=key(request.authorization.id),
                 )
             uow.commit()
     return queued

@@ -1562,11 +1562,10 @@ class SqlRequests:
             nxt = _encode_cursor(iso(rows[-1][1]), str(rows[-1][2]))
         return Page(self._by_ids([r[0] for r in rows]), nxt)
 
-    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[AccessRequest]:
+    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[tuple[UUID, UUID]]:
         a = AuthorizationRow
         stmt = (
-            select(RequestRow)
-            .join(a, a.request_id == RequestRow.id)
+            select(a.request_id, a.id)
             .where(
                 a.org_id == org_id,
                 a.end_at > after,
@@ -1575,7 +1574,7 @@ class SqlRequests:
             )
             .order_by(a.end_at, a.id)
         )
-        return self._assemble(self.s.scalars(stmt).all())
+        return [(r, i) for r, i in self.s.execute(stmt).tuples()]
 
     def lock_grant(self, authorization_id: UUID) -> Grant | None:
         row = self.s.scalars(
