@@ -152,6 +152,21 @@ def _chunks(ids: Iterable[K]) -> Iterator[list[K]]:
         yield wanted[i : i + _CHUNK]
 
 
+def _labels(
+    session: Session, table: Any, column: str, org_id: UUID, ids: Iterable[UUID]
+) -> dict[UUID, str]:
+    """``column`` of the organization's rows of ``table`` with these ids, by id."""
+    out: dict[UUID, str] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(table.c.id, table.c[column]).where(
+                table.c.org_id == org_id, table.c.id.in_(chunk)
+            )
+        )
+        out.update((i, label) for i, label in rows.tuples())
+    return out
+
+
 class SqlOrganizations:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -314,15 +329,7 @@ class SqlUsers:
         )
 
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        out: dict[UUID, str] = {}
-        for chunk in _chunks(ids):
-            rows = self.s.execute(
-                select(UserRow.id, UserRow.upn).where(
-                    UserRow.org_id == org_id, UserRow.id.in_(chunk)
-                )
-            )
-            out.update((i, upn) for i, upn in rows)
-        return out
+        return _labels(self.s, UserRow.__table__, "upn", org_id, ids)
 
 
 class SqlGroups:
@@ -464,15 +471,7 @@ class SqlGroups:
         )
 
     def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        out: dict[UUID, str] = {}
-        for chunk in _chunks(ids):
-            rows = self.s.execute(
-                select(GroupRow.id, GroupRow.name).where(
-                    GroupRow.org_id == org_id, GroupRow.id.in_(chunk)
-                )
-            )
-            out.update((i, name) for i, name in rows)
-        return out
+        return _labels(self.s, GroupRow.__table__, "name", org_id, ids)
 
     def in_use(self, group_id: UUID) -> str | None:
         policy = self.s.scalars(
