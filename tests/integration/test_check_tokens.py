@@ -13,9 +13,9 @@ import pytest
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.domain.errors import NotSignedIn
 from jitpam.services import access, audit_log, auth, directory
-from jitpam.services.context import ServiceContext
+from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.decision_index import DecisionIndex
-from jitpam.services.group_commit import GroupCommit
+from jitpam.services.group_commit import AsyncGroupCommit, GroupCommit
 from jitpam.services.ports import AuditFilter
 from tests.integration.world import Person, World
 
@@ -24,7 +24,9 @@ SEARCH = "Exchange\\Get-Recipient"
 
 def other_process(ctx: ServiceContext) -> ServiceContext:
     """Another server on the same database: its own index and group commit."""
-    return replace(ctx, index=DecisionIndex(), checks=GroupCommit())
+    return replace(
+        ctx, index=DecisionIndex(), checks=GroupCommit(), async_checks=AsyncGroupCommit()
+    )
 
 
 def check(ctx: ServiceContext, secret: str) -> bool:
@@ -151,3 +153,41 @@ def test_a_new_token_for_the_same_user_works_after_the_old_one_is_revoked(world:
     assert check(world.ctx, fresh)
     with pytest.raises(NotSignedIn):
         check(world.ctx, secret)
+
+
+def test_a_token_revoked_between_its_first_sign_in_and_its_check_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    carol, secret = holder(world)
+    real = access.authenticate
+
+    def then_revoked(ctx: ServiceContext, *, secret: str) -> Caller:
+        caller = real(ctx, secret=secret)
+        revoke_token(world, carol, secret)  # commits before the check's own transaction
+        return caller
+
+    monkeypatch.setattr(access, "authenticate", then_revoked)
+    before = checks_recorded(world)
+    with pytest.raises(NotSignedIn):
+        check(world.ctx, secret)
+    assert checks_recorded(world) == before
+
+
+def test_a_refused_token_is_forgotten_so_it_costs_no_write_transaction_again(
+    world: World,
+) -> None:
+    carol, secret = holder(world)
+    for _ in range(2):
+        assert check(world.ctx, secret)
+    assert world.ctx.index is not None
+    digest = auth.token_digest(secret)
+    assert world.ctx.index.token_org(digest) == world.org.id
+    revoke_token(world, carol, secret)
+    with pytest.raises(NotSignedIn):
+        check(world.ctx, secret)
+    # Its next check is refused by a read-only sign-in, before any group transaction.
+    assert world.ctx.index.token_org(digest) is None
+    groups = world.ctx.checks.groups if world.ctx.checks else 0
+    with pytest.raises(NotSignedIn):
+        check(world.ctx, secret)
+    assert (world.ctx.checks.groups if world.ctx.checks else 0) == groups

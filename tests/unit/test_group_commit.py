@@ -289,3 +289,28 @@ def test_awaited_callers_on_another_loop_after_the_first_closed_are_answered() -
 
     assert on_a_loop(lambda: ask(2)) == 6
     assert on_a_loop(lambda: ask(5)) == 15
+
+
+def test_awaited_callers_are_failed_not_left_waiting_when_no_writer_can_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+
+    def run(jobs: Sequence[int]) -> list[int | BaseException]:
+        return [j + 1 for j in jobs]
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    real_start = threading.Thread.start
+
+    async def scenario() -> int:
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+        try:
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                await gc.submit(1, run)
+        finally:
+            monkeypatch.setattr(threading.Thread, "start", real_start)
+        return await asyncio.wait_for(gc.submit(2, run), DEADLINE)  # a writer starts again
+
+    assert on_a_loop(scenario) == 3

@@ -72,19 +72,20 @@ def check_with_token(
 ) -> list[Decision]:
     """``check_access_batch`` for the caller an API token stands for (NotSignedIn if none).
 
-    The check API's path: once a token has been seen, it is resolved inside the checks' own
-    transaction, from the decision index (which drops it when it is revoked), so a check costs
-    no transaction of its own to authenticate."""
+    The check API's path: the token is resolved inside the checks' own transaction, from the
+    decision index (which drops it when it is revoked), so a token revoked an instant before
+    is refused, and a token seen before costs no transaction of its own to authenticate. A
+    token not seen before is authenticated first only to learn its organization."""
     if not 1 <= len(pairs) <= MAX_BATCH:
         raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
     index = ctx.index
     digest = token_digest(secret) if secret and len(secret) <= MAX_SECRET else None
-    org_id = index.token_org(digest) if index is not None and digest is not None else None
-    if index is None or digest is None or org_id is None:
-        caller = authenticate(ctx, secret=secret)
-        if index is not None and digest is not None:
-            index.remember_token_org(digest, caller.org_id)
-        return check_access_batch(ctx, caller=caller, pairs=pairs)
+    if index is None or digest is None:
+        return check_access_batch(ctx, caller=authenticate(ctx, secret=secret), pairs=pairs)
+    org_id = index.token_org(digest)
+    if org_id is None:
+        org_id = authenticate(ctx, secret=secret).org_id  # NotSignedIn for an unusable token
+        index.remember_token_org(digest, org_id)
     return _submit(ctx, _Ask(org_id, None, digest, tuple(pairs)))
 
 

@@ -169,9 +169,18 @@ class DecisionIndex:
                 state.tokens.clear()
             state.tokens[digest] = held
         token, user = held
-        if token.org_id != org_id or user.org_id != org_id:
+        if (
+            token.org_id != org_id
+            or user.org_id != org_id
+            or not token.usable_at(at)
+            or not user.enabled
+        ):
+            # Never usable again here (revocation and expiry are for good; a user enabled
+            # again is a change that reloads the organization): the token's next check goes
+            # back to a read-only authentication, not to a write transaction.
+            self._token_orgs.pop(digest, None)
             return None
-        return user if token.usable_at(at) and user.enabled else None
+        return user
 
     def task_name(self, org_id: UUID, typed: str, resolve: Callable[[str], str]) -> str:
         """The canonical name of a typed task name, resolved once per catalog version."""

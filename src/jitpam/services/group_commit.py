@@ -168,25 +168,43 @@ class AsyncGroupCommit(Generic[J, R]):
             start = not self._leading
             self._leading = True
         if start:
-            threading.Thread(
+            writer = threading.Thread(
                 target=self._lead, args=(run, max_size), name="jitpam-group-commit", daemon=True
-            ).start()
+            )
+            try:
+                writer.start()
+            except BaseException as exc:  # no thread: nobody would ever answer the waiters
+                waiter.future.cancel()  # this caller gets the error raised; the others, theirs
+                self._fail_waiting(exc)
+                raise
         return await waiter.future
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            self._leading = False
+        for waiter in waiting:
+            with contextlib.suppress(RuntimeError):
+                waiter.loop.call_soon_threadsafe(_settle, waiter.future, exc)
 
     def _lead(
         self, run: Callable[[Sequence[J]], Sequence[R | BaseException]], max_size: int
     ) -> None:
-        while True:
-            with self._lock:
-                group = _take(self._waiting, max_size)
-                if not group:
-                    self._leading = False
-                    return
-            outcomes = _run(run, [w.job for w in group])
-            self.groups += 1
-            for waiter, outcome in zip(group, outcomes, strict=True):
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    waiter.loop.call_soon_threadsafe(_settle, waiter.future, outcome)
+        try:
+            while True:
+                with self._lock:
+                    group = _take(self._waiting, max_size)
+                    if not group:
+                        self._leading = False
+                        return
+                outcomes = _run(run, [w.job for w in group])
+                self.groups += 1
+                for waiter, outcome in zip(group, outcomes, strict=True):
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                        waiter.loop.call_soon_threadsafe(_settle, waiter.future, outcome)
+        except BaseException as exc:  # the writer itself failed: fail those still waiting
+            self._fail_waiting(exc)
+            raise
 
 
 def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:
