@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from jitpam.domain.directory import (
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.notifications import EventType
-from jitpam.domain.policy import PolicyType
+from jitpam.domain.policy import Policy, PolicyType
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import (
     authorize,
@@ -410,6 +411,18 @@ def group_summaries(
     with ctx.reader() as uow:
         caller_user(uow, caller)
         return uow.groups.summaries(caller.org_id, cursor=cursor, limit=limit, members=members)
+
+
+def policy_names(
+    ctx: ServiceContext, *, caller: Caller, policies: Iterable[Policy]
+) -> dict[UUID, str]:
+    """``names_of`` for what policies name: their approver groups and eligible requesters."""
+    ids: set[UUID] = set()
+    for p in policies:
+        ids |= p.eligible_user_ids | p.eligible_group_ids
+        if p.approver_group_id:
+            ids.add(p.approver_group_id)
+    return names_of(ctx, caller=caller, ids=ids)
 
 
 def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:

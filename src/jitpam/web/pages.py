@@ -536,10 +536,7 @@ def policy_list(
         cursor=cursor or None,
         limit=PAGE,
     )
-    # The page's names (approver groups, eligible requesters) in two queries, not one per policy.
-    ids = {i for p in page.items for i in (p.eligible_user_ids | p.eligible_group_ids)}
-    ids |= {p.approver_group_id for p in page.items if p.approver_group_id}
-    names = directory.names_of(ctx, caller=user.caller, ids=ids)
+    names = directory.policy_names(ctx, caller=user.caller, policies=page.items)
     more = None
     if page.next_cursor:
         more = "/policies?" + urlencode(
@@ -612,14 +609,11 @@ async def add_policy(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResp
 @router.get("/policies/{policy_id}", response_class=HTMLResponse)
 def policy_detail(request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx) -> HTMLResponse:
     p = policies.get_policy(ctx, caller=user.caller, policy_id=policy_id)
-    ids = set(p.eligible_user_ids | p.eligible_group_ids)
-    if p.approver_group_id:
-        ids.add(p.approver_group_id)
     return render(
         request,
         "policy.html",
         user,
-        p=views.policy(p, directory.names_of(ctx, caller=user.caller, ids=ids)),
+        p=views.policy(p, directory.policy_names(ctx, caller=user.caller, policies=[p])),
         kinds=KINDS,
         groups=_group_choices(ctx, user) if user.abilities.manage_policies else [],
     )

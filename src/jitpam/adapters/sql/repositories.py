@@ -238,7 +238,8 @@ class SqlOrganizations:
         self.s.flush()
 
 
-def _user(row: UserRow) -> User:
+def _user(row: UserRow | Row[Any]) -> User:
+    """A user from its ORM row or a Core row of the same columns."""
     return User(
         id=row.id,
         org_id=row.org_id,
@@ -291,17 +292,7 @@ class SqlUsers:
         if self.s.dirty or self.s.new:
             self.s.flush()  # the statement below reads the database, not the session
         found = self.s.connection().execute(_GET_USER, {"id": user_id}).first()
-        if found is None:
-            return None
-        return User(
-            id=found.id,
-            org_id=found.org_id,
-            upn=found.upn,
-            display_name=found.display_name,
-            email=found.email,
-            kind=UserKind(found.kind),
-            enabled=found.enabled,
-        )
+        return _user(found) if found is not None else None
 
     def get_by_upn(self, upn: str) -> User | None:
         row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
@@ -1777,7 +1768,8 @@ class SqlAudit:
         return Page(items, nxt)
 
 
-def _token(row: ApiTokenRow) -> ApiToken:
+def _token(row: ApiTokenRow | Row[Any]) -> ApiToken:
+    """A token from its ORM row or a Core row of the same columns."""
     return ApiToken(
         id=row.id,
         org_id=row.org_id,
@@ -1831,19 +1823,7 @@ class SqlCredentials:
 
     def token_by_digest(self, digest: str) -> ApiToken | None:
         found = self.s.connection().execute(_TOKEN_BY_DIGEST, {"digest": digest}).first()
-        if found is None:
-            return None
-        return ApiToken(
-            id=found.id,
-            org_id=found.org_id,
-            user_id=found.user_id,
-            name=found.name,
-            digest=found.digest,
-            created_at=found.created_at,
-            expires_at=found.expires_at,
-            created_by=found.created_by,
-            revoked_at=found.revoked_at,
-        )
+        return _token(found) if found is not None else None
 
     def token(self, token_id: UUID) -> ApiToken | None:
         row = self.s.get(ApiTokenRow, token_id)

@@ -123,10 +123,7 @@ def set_config(body: OrgConfig, ctx: Ctx, caller: CurrentCaller) -> dict[str, An
 
 
 def _policy(ctx: ServiceContext, caller: Caller, p: Any) -> dict[str, Any]:
-    ids = set(p.eligible_user_ids | p.eligible_group_ids) | (
-        {p.approver_group_id} if p.approver_group_id else set()
-    )
-    return views.policy(p, directory.names_of(ctx, caller=caller, ids=ids))
+    return views.policy(p, directory.policy_names(ctx, caller=caller, policies=[p]))
 
 
 @router.get("/policies", summary="Get-ElevatedAccessApprovalPolicy, by type and target")
@@ -146,11 +143,8 @@ def list_policies(
         cursor=cursor,
         limit=limit,
     )
-    found = page.items
-    ids = {i for p in found for i in (p.eligible_user_ids | p.eligible_group_ids)}
-    ids |= {p.approver_group_id for p in found if p.approver_group_id}
-    names = directory.names_of(ctx, caller=caller, ids=ids)
-    return views.page([views.policy(p, names) for p in found], page.next_cursor)
+    names = directory.policy_names(ctx, caller=caller, policies=page.items)
+    return views.page([views.policy(p, names) for p in page.items], page.next_cursor)
 
 
 @router.post("/policies", status_code=201, summary="New-ElevatedAccessApprovalPolicy")
