@@ -636,11 +636,15 @@ authorization_app = typer.Typer(help="Authorizations (grants).", no_args_is_help
 @authorization_app.command("list")
 def authorization_list(
     user: Annotated[str | None, typer.Option(help="A user, or * for everyone.")] = None,
-    active: Annotated[bool, typer.Option()] = False,
+    active: Annotated[
+        bool, typer.Option(help="Only the grants active now, soonest ending first.")
+    ] = False,
     limit: Limit = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
+    """Get-ElevatedAccessAuthorization: your grants (another user's, or everyone's, with
+    jitpam\\Get-ElevatedAccessRequest), newest first."""
     show(
         _list(server, "/authorizations", {"user": user, "active": active}, limit),
         as_json,
