@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from jitpam.domain.errors import AmbiguousName, InvalidInput, NotFound
 
 SEPARATOR = "\\"
 MAX_PART = 128
+_UNPRINTABLE = re.compile("[\x00-\x1f\ud800-\udfff]")  # control characters, lone surrogates
 
 
 @dataclass(frozen=True, order=True)
@@ -38,7 +40,7 @@ def _check_part(part: str, text: str) -> str:
     if (
         not part
         or len(part) > MAX_PART
-        or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in part)
+        or _UNPRINTABLE.search(part) is not None
         or SEPARATOR in part
     ):
         raise InvalidInput(f"name {text!r} is not a valid Scope\\Name")

@@ -427,7 +427,9 @@ def policy_names(
 
 def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
     """Display names for ids the caller was shown: users by UPN, groups by name (this org only).
-    Two queries, whatever the number of ids."""
+    Two queries, whatever the number of ids; none for no ids."""
+    if not ids:
+        return {}
     with ctx.reader() as uow:
         caller_user(uow, caller)
         out = uow.groups.names(caller.org_id, ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 from datetime import datetime
+from functools import cache
 from importlib import resources
 from string import Template
 from typing import Any
@@ -45,6 +46,7 @@ HEADLINES = {
 }
 
 
+@cache  # package files: read once
 def _template(name: str) -> Template:
     return Template(resources.files("jitpam.templates").joinpath(name).read_text(encoding="utf-8"))
 

@@ -94,11 +94,9 @@ def new_request(
     op = "New-ElevatedAccessRequest"
     with use_case(ctx, caller=caller, operation=op, target=target) as uow:
         at = ctx.clock.now()
-        caller_user(uow, caller)
         # One request at a time per requester, decided on the row as it is once locked.
-        requester = uow.users.get(caller.user_id, for_update=True)
-        if requester is None or not requester.enabled:
-            raise NotPermitted("the caller is disabled")
+        uow.users.get(caller.user_id, for_update=True)
+        requester = caller_user(uow, caller)
         control = uow.orgs.control(caller.org_id)
         if not control.enabled:
             raise ControlDisabled(

@@ -29,6 +29,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,6 +58,7 @@ from jitpam.adapters.sql.models import (
     UserRow,
     WebhookRow,
 )
+from jitpam.adapters.sql.prepared import PerTransaction, Prepared
 from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, chain
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
@@ -167,9 +170,40 @@ def _labels(
     return out
 
 
+_ORGS = cast(Table, OrganizationRow.__table__)
+_READ_ORG = select(
+    _ORGS.c.id,
+    _ORGS.c.name,
+    _ORGS.c.control_enabled,
+    _ORGS.c.default_approver_group_id,
+    _ORGS.c.ticket_pattern,
+    _ORGS.c.max_policies,
+    _ORGS.c.pending_hours,
+).where(_ORGS.c.id == bindparam("id"))
+_GET_ORG = Prepared(_READ_ORG)
+_LOCK_ORG = Prepared(_READ_ORG.with_for_update())
+_SYSTEM_ACCOUNTS = Prepared(
+    select(SystemAccountRow.user_id).where(SystemAccountRow.org_id == bindparam("org"))
+)
+
+
 class SqlOrganizations:
     def __init__(self, session: Session) -> None:
         self.s = session
+        # An organization's settings are read by most use cases, often more than once: read
+        # once per transaction (this one writes them through save_control, which forgets them).
+        self._controls: PerTransaction[UUID, AccessControl] = PerTransaction(
+            session, "orgs.control"
+        )
+        self._rows: PerTransaction[UUID, Any] = PerTransaction(session, "orgs.row")
+
+    def _row(self, org_id: UUID, *, for_update: bool = False) -> Any:
+        if not for_update and (known := self._rows.get(org_id)) is not None:
+            return known
+        row = (_LOCK_ORG if for_update else _GET_ORG).first(self.s, id=org_id)
+        if row is not None:
+            self._rows.put(org_id, row)
+        return row
 
     def add(self, org: Organization, control: AccessControl, *, at: datetime) -> None:
         self.s.add(OrganizationRow(id=org.id, name=org.name, created_at=at))
@@ -179,7 +213,7 @@ class SqlOrganizations:
         self.save_control(control)
 
     def get(self, org_id: UUID) -> Organization | None:
-        row = self.s.get(OrganizationRow, org_id)
+        row = self._row(org_id)
         return Organization(row.id, row.name) if row else None
 
     def domain_owner(self, domain: str) -> UUID | None:
@@ -208,14 +242,13 @@ class SqlOrganizations:
         return Organization(row.id, row.name) if row else None
 
     def control(self, org_id: UUID, *, for_update: bool = False) -> AccessControl:
-        stmt = select(OrganizationRow).where(OrganizationRow.id == org_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self.s.scalars(stmt).one()
-        accounts = self.s.scalars(
-            select(SystemAccountRow.user_id).where(SystemAccountRow.org_id == org_id)
-        ).all()
-        return AccessControl(
+        if not for_update and (known := self._controls.get(org_id)) is not None:
+            return known
+        row = self._row(org_id, for_update=for_update)
+        if row is None:
+            raise LookupError(f"no organization {org_id}")
+        accounts = _SYSTEM_ACCOUNTS.scalars(self.s, org=org_id)
+        control = AccessControl(
             org_id=row.id,
             enabled=row.control_enabled,
             default_approver_group_id=row.default_approver_group_id,
@@ -224,8 +257,12 @@ class SqlOrganizations:
             max_policies=row.max_policies,
             pending_hours=row.pending_hours,
         )
+        self._controls.put(org_id, control)
+        return control
 
     def save_control(self, control: AccessControl) -> None:
+        self._controls.forget(control.org_id)
+        self._rows.forget(control.org_id)
         row = self.s.get_one(OrganizationRow, control.org_id)
         row.control_enabled = control.enabled
         row.default_approver_group_id = control.default_approver_group_id
@@ -252,8 +289,8 @@ def _user(row: UserRow | Row[Any]) -> User:
 
 
 _USERS = cast(Table, UserRow.__table__)
-# Prebuilt: reading a user is on every call's path (the caller), checks included.
-_GET_USER = select(
+# Reading a user is on every call's path (the caller), checks included.
+_READ_USER = select(
     _USERS.c.id,
     _USERS.c.org_id,
     _USERS.c.upn,
@@ -262,11 +299,20 @@ _GET_USER = select(
     _USERS.c.kind,
     _USERS.c.enabled,
 ).where(_USERS.c.id == bindparam("id"))
+_GET_USER = Prepared(_READ_USER)
+_LOCK_USER = Prepared(_READ_USER.with_for_update())
+GROUPS_OF = "users.group_ids"  # read by SqlUsers, forgotten by SqlGroups on a change
+_GROUPS_OF = Prepared(
+    select(GroupMemberRow.group_id).where(GroupMemberRow.user_id == bindparam("user"))
+)
 
 
 class SqlUsers:
     def __init__(self, session: Session) -> None:
         self.s = session
+        # A use case meets the same people more than once (caller, requester, approvers).
+        self._known: PerTransaction[UUID, User] = PerTransaction(session, "users")
+        self._groups: PerTransaction[UUID, frozenset[UUID]] = PerTransaction(session, GROUPS_OF)
 
     def add(self, user: User, *, at: datetime) -> None:
         self.s.add(
@@ -284,21 +330,21 @@ class SqlUsers:
         self.s.flush()
 
     def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
-        if for_update:
-            row = self.s.scalars(
-                select(UserRow).where(UserRow.id == user_id).with_for_update()
-            ).first()
-            return _user(row) if row else None
-        if self.s.dirty or self.s.new:
-            self.s.flush()  # the statement below reads the database, not the session
-        found = self.s.connection().execute(_GET_USER, {"id": user_id}).first()
-        return _user(found) if found is not None else None
+        if not for_update and (known := self._known.get(user_id)) is not None:
+            return known
+        found = (_LOCK_USER if for_update else _GET_USER).first(self.s, id=user_id)
+        if found is None:
+            return None
+        user = _user(found)
+        self._known.put(user_id, user)
+        return user
 
     def get_by_upn(self, upn: str) -> User | None:
         row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
         return _user(row) if row else None
 
     def save(self, user: User) -> None:
+        self._known.forget(user.id)
         row = self.s.get_one(UserRow, user.id)
         row.display_name = user.display_name
         row.email = user.email
@@ -315,22 +361,51 @@ class SqlUsers:
         return [_user(r) for r in rows]
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]:
-        return frozenset(
-            self.s.scalars(select(GroupMemberRow.group_id).where(GroupMemberRow.user_id == user_id))
-        )
+        if (known := self._groups.get(user_id)) is not None:
+            return known
+        found = frozenset(_GROUPS_OF.scalars(self.s, user=user_id))
+        self._groups.put(user_id, found)
+        return found
 
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         return _labels(self.s, UserRow.__table__, "upn", org_id, ids)
 
 
+_GROUPS = cast(Table, GroupRow.__table__)
+_GET_GROUP = Prepared(
+    select(
+        _GROUPS.c.id, _GROUPS.c.org_id, _GROUPS.c.name, _GROUPS.c.email, _GROUPS.c.description
+    ).where(_GROUPS.c.id == bindparam("id"))
+)
+_MEMBERS = Prepared(
+    select(GroupMemberRow.user_id).where(GroupMemberRow.group_id == bindparam("group"))
+)
+_IS_MEMBER = select(GroupMemberRow.user_id).where(
+    GroupMemberRow.group_id == bindparam("group"), GroupMemberRow.user_id == bindparam("user")
+)
+_MEMBER = Prepared(_IS_MEMBER)
+_MEMBER_LOCKED = Prepared(_IS_MEMBER.with_for_update(read=True))
+
+
 class SqlGroups:
     def __init__(self, session: Session) -> None:
         self.s = session
-
-    def _group(self, row: GroupRow) -> Group:
-        members = self.s.scalars(
-            select(GroupMemberRow.user_id).where(GroupMemberRow.group_id == row.id)
+        # An approver group is read for the vote and again for the notices: once per
+        # transaction, forgotten when this repository changes it or its members.
+        self._known: PerTransaction[UUID, Group] = PerTransaction(session, "groups")
+        # (group, user) -> (a member, read under a lock that holds to the transaction's end)
+        self._membership: PerTransaction[tuple[UUID, UUID], tuple[bool, bool]] = PerTransaction(
+            session, "groups.members"
         )
+        self._groups_of: PerTransaction[UUID, frozenset[UUID]] = PerTransaction(session, GROUPS_OF)
+
+    def _changed(self, group_id: UUID) -> None:
+        self._known.forget(group_id)
+        self._membership.clear()
+        self._groups_of.clear()
+
+    def _group(self, row: GroupRow | Any) -> Group:
+        members = _MEMBERS.scalars(self.s, group=row.id)
         return Group(row.id, row.org_id, row.name, row.email, row.description, frozenset(members))
 
     def add(self, group: Group, *, at: datetime) -> None:
@@ -349,8 +424,14 @@ class SqlGroups:
         self.s.flush()
 
     def get(self, group_id: UUID) -> Group | None:
-        row = self.s.get(GroupRow, group_id)
-        return self._group(row) if row else None
+        if (known := self._known.get(group_id)) is not None:
+            return known
+        row = _GET_GROUP.first(self.s, id=group_id)
+        if row is None:
+            return None
+        group = self._group(row)
+        self._known.put(group_id, group)
+        return group
 
     def find(self, org_id: UUID, name_or_email: str) -> Group | None:
         key = name_or_email.strip().casefold()
@@ -362,6 +443,7 @@ class SqlGroups:
         return self._group(row) if row else None
 
     def remove(self, group_id: UUID) -> None:
+        self._changed(group_id)
         self.s.execute(delete(GroupMemberRow).where(GroupMemberRow.group_id == group_id))
         self.s.execute(
             delete(PolicyEligibleRow).where(
@@ -378,6 +460,7 @@ class SqlGroups:
         self.s.execute(delete(GroupRow).where(GroupRow.id == group_id))
 
     def add_member(self, group_id: UUID, user_id: UUID) -> bool:
+        self._changed(group_id)
         if self.s.get(GroupMemberRow, (group_id, user_id)) is not None:
             return False
         self.s.add(GroupMemberRow(group_id=group_id, user_id=user_id))
@@ -385,14 +468,15 @@ class SqlGroups:
         return True
 
     def is_member(self, group_id: UUID, user_id: UUID, *, lock: bool = False) -> bool:
-        stmt = select(GroupMemberRow.user_id).where(
-            GroupMemberRow.group_id == group_id, GroupMemberRow.user_id == user_id
-        )
-        if lock:
-            stmt = stmt.with_for_update(read=True)
-        return self.s.scalar(stmt) is not None
+        known = self._membership.get((group_id, user_id))
+        if known is not None and (known[1] or not lock):
+            return known[0]
+        found = (_MEMBER_LOCKED if lock else _MEMBER).first(self.s, group=group_id, user=user_id)
+        self._membership.put((group_id, user_id), (found is not None, lock))
+        return found is not None
 
     def remove_member(self, group_id: UUID, user_id: UUID) -> bool:
+        self._changed(group_id)
         result = self.s.execute(
             delete(GroupMemberRow).where(
                 GroupMemberRow.group_id == group_id, GroupMemberRow.user_id == user_id
@@ -504,6 +588,51 @@ def _qualified(row: CatalogEntryRow) -> str:
     return str(QualifiedName(row.scope, row.name))
 
 
+_ENTRIES = cast(Table, CatalogEntryRow.__table__)
+_ROLE = _ENTRIES.alias("role")
+_NAMES = Prepared(
+    select(_ENTRIES.c.scope, _ENTRIES.c.name).where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == bindparam("kind"),
+        _ENTRIES.c.name_key == bindparam("name_key"),
+    )
+)
+_TASK_EXISTS = Prepared(
+    select(_ENTRIES.c.id).where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == "task",
+        _ENTRIES.c.key == bindparam("key"),
+    )
+)
+_ROLES_HOLDING = Prepared(
+    select(_ROLE.c.scope, _ROLE.c.name)
+    .select_from(_ENTRIES)
+    .join(CatalogLinkRow, CatalogLinkRow.child_id == _ENTRIES.c.id)
+    .join(_ROLE, _ROLE.c.id == CatalogLinkRow.parent_id)
+    .where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == "task",
+        _ENTRIES.c.key == bindparam("key"),
+        _ROLE.c.kind == "role",
+    )
+)
+
+_ROLE_GROUP = Prepared(
+    select(_ENTRIES.c.id).where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == "role_group",
+        _ENTRIES.c.key == bindparam("key"),
+    )
+)
+# The role group first, then its links by its id (see role_group_roles).
+_ROLES_OF_GROUP = Prepared(
+    select(_ROLE.c.scope, _ROLE.c.name)
+    .select_from(CatalogLinkRow)
+    .join(_ROLE, _ROLE.c.id == CatalogLinkRow.child_id)
+    .where(CatalogLinkRow.parent_id == bindparam("id"))
+)
+
+
 class SqlCatalog:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -566,26 +695,13 @@ class SqlCatalog:
         return self.changed
 
     def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
-        rows = self.s.scalars(
-            select(CatalogEntryRow).where(
-                CatalogEntryRow.org_id == org_id,
-                CatalogEntryRow.kind == _KIND[kind],
-                CatalogEntryRow.name_key == bare_name.strip().casefold(),
-            )
+        rows = _NAMES.all(
+            self.s, org=org_id, kind=_KIND[kind], name_key=bare_name.strip().casefold()
         )
         return [QualifiedName(r.scope, r.name) for r in rows]
 
     def task_exists(self, org_id: UUID, task: str) -> bool:
-        return (
-            self.s.scalar(
-                select(CatalogEntryRow.id).where(
-                    CatalogEntryRow.org_id == org_id,
-                    CatalogEntryRow.kind == "task",
-                    CatalogEntryRow.key == task.casefold(),
-                )
-            )
-            is not None
-        )
+        return _TASK_EXISTS.first(self.s, org=org_id, key=task.casefold()) is not None
 
     def tasks_held(
         self, org_id: UUID, roles: frozenset[str], tasks: Sequence[str]
@@ -615,31 +731,25 @@ class SqlCatalog:
         return frozenset(task_ids[i] for i in held)
 
     def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]:
-        role = CatalogEntryRow.__table__.alias("role")
-        stmt = (
-            select(role.c.scope, role.c.name)
-            .select_from(CatalogEntryRow)
-            .join(CatalogLinkRow, CatalogLinkRow.child_id == CatalogEntryRow.id)
-            .join(role, role.c.id == CatalogLinkRow.parent_id)
-            .where(
-                CatalogEntryRow.org_id == org_id,
-                CatalogEntryRow.kind == "task",
-                CatalogEntryRow.key == task.casefold(),
-                role.c.kind == "role",
-            )
-        )
-        return frozenset(str(QualifiedName(s, n)) for s, n in self.s.execute(stmt))
+        rows = _ROLES_HOLDING.all(self.s, org=org_id, key=task.casefold())
+        return frozenset(str(QualifiedName(s, n)) for s, n in rows)
 
     def role_group_roles(
         self, org_id: UUID, only: Iterable[str] | None = None
     ) -> dict[str, frozenset[str]]:
+        if only is not None:  # a user's few: each by its key
+            out: dict[str, frozenset[str]] = {}
+            for name in only:
+                group = _ROLE_GROUP.first(self.s, org=org_id, key=name.casefold())
+                rows = _ROLES_OF_GROUP.all(self.s, id=group.id) if group is not None else ()
+                if rows:
+                    out[name] = frozenset(str(QualifiedName(s, n)) for s, n in rows)
+            return out
         # The role groups first, then their links by id: in one join, PostgreSQL judged the
         # links per parent by the average (a role holding 100,000 tasks) and read them all.
         which = select(CatalogEntryRow.id, CatalogEntryRow.scope, CatalogEntryRow.name).where(
             CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == "role_group"
         )
-        if only is not None:
-            which = which.where(CatalogEntryRow.key.in_({n.casefold() for n in only}))
         groups = {
             gid: str(QualifiedName(scope, name)) for gid, scope, name in self.s.execute(which)
         }
@@ -651,10 +761,10 @@ class SqlCatalog:
             .join(role, role.c.id == CatalogLinkRow.child_id)
             .where(CatalogLinkRow.parent_id.in_(list(groups)))
         )
-        out: dict[str, set[str]] = {}
+        found: dict[str, set[str]] = {}
         for parent, rs, rn in self.s.execute(stmt):
-            out.setdefault(groups[parent], set()).add(str(QualifiedName(rs, rn)))
-        return {k: frozenset(v) for k, v in out.items()}
+            found.setdefault(groups[parent], set()).add(str(QualifiedName(rs, rn)))
+        return {k: frozenset(v) for k, v in found.items()}
 
     def tasks_of_role(self, org_id: UUID, role: str) -> list[str]:
         parent = CatalogEntryRow.__table__.alias("parent")
@@ -752,6 +862,15 @@ def _assignment(r: AssignmentRow) -> Assignment:
     )
 
 
+_ASSIGNMENTS = cast(Table, AssignmentRow.__table__)
+_ASSIGNED_TO = Prepared(
+    select(_ASSIGNMENTS.c.principal_kind, _ASSIGNMENTS.c.target_kind, _ASSIGNMENTS.c.target).where(
+        _ASSIGNMENTS.c.principal_id == bindparam("principal"),
+        _ASSIGNMENTS.c.org_id == bindparam("org"),
+    )
+)
+
+
 class SqlAssignments:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -790,23 +909,14 @@ class SqlAssignments:
     def standing_roles(
         self, org_id: UUID, user_id: UUID, group_ids: frozenset[UUID]
     ) -> frozenset[str]:
-        # One IN on the indexed principal id (ids are unique across users and groups), the kind
-        # checked here: an OR of the two kinds made SQLite read the organization's every row.
-        rows = self.s.execute(
-            select(
-                AssignmentRow.principal_kind,
-                AssignmentRow.principal_id,
-                AssignmentRow.target_kind,
-                AssignmentRow.target,
-            ).where(
-                AssignmentRow.principal_id.in_([user_id, *group_ids]),
-                AssignmentRow.org_id == org_id,
-            )
-        ).all()
+        # By the indexed principal id, one look-up per principal (the user and each of their
+        # groups: ids are unique across both), the kind checked here: an OR of the two kinds
+        # made SQLite read the organization's every row.
         held = [
             (kind, target)
-            for who, pid, kind, target in rows
-            if (who, pid) == ("user", user_id) or (who == "group" and pid in group_ids)
+            for principal, expected in ((user_id, "user"), *((g, "group") for g in group_ids))
+            for who, kind, target in _ASSIGNED_TO.all(self.s, principal=principal, org=org_id)
+            if who == expected
         ]
         roles = {t for k, t in held if k == "role"}
         groups = {t for k, t in held if k == "role_group"}
@@ -937,17 +1047,38 @@ class SqlAssignments:
         ]
 
 
+_POLICIES = cast(Table, PolicyRow.__table__)
+_POLICY_COLUMNS = select(*_POLICIES.c)
+_GET_POLICY = Prepared(_POLICY_COLUMNS.where(_POLICIES.c.id == bindparam("id")))
+_POLICY_FOR = Prepared(
+    _POLICY_COLUMNS.where(
+        _POLICIES.c.org_id == bindparam("org"),
+        _POLICIES.c.type == bindparam("type"),
+        _POLICIES.c.target_key == bindparam("key"),
+    )
+)
+_ELIGIBLE = Prepared(
+    select(PolicyEligibleRow.principal_kind, PolicyEligibleRow.principal_id).where(
+        PolicyEligibleRow.policy_id == bindparam("policy")
+    )
+)
+
+
 class SqlPolicies:
     def __init__(self, session: Session) -> None:
         self.s = session
+        # A use case reads its policy a few times (rules, approvers, notices): once per
+        # transaction, forgotten when this repository changes it.
+        self._known: PerTransaction[UUID, Policy] = PerTransaction(session, "policies")
+        self._for: PerTransaction[tuple[UUID, str, str], UUID | None] = PerTransaction(
+            session, "policies.for"
+        )
 
-    def _policy(self, row: PolicyRow) -> Policy:
-        eligible = self.s.execute(
-            select(PolicyEligibleRow.principal_kind, PolicyEligibleRow.principal_id).where(
-                PolicyEligibleRow.policy_id == row.id
-            )
-        ).all()
-        return self._build(row, [(k, i) for k, i in eligible])
+    def _policy(self, row: PolicyRow | Any) -> Policy:
+        eligible = _ELIGIBLE.all(self.s, policy=row.id)
+        policy = self._build(row, [(k, i) for k, i in eligible])
+        self._known.put(policy.id, policy)
+        return policy
 
     def _policies(self, rows: Sequence[PolicyRow]) -> list[Policy]:
         """Policies with their eligible requesters, read in one query for them all."""
@@ -965,7 +1096,7 @@ class SqlPolicies:
         return [self._build(r, eligible[r.id]) for r in rows]
 
     @staticmethod
-    def _build(row: PolicyRow, eligible: list[tuple[str, UUID]]) -> Policy:
+    def _build(row: PolicyRow | Any, eligible: list[tuple[str, UUID]]) -> Policy:
         return Policy(
             id=row.id,
             org_id=row.org_id,
@@ -993,6 +1124,7 @@ class SqlPolicies:
             )
 
     def add(self, policy: Policy) -> None:
+        self._known.forget(policy.id)
         self.s.add(
             PolicyRow(
                 id=policy.id,
@@ -1013,20 +1145,24 @@ class SqlPolicies:
         self.s.flush()
 
     def get(self, policy_id: UUID) -> Policy | None:
-        row = self.s.get(PolicyRow, policy_id)
+        if (known := self._known.get(policy_id)) is not None:
+            return known
+        row = _GET_POLICY.first(self.s, id=policy_id)
         return self._policy(row) if row else None
 
     def for_target(self, org_id: UUID, type: PolicyType, target: QualifiedName) -> Policy | None:
-        row = self.s.scalars(
-            select(PolicyRow).where(
-                PolicyRow.org_id == org_id,
-                PolicyRow.type == type.value,
-                PolicyRow.target_key == target.key,
-            )
-        ).first()
-        return self._policy(row) if row else None
+        key = (org_id, type.value, target.key)
+        known = self._for.get(key)
+        if known is not None and (policy := self._known.get(known)) is not None:
+            return policy
+        row = _POLICY_FOR.first(self.s, org=org_id, type=type.value, key=target.key)
+        if row is None:
+            return None
+        self._for.put(key, row.id)
+        return self._policy(row)
 
     def save(self, policy: Policy) -> None:
+        self._known.forget(policy.id)
         row = self.s.get_one(PolicyRow, policy.id)
         row.approval_type = policy.approval_type.value
         row.approver_group_id = policy.approver_group_id
@@ -1037,6 +1173,7 @@ class SqlPolicies:
         self.s.flush()
 
     def remove(self, policy_id: UUID) -> None:
+        self._known.forget(policy_id)
         self.s.execute(delete(PolicyEligibleRow).where(PolicyEligibleRow.policy_id == policy_id))
         self.s.execute(delete(PolicyRow).where(PolicyRow.id == policy_id))
 
@@ -1123,7 +1260,101 @@ class SqlPolicies:
         return Page(self._policies([by_id[i] for i in ids if i in by_id]), nxt)
 
 
-_ADD_REQUEST = insert(cast(Table, RequestRow.__table__))
+_REQUESTS = cast(Table, RequestRow.__table__)
+_REVIEWS = cast(Table, ReviewRow.__table__)
+_AUTHORIZATIONS = cast(Table, AuthorizationRow.__table__)
+# A request's own statements (new request, review, revocation): one row each, by its keys.
+_ADD_REQUEST = Prepared(insert(_REQUESTS))
+_READ_REQUEST = select(*_REQUESTS.c).where(_REQUESTS.c.id == bindparam("id"))
+_GET_REQUEST = Prepared(_READ_REQUEST)
+_LOCK_REQUEST = Prepared(_READ_REQUEST.with_for_update())
+_REVIEWS_OF = Prepared(
+    select(*_REVIEWS.c).where(_REVIEWS.c.request_id == bindparam("id")).order_by(_REVIEWS.c.at)
+)
+_AUTHORIZATION_OF = Prepared(
+    select(*_AUTHORIZATIONS.c).where(_AUTHORIZATIONS.c.request_id == bindparam("id"))
+)
+_ADD_REVIEW = Prepared(insert(_REVIEWS))
+_ADD_AUTHORIZATION = Prepared(insert(_AUTHORIZATIONS))
+_REVOKE_AUTHORIZATION = Prepared(
+    update(_AUTHORIZATIONS)
+    .where(_AUTHORIZATIONS.c.id == bindparam("id"))
+    .values(
+        revoked_at=bindparam("revoked_at"),
+        revoked_by=bindparam("revoked_by"),
+        revocation_comment=bindparam("revocation_comment"),
+    )
+)
+_MOVE_REQUEST = Prepared(
+    update(_REQUESTS)
+    .where(_REQUESTS.c.id == bindparam("id"), _REQUESTS.c.version == bindparam("version"))
+    .values(
+        status=bindparam("status"),
+        decided_at=bindparam("decided_at"),
+        version=bindparam("new_version"),
+    )
+)
+_OPEN_FOR = Prepared(
+    select(*_REQUESTS.c)
+    .outerjoin(_AUTHORIZATIONS, _AUTHORIZATIONS.c.request_id == _REQUESTS.c.id)
+    .where(
+        _REQUESTS.c.org_id == bindparam("org"),
+        _REQUESTS.c.requester_id == bindparam("requester"),
+        _REQUESTS.c.type == bindparam("type"),
+        _REQUESTS.c.target == bindparam("target"),
+        or_(
+            and_(_REQUESTS.c.status == "pending", _REQUESTS.c.pending_until > bindparam("at")),
+            and_(_REQUESTS.c.status == "approved", _AUTHORIZATIONS.c.end_at > bindparam("at")),
+        ),
+    )
+)
+_GRANTS = Prepared(
+    select(
+        _AUTHORIZATIONS.c.id,
+        _AUTHORIZATIONS.c.type,
+        _AUTHORIZATIONS.c.target,
+        _AUTHORIZATIONS.c.start_at,
+        _AUTHORIZATIONS.c.end_at,
+        _AUTHORIZATIONS.c.revoked_at,
+    )
+    .where(
+        _AUTHORIZATIONS.c.org_id == bindparam("org"),
+        _AUTHORIZATIONS.c.user_id == bindparam("user"),
+        _AUTHORIZATIONS.c.end_at > bindparam("at"),
+        or_(
+            _AUTHORIZATIONS.c.revoked_at.is_(None),
+            _AUTHORIZATIONS.c.revoked_at > bindparam("at"),
+        ),
+    )
+    # decide() names the first grant holding a role: the one that lasts longest (id ties).
+    .order_by(_AUTHORIZATIONS.c.end_at.desc(), _AUTHORIZATIONS.c.id)
+)
+
+
+def _authorization(a: Any) -> Authorization:
+    return Authorization(
+        id=a.id,
+        org_id=a.org_id,
+        request_id=a.request_id,
+        user_id=a.user_id,
+        type=PolicyType(a.type),
+        target=QualifiedName.parse(a.target),
+        start=a.start_at,
+        end=a.end_at,
+        revoked_at=a.revoked_at,
+        revoked_by=a.revoked_by,
+        revocation_comment=a.revocation_comment,
+    )
+
+
+# What a loaded request held in the database: its version (compared and set when it is saved),
+# how many reviews were stored, and its authorization's revocation as stored (None: no grant).
+_Loaded = tuple[int, int, tuple[Any, ...] | None]
+
+
+def _revocation(auth: Authorization | None) -> tuple[Any, ...] | None:
+    return None if auth is None else (auth.revoked_at, auth.revoked_by, auth.revocation_comment)
+
 
 _Position = tuple[datetime, UUID]  # a request's place in a listing: (created_at, id)
 
@@ -1161,45 +1392,32 @@ def _search_clauses(
 class SqlRequests:
     def __init__(self, session: Session) -> None:
         self.s = session
-        self._loaded: dict[UUID, tuple[int, int]] = {}  # id -> (version, reviews stored)
+        self._loaded: dict[UUID, _Loaded] = {}
 
-    def _assemble(self, rows: Sequence[RequestRow]) -> list[AccessRequest]:
+    def _assemble(self, rows: Sequence[RequestRow | Any]) -> list[AccessRequest]:
         if not rows:
             return []
-        ids = [r.id for r in rows]
-        reviews: dict[UUID, list[Review]] = {}
-        for rv in self.s.scalars(
-            select(ReviewRow).where(ReviewRow.request_id.in_(ids)).order_by(ReviewRow.at)
-        ):
-            reviews.setdefault(rv.request_id, []).append(
-                Review(rv.approver_id, ReviewDecision(rv.decision), rv.comment, rv.at)
+        reviews: dict[UUID, list[Any]] = {}
+        auths: dict[UUID, Any] = {}
+        if len(rows) == 1:  # one request (its page, a review): by its key
+            rid = rows[0].id
+            reviews[rid] = _REVIEWS_OF.all(self.s, id=rid)
+            if (a := _AUTHORIZATION_OF.first(self.s, id=rid)) is not None:
+                auths[rid] = a
+        else:
+            ids = [r.id for r in rows]
+            for rv in self.s.execute(
+                select(*_REVIEWS.c).where(_REVIEWS.c.request_id.in_(ids)).order_by(_REVIEWS.c.at)
+            ):
+                reviews.setdefault(rv.request_id, []).append(rv)
+            found = self.s.execute(
+                select(*_AUTHORIZATIONS.c).where(_AUTHORIZATIONS.c.request_id.in_(ids))
             )
-        auths = {
-            a.request_id: a
-            for a in self.s.scalars(
-                select(AuthorizationRow).where(AuthorizationRow.request_id.in_(ids))
-            )
-        }
+            auths = {a.request_id: a for a in found}
         out = []
         for row in rows:
             a = auths.get(row.id)
-            auth = (
-                Authorization(
-                    id=a.id,
-                    org_id=a.org_id,
-                    request_id=a.request_id,
-                    user_id=a.user_id,
-                    type=PolicyType(a.type),
-                    target=QualifiedName.parse(a.target),
-                    start=a.start_at,
-                    end=a.end_at,
-                    revoked_at=a.revoked_at,
-                    revoked_by=a.revoked_by,
-                    revocation_comment=a.revocation_comment,
-                )
-                if a
-                else None
-            )
+            auth = _authorization(a) if a is not None else None
             req = AccessRequest(
                 id=row.id,
                 org_id=row.org_id,
@@ -1215,120 +1433,117 @@ class SqlRequests:
                 pending_until=row.pending_until,
                 status=RequestStatus(row.status),
                 decided_at=row.decided_at,
-                reviews=reviews.get(row.id, []),
+                reviews=[
+                    Review(rv.approver_id, ReviewDecision(rv.decision), rv.comment, rv.at)
+                    for rv in reviews.get(row.id, ())
+                ],
                 authorization=auth,
                 key_id=row.key_id,
                 signature=row.signature,
             )
-            self._loaded[row.id] = (row.version, len(req.reviews))
+            self._loaded[row.id] = (row.version, len(req.reviews), _revocation(auth))
             out.append(req)
         return out
 
     def add(self, request: AccessRequest) -> None:
-        self.s.flush()  # rows it refers to go first
-        self.s.connection().execute(
-            _ADD_REQUEST,
-            {
-                "id": request.id,
-                "org_id": request.org_id,
-                "requester_id": request.requester_id,
-                "requester_upn": request.requester_upn,
-                "policy_id": request.policy_id,
-                "type": request.type.value,
-                "target": str(request.target),
-                "reason": request.reason,
-                "duration_hours": request.duration_hours,
-                "approvals_required": request.approvals_required,
-                "created_at": request.created_at,
-                "pending_until": request.pending_until,
-                "status": request.status.value,
-                "decided_at": request.decided_at,
-                "key_id": request.key_id,
-                "signature": request.signature,
-                "version": 1,
-            },
+        _ADD_REQUEST.execute(
+            self.s,
+            id=request.id,
+            org_id=request.org_id,
+            requester_id=request.requester_id,
+            requester_upn=request.requester_upn,
+            policy_id=request.policy_id,
+            type=request.type.value,
+            target=str(request.target),
+            reason=request.reason,
+            duration_hours=request.duration_hours,
+            approvals_required=request.approvals_required,
+            created_at=request.created_at,
+            pending_until=request.pending_until,
+            status=request.status.value,
+            decided_at=request.decided_at,
+            key_id=request.key_id,
+            signature=request.signature,
+            version=1,
         )
-        self._store_reviews_and_grant(request, stored_reviews=0)
-        self._loaded[request.id] = (1, len(request.reviews))
+        self._store_reviews_and_grant(request, (1, 0, None))
 
     def get(self, request_id: UUID, *, for_update: bool = False) -> AccessRequest | None:
-        stmt = select(RequestRow).where(RequestRow.id == request_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        rows = self._assemble(self.s.scalars(stmt).all())
-        return rows[0] if rows else None
+        row = (_LOCK_REQUEST if for_update else _GET_REQUEST).first(self.s, id=request_id)
+        return self._assemble([row])[0] if row is not None else None
 
     def save(self, request: AccessRequest) -> None:
-        version, stored_reviews = self._loaded[request.id]
+        loaded = self._loaded[request.id]
+        version = loaded[0]
         # Compare-and-set on the version: a row that moved since it was read is a lost race.
-        result = self.s.execute(
-            update(RequestRow)
-            .where(RequestRow.id == request.id, RequestRow.version == version)
-            .values(status=request.status.value, decided_at=request.decided_at, version=version + 1)
+        moved = _MOVE_REQUEST.execute(
+            self.s,
+            id=request.id,
+            version=version,
+            status=request.status.value,
+            decided_at=request.decided_at,
+            new_version=version + 1,
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if moved != 1:
             raise RequestNotPending(
                 f"{request.describe()} was changed by someone else at the same time"
             )
-        self._store_reviews_and_grant(request, stored_reviews=stored_reviews)
-        self._loaded[request.id] = (version + 1, len(request.reviews))
+        self._store_reviews_and_grant(request, (version + 1, *loaded[1:]))
 
-    def _store_reviews_and_grant(self, request: AccessRequest, *, stored_reviews: int) -> None:
-        for review in request.reviews[stored_reviews:]:
-            self.s.add(
-                ReviewRow(
-                    request_id=request.id,
-                    approver_id=review.approver_id,
-                    decision=review.decision.value,
-                    comment=review.comment,
-                    at=review.at,
-                )
-            )
+    def _store_reviews_and_grant(self, request: AccessRequest, loaded: _Loaded) -> None:
+        version, stored_reviews, stored_revocation = loaded
         try:
-            self.s.flush()
+            _ADD_REVIEW.execute_many(
+                self.s,
+                [
+                    {
+                        "request_id": request.id,
+                        "approver_id": review.approver_id,
+                        "decision": review.decision.value,
+                        "comment": review.comment,
+                        "at": review.at,
+                    }
+                    for review in request.reviews[stored_reviews:]
+                ],
+            )
         except IntegrityError:
             raise AlreadyVoted(
                 f"a review of {request.describe()} by this approver already exists"
             ) from None
         auth = request.authorization
-        if auth is not None:
-            row = self.s.get(AuthorizationRow, auth.id)
-            if row is None:
-                row = AuthorizationRow(
-                    id=auth.id,
-                    org_id=auth.org_id,
-                    request_id=auth.request_id,
-                    user_id=auth.user_id,
-                    type=auth.type.value,
-                    target=str(auth.target),
-                    start_at=auth.start,
-                    end_at=auth.end,
-                )
-                self.s.add(row)
-            row.revoked_at = auth.revoked_at
-            row.revoked_by = auth.revoked_by
-            row.revocation_comment = auth.revocation_comment
-            self.s.flush()
+        revocation = _revocation(auth)
+        if auth is not None and stored_revocation is None:
+            _ADD_AUTHORIZATION.execute(
+                self.s,
+                id=auth.id,
+                org_id=auth.org_id,
+                request_id=auth.request_id,
+                user_id=auth.user_id,
+                type=auth.type.value,
+                target=str(auth.target),
+                start_at=auth.start,
+                end_at=auth.end,
+                revoked_at=auth.revoked_at,
+                revoked_by=auth.revoked_by,
+                revocation_comment=auth.revocation_comment,
+            )
+        elif auth is not None and revocation != stored_revocation:
+            _REVOKE_AUTHORIZATION.execute(
+                self.s,
+                id=auth.id,
+                revoked_at=auth.revoked_at,
+                revoked_by=auth.revoked_by,
+                revocation_comment=auth.revocation_comment,
+            )
+        self._loaded[request.id] = (version, len(request.reviews), revocation)
 
     def open_for(
         self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
     ) -> AccessRequest | None:
-        stmt = (
-            select(RequestRow)
-            .outerjoin(AuthorizationRow, AuthorizationRow.request_id == RequestRow.id)
-            .where(
-                RequestRow.org_id == org_id,
-                RequestRow.requester_id == requester_id,
-                RequestRow.type == type.value,
-                RequestRow.target == target,
-                or_(
-                    and_(RequestRow.status == "pending", RequestRow.pending_until > at),
-                    and_(RequestRow.status == "approved", AuthorizationRow.end_at > at),
-                ),
-            )
+        row = _OPEN_FOR.first(
+            self.s, org=org_id, requester=requester_id, type=type.value, target=target, at=at
         )
-        found = self._assemble(self.s.scalars(stmt).all())
-        return found[0] if found else None
+        return self._assemble([row])[0] if row is not None else None
 
     def _listing(
         self, org_id: UUID, flt: RequestFilter, *columns: SQLColumnExpression[Any]
@@ -1468,17 +1683,7 @@ class SqlRequests:
         return min(total, limit)
 
     def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
-        rows = self.s.scalars(
-            select(AuthorizationRow)
-            .where(
-                AuthorizationRow.org_id == org_id,
-                AuthorizationRow.user_id == user_id,
-                AuthorizationRow.end_at > at,
-                or_(AuthorizationRow.revoked_at.is_(None), AuthorizationRow.revoked_at > at),
-            )
-            # decide() names the first grant holding a role: the one that lasts longest (id ties).
-            .order_by(AuthorizationRow.end_at.desc(), AuthorizationRow.id)
-        )
+        rows = _GRANTS.all(self.s, org=org_id, user=user_id, at=at)
         return tuple(
             Grant(r.id, PolicyType(r.type), r.target, r.start_at, r.end_at, r.revoked_at)
             for r in rows
@@ -1878,6 +2083,16 @@ def _message(row: OutboxRow) -> OutboxMessage:
     )
 
 
+_OUTBOX = cast(Table, OutboxRow.__table__)
+# A message whose key is taken already (queued before, or by someone else at the same moment)
+# is not queued again: the database says which, in the insert itself.
+_QUEUE = Prepared(
+    insert(_OUTBOX),
+    sqlite=sqlite_insert(_OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+    postgresql=pg_insert(_OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+)
+
+
 class SqlOutbox:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -1893,31 +2108,24 @@ class SqlOutbox:
         return frozenset(found)
 
     def add(self, message: OutboxMessage) -> bool:
-        exists = self.s.scalar(
-            select(OutboxRow.id).where(OutboxRow.idempotency_key == message.idempotency_key)
+        queued = _QUEUE.execute(
+            self.s,
+            id=message.id,
+            org_id=message.org_id,
+            channel=message.channel.value,
+            event=message.event.value,
+            idempotency_key=message.idempotency_key,
+            payload=canonical_json(message.payload).decode(),
+            destination=message.destination,
+            state=message.state.value,
+            attempts=message.attempts,
+            next_attempt_at=message.next_attempt_at,
+            claimed_until=None,
+            last_error=None,
+            created_at=message.created_at,
+            delivered_at=None,
         )
-        if exists is not None:
-            return False
-        try:
-            with self.s.begin_nested():
-                self.s.add(
-                    OutboxRow(
-                        id=message.id,
-                        org_id=message.org_id,
-                        channel=message.channel.value,
-                        event=message.event.value,
-                        idempotency_key=message.idempotency_key,
-                        payload=canonical_json(message.payload).decode(),
-                        destination=message.destination,
-                        state=message.state.value,
-                        attempts=message.attempts,
-                        next_attempt_at=message.next_attempt_at,
-                        created_at=message.created_at,
-                    )
-                )
-        except IntegrityError:
-            return False  # queued by someone else at the same moment
-        return True
+        return queued == 1
 
     def claim(
         self, *, at: datetime, lease_until: datetime, limit: int, channels: frozenset[Channel]
@@ -1975,7 +2183,7 @@ class SqlOutbox:
         return [_message(r) for r in rows]
 
 
-def _endpoint(row: WebhookRow) -> WebhookEndpoint:
+def _endpoint(row: WebhookRow | Any) -> WebhookEndpoint:
     return WebhookEndpoint(
         id=row.id,
         org_id=row.org_id,
@@ -1985,6 +2193,14 @@ def _endpoint(row: WebhookRow) -> WebhookEndpoint:
         secret=row.secret,
         created_at=row.created_at,
     )
+
+
+_WEBHOOKS = cast(Table, WebhookRow.__table__)
+_WEBHOOKS_OF = Prepared(
+    select(*_WEBHOOKS.c)
+    .where(_WEBHOOKS.c.org_id == bindparam("org"))
+    .order_by(_WEBHOOKS.c.created_at)
+)
 
 
 class SqlWebhooks:
@@ -2013,7 +2229,4 @@ class SqlWebhooks:
         self.s.execute(delete(WebhookRow).where(WebhookRow.id == endpoint_id))
 
     def in_org(self, org_id: UUID) -> list[WebhookEndpoint]:
-        rows = self.s.scalars(
-            select(WebhookRow).where(WebhookRow.org_id == org_id).order_by(WebhookRow.created_at)
-        )
-        return [_endpoint(r) for r in rows]
+        return [_endpoint(r) for r in _WEBHOOKS_OF.all(self.s, org=org_id)]

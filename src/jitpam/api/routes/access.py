@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller, check_as_caller
+from jitpam.api.deps import Ctx, CurrentCaller, as_caller, check_as_caller
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, directory, organizations, policies, requests
@@ -227,17 +227,21 @@ def list_requests(
     return views.page(_requests(ctx, caller, page.items), page.next_cursor)
 
 
+# New requests and votes authenticate and do their work in one trip to the thread pool.
 @router.post("/requests", status_code=201, summary="New-ElevatedAccessRequest")
-def create_request(body: NewRequest, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    v = requests.new_request(
-        ctx,
-        caller=caller,
-        type=PolicyType(body.type),
-        target=body.target,
-        reason=body.reason,
-        duration_hours=body.duration_hours,
-    )
-    return _requests(ctx, caller, [v])[0]
+async def create_request(body: NewRequest, request: Request) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        v = requests.new_request(
+            ctx,
+            caller=caller,
+            type=PolicyType(body.type),
+            target=body.target,
+            reason=body.reason,
+            duration_hours=body.duration_hours,
+        )
+        return _requests(ctx, caller, [v])[0]
+
+    return await as_caller(request, work)
 
 
 @router.get("/requests/{request_id}", summary="Show a request")
@@ -248,15 +252,23 @@ def show_request(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str,
 
 
 @router.post("/requests/{request_id}/approve", summary="Approve-ElevatedAccessRequest")
-def approve(request_id: UUID, body: Comment, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    v = requests.approve_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
-    return _requests(ctx, caller, [v])[0]
+async def approve(request_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        v = requests.approve_request(
+            ctx, caller=caller, request_id=request_id, comment=body.comment
+        )
+        return _requests(ctx, caller, [v])[0]
+
+    return await as_caller(request, work)
 
 
 @router.post("/requests/{request_id}/deny", summary="Deny-ElevatedAccessRequest")
-def deny(request_id: UUID, body: Comment, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    v = requests.deny_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
-    return _requests(ctx, caller, [v])[0]
+async def deny(request_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        v = requests.deny_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
+        return _requests(ctx, caller, [v])[0]
+
+    return await as_caller(request, work)
 
 
 @router.post("/requests/{request_id}/cancel", summary="Withdraw one's own pending request")
