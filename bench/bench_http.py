@@ -9,8 +9,8 @@ spread over the server processes. Measured, each for ``--duration`` seconds afte
 - ``GET /bench/bare``: a route answering a constant (the ceiling);
 - ``POST /api/v1/check``: eight users, each asking about themself, each allowed by an active
   authorization, every decision audited;
-- ``POST /api/v1/requests``: new requests for tasks under a Manual policy, each (requester, task)
-  once, left pending;
+- ``POST /api/v1/requests``: new requests for tasks under a Manual policy that the requesters hold
+  (through Organization Management), each (requester, task) once, left pending;
 - ``POST /api/v1/requests/{id}/approve``: the approver approves those requests, each once;
 - with two or more processes: how long after a revocation returns on one process a check on
   another process denies (and after an approval, allows), over ``--rounds`` rounds.
@@ -38,7 +38,7 @@ from org import bench_organization  # bench/org.py, beside this script
 from sqlalchemy import select
 from table import markdown, row  # bench/table.py, beside this script
 
-from jitpam.adapters.sql.models import CatalogEntryRow, RequestRow
+from jitpam.adapters.sql.models import CatalogEntryRow, CatalogLinkRow, RequestRow
 from jitpam.bootstrap import build_context
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.services import auth, directory, organizations, policies, requests
@@ -83,17 +83,34 @@ def prepare(url: str, requesters: int) -> Setup:
     directory.change_assignment(
         ctx, caller=admin, role_group="Organization Management", group="Operators", add=True
     )
+    entry, group, role = (CatalogEntryRow.__table__.alias(n) for n in ("entry", "rg", "role"))
+    to_role, to_task = (CatalogLinkRow.__table__.alias(n) for n in ("to_role", "to_task"))
     with engine.connect() as conn:
         tasks = sorted(
             f"{scope}\\{name}"
             for scope, name in conn.execute(
-                select(CatalogEntryRow.scope, CatalogEntryRow.name).where(
-                    CatalogEntryRow.org_id == org.id,
-                    CatalogEntryRow.kind == "task",
-                    CatalogEntryRow.scope == "Exchange",
+                select(entry.c.scope, entry.c.name).where(
+                    entry.c.org_id == org.id, entry.c.kind == "task", entry.c.scope == "Exchange"
                 )
             )
         )
+        # The tasks the operators hold: requests for the others would be refused.
+        held = {
+            f"{scope}\\{name}"
+            for scope, name in conn.execute(
+                select(entry.c.scope, entry.c.name)
+                .select_from(group)
+                .join(to_role, to_role.c.parent_id == group.c.id)
+                .join(role, role.c.id == to_role.c.child_id)
+                .join(to_task, to_task.c.parent_id == role.c.id)
+                .join(entry, entry.c.id == to_task.c.child_id)
+                .where(
+                    group.c.org_id == org.id,
+                    group.c.kind == "role_group",
+                    group.c.name == "Organization Management",
+                )
+            )
+        }
     for task in tasks:
         policies.new_policy(
             ctx,
@@ -104,7 +121,9 @@ def prepare(url: str, requesters: int) -> Setup:
             approver_group="Approvers",
         )
     organizations.enable_access_control(ctx, caller=admin, admin_group="Approvers")
-    setup = Setup(org.id, token(ctx, approver), [], [], [t for t in tasks if t != MOVE])
+    setup = Setup(
+        org.id, token(ctx, approver), [], [], [t for t in tasks if t != MOVE and t in held]
+    )
     for i in range(CHECKERS + requesters):
         name = f"checker{i}" if i < CHECKERS else f"requester{i - CHECKERS}"
         caller = person(name)
@@ -251,7 +270,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="jitpam-bench-http-"))
     url = args.db or f"sqlite:///{workdir}/bench.db"
     # Enough requesters that no (requester, task) pair repeats at 1,000 new requests a second.
-    tasks_per_user = 40
+    tasks_per_user = 30  # of the Exchange tasks, those Organization Management holds: 35
     requesters = math.ceil((args.duration + args.warmup) * 1000 / tasks_per_user) + 1
     t0 = time.perf_counter()
     setup = prepare(url, requesters)

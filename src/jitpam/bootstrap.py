@@ -23,6 +23,7 @@ from jitpam.adapters.webhooks import OutboundUrls, WebhookSender
 from jitpam.domain.notifications import Channel
 from jitpam.services.context import ServiceContext
 from jitpam.services.delivery import DeliveryPolicy, Sender
+from jitpam.services.group_commit import AsyncGroupCommit
 from jitpam.services.ports import Clock, Signer, UnitOfWork
 from jitpam.settings import Settings
 from jitpam.worker import Worker
@@ -79,6 +80,7 @@ def build_context(
         ),
         session_hours=s.session_hours,
         public_url=s.public_url,
+        writes=AsyncGroupCommit() if is_sqlite(engine) else None,
     )
     return ctx, engine
 

@@ -13,8 +13,10 @@ from jitpam.domain.check import Decision
 from jitpam.domain.errors import NotSignedIn
 from jitpam.services import access, auth
 from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.group_commit import one_by_one
 
 T = TypeVar("T")
+WRITES_PER_TURN = 64  # queued writes taken at once by the writer thread (each its own transaction)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -65,6 +67,21 @@ async def as_caller(request: Request, work: Callable[[ServiceContext, Caller], T
         return work(get_runtime(request).ctx, get_caller(request))
 
     return await run_in_threadpool(both)
+
+
+async def as_writer(request: Request, work: Callable[[ServiceContext, Caller], T]) -> T:
+    """As ``as_caller``, for a use case that writes: queued behind the process's other writes
+    when the context keeps them in one queue (``ServiceContext.writes``)."""
+    ctx = get_runtime(request).ctx
+    if ctx.writes is None or _is_oidc(request, _bearer(request)):
+        # (an OIDC token's keys may be fetched over the network: not in the writers' queue)
+        return await as_caller(request, work)
+
+    def both() -> T:
+        return work(ctx, get_caller(request))
+
+    result: T = await ctx.writes.submit(both, one_by_one, max_size=WRITES_PER_TURN)
+    return result
 
 
 async def check_as_caller(

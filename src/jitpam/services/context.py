@@ -34,6 +34,11 @@ class ServiceContext:
     # second serves callers on an event loop (the check API).
     checks: GroupCommit[Any, Any] | None = field(default_factory=GroupCommit)
     async_checks: AsyncGroupCommit[Any, Any] | None = field(default_factory=AsyncGroupCommit)
+    # Use cases that write, for callers on an event loop: run one after another on a thread of
+    # their own (group_commit.one_by_one), or None to run each on a thread of the pool. Where
+    # the database takes one writer at a time (SQLite), a queue costs less than a crowd of
+    # threads taking turns at its lock.
+    writes: AsyncGroupCommit[Any, Any] | None = None
     # Transactions that only read (None: the same as ``uow``). On SQLite they run beside a
     # writer instead of queueing for the write lock.
     read: UnitOfWorkFactory | None = None

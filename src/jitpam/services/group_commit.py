@@ -8,6 +8,8 @@ lone call pays nothing and a crowd pays one transaction per group instead of one
 
 GroupCommit serves callers on threads (a caller may lead); AsyncGroupCommit serves callers on an
 event loop, whose groups a thread of its own writes, so an awaited call needs no thread.
+``one_by_one`` makes AsyncGroupCommit a queue of whole use cases, each in its own transaction,
+run back to back on that thread (where one writer at a time is all the database allows).
 """
 
 from __future__ import annotations
@@ -205,6 +207,18 @@ class AsyncGroupCommit(Generic[J, R]):
         except BaseException as exc:  # the writer itself failed: fail those still waiting
             self._fail_waiting(exc)
             raise
+
+
+def one_by_one(jobs: Sequence[Callable[[], R]]) -> list[R | BaseException]:
+    """Run each job in turn (each its own use case, its own transaction); one job's error is
+    that job's outcome only."""
+    outcomes: list[R | BaseException] = []
+    for job in jobs:
+        try:
+            outcomes.append(job())
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:

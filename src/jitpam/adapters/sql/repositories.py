@@ -155,12 +155,27 @@ def _chunks(ids: Iterable[K]) -> Iterator[list[K]]:
         yield wanted[i : i + _CHUNK]
 
 
+_FEW_LABELS = 4  # up to this many ids, each is looked up by its key (no IN list to build)
+
+
 def _labels(
-    session: Session, table: Any, column: str, org_id: UUID, ids: Iterable[UUID]
+    session: Session,
+    table: Any,
+    column: str,
+    org_id: UUID,
+    ids: Iterable[UUID],
+    one: Prepared | None = None,
 ) -> dict[UUID, str]:
-    """``column`` of the organization's rows of ``table`` with these ids, by id."""
+    """``column`` of the organization's rows of ``table`` with these ids, by id (``one``: the
+    label of one row, by ``org`` and ``id``)."""
     out: dict[UUID, str] = {}
-    for chunk in _chunks(ids):
+    wanted = list(ids)
+    if one is not None and len(wanted) <= _FEW_LABELS:
+        for i in wanted:
+            if (found := one.first(session, org=org_id, id=i)) is not None:
+                out[i] = found[0]
+        return out
+    for chunk in _chunks(wanted):
         rows = session.execute(
             select(table.c.id, table.c[column]).where(
                 table.c.org_id == org_id, table.c.id.in_(chunk)
@@ -300,6 +315,9 @@ _READ_USER = select(
     _USERS.c.enabled,
 ).where(_USERS.c.id == bindparam("id"))
 _GET_USER = Prepared(_READ_USER)
+_UPN = Prepared(
+    select(_USERS.c.upn).where(_USERS.c.org_id == bindparam("org"), _USERS.c.id == bindparam("id"))
+)
 _LOCK_USER = Prepared(_READ_USER.with_for_update())
 GROUPS_OF = "users.group_ids"  # read by SqlUsers, forgotten by SqlGroups on a change
 _GROUPS_OF = Prepared(
@@ -368,7 +386,7 @@ class SqlUsers:
         return found
 
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        return _labels(self.s, UserRow.__table__, "upn", org_id, ids)
+        return _labels(self.s, _USERS, "upn", org_id, ids, _UPN)
 
 
 _GROUPS = cast(Table, GroupRow.__table__)
@@ -376,6 +394,11 @@ _GET_GROUP = Prepared(
     select(
         _GROUPS.c.id, _GROUPS.c.org_id, _GROUPS.c.name, _GROUPS.c.email, _GROUPS.c.description
     ).where(_GROUPS.c.id == bindparam("id"))
+)
+_GROUP_NAME = Prepared(
+    select(_GROUPS.c.name).where(
+        _GROUPS.c.org_id == bindparam("org"), _GROUPS.c.id == bindparam("id")
+    )
 )
 _MEMBERS = Prepared(
     select(GroupMemberRow.user_id).where(GroupMemberRow.group_id == bindparam("group"))
@@ -546,7 +569,7 @@ class SqlGroups:
         )
 
     def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        return _labels(self.s, GroupRow.__table__, "name", org_id, ids)
+        return _labels(self.s, _GROUPS, "name", org_id, ids, _GROUP_NAME)
 
     def in_use(self, group_id: UUID) -> str | None:
         policy = self.s.scalars(
@@ -1844,17 +1867,17 @@ def _record(row: AuditRow) -> AuditRecord:
     )
 
 
-# The audit chain's statements run in every use case: built once, run on the session's connection
-# (Core, no ORM bookkeeping).
+# The audit chain's statements run in every use case and every group of checks.
 _HEADS = cast(Table, AuditHeadRow.__table__)
 _READ_HEAD = select(_HEADS.c.seq, _HEADS.c.head_hash).where(_HEADS.c.org_id == bindparam("org"))
-_LOCK_HEAD = _READ_HEAD.with_for_update()
-_MOVE_HEAD = (
+_GET_HEAD = Prepared(_READ_HEAD)
+_LOCK_HEAD = Prepared(_READ_HEAD.with_for_update())
+_MOVE_HEAD = Prepared(
     update(_HEADS)
     .where(_HEADS.c.org_id == bindparam("org"))
     .values(seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
 )
-_ADD_RECORDS = insert(cast(Table, AuditRow.__table__))
+_ADD_RECORDS = Prepared(insert(cast(Table, AuditRow.__table__)))
 
 
 class SqlAudit:
@@ -1874,8 +1897,6 @@ class SqlAudit:
     def append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         try:
-            self.s.flush()  # the change these records describe goes first
-            conn = self.s.connection()
             for org_id in dict.fromkeys(e.org_id for e in events):
                 seq, prev = self.head(org_id, lock=True)
                 rows = []
@@ -1898,8 +1919,8 @@ class SqlAudit:
                     )
                     seq, prev = rec.seq, rec.hash
                     out.append(rec)
-                conn.execute(_ADD_RECORDS, rows)  # one statement for all of them
-                conn.execute(_MOVE_HEAD, {"org": org_id, "new_seq": seq, "new_hash": prev})
+                _ADD_RECORDS.execute_many(self.s, rows)  # one call for all of them
+                _MOVE_HEAD.execute(self.s, org=org_id, new_seq=seq, new_hash=prev)
                 self._heads_held()[org_id] = (seq, prev)
         except DBAPIError as exc:
             raise AuditUnavailable(
@@ -1910,8 +1931,10 @@ class SqlAudit:
     def head(self, org_id: UUID, *, lock: bool = False) -> tuple[int, str]:
         if lock and (held := self._heads_held().get(org_id)) is not None:
             return held
-        stmt = _LOCK_HEAD if lock else _READ_HEAD
-        seq, head_hash = self.s.connection().execute(stmt, {"org": org_id}).one()
+        found = (_LOCK_HEAD if lock else _GET_HEAD).first(self.s, org=org_id)
+        if found is None:
+            raise AuditUnavailable(f"no audit chain for organization {org_id}")
+        seq, head_hash = found
         if lock:
             self._heads_held()[org_id] = (int(seq), str(head_hash))
         return int(seq), str(head_hash)
@@ -1989,8 +2012,10 @@ def _token(row: ApiTokenRow | Row[Any]) -> ApiToken:
 
 
 # Prebuilt: every API call with a bearer token reads it.
-_TOKEN_BY_DIGEST = select(cast(Table, ApiTokenRow.__table__)).where(
-    ApiTokenRow.__table__.c.digest == bindparam("digest")
+_TOKEN_BY_DIGEST = Prepared(
+    select(cast(Table, ApiTokenRow.__table__)).where(
+        ApiTokenRow.__table__.c.digest == bindparam("digest")
+    )
 )
 
 
@@ -2027,7 +2052,7 @@ class SqlCredentials:
         self.s.flush()
 
     def token_by_digest(self, digest: str) -> ApiToken | None:
-        found = self.s.connection().execute(_TOKEN_BY_DIGEST, {"digest": digest}).first()
+        found = _TOKEN_BY_DIGEST.first(self.s, digest=digest)
         return _token(found) if found is not None else None
 
     def token(self, token_id: UUID) -> ApiToken | None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller, as_caller, check_as_caller
+from jitpam.api.deps import Ctx, CurrentCaller, as_writer, check_as_caller
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, directory, organizations, policies, requests
@@ -227,7 +227,8 @@ def list_requests(
     return views.page(_requests(ctx, caller, page.items), page.next_cursor)
 
 
-# New requests and votes authenticate and do their work in one trip to the thread pool.
+# Changes to requests and grants authenticate and do their work in one trip to a thread
+# (as_writer: on SQLite, the process's queue of writes).
 @router.post("/requests", status_code=201, summary="New-ElevatedAccessRequest")
 async def create_request(body: NewRequest, request: Request) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
@@ -241,7 +242,7 @@ async def create_request(body: NewRequest, request: Request) -> dict[str, Any]:
         )
         return _requests(ctx, caller, [v])[0]
 
-    return await as_caller(request, work)
+    return await as_writer(request, work)
 
 
 @router.get("/requests/{request_id}", summary="Show a request")
@@ -259,7 +260,7 @@ async def approve(request_id: UUID, body: Comment, request: Request) -> dict[str
         )
         return _requests(ctx, caller, [v])[0]
 
-    return await as_caller(request, work)
+    return await as_writer(request, work)
 
 
 @router.post("/requests/{request_id}/deny", summary="Deny-ElevatedAccessRequest")
@@ -268,14 +269,16 @@ async def deny(request_id: UUID, body: Comment, request: Request) -> dict[str, A
         v = requests.deny_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
         return _requests(ctx, caller, [v])[0]
 
-    return await as_caller(request, work)
+    return await as_writer(request, work)
 
 
 @router.post("/requests/{request_id}/cancel", summary="Withdraw one's own pending request")
-def cancel(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return _requests(
-        ctx, caller, [requests.cancel_request(ctx, caller=caller, request_id=request_id)]
-    )[0]
+async def cancel(request_id: UUID, request: Request) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        v = requests.cancel_request(ctx, caller=caller, request_id=request_id)
+        return _requests(ctx, caller, [v])[0]
+
+    return await as_writer(request, work)
 
 
 @router.get("/requests/{request_id}/verify", summary="Check the request against its signature")
@@ -303,14 +306,15 @@ def list_authorizations(
 @router.post(
     "/authorizations/{authorization_id}/revoke", summary="Revoke-ElevatedAccessAuthorization"
 )
-def revoke(
-    authorization_id: UUID, body: Comment, ctx: Ctx, caller: CurrentCaller
-) -> dict[str, Any]:
-    v = requests.revoke_authorization(
-        ctx, caller=caller, request_id=authorization_id, comment=body.comment
-    )
-    names = directory.names_of(ctx, caller=caller, ids=views.request_ids([v]))
-    return views.authorization(v, names)
+async def revoke(authorization_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        v = requests.revoke_authorization(
+            ctx, caller=caller, request_id=authorization_id, comment=body.comment
+        )
+        names = directory.names_of(ctx, caller=caller, ids=views.request_ids([v]))
+        return views.authorization(v, names)
+
+    return await as_writer(request, work)
 
 
 @router.post("/check", summary="May this user run this task now? (audited)")
