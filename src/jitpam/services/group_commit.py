@@ -140,13 +140,19 @@ class AsyncGroupCommit(Generic[J, R]):
     """Group commit for callers on event loops, so a call costs no trip to a thread of its own.
 
     Jobs wait as futures; a thread (started when the first job finds none running) writes group
-    after group until none is waiting, and settles each job's future on its loop once its group
-    has run. A caller that stops waiting (a dropped connection) leaves its job to run anyway."""
+    after group while jobs keep coming, and settles the futures of a group on each loop at once
+    (one wake-up of the loop per group, not per job) once the group has run. Idle, the thread
+    stays ``linger`` seconds for the next job (a new one wakes it at once), then ends: a steady
+    stream of calls pays for no thread start, whose handshake would stall the event loop. A
+    caller that stops waiting (a dropped connection) leaves its job to run anyway."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: float = 1.0) -> None:
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._waiting: list[_Waiter[J, R]] = []
         self._leading = False
+        self._idle = False  # the writer waits for jobs
+        self._linger = linger
         self.groups = 0  # groups written, for tests and metrics
 
     def waiting(self) -> int:
@@ -169,6 +175,8 @@ class AsyncGroupCommit(Generic[J, R]):
             self._waiting.append(waiter)
             start = not self._leading
             self._leading = True
+            if self._idle:
+                self._arrived.notify()
         if start:
             writer = threading.Thread(
                 target=self._lead, args=(run, max_size), name="jitpam-group-commit", daemon=True
@@ -195,15 +203,22 @@ class AsyncGroupCommit(Generic[J, R]):
         try:
             while True:
                 with self._lock:
+                    if not self._waiting:
+                        self._idle = True
+                        self._arrived.wait(self._linger)
+                        self._idle = False
                     group = _take(self._waiting, max_size)
                     if not group:
                         self._leading = False
                         return
                 outcomes = _run(run, [w.job for w in group])
                 self.groups += 1
+                by_loop: dict[asyncio.AbstractEventLoop, list[_Settled[R]]] = {}
                 for waiter, outcome in zip(group, outcomes, strict=True):
+                    by_loop.setdefault(waiter.loop, []).append((waiter.future, outcome))
+                for loop, settled in by_loop.items():
                     with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
-                        waiter.loop.call_soon_threadsafe(_settle, waiter.future, outcome)
+                        loop.call_soon_threadsafe(_settle_all, settled)
         except BaseException as exc:  # the writer itself failed: fail those still waiting
             self._fail_waiting(exc)
             raise
@@ -219,6 +234,14 @@ def one_by_one(jobs: Sequence[Callable[[], R]]) -> list[R | BaseException]:
         except Exception as exc:
             outcomes.append(exc)
     return outcomes
+
+
+_Settled = tuple[asyncio.Future[R], R | BaseException]
+
+
+def _settle_all(settled: list[_Settled[R]]) -> None:
+    for future, outcome in settled:
+        _settle(future, outcome)
 
 
 def _settle(future: asyncio.Future[R], outcome: R | BaseException) -> None:
