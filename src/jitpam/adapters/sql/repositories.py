@@ -410,6 +410,9 @@ _MEMBER = Prepared(_IS_MEMBER)
 _MEMBER_LOCKED = Prepared(_IS_MEMBER.with_for_update(read=True))
 
 
+POLICIES = "policies"  # read by SqlPolicies, forgotten by SqlGroups when a group goes
+
+
 class SqlGroups:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -467,6 +470,7 @@ class SqlGroups:
 
     def remove(self, group_id: UUID) -> None:
         self._changed(group_id)
+        PerTransaction[UUID, Policy](self.s, POLICIES).clear()  # their eligible groups change
         self.s.execute(delete(GroupMemberRow).where(GroupMemberRow.group_id == group_id))
         self.s.execute(
             delete(PolicyEligibleRow).where(
@@ -1092,7 +1096,7 @@ class SqlPolicies:
         self.s = session
         # A use case reads its policy a few times (rules, approvers, notices): once per
         # transaction, forgotten when this repository changes it.
-        self._known: PerTransaction[UUID, Policy] = PerTransaction(session, "policies")
+        self._known: PerTransaction[UUID, Policy] = PerTransaction(session, POLICIES)
         self._for: PerTransaction[tuple[UUID, str, str], UUID | None] = PerTransaction(
             session, "policies.for"
         )
