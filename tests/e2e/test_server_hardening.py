@@ -227,3 +227,45 @@ def test_a_second_organization_cannot_probe_or_squat_user_names(demo_server: Ser
         free = c.post("/users", json={"upn": "nosuch@contoso.com"})
     assert taken.status_code == free.status_code == 422
     assert taken.json()["detail"] == free.json()["detail"]
+
+
+def test_pages_carry_the_security_headers_and_the_api_does_not(demo_server: Server) -> None:
+    page = httpx.get(demo_server.url + "/login")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+    missing = httpx.get(demo_server.url + "/no-such-page")
+    assert missing.status_code == 404
+    assert missing.headers["x-frame-options"] == "DENY"
+    health = httpx.get(demo_server.url + "/healthz")
+    assert health.status_code == 200
+    assert "content-security-policy" not in health.headers
+    refused = httpx.get(demo_server.url + "/api/v1/me")
+    assert refused.status_code == 401
+    assert "x-frame-options" not in refused.headers
+
+
+def test_metrics_count_each_decision_by_its_answer(demo_server: Server) -> None:
+    def decisions() -> dict[str, float]:
+        text = httpx.get(demo_server.url + "/metrics").text
+        found = {"true": 0.0, "false": 0.0}
+        for line in text.splitlines():
+            if line.startswith("jitpam_check_decisions_total{"):
+                label = line.split('allowed="', 1)[1].split('"', 1)[0]
+                found[label] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    before = decisions()
+    token = token_for(demo_server, "alice@contoso.com")
+    with api(demo_server, token) as c:
+        one = c.post("/check", json={"task": MOVE})
+        assert one.status_code == 200
+        batch = c.post("/check/batch", json={"checks": [{"task": MOVE}, {"task": MOVE}]})
+        assert batch.status_code == 200
+    allowed = one.json()["allowed"]
+    after = decisions()
+    counted = {k: after[k] - before[k] for k in after}
+    assert counted[str(allowed).lower()] == 3
+    assert counted[str(not allowed).lower()] == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -14,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from jitpam.api import problems
 from jitpam.api.app import API, create_app
+from jitpam.api.middleware import DefaultHeaders
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 from jitpam.web import pages
@@ -32,9 +32,12 @@ PAGE_HEADERS = {
 NOT_PAGES = (API + "/", "/docs", "/openapi.json", "/healthz", "/readyz", "/metrics")
 
 
-def is_page(request: Request) -> bool:
-    path = request.url.path
+def is_page_path(path: str) -> bool:
     return not any(path == p.rstrip("/") or path.startswith(p) for p in NOT_PAGES)
+
+
+def is_page(request: Request) -> bool:
+    return is_page_path(request.url.path)
 
 
 def create_server(runtime: Runtime, *, background: Worker | None = None) -> FastAPI:
@@ -121,14 +124,5 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
     app.add_exception_handler(SignInNeeded, on_sign_in_needed)
     app.add_exception_handler(BadCsrf, on_bad_csrf)
 
-    @app.middleware("http")
-    async def page_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if is_page(request):
-            for name, value in PAGE_HEADERS.items():
-                response.headers.setdefault(name, value)
-        return response
-
+    app.add_middleware(DefaultHeaders, headers=PAGE_HEADERS, wanted=is_page_path)
     return app

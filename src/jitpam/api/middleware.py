@@ -1,0 +1,101 @@
+"""What wraps every route, as plain ASGI.
+
+Starlette's ``@app.middleware("http")`` runs each request through a task, a stream and a second
+Request per layer: with three layers that cost more than a bare route itself. These see the
+request's scope and the response's first message, and otherwise pass everything through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jitpam.api.metrics import Metrics
+
+
+class BodyLimit:
+    """Refuse a request whose declared body is larger than ``max_body`` bytes (413)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, refusal: Callable[[], Response]) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.refusal = refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await self.refusal()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Measure:
+    """Count each request by method, route template and status, time it, and count the check
+    decisions a response reports in its headers."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, api: str) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        answered: list[Message] = []
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(message)
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        if not answered:
+            return
+        status = answered[0]["status"]
+        headers = Headers(raw=answered[0].get("headers", []))
+        # The route's template, not the URL, so ids do not make a label each.
+        path = getattr(scope.get("route"), "path", "unmatched")
+        if scope["path"].startswith(self.api) and not path.startswith(self.api):
+            path = self.api + path
+        m = self.metrics
+        m.requests.labels(scope["method"], path, str(status)).inc()
+        m.latency.labels(path).observe(time.perf_counter() - start)
+        if (allowed := headers.get("x-jitpam-allowed")) is not None:
+            m.decisions.labels(allowed).inc()
+        if (counts := headers.get("x-jitpam-decisions")) is not None:
+            yes, no = counts.split(",")
+            m.decisions.labels("true").inc(int(yes))
+            m.decisions.labels("false").inc(int(no))
+
+
+class DefaultHeaders:
+    """Add ``headers`` to the responses of the paths ``wanted`` says yes to, where the response
+    has not set them itself."""
+
+    def __init__(
+        self, app: ASGIApp, *, headers: dict[str, str], wanted: Callable[[str], bool]
+    ) -> None:
+        self.app = app
+        self.headers = headers
+        self.wanted = wanted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.wanted(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, sending)
