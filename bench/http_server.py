@@ -14,6 +14,7 @@ import argparse
 import uvicorn
 
 from jitpam.bootstrap import build_runtime
+from jitpam.cli.server import settle_memory
 from jitpam.services import organizations
 from jitpam.settings import load_settings
 from jitpam.web.app import create_server
@@ -40,6 +41,7 @@ def main() -> None:
     def bare_sync() -> dict[str, bool]:
         return {"ok": True}
 
+    settle_memory()  # as `jitpam serve` does before it serves
     try:
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     finally:
