@@ -427,7 +427,7 @@ def policy_names(
 
 def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
     """Display names for ids the caller was shown: users by UPN, groups by name (this org only).
-    Two queries, whatever the number of ids; none for no ids."""
+    A few ids are looked up each by its key, more in two queries; none, in no transaction."""
     if not ids:
         return {}
     with ctx.reader() as uow:

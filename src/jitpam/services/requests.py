@@ -94,7 +94,8 @@ def new_request(
     op = "New-ElevatedAccessRequest"
     with use_case(ctx, caller=caller, operation=op, target=target) as uow:
         at = ctx.clock.now()
-        # One request at a time per requester, decided on the row as it is once locked.
+        # One request at a time per requester, decided on the row as it is once locked (the
+        # caller's checks below read that locked row: users are read once per transaction).
         uow.users.get(caller.user_id, for_update=True)
         requester = caller_user(uow, caller)
         control = uow.orgs.control(caller.org_id)

@@ -76,14 +76,13 @@ _DRIVER = "jitpam.prepared.driver"
 
 def _driver(session: Session) -> tuple[Dialect, Any]:
     """The dialect and the DBAPI connection of the session's transaction (found once for it)."""
-    transaction = session.get_transaction()
-    held = session.info.get(_DRIVER)
-    if held is not None and transaction is not None and held[0] is transaction:
-        return held[1], held[2]
-    connection = session.connection()  # begins the transaction if none is open
-    found = (session.get_transaction(), connection.dialect, connection.connection.driver_connection)
-    session.info[_DRIVER] = found
-    return found[1], found[2]
+    held: PerTransaction[str, tuple[Dialect, Any]] = PerTransaction(session, _DRIVER)
+    found = held.get(_DRIVER)
+    if found is None:
+        connection = session.connection()  # begins the transaction if none is open
+        found = (connection.dialect, connection.connection.driver_connection)
+        held.put(_DRIVER, found)
+    return found
 
 
 class Prepared:
