@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from jitpam.api import problems
+from jitpam.api.inputs import storable_parameters
 from jitpam.api.metrics import Metrics
 from jitpam.api.middleware import BodyLimit, Measure
 from jitpam.api.routes import access, audit, auth, directory, health, notifications, tasks
@@ -41,6 +42,8 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         title="jitpam",
         version="0.1.0",
         description="Just-in-time privileged access management; errors are problem+json.",
+        # Every route, the pages' too: no parameter may hold what the databases cannot store.
+        dependencies=[Depends(storable_parameters)],
     )
     app.state.runtime = runtime
     app.state.metrics = Metrics()

@@ -11,14 +11,26 @@ import time
 from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitpam.api.metrics import Metrics
 
 
+class BodyTooLarge(HTTPException):
+    """A body grew past the limit as it arrived: 413, through the app's own error pages (an
+    HTTPException, so that FastAPI's body parsing passes it on rather than calling it a 400)."""
+
+    def __init__(self, max_body: int) -> None:
+        super().__init__(413, f"request bodies are limited to {max_body} bytes")
+
+
 class BodyLimit:
-    """Refuse a request whose declared body is larger than ``max_body`` bytes (413)."""
+    """Refuse a request whose body is larger than ``max_body`` bytes (413), whatever its
+    framing: a declared length is judged before anything is read (the server delivers no more
+    than it declares); a body without one (chunked) is counted as it arrives, and refused the
+    moment it passes the limit, so no route ever holds more than ``max_body`` of it."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, refusal: Callable[[], Response]) -> None:
         self.app = app
@@ -26,12 +38,39 @@ class BodyLimit:
         self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_body:
                 await self.refusal()(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting, sending)
+        except BodyTooLarge:
+            if started:  # (a route that answered before reading all of its body)
+                raise
+            await self.refusal()(scope, receive, send)
 
 
 class Measure:

@@ -75,4 +75,5 @@ async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, str(exc.detail), "http_error")
+    code = "too_large" if exc.status_code == 413 else "http_error"
+    return problem(exc.status_code, str(exc.detail), code)

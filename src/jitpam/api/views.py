@@ -15,6 +15,7 @@ from jitpam.domain.directory import Group, User
 from jitpam.domain.errors import InvalidInput
 from jitpam.domain.policy import Policy
 from jitpam.domain.requests import AccessRequest
+from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import iso
 from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports import RoleMember
@@ -201,7 +202,11 @@ def decode_cursor(cursor: str, n: int) -> list[str]:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except ValueError:
         raise InvalidInput("the page cursor is not valid") from None
-    if not isinstance(parts, list) or len(parts) != n or not all(isinstance(p, str) for p in parts):
+    if (
+        not isinstance(parts, list)
+        or len(parts) != n
+        or not all(isinstance(p, str) and unstorable(p) is None for p in parts)
+    ):
         raise InvalidInput("the page cursor is not valid")
     return parts
 

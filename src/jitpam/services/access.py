@@ -21,6 +21,7 @@ from jitpam.domain.errors import (
     NotSignedIn,
 )
 from jitpam.domain.names import split_name
+from jitpam.domain.text import require_storable
 from jitpam.domain.tokens import token_digest
 from jitpam.services.auth import MAX_SECRET, NOT_SIGNED_IN, authenticate
 from jitpam.services.context import Caller, ServiceContext
@@ -62,8 +63,7 @@ def check_access_batch(
     the organization's audit chain once and appends all their records in one go (group commit,
     at most MAX_BATCH checks per transaction); each answer is returned once that transaction
     has committed."""
-    if not 1 <= len(pairs) <= MAX_BATCH:
-        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    _require_checkable(pairs)
     return _submit(ctx, _Ask(caller.org_id, caller, None, tuple(pairs)))
 
 
@@ -76,8 +76,7 @@ def check_with_token(
     decision index (which drops it when it is revoked), so a token revoked an instant before
     is refused, and a token seen before costs no transaction of its own to authenticate. A
     token not seen before is authenticated first only to learn its organization."""
-    if not 1 <= len(pairs) <= MAX_BATCH:
-        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    _require_checkable(pairs)
     index = ctx.index
     digest = token_digest(secret) if secret and len(secret) <= MAX_SECRET else None
     if index is None or digest is None:
@@ -94,8 +93,7 @@ async def check_with_token_awaited(
 ) -> list[Decision]:
     """``check_with_token`` for callers on an event loop: a token seen before joins the next
     group (``ctx.async_checks``) without a thread of its own; any other call runs in a thread."""
-    if not 1 <= len(pairs) <= MAX_BATCH:
-        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    _require_checkable(pairs)
     digest = token_digest(secret) if secret and len(secret) <= MAX_SECRET else None
     index, group = ctx.index, ctx.async_checks
     org_id = index.token_org(digest) if index is not None and digest is not None else None
@@ -108,6 +106,17 @@ async def check_with_token_awaited(
         max_size=MAX_BATCH,
     )
     return decisions
+
+
+def _require_checkable(pairs: Sequence[tuple[str | None, str]]) -> None:
+    """Refuse, before any transaction, a batch that could fail the group it would join: the
+    wrong size, or text the database cannot store (InvalidInput)."""
+    if not 1 <= len(pairs) <= MAX_BATCH:
+        raise InvalidInput(f"a batch holds from 1 to {MAX_BATCH} checks")
+    for user, task in pairs:
+        require_storable(task, "the task")
+        if user is not None:
+            require_storable(user, "the user")
 
 
 def _submit(ctx: ServiceContext, ask: _Ask) -> list[Decision]:
@@ -148,12 +157,26 @@ def _decide_groups(ctx: ServiceContext, asks: Sequence[_Ask]) -> list[_Outcome]:
     outcomes: dict[int, _Outcome] = {}
     for org_id, positions in by_org.items():
         group = [asks[i] for i in positions]
-        try:
-            decided = _decide_group(ctx, org_id, group)
-        except Exception as exc:  # the transaction failed: so did every ask in it
-            decided = [exc] * len(group)
-        outcomes.update(zip(positions, decided, strict=True))
+        outcomes.update(zip(positions, _decide_apart(ctx, org_id, group), strict=True))
     return [outcomes[i] for i in range(len(asks))]
+
+
+def _decide_apart(ctx: ServiceContext, org_id: UUID, asks: Sequence[_Ask]) -> list[_Outcome]:
+    """One transaction for ``asks``; if the database refused a value one of them brought
+    (InvalidInput, raised before anything committed), each half again in its own, so no ask
+    fails another caller's: the asks that refused value came in with alone get the refusal."""
+    try:
+        return _decide_group(ctx, org_id, asks)
+    except InvalidInput as exc:
+        if len(asks) == 1:
+            return [exc]
+        middle = len(asks) // 2
+        return [
+            *_decide_apart(ctx, org_id, asks[:middle]),
+            *_decide_apart(ctx, org_id, asks[middle:]),
+        ]
+    except Exception as exc:  # the transaction failed: so did every ask in it
+        return [exc] * len(asks)
 
 
 def _decide_group(ctx: ServiceContext, org_id: UUID, asks: Sequence[_Ask]) -> list[_Outcome]:

@@ -48,6 +48,7 @@ from jitpam.web.session import (
     flash,
     form_of,
     new_sign_in_csrf,
+    posted,
     read_cookie,
     runtime,
     safe_next,
@@ -156,8 +157,8 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/login", response_model=None)
 async def login(request: Request, ctx: Ctx) -> Response:
-    form = await request.form()
-    upn, password, token, nxt = (str(form.get(k, "")) for k in ("user", "password", "csrf", "next"))
+    form = await posted(request)
+    upn, password, token, nxt = (text(form, k) for k in ("user", "password", "csrf", "next"))
     if not same(token, read_cookie(request, SIGN_IN_CSRF)) or not same_origin(request):
         return forbidden_form(request)
     try:

@@ -20,8 +20,10 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request
 from starlette.responses import Response
 
+from jitpam.api.inputs import unstorable_parameter
 from jitpam.bootstrap import PendingSignIn, Runtime
 from jitpam.domain.errors import JitpamError, NotSignedIn
+from jitpam.domain.text import unstorable
 from jitpam.services import auth
 from jitpam.services.abilities import Abilities, abilities
 from jitpam.services.context import Caller, ServiceContext
@@ -164,13 +166,22 @@ def signed_in_or_none(request: Request) -> WebUser | None:
         return None
 
 
-async def form_of(request: Request, user: WebUser) -> dict[str, str | list[str]]:
-    """The posted form, once its CSRF token matches the session; raises BadCsrf."""
+async def posted(request: Request) -> dict[str, str | list[str]]:
+    """The posted form's text fields; a field holding what cannot be stored is refused (422)."""
     form = await request.form()
     values: dict[str, str | list[str]] = {}
     for key in form:
         items = [v for v in form.getlist(key) if isinstance(v, str)]
+        for item in (key, *items):
+            if (problem := unstorable(item)) is not None:
+                raise unstorable_parameter("body", key, item, problem)
         values[key] = items if len(items) > 1 else (items[0] if items else "")
+    return values
+
+
+async def form_of(request: Request, user: WebUser) -> dict[str, str | list[str]]:
+    """The posted form, once its CSRF token matches the session; raises BadCsrf."""
+    values = await posted(request)
     token = values.get("csrf", "")
     if not isinstance(token, str) or not same(token, user.csrf) or not same_origin(request):
         raise BadCsrf()

@@ -82,6 +82,7 @@ from jitpam.domain.requests import (
     Review,
     ReviewDecision,
 )
+from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import canonical_json, iso
 from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports import (
@@ -110,7 +111,11 @@ def _decode_cursor(cursor: str, n: int) -> list[str]:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError):
         raise InvalidInput("the page cursor is not valid") from None
-    if not isinstance(parts, list) or len(parts) != n or not all(isinstance(p, str) for p in parts):
+    if (
+        not isinstance(parts, list)
+        or len(parts) != n
+        or not all(isinstance(p, str) and unstorable(p) is None for p in parts)
+    ):
         raise InvalidInput("the page cursor is not valid")
     return parts
 

@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from jitpam.adapters.sql.repositories import (
@@ -24,7 +24,12 @@ from jitpam.adapters.sql.repositories import (
     SqlWebhooks,
 )
 from jitpam.domain.audit import AuditEvent
-from jitpam.domain.errors import AuditUnavailable, ConcurrentChange, DatabaseUnavailable
+from jitpam.domain.errors import (
+    AuditUnavailable,
+    ConcurrentChange,
+    DatabaseUnavailable,
+    InvalidInput,
+)
 from jitpam.services.ports import (
     AssignmentRepository,
     AuditRepository,
@@ -69,9 +74,10 @@ class SqlUnitOfWork:
     ) -> None:
         self._abandon()
         self.session.close()
-        if isinstance(exc, IntegrityError | OperationalError):
+        if isinstance(exc, IntegrityError | OperationalError | DataError):
             # A uniqueness race lost inside the use case (two creations of the same user at once,
-            # say) is the conflict it is; a lost connection is the outage it is.
+            # say) is the conflict it is; a lost connection is the outage it is; a value the
+            # database refuses (what the entry points did not catch) is the caller's bad input.
             raise _domain_error(exc) from exc
 
     def record(self, event: AuditEvent) -> None:
@@ -89,7 +95,7 @@ class SqlUnitOfWork:
         except AuditUnavailable:
             self._abandon()
             raise
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError, DataError) as exc:
             self._abandon()
             raise _domain_error(exc) from exc
         finally:
@@ -112,9 +118,13 @@ class SqlUnitOfWork:
 _RACES = {"40001", "40P01", "55P03"}
 
 
-def _domain_error(exc: DBAPIError) -> AuditUnavailable | ConcurrentChange | DatabaseUnavailable:
+def _domain_error(
+    exc: DBAPIError,
+) -> AuditUnavailable | ConcurrentChange | DatabaseUnavailable | InvalidInput:
     """What a failed database call means to the user: the audit log refused the write, someone
-    else was first, or the database could not be reached."""
+    else was first, the database could not be reached, or it refused a value it cannot store."""
+    if isinstance(exc, DataError):
+        return InvalidInput("a value given cannot be stored (too long, or not valid text)")
     message = str(exc.orig).lower()
     if "audit" in message:
         return AuditUnavailable("the audit log could not be written, so nothing was changed")

@@ -6,10 +6,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller, as_writer, check_as_caller
+from jitpam.api.inputs import Body
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, directory, organizations, policies, requests
@@ -20,12 +21,12 @@ router = APIRouter(tags=["access"])
 TypeParam = Literal["task", "role", "role_group"]
 
 
-class EnableControl(BaseModel):
+class EnableControl(Body):
     admin_group: str = Field(max_length=256)
     system_accounts: list[str] = Field(default_factory=list, max_length=100)
 
 
-class OrgConfig(BaseModel):
+class OrgConfig(Body):
     ticket_pattern: str | None = Field(default=None, max_length=200)
     max_policies: int | None = Field(default=None, ge=1)
     pending_hours: int | None = Field(default=None, ge=1, le=720)
@@ -33,7 +34,7 @@ class OrgConfig(BaseModel):
     clear_max_policies: bool = False
 
 
-class NewPolicy(BaseModel):
+class NewPolicy(Body):
     type: TypeParam
     target: str = Field(max_length=260)
     approval_type: ApprovalType
@@ -45,7 +46,7 @@ class NewPolicy(BaseModel):
     require_ticket: bool = False
 
 
-class PolicyChange(BaseModel):
+class PolicyChange(Body):
     approval_type: ApprovalType | None = None
     approver_group: str | None = Field(default=None, max_length=256)
     use_default_approver_group: bool = False
@@ -57,23 +58,23 @@ class PolicyChange(BaseModel):
     require_ticket: bool | None = None
 
 
-class NewRequest(BaseModel):
+class NewRequest(Body):
     type: TypeParam
     target: str = Field(max_length=260)
     reason: str = Field(max_length=4096)
     duration_hours: int = Field(default=DEFAULT_DURATION_HOURS)
 
 
-class Comment(BaseModel):
+class Comment(Body):
     comment: str | None = Field(default=None, max_length=4096)
 
 
-class CheckBody(BaseModel):
+class CheckBody(Body):
     user: str | None = Field(default=None, max_length=256)
     task: str = Field(max_length=260)
 
 
-class BatchBody(BaseModel):
+class BatchBody(Body):
     checks: list[CheckBody] = Field(min_length=1, max_length=access.MAX_BATCH)
 
 

@@ -12,10 +12,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.api.inputs import Body
 from jitpam.domain.audit import Checkpoint, Outcome
 from jitpam.domain.errors import InvalidInput
 from jitpam.domain.timeutil import require_utc
@@ -27,7 +27,7 @@ router = APIRouter(tags=["audit"])
 CSV_FIELDS = ["seq", "at", "actor", "actor_id", "operation", "target", "outcome", "details", "hash"]
 
 
-class CheckpointBody(BaseModel):
+class CheckpointBody(Body):
     org_id: str
     seq: int
     head_hash: str
@@ -36,7 +36,7 @@ class CheckpointBody(BaseModel):
     signature: str
 
 
-class VerifyBody(BaseModel):
+class VerifyBody(Body):
     checkpoint: CheckpointBody | None = None
 
 

@@ -6,27 +6,28 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller, client_address
+from jitpam.api.inputs import Body
 from jitpam.domain.timeutil import iso
 from jitpam.services import auth, directory
 
 router = APIRouter(tags=["sign-in and tokens"])
 
 
-class Login(BaseModel):
+class Login(Body):
     user: str = Field(max_length=256)
     password: str = Field(max_length=1024)
 
 
-class NewPassword(BaseModel):
+class NewPassword(Body):
     password: str = Field(max_length=1024)
     current_password: str | None = Field(default=None, max_length=1024)
 
 
-class NewToken(BaseModel):
+class NewToken(Body):
     user: str | None = Field(default=None, max_length=256)
     name: str = Field(default="api", max_length=128)
     expires_in_days: int = Field(default=90, ge=1, le=366)

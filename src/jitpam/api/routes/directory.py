@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.api.inputs import Body
 from jitpam.domain.directory import UserKind
 from jitpam.domain.policy import PolicyType
 from jitpam.services import directory, organizations
@@ -17,34 +18,34 @@ from jitpam.services.context import Caller, ServiceContext
 router = APIRouter(tags=["directory"])
 
 
-class NewUser(BaseModel):
+class NewUser(Body):
     upn: str = Field(max_length=256)
     display_name: str | None = Field(default=None, max_length=256)
     email: str | None = Field(default=None, max_length=256)
     kind: UserKind = UserKind.PERSON
 
 
-class UserChange(BaseModel):
+class UserChange(Body):
     display_name: str | None = Field(default=None, max_length=256)
     email: str | None = Field(default=None, max_length=256)
     enabled: bool | None = None
 
 
-class NewGroup(BaseModel):
+class NewGroup(Body):
     name: str = Field(max_length=256)
     email: str | None = Field(default=None, max_length=256)
     description: str = Field(default="", max_length=1024)
     members: list[str] = Field(default_factory=list, max_length=1000)
 
 
-class AssignmentBody(BaseModel):
+class AssignmentBody(Body):
     role: str | None = Field(default=None, max_length=260)
     role_group: str | None = Field(default=None, max_length=260)
     user: str | None = Field(default=None, max_length=256)
     group: str | None = Field(default=None, max_length=256)
 
 
-class CatalogImport(BaseModel):
+class CatalogImport(Body):
     source: str = Field(default="catalog.toml", max_length=256)
     text: str = Field(max_length=2_000_000)
 

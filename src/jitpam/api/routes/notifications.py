@@ -6,10 +6,11 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
+from jitpam.api.inputs import Body
 from jitpam.domain.notifications import (
     DeliveryState,
     OutboxMessage,
@@ -22,7 +23,7 @@ from jitpam.services import delivery, webhooks
 router = APIRouter(tags=["notifications"])
 
 
-class NewWebhook(BaseModel):
+class NewWebhook(Body):
     url: str = Field(max_length=2048)
     events: list[str] = Field(min_length=1, max_length=20)
     format: str = Field(default="json", max_length=16)

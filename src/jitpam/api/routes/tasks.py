@@ -7,16 +7,17 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
+from jitpam.api.inputs import Body
 from jitpam.domain.task_definitions import TaskDefinition
 from jitpam.services import runner
 
 router = APIRouter(tags=["task runner"])
 
 
-class RunBody(BaseModel):
+class RunBody(Body):
     parameters: dict[str, str | int | bool] = Field(default_factory=dict, max_length=100)
 
 
