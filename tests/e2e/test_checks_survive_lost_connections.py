@@ -428,3 +428,44 @@ def test_connections_killed_amid_a_burst_of_checks_give_no_unaudited_or_stale_al
     # connection died may have a record and no answer.
     assert recorded >= allowed, (allowed, recorded)
     _verify_chain(a)
+
+
+# --- one caller's input fails no other caller's check -----------------------------------------
+
+
+def test_a_check_the_database_could_not_store_fails_only_its_own_caller(pair: Pair) -> None:
+    """The tester's reproduction: 2 threads send a NUL in ``user`` (PostgreSQL refuses NUL in
+    text) while 6 threads of another user check; every one of theirs is answered, and each
+    poisoned call alone gets a 422 naming the field."""
+    a = pair.a
+    poison = {"user": "alice\u0000@contoso.com", "task": MOVE}
+    answers: dict[str, Counter[int]] = {"poison": Counter(), "plain": Counter()}
+    details: set[str] = set()
+    lock = threading.Lock()
+    calls = 40
+
+    def send(kind: str, token: str, body: dict[str, str]) -> None:
+        with httpx.Client(
+            base_url=a.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as api:
+            for _ in range(calls):
+                answer = api.post("/check", json=body)
+                with lock:
+                    answers[kind][answer.status_code] += 1
+                    if answer.status_code != 200:
+                        details.add(answer.json()["detail"])
+
+    bob, alice = token_for(a, BOB), token_for(a, ALICE)
+    threads = [threading.Thread(target=send, args=("poison", bob, poison)) for _ in range(2)]
+    threads += [
+        threading.Thread(target=send, args=("plain", alice, {"task": MOVE})) for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert answers["plain"] == Counter({200: 6 * calls}), (answers, details)
+    assert answers["poison"] == Counter({422: 2 * calls}), (answers, details)
+    assert details == {"user: contains a NUL character, which jitpam does not accept"}
+    assert a.proc.poll() is None

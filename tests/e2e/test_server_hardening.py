@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -135,6 +138,47 @@ def test_oversized_bodies_and_odd_tokens_get_problem_json_not_500(demo_server: S
     with api(demo_server, fake_jwt) as c:
         answer = c.get("/me")
     assert answer.status_code == 401
+
+
+def _chunked_upload(server: Server, path: str, content_type: str) -> tuple[bytes, int]:
+    """POST an endless chunked body (no Content-Length) until the server answers; returns the
+    answer's first bytes and how many body bytes were sent by then (at most 256 MiB)."""
+    chunk = b"x" * (256 * 1024)
+    sent = 0
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        deadline = time.monotonic() + 60
+        while sent < 256 * 1024 * 1024 and time.monotonic() < deadline:
+            if select.select([conn], [], [], 0)[0]:
+                break  # the server has answered
+            try:
+                conn.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            except OSError:  # it answered and closed while we were still sending
+                break
+            sent += len(chunk)
+        conn.settimeout(30)
+        return conn.recv(4096), sent
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "answer_type"),
+    [
+        ("/api/v1/auth/login", "application/json", b"application/problem+json"),
+        ("/login", "application/x-www-form-urlencoded", b"text/html"),
+    ],
+)
+def test_a_chunked_body_past_the_limit_is_refused_as_it_arrives(
+    demo_server: Server, path: str, content_type: str, answer_type: bytes
+) -> None:
+    answer, sent = _chunked_upload(demo_server, path, content_type)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert answer_type in answer
+    assert sent < 64 * 1024 * 1024, f"the server read {sent} bytes before refusing"
+    assert httpx.get(demo_server.url + "/healthz").status_code == 200
 
 
 def test_init_with_a_bad_password_leaves_nothing_behind(tmp_path: Path) -> None:

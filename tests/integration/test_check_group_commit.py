@@ -8,9 +8,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import DataError
 
 from jitpam.domain.check import Decision
-from jitpam.domain.errors import NotPermitted
+from jitpam.domain.errors import InvalidInput, NotPermitted
 from jitpam.domain.policy import PolicyType
 from jitpam.services import access, audit_log, organizations, requests
 from jitpam.services.ports import AuditFilter
@@ -141,3 +145,51 @@ def test_a_revocation_is_exact_for_every_check_that_starts_after_it(world: World
         worker.join(DEADLINE)
     assert len(late) >= 40
     assert not any(d.allowed for d in late), "a check that began after the revocation allowed"
+
+
+def test_text_the_database_cannot_store_is_refused_before_any_transaction(world: World) -> None:
+    alice = world.user("alice", roles=("Exchange\\Move Mailboxes",))
+    groups_before = world.ctx.checks.groups if world.ctx.checks else 0
+    for user, task in (("alice\x00@x.com", MOVE), (None, "Exchange\\New-\ud800")):
+        with pytest.raises(InvalidInput, match="which jitpam does not accept"):
+            access.check_access(world.ctx, caller=alice.caller, user=user, task=task)
+    assert (world.ctx.checks.groups if world.ctx.checks else 0) == groups_before
+    assert recorded(world) == []
+
+
+def test_a_value_the_database_refuses_fails_only_the_ask_that_brought_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the entry points miss: a group the database fails on a value is split until
+    the ask that brought it stands alone; every other ask is decided, and recorded, once."""
+    alice = world.user("alice", roles=("Exchange\\Move Mailboxes",))
+    bob = world.user("bob")
+    organizations.enable_access_control(
+        world.ctx, caller=world.admin.caller, admin_group=world.group("Approvers", bob)
+    )
+    world.policy(MOVE)
+    refused_value = "mallory@contoso.com"
+    decide = access._decide
+
+    def the_database_refuses(uow: Any, caller: Any, known: Any, ask: Any, *rest: Any) -> Any:
+        if any(user == refused_value for user, _ in ask.pairs):
+            uow.users.get(caller.user_id)  # some work in the transaction first
+            raise DataError("SELECT", {}, ValueError("text fields cannot contain NUL"))
+        return decide(uow, caller, known, ask, *rest)
+
+    monkeypatch.setattr(access, "_decide", the_database_refuses)
+    asks = [
+        access._Ask(world.org.id, caller, None, ((user, MOVE),))
+        for caller, user in (
+            *((alice.caller, None),) * 3,
+            (bob.caller, refused_value),
+            *((alice.caller, None),) * 4,
+        )
+    ]
+    outcomes = access._decide_groups(world.ctx, asks)
+    assert isinstance(outcomes[3], InvalidInput)
+    decided = [o for i, o in enumerate(outcomes) if i != 3]
+    assert all(isinstance(o, list) for o in decided), decided
+    assert {d.reason.value for o in decided for d in o} == {"authorization_required"}  # type: ignore[union-attr]
+    assert len(recorded(world)) == 7  # each decided ask once; the failed transactions left none
+    assert audit_log.verify_audit(world.ctx, caller=world.admin.caller).report.ok

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request
 from starlette.responses import Response
 
+from jitpam.api.app import MAX_BODY
 from jitpam.api.inputs import unstorable_parameter
 from jitpam.bootstrap import PendingSignIn, Runtime
 from jitpam.domain.errors import JitpamError, NotSignedIn
@@ -167,8 +168,9 @@ def signed_in_or_none(request: Request) -> WebUser | None:
 
 
 async def posted(request: Request) -> dict[str, str | list[str]]:
-    """The posted form's text fields; a field holding what cannot be stored is refused (422)."""
-    form = await request.form()
+    """The posted form's text fields; a field holding what cannot be stored is refused (422).
+    A field may be as large as a body may be: the body limit answers 413 for anything larger."""
+    form = await request.form(max_part_size=MAX_BODY)
     values: dict[str, str | list[str]] = {}
     for key in form:
         items = [v for v in form.getlist(key) if isinstance(v, str)]
