@@ -262,9 +262,9 @@ def add_group(
                 details={"email": group.email, **grant_details(how)},
             )
         )
+        names: dict[UUID, str] = {}
         if members:
             _, joining = authorize(uow, caller, "Add-GroupMember", at)
-            names: dict[UUID, str] = {}
             for upn in members:
                 user = find_user(uow, caller.org_id, upn)
                 changed = uow.groups.add_member(group.id, user.id)
@@ -281,7 +281,7 @@ def add_group(
                 )
             group = replace(group, member_ids=frozenset(names))
         uow.commit()
-        return GroupView(group, {} if not members else names)
+        return GroupView(group, names)
 
 
 def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
