@@ -599,7 +599,7 @@ def _organization(ctx: ServiceContext) -> Org:
     )
     admin = Caller(org.id, admin_user.id)
     auth.set_password(ctx, caller=admin, upn=admin_user.upn, password=PASSWORD)
-    group = directory.add_group(ctx, caller=admin, name=APPROVER_GROUP)
+    group = directory.add_group(ctx, caller=admin, name=APPROVER_GROUP).group
     approvers = []
     for i in range(1, APPROVERS + 1):
         upn = f"approver{i}@{domain}"

@@ -179,7 +179,7 @@ def test_when_the_audit_log_cannot_be_written_nothing_changes(engine: Engine, wo
         assert view.request.reviews == []
         assert view.request.authorization is None
         assert [str(p.target) for p in policies.list_policies(ctx, caller=admin)] == [TASK]
-        assert organizations.get_access_control(ctx, caller=admin).enabled
+        assert organizations.get_access_control(ctx, caller=admin).control.enabled
         assert head(world) == before
         assert verify(world).report.ok
 

@@ -280,7 +280,7 @@ def machine_for(
                     org_wide=True,
                 )
                 if made is not None:
-                    self.policies[what] = made.id
+                    self.policies[what] = made.policy.id
                 return
             chosen = sorted(self.policies)[pick % len(self.policies)]
             removed = self.attempt(

@@ -73,7 +73,7 @@ def audit(world: World, **flt: Any) -> list[AuditRecord]:
 
 
 def control_enabled(world: World) -> bool:
-    return organizations.get_access_control(world.ctx, caller=world.admin.caller).enabled
+    return organizations.get_access_control(world.ctx, caller=world.admin.caller).control.enabled
 
 
 def ask_for(

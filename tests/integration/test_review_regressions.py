@@ -95,7 +95,7 @@ def status(world: World, view: RequestView) -> RequestStatus:
 
 
 def control(world: World) -> AccessControl:
-    return organizations.get_access_control(world.ctx, caller=world.admin.caller)
+    return organizations.get_access_control(world.ctx, caller=world.admin.caller).control
 
 
 def set_duration(engine: Engine, request_id: UUID, hours: int) -> None:

@@ -27,7 +27,7 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
     control = organizations.enable_access_control(
         ctx, caller=admin, admin_group="PAMApprovers", system_accounts=[sysaccount.upn]
     )
-    assert control.enabled
+    assert control.control.enabled
 
     # Step 3: a Manual task policy for Exchange\New-MoveRequest.
     policy = world.policy("Exchange\\New-MoveRequest", approver_group="PAMApprovers")

@@ -220,12 +220,15 @@ def test_policies_page_by_type_and_target_under_filters(
     world = many_policies
     caller = world.admin.caller
     whole = policies.list_policies(world.ctx, caller=caller, type=type, approval_type=approval)
-    paged = walk(
-        lambda c: policies.policy_page(
-            world.ctx, caller=caller, type=type, approval_type=approval, cursor=c, limit=4
-        ),
-        4,
-    )
+    paged = [
+        v.policy
+        for v in walk(
+            lambda c: policies.policy_page(
+                world.ctx, caller=caller, type=type, approval_type=approval, cursor=c, limit=4
+            ),
+            4,
+        )
+    ]
     assert [p.id for p in paged] == [p.id for p in whole]
     assert [(p.type.value, p.target.key) for p in paged] == sorted(
         (p.type.value, p.target.key) for p in paged
@@ -248,7 +251,7 @@ def test_a_policy_search_finds_every_match_once_whatever_the_window(
             world.ctx, caller=caller, search="task-1", cursor=cursor, limit=2
         )
         assert len(page.items) <= 2
-        found += [str(p.target) for p in page.items]
+        found += [str(v.policy.target) for v in page.items]
         cursor = page.next_cursor
         if cursor is None:
             break

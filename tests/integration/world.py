@@ -94,7 +94,7 @@ class World:
             approval_type=approval,
             approver_group=approver_group,
             **options,  # type: ignore[arg-type]
-        )
+        ).policy
 
     def later(self, **delta: float) -> None:
         self.clock.advance(timedelta(**delta))

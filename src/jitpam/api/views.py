@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from jitpam.domain.audit import AuditRecord
 from jitpam.domain.check import Decision
-from jitpam.domain.control import AccessControl
-from jitpam.domain.directory import Group, User
+from jitpam.domain.directory import User
 from jitpam.domain.errors import InvalidInput
-from jitpam.domain.policy import Policy
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import iso
 from jitpam.domain.tokens import ApiToken
+from jitpam.services.directory import GroupView
+from jitpam.services.organizations import ControlView
+from jitpam.services.policies import PolicyView
 from jitpam.services.ports import RoleMember
 from jitpam.services.requests import RequestView
 
@@ -37,40 +39,44 @@ def user(u: User) -> dict[str, Any]:
     }
 
 
-def group(g: Group, names: dict[UUID, str]) -> dict[str, Any]:
+def _name(names: Mapping[UUID, str], id_: UUID) -> str:
+    """The name a read model carries for ``id_`` (the id itself when it names nothing now)."""
+    return names.get(id_, str(id_))
+
+
+def group(v: GroupView) -> dict[str, Any]:
+    g, names = v.group, v.names
     return {
         "id": str(g.id),
         "name": g.name,
         "email": g.email,
         "description": g.description,
-        "members": sorted(names.get(m, str(m)) for m in g.member_ids),
+        "members": sorted(_name(names, m) for m in g.member_ids),
     }
 
 
-def control(c: AccessControl, names: dict[UUID, str]) -> dict[str, Any]:
+def control(v: ControlView) -> dict[str, Any]:
+    c, names = v.control, v.names
     group_id = c.default_approver_group_id
     return {
         "enabled": c.enabled,
-        "default_approver_group": names.get(group_id, str(group_id)) if group_id else None,
-        "system_accounts": sorted(names.get(i, str(i)) for i in c.system_account_ids),
+        "default_approver_group": _name(names, group_id) if group_id else None,
+        "system_accounts": sorted(_name(names, i) for i in c.system_account_ids),
         "ticket_pattern": c.ticket_pattern,
         "max_policies": c.max_policies,
         "pending_hours": c.pending_hours,
     }
 
 
-def policy(p: Policy, names: dict[UUID, str]) -> dict[str, Any]:
+def policy(v: PolicyView) -> dict[str, Any]:
+    p, names = v.policy, v.names
     return {
         "id": str(p.id),
         "type": p.type.value,
         "target": str(p.target),
         "approval_type": p.approval_type.value,
-        "approver_group": names.get(p.approver_group_id, str(p.approver_group_id))
-        if p.approver_group_id
-        else None,
-        "eligible": sorted(
-            names.get(i, str(i)) for i in p.eligible_user_ids | p.eligible_group_ids
-        ),
+        "approver_group": _name(names, p.approver_group_id) if p.approver_group_id else None,
+        "eligible": sorted(_name(names, i) for i in p.eligible_user_ids | p.eligible_group_ids),
         "approvals_required": p.approvals_required,
         "max_duration_hours": p.max_duration_hours,
         "require_ticket": p.require_ticket,
@@ -78,16 +84,7 @@ def policy(p: Policy, names: dict[UUID, str]) -> dict[str, Any]:
     }
 
 
-def request_ids(views: list[RequestView]) -> set[UUID]:
-    ids: set[UUID] = set()
-    for v in views:
-        ids |= {r.approver_id for r in v.request.reviews}
-        if v.request.authorization and v.request.authorization.revoked_by:
-            ids.add(v.request.authorization.revoked_by)
-    return ids
-
-
-def request(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
+def request(v: RequestView) -> dict[str, Any]:
     r: AccessRequest = v.request
     auth = r.authorization
     return {
@@ -107,13 +104,11 @@ def request(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
         "valid_until": when(auth.end) if auth else None,
         "authorization_id": str(auth.id) if auth else None,
         "revoked_at": when(auth.revoked_at) if auth else None,
-        "revoked_by": names.get(auth.revoked_by, str(auth.revoked_by))
-        if auth and auth.revoked_by
-        else None,
+        "revoked_by": _name(v.names, auth.revoked_by) if auth and auth.revoked_by else None,
         "revocation_comment": auth.revocation_comment if auth else None,
         "reviews": [
             {
-                "approver": names.get(rv.approver_id, str(rv.approver_id)),
+                "approver": _name(v.names, rv.approver_id),
                 "decision": rv.decision.value,
                 "comment": rv.comment,
                 "at": iso(rv.at),
@@ -124,7 +119,7 @@ def request(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
     }
 
 
-def authorization(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
+def authorization(v: RequestView) -> dict[str, Any]:
     auth = v.request.authorization
     assert auth is not None
     return {
@@ -137,7 +132,7 @@ def authorization(v: RequestView, names: dict[UUID, str]) -> dict[str, Any]:
         "valid_from": iso(auth.start),
         "valid_until": iso(auth.end),
         "revoked_at": when(auth.revoked_at),
-        "revoked_by": names.get(auth.revoked_by, str(auth.revoked_by)) if auth.revoked_by else None,
+        "revoked_by": _name(v.names, auth.revoked_by) if auth.revoked_by else None,
     }
 
 
@@ -168,12 +163,12 @@ def audit_record(a: AuditRecord) -> dict[str, Any]:
 def token(t: ApiToken, names: dict[UUID, str]) -> dict[str, Any]:
     return {
         "id": str(t.id),
-        "user": names.get(t.user_id, str(t.user_id)),
+        "user": _name(names, t.user_id),
         "name": t.name,
         "created_at": iso(t.created_at),
         "expires_at": iso(t.expires_at),
         "revoked_at": when(t.revoked_at),
-        "created_by": names.get(t.created_by, str(t.created_by)),
+        "created_by": _name(names, t.created_by),
     }
 
 

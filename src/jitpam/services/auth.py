@@ -38,10 +38,11 @@ _dummy_hashes: dict[int, str] = {}
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A new token: ``secret`` is shown once and never stored."""
+    """A new token: ``secret`` is shown once and never stored; ``upn`` names its user."""
 
     token: ApiToken
     secret: str
+    upn: str
 
 
 def _hasher(ctx: ServiceContext) -> PasswordHasher:
@@ -70,7 +71,7 @@ def _issue(
         created_by=by,
     )
     uow.credentials.add_token(token)
-    return IssuedToken(token, secret)
+    return IssuedToken(token, secret, user.upn)
 
 
 def _session(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,7 +22,7 @@ from jitpam.domain.directory import (
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.notifications import EventType
-from jitpam.domain.policy import Policy, PolicyType
+from jitpam.domain.policy import PolicyType
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import (
     authorize,
@@ -208,6 +208,23 @@ def get_user(ctx: ServiceContext, *, caller: Caller, upn: str) -> User:
         return find_user(uow, caller.org_id, upn)
 
 
+@dataclass(frozen=True)
+class GroupView:
+    """A group with its members' UPNs (``names``), read in the transaction that returned it."""
+
+    group: Group
+    names: Mapping[UUID, str]
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """What Add-/Remove-GroupMember did (``changed`` is False when there was nothing to do) and
+    the group as it left it."""
+
+    changed: bool
+    group: GroupView
+
+
 def add_group(
     ctx: ServiceContext,
     *,
@@ -215,8 +232,11 @@ def add_group(
     name: str,
     email: str | None = None,
     description: str = "",
-) -> Group:
-    """New-Group: approver groups are ordinary groups."""
+    members: Sequence[str] = (),
+) -> GroupView:
+    """New-Group: approver groups are ordinary groups. ``members`` (UPNs) join it in the same
+    transaction, each an Add-GroupMember of its own in the audit log (so the caller needs that
+    right too); an unknown one leaves no group behind."""
     with use_case(ctx, caller=caller, operation="New-Group", target=name) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, "New-Group", at)
@@ -242,8 +262,26 @@ def add_group(
                 details={"email": group.email, **grant_details(how)},
             )
         )
+        names: dict[UUID, str] = {}
+        if members:
+            _, joining = authorize(uow, caller, "Add-GroupMember", at)
+            for upn in members:
+                user = find_user(uow, caller.org_id, upn)
+                changed = uow.groups.add_member(group.id, user.id)
+                names[user.id] = user.upn
+                uow.record(
+                    event(
+                        caller=caller,
+                        actor=actor,
+                        operation="Add-GroupMember",
+                        target=clean,
+                        at=at,
+                        details={"member": user.upn, "changed": changed, **grant_details(joining)},
+                    )
+                )
+            group = replace(group, member_ids=frozenset(names))
         uow.commit()
-        return group
+        return GroupView(group, names)
 
 
 def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
@@ -271,8 +309,8 @@ def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
 
 def change_membership(
     ctx: ServiceContext, *, caller: Caller, group: str, upn: str, add: bool
-) -> bool:
-    """Add-GroupMember / Remove-GroupMember; returns False when nothing changed."""
+) -> MembershipChange:
+    """Add-GroupMember / Remove-GroupMember; ``changed`` is False when nothing changed."""
     op = "Add-GroupMember" if add else "Remove-GroupMember"
     with use_case(ctx, caller=caller, operation=op, target=group) as uow:
         at = ctx.clock.now()
@@ -296,15 +334,19 @@ def change_membership(
                 details={"member": user.upn, "changed": changed, **grant_details(how)},
             )
         )
+        members = found.member_ids | {user.id} if add else found.member_ids - {user.id}
+        after = replace(found, member_ids=members)
+        view = GroupView(after, names_in(uow, caller.org_id, users=members))
         uow.commit()
-        return changed
+        return MembershipChange(changed, view)
 
 
-def get_group(ctx: ServiceContext, *, caller: Caller, name: str) -> Group:
-    """A group by name or email; raises NotFound."""
+def get_group(ctx: ServiceContext, *, caller: Caller, name: str) -> GroupView:
+    """A group by name or email, with its members' names; raises NotFound."""
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        return find_group(uow, caller.org_id, name)
+        found = find_group(uow, caller.org_id, name)
+        return GroupView(found, names_in(uow, caller.org_id, users=found.member_ids))
 
 
 def list_groups(
@@ -413,16 +455,20 @@ def group_summaries(
         return uow.groups.summaries(caller.org_id, cursor=cursor, limit=limit, members=members)
 
 
-def policy_names(
-    ctx: ServiceContext, *, caller: Caller, policies: Iterable[Policy]
+def names_in(
+    uow: UnitOfWork,
+    org_id: UUID,
+    *,
+    users: Iterable[UUID] = (),
+    groups: Iterable[UUID] = (),
 ) -> dict[UUID, str]:
-    """``names_of`` for what policies name: their approver groups and eligible requesters."""
-    ids: set[UUID] = set()
-    for p in policies:
-        ids |= p.eligible_user_ids | p.eligible_group_ids
-        if p.approver_group_id:
-            ids.add(p.approver_group_id)
-    return names_of(ctx, caller=caller, ids=ids)
+    """Display names read in the caller's own transaction: ``users`` by UPN, ``groups`` by name,
+    those of the organization only (those the transaction read already cost no query). A use
+    case that answers with names reads them here, before its commit, so that once the change is
+    committed nothing is left to fail."""
+    out = uow.groups.names(org_id, groups)
+    out.update(uow.users.upns(org_id, users))
+    return out
 
 
 def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
@@ -432,6 +478,4 @@ def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUI
         return {}
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        out = uow.groups.names(caller.org_id, ids)
-        out.update(uow.users.upns(caller.org_id, ids))
-    return out
+        return names_in(uow, caller.org_id, users=ids, groups=ids)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -31,6 +32,7 @@ from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.policy import PolicyType
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
+from jitpam.services.directory import names_in
 from jitpam.services.guard import (
     authorize,
     caller_user,
@@ -152,20 +154,42 @@ def import_catalog(ctx: ServiceContext, *, caller: Caller, text: str, source: st
         return catalog
 
 
-def get_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
+@dataclass(frozen=True)
+class ControlView:
+    """Access control settings with the names of what they name by id (the default approver
+    group, the system accounts), read in the transaction that returned them."""
+
+    control: AccessControl
+    names: Mapping[UUID, str]
+
+
+def _view(uow: UnitOfWork, control: AccessControl) -> ControlView:
+    """``control`` with its names, read in ``uow``'s transaction: a use case reads them before
+    it commits, so that nothing is left to fail once the change is made."""
+    group = control.default_approver_group_id
+    names = names_in(
+        uow,
+        control.org_id,
+        users=control.system_account_ids,
+        groups=() if group is None else (group,),
+    )
+    return ControlView(control, names)
+
+
+def get_access_control(ctx: ServiceContext, *, caller: Caller) -> ControlView:
     """The organization's access control settings; any user of the organization may read them."""
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        return uow.orgs.control(caller.org_id)
+        return _view(uow, uow.orgs.control(caller.org_id))
 
 
-def access_control_settings(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
+def access_control_settings(ctx: ServiceContext, *, caller: Caller) -> ControlView:
     """The settings as shown to whoever may change them (Enable-ElevatedAccessControl); raises
     NotPermitted for anyone else, and the refusal is audited."""
     op = "Enable-ElevatedAccessControl"
     with use_case(ctx, caller=caller, operation=op, target="access control") as uow:
         authorize(uow, caller, op, ctx.clock.now())
-        return uow.orgs.control(caller.org_id)
+        return _view(uow, uow.orgs.control(caller.org_id))
 
 
 def _find_group_id(uow: UnitOfWork, org_id: UUID, name: str) -> UUID:
@@ -191,7 +215,7 @@ def enable_access_control(
     caller: Caller,
     admin_group: str,
     system_accounts: list[str] | None = None,
-) -> AccessControl:
+) -> ControlView:
     """Enable-ElevatedAccessControl: turn control on with a default approver group (which must
     exist) and optional system accounts (replacing the previous list). Raises NotFound."""
     op = "Enable-ElevatedAccessControl"
@@ -221,11 +245,12 @@ def enable_access_control(
                 },
             )
         )
+        view = _view(uow, updated)
         uow.commit()
-        return updated
+        return view
 
 
-def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessControl:
+def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> ControlView:
     """Disable-ElevatedAccessControl: turn control off. Policies, groups and requests are kept."""
     op = "Disable-ElevatedAccessControl"
     with use_case(ctx, caller=caller, operation=op, target="access control") as uow:
@@ -244,8 +269,9 @@ def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> AccessCont
                 details={"was_enabled": control.enabled, **grant_details(how)},
             )
         )
+        view = _view(uow, updated)
         uow.commit()
-        return updated
+        return view
 
 
 def set_organization_config(
@@ -255,7 +281,7 @@ def set_organization_config(
     ticket_pattern: str | Keep | None = KEEP,
     max_policies: int | Keep | None = KEEP,
     pending_hours: int | Keep = KEEP,
-) -> AccessControl:
+) -> ControlView:
     """Change the ticket pattern, the policy limit (None = unlimited) or the pending deadline."""
     op = "Set-OrganizationConfig"
     with use_case(ctx, caller=caller, operation=op, target="organization") as uow:
@@ -281,8 +307,9 @@ def set_organization_config(
                 details={**changes, **grant_details(how)},
             )
         )
+        view = _view(uow, updated)
         uow.commit()
-        return updated
+        return view
 
 
 def catalog_entries(

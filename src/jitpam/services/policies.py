@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -15,7 +16,7 @@ from jitpam.domain.policy import (
     check_max_duration,
 )
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
-from jitpam.services.directory import find_group, find_user, resolve_target
+from jitpam.services.directory import find_group, find_user, names_in, resolve_target
 from jitpam.services.guard import (
     authorize,
     caller_user,
@@ -35,6 +36,30 @@ def _eligible(
         frozenset(find_user(uow, org_id, u).id for u in users),
         frozenset(find_group(uow, org_id, g).id for g in groups),
     )
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """A policy with the names of what it names by id (its approver group, its eligible users
+    and groups), read in the transaction that returned it."""
+
+    policy: Policy
+    names: Mapping[UUID, str]
+
+
+def _views(uow: UnitOfWork, org_id: UUID, found: Iterable[Policy]) -> list[PolicyView]:
+    """The policies with their names, read in ``uow``'s transaction (a use case that changes
+    one: before it commits, so that nothing is left to fail once the change is made)."""
+    found = list(found)
+    users: set[UUID] = set()
+    groups: set[UUID] = set()
+    for p in found:
+        users |= p.eligible_user_ids
+        groups |= p.eligible_group_ids
+        if p.approver_group_id is not None:
+            groups.add(p.approver_group_id)
+    names = names_in(uow, org_id, users=users, groups=groups)
+    return [PolicyView(p, names) for p in found]
 
 
 def policy_details(policy: Policy) -> dict[str, Any]:
@@ -64,7 +89,7 @@ def new_policy(
     require_ticket: bool = False,
     eligible_users: list[str] | None = None,
     eligible_groups: list[str] | None = None,
-) -> Policy:
+) -> PolicyView:
     """New-ElevatedAccessApprovalPolicy. One policy per (type, target): a second is refused,
     naming the first (DuplicatePolicy); the organization's limit, when set, is enforced."""
     op = "New-ElevatedAccessApprovalPolicy"
@@ -112,8 +137,9 @@ def new_policy(
                 details={**policy_details(policy), **grant_details(how)},
             )
         )
+        (view,) = _views(uow, caller.org_id, [policy])
         uow.commit()
-        return policy
+        return view
 
 
 def set_policy(
@@ -128,7 +154,7 @@ def set_policy(
     require_ticket: bool | None = None,
     eligible_users: list[str] | None = None,
     eligible_groups: list[str] | None = None,
-) -> Policy:
+) -> PolicyView:
     """Set-ElevatedAccessApprovalPolicy. Pending requests keep the approval count they were made
     under, so lowering it does not approve anyone's request early."""
     op = "Set-ElevatedAccessApprovalPolicy"
@@ -174,11 +200,12 @@ def set_policy(
                 },
             )
         )
+        (view,) = _views(uow, caller.org_id, [updated])
         uow.commit()
-        return updated
+        return view
 
 
-def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Policy:
+def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> PolicyView:
     """Remove-ElevatedAccessApprovalPolicy -Identity <id>. Existing grants stay until they end."""
     op = "Remove-ElevatedAccessApprovalPolicy"
     with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
@@ -197,8 +224,9 @@ def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Po
                 details={**policy_details(policy), **grant_details(how)},
             )
         )
+        (view,) = _views(uow, caller.org_id, [policy])
         uow.commit()
-        return policy
+        return view
 
 
 def _get(uow: UnitOfWork, org_id: UUID, policy_id: UUID) -> Policy:
@@ -243,12 +271,12 @@ def policy_page(
     search: str | None = None,
     cursor: str | None = None,
     limit: int,
-) -> Page[Policy]:
+) -> Page[PolicyView]:
     """One keyset page of policies by (type, target), filtered; ``search`` is a substring of the
     target, any case (a page may then hold fewer than ``limit`` and still go on: SEARCH_WINDOW)."""
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        return uow.policies.page(
+        page = uow.policies.page(
             caller.org_id,
             type=parse_enum(PolicyType, type, "type") if type is not None else None,
             approval_type=(
@@ -260,9 +288,10 @@ def policy_page(
             cursor=cursor,
             limit=limit,
         )
+        return Page(_views(uow, caller.org_id, page.items), page.next_cursor)
 
 
-def get_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Policy:
+def get_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> PolicyView:
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        return _get(uow, caller.org_id, policy_id)
+        return _views(uow, caller.org_id, [_get(uow, caller.org_id, policy_id)])[0]

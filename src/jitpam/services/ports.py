@@ -86,7 +86,8 @@ class UserRepository(Protocol):
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]: ...
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        """The UPNs of those of ``ids`` that are users of the organization (one query)."""
+        """The UPNs of those of ``ids`` that are users of the organization: those read in this
+        transaction already from memory, the others in one query."""
         ...
 
 
@@ -140,7 +141,8 @@ class GroupRepository(Protocol):
         ...
 
     def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        """The names of those of ``ids`` that are groups of the organization (one query)."""
+        """The names of those of ``ids`` that are groups of the organization: those read in this
+        transaction already from memory, the others in one query."""
         ...
 
     def in_use(self, group_id: UUID) -> str | None:

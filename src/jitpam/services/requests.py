@@ -3,8 +3,9 @@ Revoke-ElevatedAccessAuthorization, signature verification, and the settling swe
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -54,10 +55,32 @@ REVOKE_ANY = "Revoke-ElevatedAccessAuthorization"
 
 @dataclass(frozen=True)
 class RequestView:
-    """A request with its status as of the moment it was read."""
+    """A request with its status as of the moment it was read, and the UPNs of the users it
+    names by id (its reviewers, whoever revoked its grant), read in the same transaction."""
 
     request: AccessRequest
     status: RequestStatus
+    names: Mapping[UUID, str]
+
+
+def _named(requests: Iterable[AccessRequest]) -> set[UUID]:
+    """The users the requests name by id."""
+    ids: set[UUID] = set()
+    for r in requests:
+        ids |= {review.approver_id for review in r.reviews}
+        if r.authorization is not None and r.authorization.revoked_by is not None:
+            ids.add(r.authorization.revoked_by)
+    return ids
+
+
+def _views(
+    uow: UnitOfWork, org_id: UUID, requests: Sequence[AccessRequest], at: datetime
+) -> list[RequestView]:
+    """The requests as their callers show them, with the names they need read in ``uow``'s
+    transaction (a use case that changes them: before it commits, so that nothing is left to
+    fail once the change is made). Users the transaction read already cost no query."""
+    names = uow.users.upns(org_id, _named(requests))
+    return [RequestView(r, r.status_at(at), names) for r in requests]
 
 
 def _sign(signer: Signer, request: AccessRequest) -> None:
@@ -184,8 +207,9 @@ def new_request(
             else EventType.REQUEST_CREATED
         )
         queue_request_event(ctx, uow, event=notice, request=request, at=at)
+        (view,) = _views(uow, caller.org_id, [request], at)
         uow.commit()
-        return RequestView(request, request.status_at(at))
+        return view
 
 
 def _load(
@@ -298,8 +322,9 @@ def review_request(
         }
         if status in decided:
             queue_request_event(ctx, uow, event=decided[status], request=request, at=at)
+        (view,) = _views(uow, caller.org_id, [request], at)
         uow.commit()
-        return RequestView(request, request.status_at(at))
+        return view
 
 
 def _still_allowed(uow: UnitOfWork, request: AccessRequest, policy: Policy) -> None:
@@ -344,8 +369,9 @@ def cancel_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> 
         request.cancel(by=user.id, at=at)
         uow.requests.save(request)
         uow.record(event(caller=caller, actor=user, operation=op, target=str(request.id), at=at))
+        (view,) = _views(uow, caller.org_id, [request], at)
         uow.commit()
-        return RequestView(request, request.status_at(at))
+        return view
 
 
 def revoke_authorization(
@@ -397,8 +423,9 @@ def revoke_authorization(
             at=at,
             extra={"Revoked by": user.upn, "Comment": auth.revocation_comment or "-"},
         )
+        (view,) = _views(uow, caller.org_id, [request], at)
         uow.commit()
-        return RequestView(request, request.status_at(at))
+        return view
 
 
 def _visible(uow: UnitOfWork, caller: Caller, user: User, request: AccessRequest, at: Any) -> bool:
@@ -418,7 +445,7 @@ def get_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> Req
         request = _load(uow, caller, request_id)
         if not _visible(uow, caller, user, request, at):
             raise NotFound(f"no request {request_id} in this organization")
-        return RequestView(request, request.status_at(at))
+        return _views(uow, caller.org_id, [request], at)[0]
 
 
 def list_requests(
@@ -454,7 +481,7 @@ def list_requests(
         if not mine and not may(uow, user=user, operation=SEE_ALL, at=at).allowed:
             flt = replace(flt, reviewer=_reviewer(uow, caller, user), or_requester_id=user.id)
         page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=limit)
-        return Page([RequestView(r, r.status_at(at)) for r in page.items], page.next_cursor)
+        return Page(_views(uow, caller.org_id, page.items, at), page.next_cursor)
 
 
 def _reviewer(uow: UnitOfWork, caller: Caller, user: User) -> Reviewer:
@@ -594,10 +621,8 @@ def my_authorizations(ctx: ServiceContext, *, caller: Caller) -> list[RequestVie
     with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
-        return [
-            RequestView(r, r.status_at(at))
-            for r in uow.requests.active_for_user(caller.org_id, user.id, at)
-        ]
+        active = uow.requests.active_for_user(caller.org_id, user.id, at)
+        return _views(uow, caller.org_id, active, at)
 
 
 def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = SWEEP_BATCH) -> int:
@@ -666,7 +691,7 @@ def list_authorizations(
         page = uow.requests.granted(
             caller.org_id, target, active_at=at if active else None, cursor=cursor, limit=limit
         )
-        return Page([RequestView(r, r.status_at(at)) for r in page.items], page.next_cursor)
+        return Page(_views(uow, caller.org_id, page.items, at), page.next_cursor)
 
 
 def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> int:

@@ -277,13 +277,6 @@ def home(user: SignedIn) -> RedirectResponse:
     return RedirectResponse("/my-access", status_code=303)
 
 
-def _request_dicts(
-    ctx: Ctx, user: WebUser, found: list[requests.RequestView]
-) -> list[dict[str, Any]]:
-    names = directory.names_of(ctx, caller=user.caller, ids=views.request_ids(found))
-    return [views.request(v, names) for v in found]
-
-
 @router.get("/my-access", response_class=HTMLResponse)
 def my_access(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
     active = requests.my_authorizations(ctx, caller=user.caller)
@@ -308,7 +301,7 @@ def my_access(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
         "my_access.html",
         user,
         grants=grants,
-        mine=_request_dicts(ctx, user, mine.items),
+        mine=[views.request(v) for v in mine.items],
         kinds=KINDS,
     )
 
@@ -341,7 +334,7 @@ def request_list(
         request,
         "requests.html",
         user,
-        items=_request_dicts(ctx, user, page.items),
+        items=[views.request(v) for v in page.items],
         statuses=STATUSES,
         status=status,
         q=q,
@@ -370,7 +363,7 @@ def new_request_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse
             }
             for p in offered
         ],
-        control=organizations.get_access_control(ctx, caller=user.caller),
+        control=organizations.get_access_control(ctx, caller=user.caller).control,
         default_hours=DEFAULT_DURATION_HOURS,
     )
 
@@ -409,7 +402,7 @@ def request_detail(request: Request, request_id: UUID, user: SignedIn, ctx: Ctx)
         request,
         "request.html",
         user,
-        r=_request_dicts(ctx, user, [view])[0],
+        r=views.request(view),
         actions=requests.request_actions(ctx, caller=user.caller, request_id=request_id),
         signature_ok=requests.verify_request(ctx, caller=user.caller, request_id=request_id),
         kinds=KINDS,
@@ -454,24 +447,17 @@ async def decide_request(
 @router.get("/settings", response_class=HTMLResponse)
 def settings_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
     try:
-        control = organizations.access_control_settings(ctx, caller=user.caller)
+        settings = organizations.access_control_settings(ctx, caller=user.caller)
     except NotPermitted:  # refused by the use case, and audited there
         return not_permitted(request, user, "privileged access settings")
-    names = directory.names_of(
-        ctx,
-        caller=user.caller,
-        ids=set(control.system_account_ids)
-        | ({control.default_approver_group_id} if control.default_approver_group_id else set()),
-    )
+    shown = views.control(settings)
     return render(
         request,
         "settings.html",
         user,
-        control=control,
-        default_group=names.get(control.default_approver_group_id)
-        if control.default_approver_group_id
-        else "",
-        system_accounts=sorted(names.get(i, str(i)) for i in control.system_account_ids),
+        control=settings.control,
+        default_group=shown["default_approver_group"] or "",
+        system_accounts=shown["system_accounts"],
         groups=_group_choices(ctx, user),
     )
 
@@ -537,7 +523,6 @@ def policy_list(
         cursor=cursor or None,
         limit=PAGE,
     )
-    names = directory.policy_names(ctx, caller=user.caller, policies=page.items)
     more = None
     if page.next_cursor:
         more = "/policies?" + urlencode(
@@ -548,7 +533,7 @@ def policy_list(
         request,
         "policies.html",
         user,
-        items=[views.policy(p, names) for p in page.items],
+        items=[views.policy(p) for p in page.items],
         type=type,
         approval=approval,
         q=q,
@@ -602,7 +587,7 @@ async def add_policy(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResp
             ),
             max_duration_hours=whole_number(form, "max_duration_hours", "maximum duration"),
         )
-        return f"Policy added for {p.describe()}"
+        return f"Policy added for {p.policy.describe()}"
 
     return act(request, "/policies", "/policies", run)
 
@@ -614,7 +599,7 @@ def policy_detail(request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx) -
         request,
         "policy.html",
         user,
-        p=views.policy(p, directory.policy_names(ctx, caller=user.caller, policies=[p])),
+        p=views.policy(p),
         kinds=KINDS,
         groups=_group_choices(ctx, user) if user.abilities.manage_policies else [],
     )
@@ -636,7 +621,7 @@ async def change_policy(
             approver_group=_policy_approver_group(form),
             approvals_required=whole_number(form, "approvals_required", "approvals required"),
         )
-        return f"Policy for {p.describe()} changed"
+        return f"Policy for {p.policy.describe()} changed"
 
     return act(request, here, here, run)
 
@@ -649,7 +634,7 @@ async def remove_policy(
 
     def run() -> str:
         p = policies.remove_policy(ctx, caller=user.caller, policy_id=policy_id)
-        return f"Policy for {p.describe()} removed"
+        return f"Policy for {p.policy.describe()} removed"
 
     return act(request, "/policies", f"/policies/{policy_id}", run)
 

@@ -391,7 +391,17 @@ class SqlUsers:
         return found
 
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        return _labels(self.s, _USERS, "upn", org_id, ids, _UPN)
+        # Those the transaction has read already (the caller, the approvers of a vote) are
+        # named from memory.
+        out: dict[UUID, str] = {}
+        unread: list[UUID] = []
+        for i in ids:
+            if (known := self._known.get(i)) is None:
+                unread.append(i)
+            elif known.org_id == org_id:
+                out[i] = known.upn
+        out.update(_labels(self.s, _USERS, "upn", org_id, unread, _UPN))
+        return out
 
 
 _GROUPS = cast(Table, GroupRow.__table__)
@@ -578,7 +588,15 @@ class SqlGroups:
         )
 
     def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        return _labels(self.s, _GROUPS, "name", org_id, ids, _GROUP_NAME)
+        out: dict[UUID, str] = {}
+        unread: list[UUID] = []
+        for i in ids:
+            if (known := self._known.get(i)) is None:
+                unread.append(i)
+            elif known.org_id == org_id:
+                out[i] = known.name
+        out.update(_labels(self.s, _GROUPS, "name", org_id, unread, _GROUP_NAME))
+        return out
 
     def in_use(self, group_id: UUID) -> str | None:
         policy = self.s.scalars(

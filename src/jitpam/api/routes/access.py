@@ -13,7 +13,7 @@ from jitpam.api.deps import Ctx, CurrentCaller, as_writer, check_as_caller
 from jitpam.api.inputs import Body
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import access, directory, organizations, policies, requests
+from jitpam.services import access, organizations, policies, requests
 from jitpam.services.context import KEEP, Caller, ServiceContext
 
 router = APIRouter(tags=["access"])
@@ -78,38 +78,29 @@ class BatchBody(Body):
     checks: list[CheckBody] = Field(min_length=1, max_length=access.MAX_BATCH)
 
 
-def _control(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
-    c = organizations.get_access_control(ctx, caller=caller)
-    ids = set(c.system_account_ids) | (
-        {c.default_approver_group_id} if c.default_approver_group_id else set()
-    )
-    return views.control(c, directory.names_of(ctx, caller=caller, ids=ids))
-
-
 @router.get("/control", summary="Access control settings")
 def show_control(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return _control(ctx, caller)
+    return views.control(organizations.get_access_control(ctx, caller=caller))
 
 
 @router.post("/control/enable", summary="Enable-ElevatedAccessControl")
 def enable_control(body: EnableControl, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    organizations.enable_access_control(
+    c = organizations.enable_access_control(
         ctx, caller=caller, admin_group=body.admin_group, system_accounts=body.system_accounts
     )
-    return _control(ctx, caller)
+    return views.control(c)
 
 
 @router.post(
     "/control/disable", summary="Disable-ElevatedAccessControl (keeps policies and requests)"
 )
 def disable_control(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    organizations.disable_access_control(ctx, caller=caller)
-    return _control(ctx, caller)
+    return views.control(organizations.disable_access_control(ctx, caller=caller))
 
 
 @router.patch("/control/config", summary="Set-OrganizationConfig")
 def set_config(body: OrgConfig, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    organizations.set_organization_config(
+    c = organizations.set_organization_config(
         ctx,
         caller=caller,
         ticket_pattern=None
@@ -120,11 +111,7 @@ def set_config(body: OrgConfig, ctx: Ctx, caller: CurrentCaller) -> dict[str, An
         else (body.max_policies if body.max_policies else KEEP),
         pending_hours=body.pending_hours if body.pending_hours else KEEP,
     )
-    return _control(ctx, caller)
-
-
-def _policy(ctx: ServiceContext, caller: Caller, p: Any) -> dict[str, Any]:
-    return views.policy(p, directory.policy_names(ctx, caller=caller, policies=[p]))
+    return views.control(c)
 
 
 @router.get("/policies", summary="Get-ElevatedAccessApprovalPolicy, by type and target")
@@ -144,8 +131,7 @@ def list_policies(
         cursor=cursor,
         limit=limit,
     )
-    names = directory.policy_names(ctx, caller=caller, policies=page.items)
-    return views.page([views.policy(p, names) for p in page.items], page.next_cursor)
+    return views.page([views.policy(p) for p in page.items], page.next_cursor)
 
 
 @router.post("/policies", status_code=201, summary="New-ElevatedAccessApprovalPolicy")
@@ -163,12 +149,12 @@ def create_policy(body: NewPolicy, ctx: Ctx, caller: CurrentCaller) -> dict[str,
         eligible_users=body.eligible_users,
         eligible_groups=body.eligible_groups,
     )
-    return _policy(ctx, caller, p)
+    return views.policy(p)
 
 
 @router.get("/policies/{policy_id}", summary="Show a policy")
 def show_policy(policy_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return _policy(ctx, caller, policies.get_policy(ctx, caller=caller, policy_id=policy_id))
+    return views.policy(policies.get_policy(ctx, caller=caller, policy_id=policy_id))
 
 
 @router.patch("/policies/{policy_id}", summary="Set-ElevatedAccessApprovalPolicy")
@@ -187,19 +173,12 @@ def change_policy(
         eligible_users=body.eligible_users,
         eligible_groups=body.eligible_groups,
     )
-    return _policy(ctx, caller, p)
+    return views.policy(p)
 
 
 @router.delete("/policies/{policy_id}", summary="Remove-ElevatedAccessApprovalPolicy")
 def remove_policy(policy_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return _policy(ctx, caller, policies.remove_policy(ctx, caller=caller, policy_id=policy_id))
-
-
-def _requests(
-    ctx: ServiceContext, caller: Caller, found: list[requests.RequestView]
-) -> list[dict[str, Any]]:
-    names = directory.names_of(ctx, caller=caller, ids=views.request_ids(found))
-    return [views.request(v, names) for v in found]
+    return views.policy(policies.remove_policy(ctx, caller=caller, policy_id=policy_id))
 
 
 @router.get(
@@ -225,7 +204,7 @@ def list_requests(
         cursor=cursor,
         limit=limit,
     )
-    return views.page(_requests(ctx, caller, page.items), page.next_cursor)
+    return views.page([views.request(v) for v in page.items], page.next_cursor)
 
 
 # Changes to requests and grants authenticate and do their work in one trip to a thread
@@ -241,16 +220,14 @@ async def create_request(body: NewRequest, request: Request) -> dict[str, Any]:
             reason=body.reason,
             duration_hours=body.duration_hours,
         )
-        return _requests(ctx, caller, [v])[0]
+        return views.request(v)
 
     return await as_writer(request, work)
 
 
 @router.get("/requests/{request_id}", summary="Show a request")
 def show_request(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return _requests(
-        ctx, caller, [requests.get_request(ctx, caller=caller, request_id=request_id)]
-    )[0]
+    return views.request(requests.get_request(ctx, caller=caller, request_id=request_id))
 
 
 @router.post("/requests/{request_id}/approve", summary="Approve-ElevatedAccessRequest")
@@ -259,7 +236,7 @@ async def approve(request_id: UUID, body: Comment, request: Request) -> dict[str
         v = requests.approve_request(
             ctx, caller=caller, request_id=request_id, comment=body.comment
         )
-        return _requests(ctx, caller, [v])[0]
+        return views.request(v)
 
     return await as_writer(request, work)
 
@@ -268,7 +245,7 @@ async def approve(request_id: UUID, body: Comment, request: Request) -> dict[str
 async def deny(request_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
         v = requests.deny_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
-        return _requests(ctx, caller, [v])[0]
+        return views.request(v)
 
     return await as_writer(request, work)
 
@@ -277,7 +254,7 @@ async def deny(request_id: UUID, body: Comment, request: Request) -> dict[str, A
 async def cancel(request_id: UUID, request: Request) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
         v = requests.cancel_request(ctx, caller=caller, request_id=request_id)
-        return _requests(ctx, caller, [v])[0]
+        return views.request(v)
 
     return await as_writer(request, work)
 
@@ -300,8 +277,7 @@ def list_authorizations(
     page = requests.list_authorizations(
         ctx, caller=caller, user=user, active=active, cursor=cursor, limit=limit
     )
-    names = directory.names_of(ctx, caller=caller, ids=views.request_ids(page.items))
-    return views.page([views.authorization(v, names) for v in page.items], page.next_cursor)
+    return views.page([views.authorization(v) for v in page.items], page.next_cursor)
 
 
 @router.post(
@@ -312,8 +288,7 @@ async def revoke(authorization_id: UUID, body: Comment, request: Request) -> dic
         v = requests.revoke_authorization(
             ctx, caller=caller, request_id=authorization_id, comment=body.comment
         )
-        names = directory.names_of(ctx, caller=caller, ids=views.request_ids([v]))
-        return views.authorization(v, names)
+        return views.authorization(v)
 
     return await as_writer(request, work)
 

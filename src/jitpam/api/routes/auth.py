@@ -87,8 +87,7 @@ def create_token(body: NewToken, ctx: Ctx, caller: CurrentCaller) -> dict[str, A
     t = auth.create_token(
         ctx, caller=caller, user=body.user, name=body.name, expires_in_days=body.expires_in_days
     )
-    names = directory.names_of(ctx, caller=caller, ids={t.token.user_id})
-    return issued(t, names[t.token.user_id])
+    return issued(t, t.upn)
 
 
 @router.get("/tokens", summary="List API tokens (never their secrets)")

@@ -97,11 +97,6 @@ def change_user(upn: str, body: UserChange, ctx: Ctx, caller: CurrentCaller) -> 
     return views.user(u)
 
 
-def _group(ctx: ServiceContext, caller: Caller, name: str) -> dict[str, Any]:
-    found = directory.get_group(ctx, caller=caller, name=name)
-    return views.group(found, directory.names_of(ctx, caller=caller, ids=set(found.member_ids)))
-
-
 @router.get("/groups", summary="List groups with their members, by name")
 def list_groups(
     ctx: Ctx, caller: CurrentCaller, cursor: Cursor = None, limit: Limit = 100
@@ -110,22 +105,25 @@ def list_groups(
     groups = directory.list_groups(ctx, caller=caller, after=after, limit=limit)
     names = directory.names_of(ctx, caller=caller, ids={m for g in groups for m in g.member_ids})
     nxt = views.next_cursor(len(groups), limit, groups[-1].name.casefold()) if groups else None
-    return views.page([views.group(g, names) for g in groups], nxt)
+    return views.page([views.group(directory.GroupView(g, names)) for g in groups], nxt)
 
 
 @router.post("/groups", status_code=201, summary="New-Group (approver groups are groups)")
 def create_group(body: NewGroup, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
     g = directory.add_group(
-        ctx, caller=caller, name=body.name, email=body.email, description=body.description
+        ctx,
+        caller=caller,
+        name=body.name,
+        email=body.email,
+        description=body.description,
+        members=body.members,
     )
-    for upn in body.members:
-        directory.change_membership(ctx, caller=caller, group=g.name, upn=upn, add=True)
-    return _group(ctx, caller, g.name)
+    return views.group(g)
 
 
 @router.get("/groups/{name}", summary="Show a group")
 def show_group(name: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return _group(ctx, caller, name)
+    return views.group(directory.get_group(ctx, caller=caller, name=name))
 
 
 @router.delete("/groups/{name}", status_code=204, summary="Remove-Group")
@@ -135,14 +133,14 @@ def remove_group(name: str, ctx: Ctx, caller: CurrentCaller) -> None:
 
 @router.put("/groups/{name}/members/{upn}", summary="Add-GroupMember")
 def add_member(name: str, upn: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    directory.change_membership(ctx, caller=caller, group=name, upn=upn, add=True)
-    return _group(ctx, caller, name)
+    change = directory.change_membership(ctx, caller=caller, group=name, upn=upn, add=True)
+    return views.group(change.group)
 
 
 @router.delete("/groups/{name}/members/{upn}", summary="Remove-GroupMember")
 def remove_member(name: str, upn: str, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    directory.change_membership(ctx, caller=caller, group=name, upn=upn, add=False)
-    return _group(ctx, caller, name)
+    change = directory.change_membership(ctx, caller=caller, group=name, upn=upn, add=False)
+    return views.group(change.group)
 
 
 KindParam = Literal["role", "role_group"]
