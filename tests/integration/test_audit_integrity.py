@@ -186,7 +186,7 @@ def test_when_the_audit_log_cannot_be_written_nothing_changes(engine: Engine, wo
     # The same actions succeed once the audit log can be written again.
     assert approve().status is RequestStatus.APPROVED
     add_policy()
-    assert not disable().enabled
+    assert not disable().control.enabled
     assert check().reason is Reason.CONTROL_DISABLED
     assert head(world)[0] == before[0] + 4
     assert verify(world).report.ok
