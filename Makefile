@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: test demo bench install browser lint typecheck contracts pytest clean
+.PHONY: test demo bench fuzz install browser lint typecheck contracts pytest clean
 
 test: install browser lint typecheck contracts pytest
 
@@ -20,6 +20,14 @@ demo: install
 # Run it on an otherwise idle machine; `make bench BENCH_ARGS=--quick` only shows it runs.
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Schemathesis over the OpenAPI document with many cases an operation, unseeded (the suite runs
+# a few, derandomized): real servers on SQLite, and on PostgreSQL when JITPAM_TEST_DATABASE_URL
+# is set. `make fuzz FUZZ_EXAMPLES=500` for more.
+FUZZ_EXAMPLES ?= 100
+fuzz: install
+	JITPAM_FUZZ=1 JITPAM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/e2e/test_api_schema.py \
+		--no-cov -p no:randomly -q
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,19 +154,49 @@ def token_for(server: Server, upn: str) -> str:
     return str(response.json()["token"])
 
 
-@pytest.fixture(params=BACKENDS)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-        return
+@contextmanager
+def fresh_postgresql_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
     assert PG_URL is not None
-    name = f"jitpam_two_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(
         make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    with fresh_postgresql_database("jitpam_two") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def demo_server_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Server]]:
+    """``jitpam serve --demo`` on the named database ("sqlite" or "postgresql"), started the
+    first time a test asks for it and shared by the session's tests that take any server's
+    demo organization as they find it (a fresh PostgreSQL database of its own)."""
+    started: dict[str, Server] = {}
+    with ExitStack() as stack:
+
+        def on(backend: str) -> Server:
+            if backend not in started:
+                tmp = tmp_path_factory.mktemp(f"demo-{backend}")
+                args = ["--demo"]
+                if backend == "postgresql":
+                    args += ["--db", stack.enter_context(fresh_postgresql_database("jitpam_demo"))]
+                started[backend] = server = start_server(tmp, *args)
+                stack.callback(server.stop)
+            return started[backend]
+
+        yield on

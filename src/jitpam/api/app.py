@@ -14,6 +14,7 @@ from jitpam.api import problems
 from jitpam.api.inputs import storable_parameters
 from jitpam.api.metrics import Metrics
 from jitpam.api.middleware import BodyLimit, Measure
+from jitpam.api.openapi import DocumentedAPI
 from jitpam.api.routes import access, audit, auth, directory, health, notifications, tasks
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
@@ -37,11 +38,14 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
                 background.stop()
                 await asyncio.to_thread(thread.join, 30)
 
-    app = FastAPI(
+    app = DocumentedAPI(
+        api=API,
         lifespan=lifespan,
         title="jitpam",
         version="0.1.0",
-        description="Just-in-time privileged access management; errors are problem+json.",
+        description="Just-in-time privileged access management. Every error is a Problem "
+        "(application/problem+json); every operation but sign-in and the health probes needs "
+        "a bearer token.",
         # Every route, the pages' too: no parameter may hold what the databases cannot store.
         dependencies=[Depends(storable_parameters)],
     )

@@ -29,40 +29,58 @@ class BodyTooLarge(HTTPException):
 class BodyLimit:
     """Refuse a request whose body is larger than ``max_body`` bytes (413), whatever its
     framing: a declared length is judged before anything is read (the server delivers no more
-    than it declares); a body without one (chunked) is counted as it arrives, and refused the
-    moment it passes the limit, so no route ever holds more than ``max_body`` of it."""
+    than it declares); a chunked body is counted as it arrives, and refused the moment it passes
+    the limit, so no route ever holds more than ``max_body`` of it. A refusal closes the
+    connection, and so does any answer given before a chunked body's end."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, refusal: Callable[[], Response]) -> None:
         self.app = app
         self.max_body = max_body
-        self.refusal = refusal
+        self.refuse = refusal
+
+    def refusal(self) -> Response:
+        """The refusal, closing the connection: the rest of the body is never read (kept open,
+        the server would read on, and drop, all the client cares to send)."""
+        response = self.refuse()
+        response.headers["connection"] = "close"
+        return response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
         if length is not None:
             if not length.isdigit() or int(length) > self.max_body:
                 await self.refusal()(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
+        if "chunked" not in headers.get("transfer-encoding", "").lower():
+            await self.app(scope, receive, send)  # no body at all
+            return
         received = 0
-        started = False
+        ended = started = False
 
         async def counting() -> Message:
-            nonlocal received
+            nonlocal received, ended
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                ended = not message.get("more_body", False)
                 if received > self.max_body:
                     raise BodyTooLarge(self.max_body)
             return message
 
         async def sending(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not ended:
+                    # Answered before the body's end (refused, or not read): the connection
+                    # closes, or the server would read on, and drop, all the client sends.
+                    MutableHeaders(scope=message)["connection"] = "close"
             await send(message)
 
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from jitpam.domain.errors import ErrorKind, JitpamError
@@ -32,17 +33,27 @@ TITLES = {
 }
 
 
+class Problem(BaseModel):
+    """Every error answer of the API (RFC 9457), as the OpenAPI document describes it."""
+
+    type: str = Field(description="https://jitpam.dev/problems/{code}")
+    title: str = Field(description="The status in words")
+    status: int = Field(description="The HTTP status")
+    detail: str = Field(description="What went wrong, for a person; names the field at fault")
+    code: str = Field(description="Stable, for programs (docs/reference.md#errors)")
+
+
 def problem(
     status: int, detail: str, code: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(
-        {
-            "type": f"https://jitpam.dev/problems/{code}",
-            "title": TITLES.get(status, "Error"),
-            "status": status,
-            "detail": detail,
-            "code": code,
-        },
+        Problem(
+            type=f"https://jitpam.dev/problems/{code}",
+            title=TITLES.get(status, "Error"),
+            status=status,
+            detail=detail,
+            code=code,
+        ).model_dump(),
         status_code=status,
         media_type="application/problem+json",
         headers=headers,
@@ -75,5 +86,8 @@ async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8): invalid JSON, as any other.
+        return problem(422, "body: not valid JSON", "invalid_input")
     code = "too_large" if exc.status_code == 413 else "http_error"
     return problem(exc.status_code, str(exc.detail), code)

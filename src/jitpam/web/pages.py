@@ -734,6 +734,7 @@ def _audit_view(
         request,
         "audit.html",
         user,
+        status_code=422 if error else 200,  # the page, with the filters it could not read
         items=items,
         more=more,
         error=error,

@@ -92,7 +92,23 @@ def _all(ctx: ServiceContext, caller: Caller, flt: AuditFilter) -> Iterator[dict
         cursor = page.next_cursor
 
 
-@router.get("/audit/export", summary="Export the audit log as JSON lines or CSV")
+EXPORTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The matching records, newest first, streamed as JSON lines or CSV",
+        "content": {
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.get(
+    "/audit/export",
+    summary="Export the audit log as JSON lines or CSV",
+    response_class=StreamingResponse,
+    responses=EXPORTED,
+)
 def export(
     ctx: Ctx,
     caller: CurrentCaller,

@@ -11,6 +11,7 @@ from pydantic import Field
 from jitpam.api import views
 from jitpam.api.deps import Ctx, CurrentCaller, client_address
 from jitpam.api.inputs import Body
+from jitpam.api.openapi import PUBLIC
 from jitpam.domain.timeutil import iso
 from jitpam.services import auth, directory
 
@@ -42,7 +43,15 @@ def issued(t: auth.IssuedToken, upn: str) -> dict[str, Any]:
     }
 
 
-@router.post("/auth/login", summary="Sign in with a local password; returns a bearer token")
+@router.post(
+    "/auth/login",
+    summary="Sign in with a local password; returns a bearer token",
+    openapi_extra=PUBLIC,
+    responses={
+        401: {"description": "Unknown user, wrong password or disabled user (one answer)"},
+        429: {"description": "Too many failed sign-ins for the user or the client: wait"},
+    },
+)
 def login(body: Login, ctx: Ctx, request: Request) -> dict[str, Any]:
     token = auth.sign_in(ctx, upn=body.user, password=body.password, client=client_address(request))
     return issued(token, body.user.strip().lower())

@@ -7,17 +7,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from jitpam.api.deps import get_runtime
+from jitpam.api.openapi import PUBLIC
 from jitpam.api.problems import problem
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", openapi_extra=PUBLIC)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers", response_model=None)
+@router.get(
+    "/readyz",
+    summary="The database answers",
+    response_model=None,
+    openapi_extra=PUBLIC,
+    responses={503: {"description": "The database does not answer"}},
+)
 def readyz(request: Request) -> dict[str, str] | Response:
     try:
         with get_runtime(request).engine.connect() as conn:
@@ -27,7 +34,13 @@ def readyz(request: Request) -> dict[str, str] | Response:
     return {"status": "ready"}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    openapi_extra=PUBLIC,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> Response:
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
