@@ -45,6 +45,7 @@ from tests.e2e.test_checks_across_servers import (
     _serve,
     needs_postgresql,
 )
+from tests.e2e.writes import Acks, Writer, chain_verified, make_write_org, server_url, unfound
 
 pytestmark = needs_postgresql
 
@@ -428,3 +429,57 @@ def test_connections_killed_amid_a_burst_of_checks_give_no_unaudited_or_stale_al
     # connection died may have a record and no answer.
     assert recorded >= allowed, (allowed, recorded)
     _verify_chain(a)
+
+
+# --- connections killed amid concurrent writes ------------------------------------------------
+
+WRITERS = 4
+
+
+def _wait_for_acks(acks: Acks, more: int) -> None:
+    """Until ``more`` further changes have been acknowledged (the writers are running)."""
+    target = acks.count + more
+    end = time.monotonic() + 30
+    while acks.count < target:
+        assert time.monotonic() < end, f"the writes stalled at {acks.count}: {dict(acks.answers)}"
+        time.sleep(POLL)
+
+
+def test_connections_killed_amid_concurrent_writes_give_no_server_error_and_lose_nothing(
+    pair: Pair,
+) -> None:
+    """Requests, approvals and revocations through both servers while their connections are
+    killed three times: every answer is a success or a clean 503 (then the writer tries again),
+    writes resume by themselves, and every change acknowledged is in the database."""
+    org = make_write_org(pair.db, WRITERS)
+    acks, stop = Acks(), threading.Event()
+    writers = [
+        Writer(server_url(pair.a if i % 2 else pair.b), org, i, acks, stop, pause=POLL)
+        for i in range(WRITERS)
+    ]
+    kills: list[dict[str, int]] = []
+    started = time.monotonic()
+    try:
+        for writer in writers:
+            writer.start()
+        for _ in range(3):
+            _wait_for_acks(acks, 15)
+            kills.append(dict(_kill_connections(pair.admin)))
+        _wait_for_acks(acks, 15)  # and the writes go on after the last kill
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=60)
+    print(
+        f"{acks.count} changes acknowledged in {time.monotonic() - started:.1f} s; killed "
+        f"backends by state, per kill: {kills}; answers: {dict(acks.answers)}; requests by "
+        f"furthest stage: {acks.by_stage()}"
+    )
+    assert not any(writer.is_alive() for writer in writers)
+    assert acks.unexpected == []
+    failed = {k: n for k, n in acks.answers.items() if k == "no answer" or k.startswith("5")}
+    assert set(failed) <= {"503 database_unavailable", "503 audit_unavailable"}, failed
+    assert pair.a.proc.poll() is None, "A died"
+    assert pair.b.proc.poll() is None, "B died"
+    assert chain_verified(pair.db, org) is None
+    assert unfound(pair.db, org.org_id, acks) == []
