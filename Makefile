@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: test demo bench install browser lint typecheck contracts pytest clean
+.PHONY: test demo bench soak install browser lint typecheck contracts pytest clean
 
 test: install browser lint typecheck contracts pytest
 
@@ -20,6 +20,13 @@ demo: install
 # Run it on an otherwise idle machine; `make bench BENCH_ARGS=--quick` only shows it runs.
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The soak: minutes of mixed load against real servers with faults injected (kill -9 and restart,
+# PostgreSQL's pg_terminate_backend), then what was acknowledged against what was kept, the audit
+# chain and server memory (tests/soak.py). Not part of `make test`.
+# `make soak SOAK_ARGS="--minutes 3 --db postgresql"`; the default is 5 minutes on SQLite.
+soak: install
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -8,6 +8,8 @@ must never allow the revoked grant: each check either fails closed (a problem+js
 denial) or answers correctly, and within a few seconds it answers correctly again by itself, no
 restart. The same the other way round (an approval shows), and with the connections killed amid a
 burst of concurrent checks, where every allowed answer given must also have its audit record.
+Killed amid concurrent writes (requests, approvals, revocations through both servers), every
+answer is a success or a clean 503, and every change acknowledged is in the database.
 
 The servers' connections cannot be told apart in ``pg_stat_activity`` (they set no
 ``application_name``), so every backend of the database but the test's own is killed: both
