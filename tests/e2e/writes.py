@@ -221,11 +221,11 @@ class Acks:
 class Writer(threading.Thread):
     """One requester's cycle against a server, until ``stop`` is set.
 
-    A clean 503 or a lost connection leaves the step to be tried again (after ``pause``); with
-    ``give_up_when_gone`` a lost connection ends the writer instead (the server was killed and
-    will not come back). A try that failed may still have committed: the next try's refusal says
-    so (a duplicate request, a request no longer pending, a grant no longer active) and the cycle
-    moves on, acknowledging nothing for it."""
+    A clean 503, a ``concurrent_change`` or a lost connection leaves the step to be tried again
+    (after ``pause``); with ``give_up_when_gone`` a lost connection ends the writer instead (the
+    server was killed and will not come back). A try that failed may still have committed: the
+    next try's refusal says so (a duplicate request, a request no longer pending, a grant no
+    longer active) and the cycle moves on, acknowledging nothing for it."""
 
     def __init__(
         self,
@@ -281,7 +281,7 @@ class Writer(threading.Thread):
                 return False
             time.sleep(self.pause)
             return True
-        if answer.unavailable:
+        if answer.unavailable or answer.code == "concurrent_change":  # nothing done: again
             time.sleep(self.pause)
             return True
         if not self.caught_up(answer):
@@ -302,7 +302,9 @@ class Writer(threading.Thread):
         if self.request_id is None and answer.code == "duplicate_request":
             # The requester's open request: pending, or approved and not yet revoked.
             mine = self.requester.call("GET", "/requests?limit=10")
-            items = mine.body.get("items", []) if mine.status == 200 else []
+            if mine.status != 200:  # away again: look on the next try
+                return mine.status == 0 or mine.unavailable
+            items = mine.body.get("items", [])
             open_ = [i for i in items if i["status"] in ("pending", "approved")]
             if not open_:
                 return False
