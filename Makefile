@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: test demo bench fuzz install browser lint typecheck contracts pytest clean
+.PHONY: test demo bench fuzz soak install browser lint typecheck contracts pytest clean
 
 test: install browser lint typecheck contracts pytest
 
@@ -28,6 +28,13 @@ FUZZ_EXAMPLES ?= 100
 fuzz: install
 	JITPAM_FUZZ=1 JITPAM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/e2e/test_api_schema.py \
 		--no-cov -p no:randomly -q
+
+# The soak: minutes of mixed load against real servers with faults injected (kill -9 and restart,
+# PostgreSQL's pg_terminate_backend), then what was acknowledged against what was kept, the audit
+# chain and server memory (tests/soak.py). Not part of `make test`.
+# `make soak SOAK_ARGS="--minutes 3 --db postgresql"`; the default is 5 minutes on SQLite.
+soak: install
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -69,8 +69,10 @@ class Server:
             self.proc.kill()
 
 
-def start_server(tmp: Path, *args: str, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def start_server(
+    tmp: Path, *args: str, extra_env: dict[str, str] | None = None, port: int | None = None
+) -> Server:
+    port = port or free_port()
     env = {**os.environ, **FAST, **(extra_env or {})}
     with (tmp / f"server-{port}.log").open("wb") as log:  # the child keeps its own copy
         proc = subprocess.Popen(

@@ -8,6 +8,8 @@ must never allow the revoked grant: each check either fails closed (a problem+js
 denial) or answers correctly, and within a few seconds it answers correctly again by itself, no
 restart. The same the other way round (an approval shows), and with the connections killed amid a
 burst of concurrent checks, where every allowed answer given must also have its audit record.
+Killed amid concurrent writes (requests, approvals, revocations through both servers), every
+answer is a success or a clean 503, and every change acknowledged is in the database.
 
 The servers' connections cannot be told apart in ``pg_stat_activity`` (they set no
 ``application_name``), so every backend of the database but the test's own is killed: both
@@ -45,6 +47,7 @@ from tests.e2e.test_checks_across_servers import (
     _serve,
     needs_postgresql,
 )
+from tests.e2e.writes import Acks, Writer, chain_verified, make_write_org, server_url, unfound
 
 pytestmark = needs_postgresql
 
@@ -469,3 +472,57 @@ def test_a_check_the_database_could_not_store_fails_only_its_own_caller(pair: Pa
     assert answers["poison"] == Counter({422: 2 * calls}), (answers, details)
     assert details == {"user: contains a NUL character, which jitpam does not accept"}
     assert a.proc.poll() is None
+
+
+# --- connections killed amid concurrent writes ------------------------------------------------
+
+WRITERS = 4
+
+
+def _wait_for_acks(acks: Acks, more: int) -> None:
+    """Until ``more`` further changes have been acknowledged (the writers are running)."""
+    target = acks.count + more
+    end = time.monotonic() + 30
+    while acks.count < target:
+        assert time.monotonic() < end, f"the writes stalled at {acks.count}: {dict(acks.answers)}"
+        time.sleep(POLL)
+
+
+def test_connections_killed_amid_concurrent_writes_give_no_server_error_and_lose_nothing(
+    pair: Pair,
+) -> None:
+    """Requests, approvals and revocations through both servers while their connections are
+    killed three times: every answer is a success or a clean 503 (then the writer tries again),
+    writes resume by themselves, and every change acknowledged is in the database."""
+    org = make_write_org(pair.db, WRITERS)
+    acks, stop = Acks(), threading.Event()
+    writers = [
+        Writer(server_url(pair.a if i % 2 else pair.b), org, i, acks, stop, pause=POLL)
+        for i in range(WRITERS)
+    ]
+    kills: list[dict[str, int]] = []
+    started = time.monotonic()
+    try:
+        for writer in writers:
+            writer.start()
+        for _ in range(3):
+            _wait_for_acks(acks, 15)
+            kills.append(dict(_kill_connections(pair.admin)))
+        _wait_for_acks(acks, 15)  # and the writes go on after the last kill
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=60)
+    print(
+        f"{acks.count} changes acknowledged in {time.monotonic() - started:.1f} s; killed "
+        f"backends by state, per kill: {kills}; answers: {dict(acks.answers)}; requests by "
+        f"furthest stage: {acks.by_stage()}"
+    )
+    assert not any(writer.is_alive() for writer in writers)
+    assert acks.unexpected == []
+    failed = {k: n for k, n in acks.answers.items() if k == "no answer" or k.startswith("5")}
+    assert set(failed) <= {"503 database_unavailable", "503 audit_unavailable"}, failed
+    assert pair.a.proc.poll() is None, "A died"
+    assert pair.b.proc.poll() is None, "B died"
+    assert chain_verified(pair.db, org) is None
+    assert unfound(pair.db, org.org_id, acks) == []

@@ -394,6 +394,22 @@ def test_a_careless_truncation_is_caught_by_the_chain_head(engine: Engine, world
     assert report.bad_seq == last
 
 
+def test_a_head_whose_hash_alone_was_changed_is_reported_as_such(
+    engine: Engine, world: World
+) -> None:
+    story(world)
+    last, _ = head(world)
+    forged = "0" * 64
+    sql(engine, world, "UPDATE audit_heads SET head_hash = :h WHERE org_id = :org", h=forged)
+
+    report = verify(world).report
+    assert (report.ok, report.bad_seq, report.head_seq) == (False, last, last - 1)
+    assert report.problem == (
+        f"the head's hash does not match record {last}, the last one: "
+        "the head or that record was changed"
+    )
+
+
 def test_a_checkpoint_with_an_altered_signature_or_head_is_invalid(world: World) -> None:
     story(world)
     checkpoint = audit_log.export_checkpoint(world.ctx, caller=world.admin.caller)

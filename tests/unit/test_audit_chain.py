@@ -256,6 +256,24 @@ def test_a_record_appended_at_the_end_is_caught_by_the_stored_head() -> None:
     assert_broken(verify_chain(records, stored_head=head), bad_seq=6, mentions="added at the end")
 
 
+def test_a_head_with_the_right_sequence_and_another_hash_says_the_hash_does_not_match() -> None:
+    records = build_chain(4)
+    report = verify_chain(records, stored_head=(4, "0" * 64))
+    assert_broken(report, bad_seq=4, mentions="the head's hash does not match record 4")
+    assert "removed or added" not in (report.problem or "")
+    assert (report.head_seq, report.head_hash) == (3, records[2].hash)
+
+
+def test_the_last_record_rewritten_with_a_hash_of_its_own_is_caught_by_the_head() -> None:
+    records = build_chain(4)
+    head = head_of(records)
+    records[-1] = forge(seq=4, prev_hash=records[2].hash, target="x")
+    assert verify_chain(records).ok  # the rewritten record chains on its own
+    assert_broken(
+        verify_chain(records, stored_head=head), bad_seq=4, mentions="the head or that record"
+    )
+
+
 def test_two_swapped_records_are_detected() -> None:
     records = build_chain(6)
     records[2], records[4] = records[4], records[2]

@@ -86,7 +86,7 @@ async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 400:
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
         # FastAPI's answer to a body it cannot decode (not UTF-8): invalid JSON, as any other.
         return problem(422, "body: not valid JSON", "invalid_input")
     code = "too_large" if exc.status_code == 413 else "http_error"

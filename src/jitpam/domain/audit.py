@@ -200,6 +200,7 @@ def verify_chain(
     reordered records, and a tail truncated before a checkpoint.
     """
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+    before_last = GENESIS_HASH  # the hash the last record follows
     checkpoint_seen = checkpoint is None or checkpoint.seq == 0
     for rec in records:
         count += 1
@@ -251,9 +252,26 @@ def verify_chain(
                     rec.seq,
                 )
             checkpoint_seen = True
-        prev_hash = rec.hash
+        before_last, prev_hash = prev_hash, rec.hash
         expected_seq += 1
     head_seq = expected_seq - 1
+    if (
+        stored_head is not None
+        and head_seq > 0
+        and stored_head[0] == head_seq
+        and not hmac.compare_digest(stored_head[1], prev_hash)
+    ):
+        # The head names the last record but not its hash: the head was edited, or that record
+        # was rewritten with a hash of its own. Either way the last record is not trusted.
+        return ChainReport(
+            False,
+            count,
+            head_seq - 1,
+            before_last,
+            f"the head's hash does not match record {head_seq}, the last one: "
+            "the head or that record was changed",
+            head_seq,
+        )
     if stored_head is not None and stored_head != (head_seq, prev_hash):
         return ChainReport(
             False,
