@@ -8,13 +8,15 @@ records came after (from this process or any other), then decides from memory. N
 a change between that catch-up and the check's own record, so a decision is never made on stale
 data; expiry is a clock comparison at check time.
 
-What is kept: per organization, its access control (on/off, system accounts), and for each task
+What is kept: per organization, its access control (on/off, the system accounts whose exemption
+counts under separation of duties), and for each task
 asked about, the roles holding it, whether it exists and whether a task policy covers it; per user
 asked about, whether they exist and are enabled, their standing roles (directly, through role
 groups, through groups) and their grants; and the API tokens checks came with, with their users,
 so the check API authenticates from memory too (token revocations, sign-outs and password changes
 drop them; expiry is a clock comparison). It is filled on first use and dropped, for one user,
-the tokens or the whole organization, by the changes that touch it.
+the tokens or the whole organization, by the changes that touch it (a password or token set for
+another account drops the organization: its setter now steers it, which can end an exemption).
 """
 
 from __future__ import annotations
