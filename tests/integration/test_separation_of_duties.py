@@ -409,3 +409,33 @@ def test_an_exemption_stops_counting_once_its_designator_resets_the_password(
         w.ctx, caller=dana.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
     )
     assert check() is Reason.SYSTEM_ACCOUNT
+
+
+def test_pages_offer_no_vote_and_count_no_request_the_requester_has_a_hand_in(
+    scene: Scene,
+) -> None:
+    w, eve, bob = scene.world, scene.eve, scene.bob
+    guard(scene)
+    mallory = make_account(scene, eve, "mallory")  # made by eve
+    join(scene, w.admin, mallory)
+    carol = make_account(scene, w.admin, "carol")
+    join(scene, eve, carol)  # placed by eve
+    view = ask(scene, eve)
+
+    def waiting(who: Person) -> int:
+        return requests.pending_reviews(w.ctx, caller=who.caller)
+
+    def buttons(who: Person) -> tuple[bool, bool]:
+        actions = requests.request_actions(w.ctx, caller=who.caller, request_id=view.request.id)
+        return actions.approve, actions.deny
+
+    assert (waiting(mallory), waiting(carol), waiting(bob)) == (0, 0, 1)
+    assert buttons(mallory) == buttons(carol) == (False, False)
+    assert buttons(bob) == (True, True)
+    # Eve setting the guard's approver group again (to the same group) while her request waits.
+    move = w.policy(MOVE, approver_group="pamapprovers")
+    may_move(scene, eve)
+    ask(scene, eve, MOVE)
+    assert waiting(bob) == 2
+    policies.set_policy(w.ctx, caller=eve.caller, policy_id=move.id, approver_group="pamapprovers")
+    assert waiting(bob) == 1

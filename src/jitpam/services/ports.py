@@ -296,7 +296,8 @@ class RequestFilter:
     status: RequestStatus | None = None
     reviewer: Reviewer | None = None  # visible to this reviewer through their policies ...
     or_requester_id: UUID | None = None  # ... or because the caller asked for it
-    # Pending requests this user neither asked for nor reviewed yet (review_refusal's SQL twin).
+    # Pending requests this user neither asked for nor reviewed yet, and in whose vote the
+    # requester has no hand (review_refusal's SQL twin, separation of duties included).
     awaiting_vote_of: UUID | None = None
     target_contains: str | None = None
     search: str | None = None  # in the requester's UPN or the target, any case

@@ -1480,6 +1480,41 @@ def _search_clauses(
     return clauses
 
 
+def _requester_has_a_hand(voter: UUID) -> ColumnElement[bool]:
+    """The SQL twin of domain/separation.py's ``hand_in_vote`` for one voter, self-approval
+    aside: the request's requester steers the voter's account, added the voter's membership of
+    the approver group, or last set the policy's approval setup (for the pages' counts only;
+    the vote itself is judged by the domain rule)."""
+    policy = cast(Table, PolicyRow.__table__).alias("sod_policy")
+    org = cast(Table, OrganizationRow.__table__).alias("sod_org")
+    requester = RequestRow.requester_id
+    steers = select(AccountStewardRow.user_id).where(
+        AccountStewardRow.user_id == voter, AccountStewardRow.steward_id == requester
+    )
+    governing = select(policy.c.id).join(org, org.c.id == policy.c.org_id)
+    governing = governing.where(policy.c.id == RequestRow.policy_id)
+    chose = governing.where(
+        or_(
+            policy.c.approver_group_set_by == requester,
+            policy.c.approval_type_set_by == requester,
+            policy.c.approvals_required_set_by == requester,
+            and_(
+                policy.c.approver_group_id.is_(None),
+                org.c.default_approver_group_set_by == requester,
+            ),
+        )
+    )
+    placed = governing.join(
+        GroupMemberRow,
+        and_(
+            GroupMemberRow.user_id == voter,
+            GroupMemberRow.group_id
+            == func.coalesce(policy.c.approver_group_id, org.c.default_approver_group_id),
+        ),
+    ).where(GroupMemberRow.added_by == requester)
+    return or_(steers.exists(), chose.exists(), placed.exists())
+
+
 class SqlRequests:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -1654,7 +1689,11 @@ class SqlRequests:
                 ReviewRow.request_id == RequestRow.id,
                 ReviewRow.approver_id == flt.awaiting_vote_of,
             )
-            stmt = stmt.where(RequestRow.requester_id != flt.awaiting_vote_of, ~voted.exists())
+            stmt = stmt.where(
+                RequestRow.requester_id != flt.awaiting_vote_of,
+                ~voted.exists(),
+                ~_requester_has_a_hand(flt.awaiting_vote_of),
+            )
         return stmt
 
     @staticmethod
