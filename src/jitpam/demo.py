@@ -74,9 +74,10 @@ def ensure_demo(ctx: ServiceContext) -> bool:
         directory.change_assignment(
             ctx, caller=admin, role="Exchange\\Move Mailboxes", user=upn, add=True
         )
-    organizations.enable_access_control(
-        ctx, caller=admin, admin_group="pamapprovers", system_accounts=["sys@contoso.com"]
-    )
+    organizations.enable_access_control(ctx, caller=admin, admin_group="pamapprovers")
+    # The admin created sys and set its password: their designation would not count (separation
+    # of duties), so the demo's set-up designates it as the installation.
+    organizations.add_system_accounts(ctx, org_name=ORG, upns=["sys@contoso.com"])
     policies.new_policy(
         ctx,
         caller=admin,

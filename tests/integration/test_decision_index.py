@@ -36,7 +36,7 @@ from jitpam.domain.directory import UserKind
 from jitpam.domain.errors import JitpamError
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import access, directory, organizations, policies, requests
+from jitpam.services import access, auth, directory, organizations, policies, requests
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.decision_index import DecisionIndex
 from tests.integration.world import Person, World
@@ -73,7 +73,14 @@ TARGETS = (
 )
 ASSIGNABLE = tuple((kind, name) for kind, name in TARGETS if kind is not PolicyType.TASK)
 PRINCIPALS = (*(("user", a) for a in ACCOUNTS), *(("group", g) for g in GROUPS))
-DIRECTORY_CHANGES = ("assign", "unassign", "membership", "enable_or_disable", "control")
+DIRECTORY_CHANGES = (
+    "assign",
+    "unassign",
+    "membership",
+    "enable_or_disable",
+    "control",
+    "steer_service",
+)
 
 DB_SETTINGS = settings(
     max_examples=15,
@@ -130,7 +137,10 @@ def machine_for(
             self.world = w = World(ctx, clock)
             self.admin = w.admin.caller
             self.people: dict[str, Person] = {p: w.user(p) for p in PEOPLE}
-            self.people[SERVICE] = w.user(SERVICE, kind=UserKind.SERVICE)
+            # Root, a second administrator, makes the service account, so the admin's designation
+            # of it counts (separation of duties) until the admin steers it (``steer_service``).
+            root = w.user("root", role_groups=("jitpam\\Global Administrator",))
+            self.people[SERVICE] = w.user(SERVICE, kind=UserKind.SERVICE, by=root)
             w.group(APPROVERS, self.people["carol"], self.people["dave"])
             w.group(OPS, self.people["bob"])
             self.assignments: set[tuple[PolicyType, str, str, str]] = set()
@@ -231,6 +241,17 @@ def machine_for(
                 lambda: directory.set_user(
                     ctx, caller=self.admin, upn=self.upn(who), enabled=enabled
                 ),
+                org_wide=True,
+            )
+
+        def steer_service(self, data: st.DataObject) -> None:
+            """The admin mints a token for the service account: they steer it from now on, so
+            their designation of it as a system account stops counting."""
+            del data
+            self.attempt(
+                "steer",
+                "the admin creates a token for the service account",
+                lambda: auth.create_token(ctx, caller=self.admin, user=self.upn(SERVICE)),
                 org_wide=True,
             )
 

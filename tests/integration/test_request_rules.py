@@ -384,7 +384,10 @@ def test_admin_in_the_approver_group_cannot_approve_own_request(scene: Scene) ->
     directory.change_assignment(
         world.ctx, caller=admin.caller, role="Exchange\\Move Mailboxes", user=admin.upn, add=True
     )
-    world.policy(MOVE)
+    # Set up by another administrator: had the admin chosen the policy's approval setup, the
+    # request would be refused as soon as it is filed (separation of duties).
+    root = world.user("root", role_groups=("jitpam\\Global Administrator",))
+    world.policy(MOVE, approver_group="Approvers", by=root)
     earlier = ask(world, admin, duration_hours=1)
     directory.change_membership(  # joining the approver group of one's own pending request
         world.ctx, caller=admin.caller, group="Approvers", upn=admin.upn, add=True

@@ -27,6 +27,7 @@ from jitpam.domain.errors import (
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import audit_log, directory, organizations, policies, requests
+from jitpam.services.context import Caller
 from jitpam.services.ports import AuditFilter
 from jitpam.services.requests import RequestView
 from tests.integration.world import Person, World
@@ -57,11 +58,9 @@ def scene(world: World) -> Scene:
     rita = world.user("rita", roles=(MOVE_ROLE,))
     breakglass = world.user("breakglass", roles=(ROLE_MANAGEMENT,))
     organizations.enable_access_control(
-        world.ctx,
-        caller=world.admin.caller,
-        admin_group="Approvers",
-        system_accounts=[breakglass.upn],
+        world.ctx, caller=world.admin.caller, admin_group="Approvers"
     )
+    world.exempt(breakglass)  # the admin made the account: the installation designates it
     return Scene(world, ann, ben, rita, breakglass)
 
 
@@ -296,12 +295,28 @@ def test_odd_text_from_a_permitted_caller_is_a_clear_audited_refusal(
 
 
 def approved_disable(scene: Scene) -> RequestView:
-    """A guard on disabling, and the admin's request to disable approved by ann."""
-    world = scene.world
-    world.policy(DISABLE, approver_group="Approvers")
+    """A guard on disabling, and the admin's request to disable approved by vera. Breakglass
+    sets the guard up and makes vera an approver: the admin has no hand in her vote (the admin
+    made ann's and ben's accounts, so theirs would not count: separation of duties)."""
+    world, breakglass = scene.world, scene.breakglass
+    directory.add_user(
+        world.ctx, caller=breakglass.caller, upn=world.upn("vera"), display_name="Vera"
+    )
+    directory.change_membership(
+        world.ctx, caller=breakglass.caller, group="Approvers", upn=world.upn("vera"), add=True
+    )
+    policies.new_policy(
+        world.ctx,
+        caller=breakglass.caller,
+        type=PolicyType.TASK,
+        target=DISABLE,
+        approval_type=ApprovalType.MANUAL,
+        approver_group="Approvers",
+    )
     asked = ask(world, world.admin, DISABLE, hours=1)
+    vera = directory.get_user(world.ctx, caller=breakglass.caller, upn=world.upn("vera"))
     granted = requests.approve_request(
-        world.ctx, caller=scene.ann.caller, request_id=asked.request.id
+        world.ctx, caller=Caller(world.org.id, vera.id), request_id=asked.request.id
     )
     assert granted.request.authorization is not None
     return granted

@@ -20,7 +20,10 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
     approver = world.user("pamapprover")
     second_approver = world.user("secondapprover")
     world.group("PAMApprovers", approver, second_approver)
-    sysaccount = world.user("sys1", roles=("Move Mailboxes",))
+    # The service account is made by a colleague: whoever designates a system account must not
+    # have made it or set its credentials (separation of duties).
+    colleague = world.user("colleague", role_groups=("jitpam\\Global Administrator",))
+    sysaccount = world.user("sys1", roles=("Move Mailboxes",), by=colleague)
     helpdesk = world.user("helpdesk", role_groups=("Recipient Management",))
 
     # Step 2: enable control with the default approver group and a system account.

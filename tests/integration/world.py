@@ -49,10 +49,12 @@ class World:
         kind: UserKind = UserKind.PERSON,
         roles: tuple[str, ...] = (),
         role_groups: tuple[str, ...] = (),
+        by: Person | None = None,
     ) -> Person:
+        """A new user, made by ``by`` (the world's admin by default); the admin assigns roles."""
         user = directory.add_user(
             self.ctx,
-            caller=self.admin.caller,
+            caller=(by or self.admin).caller,
             upn=self.upn(name),
             display_name=name.title(),
             kind=kind,
@@ -67,15 +69,23 @@ class World:
             )
         return Person(Caller(self.org.id, user.id), user.upn)
 
-    def group(self, name: str, *members: Person) -> str:
-        directory.add_group(
-            self.ctx, caller=self.admin.caller, name=name, email=self.upn(name.lower())
-        )
+    def group(self, name: str, *members: Person, by: Person | None = None) -> str:
+        """A new group with these members, made and filled by ``by`` (default: the admin)."""
+        caller = (by or self.admin).caller
+        directory.add_group(self.ctx, caller=caller, name=name, email=self.upn(name.lower()))
         for member in members:
             directory.change_membership(
-                self.ctx, caller=self.admin.caller, group=name, upn=member.upn, add=True
+                self.ctx, caller=caller, group=name, upn=member.upn, add=True
             )
         return name
+
+    def exempt(self, *people: Person) -> None:
+        """Make them system accounts as the installation does (``organizations
+        .add_system_accounts``): the world's admin created them, so a designation of theirs would
+        not count (separation of duties)."""
+        organizations.add_system_accounts(
+            self.ctx, org_name=self.org.name, upns=[p.upn for p in people]
+        )
 
     def policy(
         self,
@@ -84,11 +94,12 @@ class World:
         type: PolicyType = PolicyType.TASK,
         approval: ApprovalType = ApprovalType.MANUAL,
         approver_group: str | None = None,
+        by: Person | None = None,
         **options: object,
     ) -> Policy:
         return policies.new_policy(
             self.ctx,
-            caller=self.admin.caller,
+            caller=(by or self.admin).caller,
             type=type,
             target=target,
             approval_type=approval,

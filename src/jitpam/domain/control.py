@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -17,7 +18,10 @@ class AccessControl:
     """The organization's settings that every request and check reads.
 
     ``max_policies`` is None for "no limit"; ``ticket_pattern`` is the regular expression a
-    reason must contain when a policy requires a ticket.
+    reason must contain when a policy requires a ticket. ``system_account_designators`` names who
+    designated each system account and ``default_approver_group_set_by`` who last set the
+    default approver group (None: the installation, or before this was recorded): the
+    separation-of-duties rule reads them.
     """
 
     org_id: UUID
@@ -27,6 +31,10 @@ class AccessControl:
     ticket_pattern: str | None = None
     max_policies: int | None = None
     pending_hours: int = DEFAULT_PENDING_HOURS
+    default_approver_group_set_by: UUID | None = None
+    system_account_designators: Mapping[UUID, UUID | None] = field(
+        default_factory=dict, compare=False
+    )
 
 
 def check_ticket_pattern(pattern: str | None) -> str | None:

@@ -100,6 +100,15 @@ class NotAnApprover(JitpamError):
     kind = ErrorKind.FORBIDDEN
 
 
+class SeparationOfDuties(JitpamError):
+    """The requester has a hand in the vote (docs/reference.md, "Separation of duties"): they made
+    or set up the voter's account, placed the voter among the approvers, or chose the approval
+    setup. Also refuses designating oneself, or an account one steers, as a system account."""
+
+    code = "separation_of_duties"
+    kind = ErrorKind.FORBIDDEN
+
+
 class RequestNotPending(JitpamError):
     """The request was already decided, withdrawn or expired: the loser of a race gets this."""
 

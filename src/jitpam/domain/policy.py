@@ -46,6 +46,11 @@ class Policy:
     require_ticket: bool = False
     eligible_user_ids: frozenset[UUID] = field(default_factory=frozenset)
     eligible_group_ids: frozenset[UUID] = field(default_factory=frozenset)
+    # Who last set the settings that decide whose votes count (None: before this was recorded);
+    # read by the separation-of-duties rule (domain/separation.py).
+    approver_group_set_by: UUID | None = None
+    approval_type_set_by: UUID | None = None
+    approvals_required_set_by: UUID | None = None
 
     def describe(self) -> str:
         return f"{self.type.label} '{self.target}'"

@@ -25,6 +25,7 @@ from jitpam.domain.errors import (
 )
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import PolicyType
+from jitpam.domain.separation import Hand, vote_refusal
 from jitpam.domain.timeutil import canonical_json, hours, iso, require_utc
 
 SELF_APPROVAL_MESSAGE = "Requestor and approver are the same. Self-approval is not allowed."
@@ -212,16 +213,21 @@ class AccessRequest:
         comment: str | None,
         at: datetime,
         current_approvers: frozenset[UUID] | None = None,
+        hand: Hand | None = None,
     ) -> RequestStatus:
         """Count one approver's vote; returns the status after it.
 
-        Raises SelfApprovalNotAllowed, RequestNotPending, NotAnApprover or AlreadyVoted. One deny
-        decides; ``approvals_required`` distinct approvals approve. When ``current_approvers`` is
-        given, earlier approvals count only if their approver is still one of them (someone
-        removed from the approver group since their vote no longer counts).
+        Raises SelfApprovalNotAllowed, RequestNotPending, NotAnApprover, SeparationOfDuties or
+        AlreadyVoted. One deny decides; ``approvals_required`` distinct approvals approve. When
+        ``current_approvers`` is given, earlier approvals count only if their approver is still
+        one of them (someone removed from the approver group since their vote, or in whose vote
+        the requester has come to have a hand, no longer counts). ``hand``: how the requester has
+        a hand in this approver's vote (domain/separation.py), None when they have none.
         """
         at = require_utc(at)
-        refusal = self.review_refusal(approver=approver, in_approver_group=in_approver_group, at=at)
+        refusal = self.review_refusal(
+            approver=approver, in_approver_group=in_approver_group, at=at, hand=hand
+        )
         if refusal is not None:
             raise refusal
         self.reviews.append(Review(approver.id, decision, check_comment(comment), at))
@@ -233,9 +239,15 @@ class AccessRequest:
         return self.status
 
     def review_refusal(
-        self, *, approver: User, in_approver_group: bool, at: datetime
+        self,
+        *,
+        approver: User,
+        in_approver_group: bool,
+        at: datetime,
+        hand: Hand | None = None,
     ) -> JitpamError | None:
-        """Why ``approver`` may not review this request now, or None when they may."""
+        """Why ``approver`` may not review this request now, or None when they may (``hand``: how
+        the requester has a hand in this approver's vote, from domain/separation.py)."""
         if approver.id == self.requester_id:
             return SelfApprovalNotAllowed(SELF_APPROVAL_MESSAGE)
         current = self.status_at(at)
@@ -250,6 +262,15 @@ class AccessRequest:
         if not in_approver_group:
             return NotAnApprover(
                 f"{approver.upn} is not a member of the approver group of {self.describe()}"
+            )
+        if hand is Hand.SELF:
+            return SelfApprovalNotAllowed(SELF_APPROVAL_MESSAGE)
+        if hand is not None:
+            return vote_refusal(
+                hand=hand,
+                requester=self.requester_upn,
+                voter=approver.upn,
+                describe=self.describe(),
             )
         if any(r.approver_id == approver.id for r in self.reviews):
             return AlreadyVoted(f"{approver.upn} has already reviewed {self.describe()}")

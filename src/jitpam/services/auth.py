@@ -15,6 +15,7 @@ from jitpam.domain.errors import (
     NotSignedIn,
     TooManyAttempts,
 )
+from jitpam.domain.separation import Stewardship
 from jitpam.domain.tokens import (
     ApiToken,
     check_password,
@@ -26,6 +27,7 @@ from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user
 from jitpam.services.guard import authorize, caller_user, event, grant_details, may, use_case
 from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
+from jitpam.services.separation import is_exempt
 
 NOT_SIGNED_IN = "not signed in: the token is missing, unknown, expired or revoked"
 MAX_SECRET = 200  # longer bearer credentials are refused unread
@@ -258,7 +260,7 @@ def set_password(
             _, how = authorize(uow, caller, op, at)
             details.update(grant_details(how))
             has_password = uow.credentials.password_hash(target.id) is not None
-            break_glass = actor.id in uow.orgs.control(caller.org_id).system_account_ids
+            break_glass = is_exempt(uow, uow.orgs.control(caller.org_id), actor.id)
             if target.kind is UserKind.PERSON and has_password and not break_glass:
                 # Whoever could reset an approver's password could sign in as the approver.
                 raise NotPermitted(
@@ -266,6 +268,10 @@ def set_password(
                     "system account"
                 )
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(target.id, at=at)
+            # Whoever set someone's password could have signed in as them: for good, their
+            # votes on this actor's requests no longer count (separation of duties).
+            uow.users.add_steward(target, actor.id, Stewardship.PASSWORD, at=at)
+            details["steward"] = actor.upn
         hashed = _hasher(ctx).hash(check_password(password))
         uow.credentials.set_password_hash(target.id, hashed, at=at)
         uow.record(
@@ -300,6 +306,8 @@ def create_token(
                 )
             _, how = authorize(uow, caller, MANAGE_TOKENS, at)
             details.update(grant_details(how))
+            uow.users.add_steward(target, actor.id, Stewardship.API_TOKEN, at=at)
+            details["steward"] = actor.upn
         if not target.enabled:
             raise InvalidInput(f"{target.upn} is disabled")
         issued = _issue(

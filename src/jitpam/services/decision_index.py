@@ -8,13 +8,15 @@ records came after (from this process or any other), then decides from memory. N
 a change between that catch-up and the check's own record, so a decision is never made on stale
 data; expiry is a clock comparison at check time.
 
-What is kept: per organization, its access control (on/off, system accounts), and for each task
+What is kept: per organization, its access control (on/off, the system accounts whose exemption
+counts under separation of duties), and for each task
 asked about, the roles holding it, whether it exists and whether a task policy covers it; per user
 asked about, whether they exist and are enabled, their standing roles (directly, through role
 groups, through groups) and their grants; and the API tokens checks came with, with their users,
 so the check API authenticates from memory too (token revocations, sign-outs and password changes
 drop them; expiry is a clock comparison). It is filled on first use and dropped, for one user,
-the tokens or the whole organization, by the changes that touch it.
+the tokens or the whole organization, by the changes that touch it (a password or token set for
+another account drops the organization: its setter now steers it, which can end an exemption).
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports import UnitOfWork
+from jitpam.services.separation import exempt_accounts
 
 # Operations that never change a decision: skipped when catching up.
 NO_EFFECT = frozenset(
     {
         "Test-ElevatedAccess",
         "Sign-In",
-        "New-ApiToken",
-        "Add-OidcLink",
+        "Add-OidcLink",  # a user linking their own identity: steers nobody else
         "Export-AuditCheckpoint",
         "New-ElevatedAccessRequest",
         "Deny-ElevatedAccessRequest",
@@ -60,6 +62,10 @@ MAX_NAMES = 10_000
 GRANT_CHANGES = frozenset({"Approve-ElevatedAccessRequest", "Revoke-ElevatedAccessAuthorization"})
 # Operations that revoke API tokens (one, the one signed out, or all of a user's).
 TOKEN_CHANGES = frozenset({"Revoke-ApiToken", "Sign-Out", "Set-Password"})
+# Credentials set for oneself change no decision; set for another account, they make the setter
+# its steward, which can end an exemption (separation of duties): their records name a steward.
+CREDENTIAL_CHANGES = frozenset({"New-ApiToken", "Set-Password"})
+STEWARD = "steward"
 MAX_TOKENS = 100_000
 
 
@@ -84,7 +90,7 @@ class _Task:
 class _Org:
     seq: int
     enabled: bool
-    system_accounts: frozenset[UUID]
+    system_accounts: frozenset[UUID]  # those whose exemption counts (services/separation.py)
     role_group_roles: dict[str, frozenset[str]] | None = None
     users: dict[str, _User] = field(default_factory=dict)  # by UPN
     tasks: dict[str, _Task] = field(default_factory=dict)  # by canonical name
@@ -110,12 +116,12 @@ class DecisionIndex:
             return
         if state is not None and state.seq < head:
             changes = uow.audit.changes(org_id, after=state.seq, ignore=NO_EFFECT)
-            if all(c.operation in GRANT_CHANGES | TOKEN_CHANGES for c in changes):
+            if all(_partial(c) for c in changes):
                 users, tokens = dict(state.users), state.tokens
                 for change in changes:
                     if change.operation in TOKEN_CHANGES:
                         tokens = {}
-                    else:
+                    elif change.operation in GRANT_CHANGES:
                         users.pop(_requester(change), None)
                 fresh = _Org(
                     head,
@@ -131,8 +137,9 @@ class DecisionIndex:
                     self._orgs[org_id] = fresh
                 return
         control = uow.orgs.control(org_id)
+        exempt = exempt_accounts(uow, control)
         with self._lock:
-            self._orgs[org_id] = _Org(head, control.enabled, control.system_account_ids)
+            self._orgs[org_id] = _Org(head, control.enabled, exempt)
             self.reloads += 1
 
     def skip(self, org_id: UUID, head: int, new_head: int) -> None:
@@ -249,6 +256,13 @@ class DecisionIndex:
             # change they depend on replaces this user's entry or the whole organization.
             u.facts[task] = facts
         return user, facts
+
+
+def _partial(change: AuditRecord) -> bool:
+    """Whether the change touches one user's grants or the tokens only (else: reload all)."""
+    if change.operation in CREDENTIAL_CHANGES and STEWARD in change.details:
+        return False  # someone became an account's steward: exemptions may have stopped
+    return change.operation in GRANT_CHANGES | TOKEN_CHANGES | CREDENTIAL_CHANGES
 
 
 def _requester(change: AuditRecord) -> str:

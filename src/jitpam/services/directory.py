@@ -23,6 +23,7 @@ from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.notifications import EventType
 from jitpam.domain.policy import PolicyType
+from jitpam.domain.separation import Stewardship
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import (
     authorize,
@@ -94,6 +95,7 @@ def add_user(
             parse_enum(UserKind, kind, "kind"),
         )
         uow.users.add(user, at=at)
+        uow.users.add_steward(user, actor.id, Stewardship.CREATED, at=at)
         uow.record(
             event(
                 caller=caller,
@@ -267,7 +269,7 @@ def add_group(
             _, joining = authorize(uow, caller, "Add-GroupMember", at)
             for upn in members:
                 user = find_user(uow, caller.org_id, upn)
-                changed = uow.groups.add_member(group.id, user.id)
+                changed = uow.groups.add_member(group.id, user.id, added_by=actor.id)
                 names[user.id] = user.upn
                 uow.record(
                     event(
@@ -310,7 +312,8 @@ def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
 def change_membership(
     ctx: ServiceContext, *, caller: Caller, group: str, upn: str, add: bool
 ) -> MembershipChange:
-    """Add-GroupMember / Remove-GroupMember; ``changed`` is False when nothing changed."""
+    """Add-GroupMember / Remove-GroupMember; ``changed`` is False when nothing changed. Adding a
+    member someone else added re-confirms the membership: it counts as the caller's from then on."""
     op = "Add-GroupMember" if add else "Remove-GroupMember"
     with use_case(ctx, caller=caller, operation=op, target=group) as uow:
         at = ctx.clock.now()
@@ -323,7 +326,11 @@ def change_membership(
                 keep_role_guards(
                     uow, user=actor, kind=PolicyType(held.target_kind), target=held.target
                 )
-        changed = (uow.groups.add_member if add else uow.groups.remove_member)(found.id, user.id)
+            # Who added a membership is kept: a requester's votes through members they added
+            # do not count (separation of duties); added again by someone else, it is theirs.
+            changed = uow.groups.add_member(found.id, user.id, added_by=actor.id)
+        else:
+            changed = uow.groups.remove_member(found.id, user.id)
         uow.record(
             event(
                 caller=caller,

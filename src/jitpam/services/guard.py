@@ -25,6 +25,7 @@ from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.policy import Policy, PolicyType
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.ports import UnitOfWork
+from jitpam.services.separation import is_exempt
 
 E = TypeVar("E", bound=Enum)
 
@@ -100,7 +101,7 @@ def gather_facts(
         grants=mine.grants,
         role_group_roles=mine.role_group_roles,
         control_enabled=control.enabled,
-        system_account=user.id in control.system_account_ids,
+        system_account=is_exempt(uow, control, user.id),
         task_policy=(
             task_exists
             and uow.policies.for_target(control.org_id, PolicyType.TASK, QualifiedName.parse(task))
@@ -280,7 +281,7 @@ def _jitpam_guards(uow: UnitOfWork, org_id: UUID) -> list[Policy]:
 
 
 def _break_glass(uow: UnitOfWork, user: User) -> bool:
-    return user.id in uow.orgs.control(user.org_id).system_account_ids
+    return is_exempt(uow, uow.orgs.control(user.org_id), user.id)
 
 
 def keep_guard(uow: UnitOfWork, *, user: User, policy: Policy, action: str, at: datetime) -> None:

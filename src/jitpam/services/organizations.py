@@ -43,6 +43,7 @@ from jitpam.services.guard import (
     use_case,
 )
 from jitpam.services.ports import Page, UnitOfWork
+from jitpam.services.separation import exempt_accounts, refuse_designations
 
 GLOBAL_ADMINISTRATOR = "jitpam\\Global Administrator"
 
@@ -217,7 +218,10 @@ def enable_access_control(
     system_accounts: list[str] | None = None,
 ) -> ControlView:
     """Enable-ElevatedAccessControl: turn control on with a default approver group (which must
-    exist) and optional system accounts (replacing the previous list). Raises NotFound."""
+    exist) and optional system accounts (replacing the previous list). The caller becomes who
+    last set the default approver group, and the designator of the accounts they add (and of
+    listed ones whose exemption no longer counts). Raises NotFound, NotPermitted, or
+    SeparationOfDuties when the caller would make themself or an account they steer exempt."""
     op = "Enable-ElevatedAccessControl"
     with use_case(ctx, caller=caller, operation=op, target=admin_group) as uow:
         at = ctx.clock.now()
@@ -225,9 +229,22 @@ def enable_access_control(
         control = uow.orgs.control(caller.org_id, for_update=True)
         group_id = _find_group_id(uow, caller.org_id, admin_group)
         accounts = _user_ids(uow, caller.org_id, system_accounts or [])
-        keep_all_guards(uow, user=actor, adding=accounts - control.system_account_ids, at=at)
+        # Listed again, an account whose exemption stopped counting is designated anew.
+        lapsed = (accounts & control.system_account_ids) - exempt_accounts(uow, control)
+        adding = accounts - control.system_account_ids
+        keep_all_guards(uow, user=actor, adding=adding, at=at)
+        refuse_designations(uow, designator_id=actor.id, adding=adding | lapsed)
+        designators = {
+            a: actor.id if a in adding | lapsed else control.system_account_designators.get(a)
+            for a in accounts
+        }
         updated = replace(
-            control, enabled=True, default_approver_group_id=group_id, system_account_ids=accounts
+            control,
+            enabled=True,
+            default_approver_group_id=group_id,
+            default_approver_group_set_by=actor.id,
+            system_account_ids=accounts,
+            system_account_designators=designators,
         )
         uow.orgs.save_control(updated)
         uow.record(
@@ -424,3 +441,31 @@ def add_domain(ctx: ServiceContext, *, org_name: str, domain: str) -> list[str]:
         domains = uow.orgs.domains(org.id)
         uow.commit()
         return domains
+
+
+def add_system_accounts(ctx: ServiceContext, *, org_name: str, upns: list[str]) -> AccessControl:
+    """Make accounts system accounts as the installation (for whoever runs the server, like the
+    demo's set-up): designated by nobody in the organization, so no administrator's hand is in
+    their exemption. Audited as ``Add-SystemAccount`` by jitpam. Raises NotFound."""
+    with ctx.uow() as uow:
+        org = uow.orgs.get_by_name(org_name.strip())
+        if org is None:
+            raise NotFound(f"no organization named {org_name!r}")
+        at = ctx.clock.now()
+        control = uow.orgs.control(org.id, for_update=True)
+        adding = _user_ids(uow, org.id, upns) - control.system_account_ids
+        updated = replace(
+            control,
+            system_account_ids=control.system_account_ids | adding,
+            system_account_designators={
+                **control.system_account_designators,
+                **dict.fromkeys(adding),
+            },
+        )
+        uow.orgs.save_control(updated)
+        uow.record_all(
+            AuditEvent(org.id, at, SYSTEM_ACTOR, SYSTEM_ACTOR, "Add-SystemAccount", upn)
+            for upn in sorted(uow.users.upns(org.id, adding).values())
+        )
+        uow.commit()
+        return updated

@@ -125,6 +125,9 @@ def new_policy(
             require_ticket=bool(require_ticket),
             eligible_user_ids=users,
             eligible_group_ids=groups,
+            approver_group_set_by=actor.id,
+            approval_type_set_by=actor.id,
+            approvals_required_set_by=actor.id,
         )
         uow.policies.add(policy)
         uow.record(
@@ -156,7 +159,9 @@ def set_policy(
     eligible_groups: list[str] | None = None,
 ) -> PolicyView:
     """Set-ElevatedAccessApprovalPolicy. Pending requests keep the approval count they were made
-    under, so lowering it does not approve anyone's request early."""
+    under, so lowering it does not approve anyone's request early. Naming the approval type, the
+    approver group or the approvals required (even unchanged) makes the caller who last set it:
+    that is how another administrator re-confirms a setting (separation of duties)."""
     op = "Set-ElevatedAccessApprovalPolicy"
     with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
         at = ctx.clock.now()
@@ -166,12 +171,15 @@ def set_policy(
         changes: dict[str, Any] = {}
         if approval_type is not None:
             changes["approval_type"] = parse_enum(ApprovalType, approval_type, "approval type")
+            changes["approval_type_set_by"] = actor.id
         if approver_group is not KEEP:
             changes["approver_group_id"] = (
                 find_group(uow, caller.org_id, approver_group).id if approver_group else None
             )
+            changes["approver_group_set_by"] = actor.id
         if approvals_required is not None:
             changes["approvals_required"] = check_approvals_required(approvals_required)
+            changes["approvals_required_set_by"] = actor.id
         if max_duration_hours is not KEEP:
             changes["max_duration_hours"] = check_max_duration(max_duration_hours)
         if require_ticket is not None:

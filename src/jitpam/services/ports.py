@@ -22,6 +22,7 @@ from jitpam.domain.names import QualifiedName
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
+from jitpam.domain.separation import Stewardship
 from jitpam.domain.tokens import ApiToken
 
 
@@ -85,6 +86,16 @@ class UserRepository(Protocol):
         ...
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]: ...
+    def add_steward(self, user: User, steward_id: UUID, how: Stewardship, *, at: datetime) -> None:
+        """Record for good that ``steward_id`` created ``user``'s account or set a credential of
+        it (separation of duties); recording the same (steward, how) again changes nothing."""
+        ...
+
+    def stewards(self, user_ids: Iterable[UUID]) -> dict[UUID, frozenset[UUID]]:
+        """For each of ``user_ids``, everyone who ever created the account or set a credential
+        of it (an empty set when nobody but the installation did)."""
+        ...
+
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The UPNs of those of ``ids`` that are users of the organization: those read in this
         transaction already from memory, the others in one query."""
@@ -118,11 +129,18 @@ class GroupRepository(Protocol):
     def get(self, group_id: UUID) -> Group | None: ...
     def find(self, org_id: UUID, name_or_email: str) -> Group | None: ...
     def remove(self, group_id: UUID) -> None: ...
-    def add_member(self, group_id: UUID, user_id: UUID) -> bool:
+    def add_member(self, group_id: UUID, user_id: UUID, *, added_by: UUID | None) -> bool:
         """False when the user was already a member."""
         ...
 
     def remove_member(self, group_id: UUID, user_id: UUID) -> bool: ...
+    def member_paths(
+        self, group_id: UUID, user_ids: Iterable[UUID]
+    ) -> dict[UUID, list[tuple[UUID | None, ...]]]:
+        """For each of ``user_ids``, the paths of memberships that make them a member of the
+        group, each as who added its links (None: the installation); no path: not a member."""
+        ...
+
     def is_member(self, group_id: UUID, user_id: UUID, *, lock: bool = False) -> bool:
         """Whether the user is in the group; ``lock`` holds the membership until commit."""
         ...
@@ -280,7 +298,8 @@ class RequestFilter:
     status: RequestStatus | None = None
     reviewer: Reviewer | None = None  # visible to this reviewer through their policies ...
     or_requester_id: UUID | None = None  # ... or because the caller asked for it
-    # Pending requests this user neither asked for nor reviewed yet (review_refusal's SQL twin).
+    # Pending requests this user neither asked for nor reviewed yet, and in whose vote the
+    # requester has no hand (review_refusal's SQL twin, separation of duties included).
     awaiting_vote_of: UUID | None = None
     target_contains: str | None = None
     search: str | None = None  # in the requester's UPN or the target, any case

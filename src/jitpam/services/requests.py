@@ -32,6 +32,7 @@ from jitpam.domain.requests import (
     ReviewDecision,
     check_reason,
 )
+from jitpam.domain.separation import Hand, setup_refusal
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
@@ -46,6 +47,7 @@ from jitpam.services.guard import (
 )
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
+from jitpam.services.separation import approval_setup, approver_group, hand_in, hands_in_votes
 
 MAX_PAGE = 500
 SWEEP_BATCH = 100  # rows a sweep writes per transaction: short holds of SQLite's write lock
@@ -135,6 +137,15 @@ def new_request(
         if policy is None:
             raise NoPolicy(f"no privileged access policy covers {kind.label} '{name}'")
         policy.ensure_eligible(requester.id, uow.users.group_ids(requester.id))
+        # No vote could count on a request whose approval setup the requester chose, and Auto
+        # approval would be theirs alone: refused now, not left pending for ever.
+        chose = setup_refusal(
+            requester_id=requester.id,
+            setup=approval_setup(policy, control),
+            describe=policy.describe(),
+        )
+        if chose is not None:
+            raise chose
         if kind is PolicyType.TASK:
             facts = gather_facts(uow, user=requester, task=str(name), control=control, at=at)
             if not holds_task(facts, at):
@@ -222,10 +233,7 @@ def _load(
 
 
 def _approver_group(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> UUID | None:
-    control = uow.orgs.control(caller.org_id)
-    if policy is not None and policy.approver_group_id is not None:
-        return policy.approver_group_id
-    return control.default_approver_group_id
+    return approver_group(policy, uow.orgs.control(caller.org_id))
 
 
 def _is_approver(
@@ -240,14 +248,35 @@ def _is_approver(
     return group_id is not None and uow.groups.is_member(group_id, user.id, lock=lock)
 
 
-def _current_approvers(uow: UnitOfWork, caller: Caller, policy: Policy | None) -> frozenset[UUID]:
-    """Who may vote on the policy's requests now: enabled, non-guest members of its group."""
+def _current_approvers(
+    uow: UnitOfWork, caller: Caller, request: AccessRequest, policy: Policy | None
+) -> frozenset[UUID]:
+    """Whose votes count on the request now: enabled person members of the policy's approver
+    group in whose vote the requester has no hand (domain/separation.py)."""
     group_id = _approver_group(uow, caller, policy) if policy is not None else None
     group = uow.groups.get(group_id) if group_id is not None else None
-    if group is None:
+    if group is None or policy is None:
         return frozenset()
     members = (uow.users.get(m) for m in group.member_ids)
-    return frozenset(u.id for u in members if u is not None and u.can_approve)
+    able = frozenset(u.id for u in members if u is not None and u.can_approve)
+    hands = hands_in_votes(
+        uow,
+        request=request,
+        policy=policy,
+        control=uow.orgs.control(caller.org_id),
+        voter_ids=able,
+    )
+    return frozenset(v for v in able if hands[v] is None)
+
+
+def _hand(
+    uow: UnitOfWork, caller: Caller, request: AccessRequest, policy: Policy | None, voter: User
+) -> Hand | None:
+    """How the requester has a hand in ``voter``'s vote now (None: none, or no policy left)."""
+    if policy is None:
+        return None
+    control = uow.orgs.control(caller.org_id)
+    return hand_in(uow, request=request, policy=policy, control=control, voter=voter.id)
 
 
 def review_request(
@@ -261,8 +290,9 @@ def review_request(
     """Approve- or Deny-ElevatedAccessRequest.
 
     Only members of the policy's approver group at this moment, never the requester, never a guest
-    or disabled user, once each, while pending. The row is locked first, so concurrent decisions
-    give exactly one outcome; losers get RequestNotPending.
+    or disabled user, never someone in whose vote the requester has a hand (SeparationOfDuties),
+    once each, while pending. The row is locked first, so concurrent decisions give exactly one
+    outcome; losers get RequestNotPending.
     """
     decision = parse_enum(ReviewDecision, decision, "decision")
     op = (
@@ -294,7 +324,8 @@ def review_request(
             approver=approver,
             in_approver_group=_is_approver(uow, caller, request, approver),
             decision=decision,
-            current_approvers=_current_approvers(uow, caller, policy),
+            current_approvers=_current_approvers(uow, caller, request, policy),
+            hand=_hand(uow, caller, request, policy, approver),
             comment=comment,
             at=at,
         )
@@ -513,7 +544,13 @@ def request_actions(ctx: ServiceContext, *, caller: Caller, request_id: UUID) ->
         policy = uow.policies.get(request.policy_id)
         may_vote = (
             policy is not None
-            and request.review_refusal(approver=user, in_approver_group=approver, at=at) is None
+            and request.review_refusal(
+                approver=user,
+                in_approver_group=approver,
+                at=at,
+                hand=_hand(uow, caller, request, policy, user),
+            )
+            is None
         )
         may_approve = may_vote and _verified(ctx.signer, request)
         if may_approve and policy is not None:

@@ -71,12 +71,15 @@ class OrganizationRow(Base):
     ticket_pattern: Mapped[str | None] = mapped_column(String(200))
     max_policies: Mapped[int | None] = mapped_column(Integer)
     pending_hours: Mapped[int] = mapped_column(Integer, default=24)
+    # Who last set the default approver group (None: the installation, or set before 0006).
+    default_approver_group_set_by: Mapped[uuid.UUID | None]
 
 
 class SystemAccountRow(Base):
     __tablename__ = "system_accounts"
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    designated_by: Mapped[uuid.UUID | None]  # None: the installation, or designated before 0006
 
 
 class UserRow(Base):
@@ -113,6 +116,19 @@ class GroupMemberRow(Base):
         ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
     )
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    added_by: Mapped[uuid.UUID | None]  # None: the installation, or added before 0006
+
+
+class AccountStewardRow(Base):
+    """Who steers an account: created it, or set one of its credentials (separation of duties).
+    Rows are never deleted: a steward keeps the hand they once had."""
+
+    __tablename__ = "account_stewards"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    steward_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    how: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[datetime]
 
 
 class CatalogEntryRow(Base):
@@ -175,6 +191,10 @@ class PolicyRow(Base):
     max_duration_hours: Mapped[int | None] = mapped_column(Integer)
     require_ticket: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+    # Who last set the settings that decide whose votes count (None: set before 0006).
+    approver_group_set_by: Mapped[uuid.UUID | None]
+    approval_type_set_by: Mapped[uuid.UUID | None]
+    approvals_required_set_by: Mapped[uuid.UUID | None]
 
 
 class PolicyEligibleRow(Base):

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from jitpam.adapters.sql.db import fold
 from jitpam.adapters.sql.models import (
+    AccountStewardRow,
     ApiTokenRow,
     AssignmentRow,
     AuditHeadRow,
@@ -82,6 +83,7 @@ from jitpam.domain.requests import (
     Review,
     ReviewDecision,
 )
+from jitpam.domain.separation import Stewardship
 from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import canonical_json, iso
 from jitpam.domain.tokens import ApiToken
@@ -199,11 +201,14 @@ _READ_ORG = select(
     _ORGS.c.ticket_pattern,
     _ORGS.c.max_policies,
     _ORGS.c.pending_hours,
+    _ORGS.c.default_approver_group_set_by,
 ).where(_ORGS.c.id == bindparam("id"))
 _GET_ORG = Prepared(_READ_ORG)
 _LOCK_ORG = Prepared(_READ_ORG.with_for_update())
 _SYSTEM_ACCOUNTS = Prepared(
-    select(SystemAccountRow.user_id).where(SystemAccountRow.org_id == bindparam("org"))
+    select(SystemAccountRow.user_id, SystemAccountRow.designated_by).where(
+        SystemAccountRow.org_id == bindparam("org")
+    )
 )
 
 
@@ -267,7 +272,7 @@ class SqlOrganizations:
         row = self._row(org_id, for_update=for_update)
         if row is None:
             raise LookupError(f"no organization {org_id}")
-        accounts = _SYSTEM_ACCOUNTS.scalars(self.s, org=org_id)
+        accounts: dict[UUID, UUID | None] = dict(_SYSTEM_ACCOUNTS.all(self.s, org=org_id))
         control = AccessControl(
             org_id=row.id,
             enabled=row.control_enabled,
@@ -276,6 +281,8 @@ class SqlOrganizations:
             ticket_pattern=row.ticket_pattern,
             max_policies=row.max_policies,
             pending_hours=row.pending_hours,
+            default_approver_group_set_by=row.default_approver_group_set_by,
+            system_account_designators=accounts,
         )
         self._controls.put(org_id, control)
         return control
@@ -289,9 +296,16 @@ class SqlOrganizations:
         row.ticket_pattern = control.ticket_pattern
         row.max_policies = control.max_policies
         row.pending_hours = control.pending_hours
+        row.default_approver_group_set_by = control.default_approver_group_set_by
         self.s.execute(delete(SystemAccountRow).where(SystemAccountRow.org_id == control.org_id))
         for user_id in sorted(control.system_account_ids):
-            self.s.add(SystemAccountRow(org_id=control.org_id, user_id=user_id))
+            self.s.add(
+                SystemAccountRow(
+                    org_id=control.org_id,
+                    user_id=user_id,
+                    designated_by=control.system_account_designators.get(user_id),
+                )
+            )
         self.s.flush()
 
 
@@ -403,6 +417,28 @@ class SqlUsers:
         out.update(_labels(self.s, _USERS, "upn", org_id, unread, _UPN))
         return out
 
+    def add_steward(self, user: User, steward_id: UUID, how: Stewardship, *, at: datetime) -> None:
+        key = (user.id, steward_id, how.value)
+        if self.s.get(AccountStewardRow, key) is None:  # the first time is the one kept
+            self.s.add(
+                AccountStewardRow(
+                    org_id=user.org_id, user_id=user.id, steward_id=steward_id, how=how.value, at=at
+                )
+            )
+            self.s.flush()
+
+    def stewards(self, user_ids: Iterable[UUID]) -> dict[UUID, frozenset[UUID]]:
+        found: dict[UUID, set[UUID]] = {i: set() for i in user_ids}
+        for chunk in _chunks(found):
+            rows = self.s.execute(
+                select(AccountStewardRow.user_id, AccountStewardRow.steward_id).where(
+                    AccountStewardRow.user_id.in_(chunk)
+                )
+            )
+            for user_id, steward_id in rows.tuples():
+                found[user_id].add(steward_id)
+        return {i: frozenset(s) for i, s in found.items()}
+
 
 _GROUPS = cast(Table, GroupRow.__table__)
 _GET_GROUP = Prepared(
@@ -501,13 +537,32 @@ class SqlGroups:
         )
         self.s.execute(delete(GroupRow).where(GroupRow.id == group_id))
 
-    def add_member(self, group_id: UUID, user_id: UUID) -> bool:
+    def add_member(self, group_id: UUID, user_id: UUID, *, added_by: UUID | None) -> bool:
         self._changed(group_id)
-        if self.s.get(GroupMemberRow, (group_id, user_id)) is not None:
-            return False
-        self.s.add(GroupMemberRow(group_id=group_id, user_id=user_id))
+        row = self.s.get(GroupMemberRow, (group_id, user_id))
+        if row is not None:
+            if row.added_by == added_by:
+                return False
+            row.added_by = added_by  # added again by someone else: theirs now
+            self.s.flush()
+            return True
+        self.s.add(GroupMemberRow(group_id=group_id, user_id=user_id, added_by=added_by))
         self.s.flush()
         return True
+
+    def member_paths(
+        self, group_id: UUID, user_ids: Iterable[UUID]
+    ) -> dict[UUID, list[tuple[UUID | None, ...]]]:
+        found: dict[UUID, list[tuple[UUID | None, ...]]] = {i: [] for i in user_ids}
+        for chunk in _chunks(found):
+            rows = self.s.execute(
+                select(GroupMemberRow.user_id, GroupMemberRow.added_by).where(
+                    GroupMemberRow.group_id == group_id, GroupMemberRow.user_id.in_(chunk)
+                )
+            )
+            for user_id, added_by in rows.tuples():
+                found[user_id].append((added_by,))  # no nested groups: one link per path
+        return found
 
     def is_member(self, group_id: UUID, user_id: UUID, *, lock: bool = False) -> bool:
         known = self._membership.get((group_id, user_id))
@@ -1160,6 +1215,9 @@ class SqlPolicies:
             require_ticket=row.require_ticket,
             eligible_user_ids=frozenset(i for k, i in eligible if k == "user"),
             eligible_group_ids=frozenset(i for k, i in eligible if k == "group"),
+            approver_group_set_by=row.approver_group_set_by,
+            approval_type_set_by=row.approval_type_set_by,
+            approvals_required_set_by=row.approvals_required_set_by,
         )
 
     def _write_eligible(self, policy: Policy) -> None:
@@ -1188,6 +1246,9 @@ class SqlPolicies:
                 max_duration_hours=policy.max_duration_hours,
                 require_ticket=policy.require_ticket,
                 created_at=policy.created_at,
+                approver_group_set_by=policy.approver_group_set_by,
+                approval_type_set_by=policy.approval_type_set_by,
+                approvals_required_set_by=policy.approvals_required_set_by,
             )
         )
         self.s.flush()
@@ -1219,6 +1280,9 @@ class SqlPolicies:
         row.approvals_required = policy.approvals_required
         row.max_duration_hours = policy.max_duration_hours
         row.require_ticket = policy.require_ticket
+        row.approver_group_set_by = policy.approver_group_set_by
+        row.approval_type_set_by = policy.approval_type_set_by
+        row.approvals_required_set_by = policy.approvals_required_set_by
         self._write_eligible(policy)
         self.s.flush()
 
@@ -1439,6 +1503,41 @@ def _search_clauses(
     return clauses
 
 
+def _requester_has_a_hand(voter: UUID) -> ColumnElement[bool]:
+    """The SQL twin of domain/separation.py's ``hand_in_vote`` for one voter, self-approval
+    aside: the request's requester steers the voter's account, added the voter's membership of
+    the approver group, or last set the policy's approval setup (for the pages' counts only;
+    the vote itself is judged by the domain rule)."""
+    policy = cast(Table, PolicyRow.__table__).alias("sod_policy")
+    org = cast(Table, OrganizationRow.__table__).alias("sod_org")
+    requester = RequestRow.requester_id
+    steers = select(AccountStewardRow.user_id).where(
+        AccountStewardRow.user_id == voter, AccountStewardRow.steward_id == requester
+    )
+    governing = select(policy.c.id).join(org, org.c.id == policy.c.org_id)
+    governing = governing.where(policy.c.id == RequestRow.policy_id)
+    chose = governing.where(
+        or_(
+            policy.c.approver_group_set_by == requester,
+            policy.c.approval_type_set_by == requester,
+            policy.c.approvals_required_set_by == requester,
+            and_(
+                policy.c.approver_group_id.is_(None),
+                org.c.default_approver_group_set_by == requester,
+            ),
+        )
+    )
+    placed = governing.join(
+        GroupMemberRow,
+        and_(
+            GroupMemberRow.user_id == voter,
+            GroupMemberRow.group_id
+            == func.coalesce(policy.c.approver_group_id, org.c.default_approver_group_id),
+        ),
+    ).where(GroupMemberRow.added_by == requester)
+    return or_(steers.exists(), chose.exists(), placed.exists())
+
+
 class SqlRequests:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -1613,7 +1712,11 @@ class SqlRequests:
                 ReviewRow.request_id == RequestRow.id,
                 ReviewRow.approver_id == flt.awaiting_vote_of,
             )
-            stmt = stmt.where(RequestRow.requester_id != flt.awaiting_vote_of, ~voted.exists())
+            stmt = stmt.where(
+                RequestRow.requester_id != flt.awaiting_vote_of,
+                ~voted.exists(),
+                ~_requester_has_a_hand(flt.awaiting_vote_of),
+            )
         return stmt
 
     @staticmethod
