@@ -356,9 +356,9 @@ def test_nobody_makes_themself_a_system_account(scene: Scene) -> None:
             admin_group="pamapprovers",
             system_accounts=[scene.eve.upn],
         )
-    assert organizations.get_access_control(w.ctx, caller=w.admin.caller).system_account_ids == (
-        frozenset()
-    )
+    assert organizations.get_access_control(
+        w.ctx, caller=w.admin.caller
+    ).control.system_account_ids == (frozenset())
     (record,) = refusals(scene, "Enable-ElevatedAccessControl")
     assert record.details["error"] == "not_permitted"
 
@@ -391,33 +391,99 @@ def test_nobody_makes_an_account_they_steer_a_system_account(scene: Scene) -> No
 def test_an_exemption_stops_counting_once_its_designator_resets_the_password(
     scene: Scene,
 ) -> None:
-    w = scene.world
-    robot = make_account(scene, scene.eve, "robot", kind=UserKind.SERVICE)
+    w, eve = scene.world, scene.eve
+    robot = make_account(scene, w.admin, "robot", kind=UserKind.SERVICE)
     directory.change_assignment(
         w.ctx, caller=w.admin.caller, role="Exchange\\Move Mailboxes", user=robot.upn, add=True
     )
     w.policy(MOVE, approver_group="pamapprovers")
     organizations.enable_access_control(
-        w.ctx, caller=w.admin.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
+        w.ctx, caller=eve.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
     )
 
     def check() -> Reason:
         return access.check_access(w.ctx, caller=w.admin.caller, user=robot.upn, task=MOVE).reason
 
     assert check() is Reason.SYSTEM_ACCOUNT  # exempt, through the decision index
-    auth.set_password(w.ctx, caller=w.admin.caller, upn=robot.upn, password=PASSWORD)
+    auth.set_password(w.ctx, caller=eve.caller, upn=robot.upn, password=PASSWORD)
     assert check() is Reason.AUTHORIZATION_REQUIRED  # the designator now steers it
-    # Listed again by eve, who created it, the designation is refused; by an administrator
+    # Listed again by eve, who now steers it, the designation is refused; by an administrator
     # who steers it in no way, it is exempt again.
     with pytest.raises(SeparationOfDuties):
         organizations.enable_access_control(
-            w.ctx, caller=scene.eve.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
+            w.ctx, caller=eve.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
         )
     dana = w.user("dana", role_groups=(GLOBAL_ADMIN,))
     organizations.enable_access_control(
         w.ctx, caller=dana.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
     )
     assert check() is Reason.SYSTEM_ACCOUNT
+
+
+def test_an_exemption_stops_counting_once_anyone_sets_a_credential_of_the_account(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    robot = make_account(scene, w.admin, "robot", kind=UserKind.SERVICE)
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="Exchange\\Move Mailboxes", user=robot.upn, add=True
+    )
+    w.policy(MOVE, approver_group="pamapprovers")
+    organizations.enable_access_control(
+        w.ctx, caller=scene.eve.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
+    )
+
+    def check() -> Reason:
+        return access.check_access(w.ctx, caller=w.admin.caller, user=robot.upn, task=MOVE).reason
+
+    assert check() is Reason.SYSTEM_ACCOUNT  # eve, who steers it in no way, designated it
+    # Someone else (not its designator) mints a token for it: whoever holds that token acts as
+    # the account, so the exemption is now that person's designation, and it does not count.
+    auth.create_token(w.ctx, caller=w.admin.caller, user=robot.upn)
+    assert check() is Reason.AUTHORIZATION_REQUIRED
+    dana = w.user("dana", role_groups=(GLOBAL_ADMIN,))
+    organizations.enable_access_control(
+        w.ctx, caller=dana.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
+    )
+    assert check() is Reason.SYSTEM_ACCOUNT
+
+
+# --- through an account the requester steers -----------------------------------------------------
+
+
+def test_an_account_the_requester_made_does_for_them_nothing_they_may_not_do(
+    scene: Scene,
+) -> None:
+    """eve makes mallory an administrator; mallory makes carol, places dave (whom someone else
+    made) in the approver group, re-confirms the policy eve chose, and designates a robot: none
+    of it counts for eve."""
+    w, eve = scene.world, scene.eve
+    mallory = make_account(scene, eve, "mallory")
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role_group=GLOBAL_ADMIN, user=mallory.upn, add=True
+    )
+    robot = make_account(scene, mallory, "robot", kind=UserKind.SERVICE)
+    with pytest.raises(SeparationOfDuties, match="an account you steer"):
+        organizations.enable_access_control(
+            w.ctx, caller=eve.caller, admin_group="pamapprovers", system_accounts=[robot.upn]
+        )
+    guard(scene)
+    carol = make_account(scene, mallory, "carol")
+    join(scene, w.admin, carol)
+    dave = make_account(scene, w.admin, "dave")
+    join(scene, mallory, dave)
+    view = ask(scene, eve)
+    refused_vote(scene, carol, view, "steers_account")  # made by eve's puppet
+    refused_vote(scene, dave, view, "placed_in_group")  # placed by eve's puppet
+
+    move = w.policy(MOVE, approver_group="pamapprovers")
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="Exchange\\Move Mailboxes", user=eve.upn, add=True
+    )
+    policies.set_policy(w.ctx, caller=eve.caller, policy_id=move.id, approvals_required=1)
+    policies.set_policy(w.ctx, caller=mallory.caller, policy_id=move.id, approvals_required=1)
+    with pytest.raises(SeparationOfDuties, match="an account you steer"):
+        ask(scene, eve, target=MOVE)
 
 
 def test_pages_offer_no_vote_and_count_no_request_the_requester_has_a_hand_in(

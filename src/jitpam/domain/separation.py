@@ -7,7 +7,9 @@ request under policy P when
 1. they are V (self-approval);
 2. they steer V's account: they created it, or they have ever set one of its credentials (a
    password, an API token; later second factors and chat links) - permanently, since whoever
-   held the account for a moment could have done anything as V;
+   held the account for a moment could have done anything as V. Steering passes on: an account
+   made or set up by an account the requester steers is steered by the requester too, so one
+   account made for the purpose (a sock puppet) cannot do for them what they may not do;
 3. they placed V among the approvers: every path of memberships through which V is in the
    approver group has a link they added (a link made by provisioning or group claims counts as
    added by whoever configured that sync);
@@ -15,9 +17,13 @@ request under policy P when
    approvals required, or, when P uses the organization's default approver group, that group.
    Then no vote counts, Auto approval does not apply, and the request is refused when filed.
 
+In 3 and 4, whatever an account the requester steers did counts as done by the requester.
+
 Accounts, memberships and settings made by the installation itself (``jitpam org create``, the
 demo, rows older than this rule) have no maker: ``None`` below. A system account's exemption
-counts only when whoever designated it is neither the account nor one of its stewards.
+counts only when whoever designated it neither is the account nor steers it; and whoever sets a
+credential of a system account afterwards becomes its designator (the services record it so):
+they steer it, so its exemption stops counting until someone independent designates it again.
 
 Pure rules: the facts (who steers whom, who added which membership, who set what) are read by
 the services and passed in.
@@ -25,7 +31,7 @@ the services and passed in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
@@ -65,8 +71,8 @@ class ApprovalSetup:
     default_group_by: UUID | None = None
     uses_default_group: bool = False
 
-    def chosen_by(self, user_id: UUID) -> list[str]:
-        """The settings ``user_id`` was the last to set, in words (empty: none)."""
+    def chosen_by(self, acting: frozenset[UUID]) -> list[str]:
+        """The settings one of ``acting`` was the last to set, in words (empty: none)."""
         settings = [
             (self.approver_group_by, "the approver group"),
             (self.approval_type_by, "the approval type"),
@@ -74,13 +80,16 @@ class ApprovalSetup:
         ]
         if self.uses_default_group:
             settings.append((self.default_group_by, "the organization's default approver group"))
-        return [what for by, what in settings if by == user_id]
+        return [what for by, what in settings if by is not None and by in acting]
 
 
 HAND_TEXT = {
-    Hand.STEERS_ACCOUNT: "{requester} created {voter}'s account or set one of its credentials",
-    Hand.PLACED_IN_GROUP: "{requester} added {voter} to the approver group",
-    Hand.CHOSE_SETUP: "{requester} last set the approval setup of the policy",
+    Hand.STEERS_ACCOUNT: "{requester} created {voter}'s account or set one of its credentials "
+    "(themself or through an account they steer)",
+    Hand.PLACED_IN_GROUP: "{requester} added {voter} to the approver group (themself or through "
+    "an account they steer)",
+    Hand.CHOSE_SETUP: "{requester} last set the approval setup of the policy (themself or through "
+    "an account they steer)",
 }
 ASK_ANOTHER = (
     "separation of duties: another administrator must re-confirm or add what the requester set"
@@ -90,26 +99,41 @@ ASK_ANOTHER = (
 def hand_in_vote(
     *,
     requester_id: UUID,
+    requester_steers: frozenset[UUID],
     voter_id: UUID,
-    voter_stewards: frozenset[UUID],
     paths: Iterable[MembershipPath],
     setup: ApprovalSetup,
 ) -> Hand | None:
     """How the requester has a hand in the voter's vote, or None when the vote may count.
 
-    ``voter_stewards``: everyone who created the voter's account or set its credentials;
-    ``paths``: the membership paths through which the voter is an approver (none: not one).
+    ``requester_steers``: every account the requester steers, directly or through accounts they
+    steer (``steered_closure``); ``paths``: the membership paths through which the voter is an
+    approver (none: not one).
     """
     if requester_id == voter_id:
         return Hand.SELF
-    if requester_id in voter_stewards:
+    if voter_id in requester_steers:
         return Hand.STEERS_ACCOUNT
+    acting = requester_steers | {requester_id}
     listed = list(paths)
-    if listed and all(requester_id in path for path in listed):
+    if listed and all(any(by in acting for by in path) for path in listed):
         return Hand.PLACED_IN_GROUP
-    if setup.chosen_by(requester_id):
+    if setup.chosen_by(acting):
         return Hand.CHOSE_SETUP
     return None
+
+
+def steered_closure(
+    user_id: UUID, steered_by: Callable[[frozenset[UUID]], frozenset[UUID]]
+) -> frozenset[UUID]:
+    """Every account ``user_id`` steers, directly or through accounts they steer (themself
+    excluded). ``steered_by(ids)``: the accounts whose stewards include one of ``ids``."""
+    steers: set[UUID] = set()
+    frontier = frozenset({user_id})
+    while frontier:
+        frontier = steered_by(frontier) - steers - {user_id}
+        steers |= frontier
+    return frozenset(steers)
 
 
 def vote_refusal(*, hand: Hand, requester: str, voter: str, describe: str) -> SeparationOfDuties:
@@ -126,42 +150,49 @@ def vote_refusal(*, hand: Hand, requester: str, voter: str, describe: str) -> Se
 
 
 def setup_refusal(
-    *, requester_id: UUID, setup: ApprovalSetup, describe: str
+    *,
+    requester_id: UUID,
+    requester_steers: frozenset[UUID],
+    setup: ApprovalSetup,
+    describe: str,
 ) -> SeparationOfDuties | None:
-    """Why a request under a policy whose approval setup the requester chose is refused at once
-    (no vote on it could ever count, and Auto approval does not apply), or None."""
-    chosen = setup.chosen_by(requester_id)
+    """Why a request under a policy whose approval setup the requester chose (themself or
+    through an account they steer) is refused at once (no vote on it could ever count, and Auto
+    approval does not apply), or None."""
+    chosen = setup.chosen_by(requester_steers | {requester_id})
     if not chosen:
         return None
     settings = chosen[0] if len(chosen) == 1 else f"{', '.join(chosen[:-1])} and {chosen[-1]}"
     return SeparationOfDuties(
-        f"you were the last to set {settings} for {describe}, so no vote on your request could "
-        "count (separation of duties): another administrator must re-confirm that setting "
-        "before you request it"
+        f"you (or an account you steer) were the last to set {settings} for {describe}, so no "
+        "vote on your request could count (separation of duties): another administrator must "
+        "re-confirm that setting before you request it"
     )
 
 
 def exemption_counts(
-    *, account_id: UUID, designated_by: UUID | None, account_stewards: frozenset[UUID]
+    *, account_id: UUID, designated_by: UUID | None, designator_steers: frozenset[UUID]
 ) -> bool:
-    """Whether a system account's exemption from control counts: whoever designated it is not the
-    account itself and does not steer it (None: the installation designated it)."""
+    """Whether a system account's exemption from control counts: whoever designated it neither
+    is the account nor steers it (None: the installation designated it).
+    ``designator_steers``: the accounts the designator steers (``steered_closure``)."""
     if designated_by is None:
         return True
-    return designated_by != account_id and designated_by not in account_stewards
+    return designated_by != account_id and account_id not in designator_steers
 
 
 def designation_refusal(
-    *, designator_id: UUID, account_id: UUID, account: str, account_stewards: frozenset[UUID]
+    *, designator_id: UUID, designator_steers: frozenset[UUID], account_id: UUID, account: str
 ) -> SeparationOfDuties | None:
     """Why ``designator_id`` may not make ``account`` a system account, or None."""
     if designator_id == account_id:
         return SeparationOfDuties(
             "nobody can make themself a system account (separation of duties)"
         )
-    if designator_id in account_stewards:
+    if account_id in designator_steers:
         return SeparationOfDuties(
-            f"you created {account}'s account or set one of its credentials, so you cannot make it "
-            "a system account (separation of duties): another administrator must designate it"
+            f"you created {account}'s account or set one of its credentials (yourself or through "
+            "an account you steer), so you cannot make it a system account (separation of "
+            "duties): another administrator must designate it"
         )
     return None

@@ -27,7 +27,7 @@ from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user
 from jitpam.services.guard import authorize, caller_user, event, grant_details, may, use_case
 from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
-from jitpam.services.separation import is_exempt
+from jitpam.services.separation import is_exempt, set_up_account
 
 NOT_SIGNED_IN = "not signed in: the token is missing, unknown, expired or revoked"
 MAX_SECRET = 200  # longer bearer credentials are refused unread
@@ -270,7 +270,7 @@ def set_password(
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(target.id, at=at)
             # Whoever set someone's password could have signed in as them: for good, their
             # votes on this actor's requests no longer count (separation of duties).
-            uow.users.add_steward(target, actor.id, Stewardship.PASSWORD, at=at)
+            set_up_account(uow, account=target, by=actor, how=Stewardship.PASSWORD, at=at)
             details["steward"] = actor.upn
         hashed = _hasher(ctx).hash(check_password(password))
         uow.credentials.set_password_hash(target.id, hashed, at=at)
@@ -306,7 +306,7 @@ def create_token(
                 )
             _, how = authorize(uow, caller, MANAGE_TOKENS, at)
             details.update(grant_details(how))
-            uow.users.add_steward(target, actor.id, Stewardship.API_TOKEN, at=at)
+            set_up_account(uow, account=target, by=actor, how=Stewardship.API_TOKEN, at=at)
             details["steward"] = actor.upn
         if not target.enabled:
             raise InvalidInput(f"{target.upn} is disabled")

@@ -36,6 +36,7 @@ from jitpam.services.guard import (
 )
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import GroupSummary, Page, RoleMember, UnitOfWork
+from jitpam.services.separation import set_up_account
 
 REVOKED_ON_DISABLE = "the user was disabled"
 
@@ -95,7 +96,7 @@ def add_user(
             parse_enum(UserKind, kind, "kind"),
         )
         uow.users.add(user, at=at)
-        uow.users.add_steward(user, actor.id, Stewardship.CREATED, at=at)
+        set_up_account(uow, account=user, by=actor, how=Stewardship.CREATED, at=at)
         uow.record(
             event(
                 caller=caller,

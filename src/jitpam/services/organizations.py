@@ -233,7 +233,9 @@ def enable_access_control(
         lapsed = (accounts & control.system_account_ids) - exempt_accounts(uow, control)
         adding = accounts - control.system_account_ids
         keep_all_guards(uow, user=actor, adding=adding, at=at)
-        refuse_designations(uow, designator_id=actor.id, adding=adding | lapsed)
+        refuse_designations(
+            uow, org_id=caller.org_id, designator_id=actor.id, adding=adding | lapsed
+        )
         designators = {
             a: actor.id if a in adding | lapsed else control.system_account_designators.get(a)
             for a in accounts

@@ -96,6 +96,10 @@ class UserRepository(Protocol):
         of it (an empty set when nobody but the installation did)."""
         ...
 
+    def steered_by(self, steward_ids: frozenset[UUID]) -> frozenset[UUID]:
+        """The accounts one of ``steward_ids`` created or set a credential of."""
+        ...
+
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The UPNs of those of ``ids`` that are users of the organization: those read in this
         transaction already from memory, the others in one query."""

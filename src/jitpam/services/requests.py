@@ -32,7 +32,7 @@ from jitpam.domain.requests import (
     ReviewDecision,
     check_reason,
 )
-from jitpam.domain.separation import Hand, setup_refusal
+from jitpam.domain.separation import Hand
 from jitpam.domain.timeutil import iso
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
@@ -47,7 +47,7 @@ from jitpam.services.guard import (
 )
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
-from jitpam.services.separation import approval_setup, approver_group, hand_in, hands_in_votes
+from jitpam.services.separation import approver_group, hand_in, hands_in_votes, refuse_setup
 
 MAX_PAGE = 500
 SWEEP_BATCH = 100  # rows a sweep writes per transaction: short holds of SQLite's write lock
@@ -139,13 +139,7 @@ def new_request(
         policy.ensure_eligible(requester.id, uow.users.group_ids(requester.id))
         # No vote could count on a request whose approval setup the requester chose, and Auto
         # approval would be theirs alone: refused now, not left pending for ever.
-        chose = setup_refusal(
-            requester_id=requester.id,
-            setup=approval_setup(policy, control),
-            describe=policy.describe(),
-        )
-        if chose is not None:
-            raise chose
+        refuse_setup(uow, requester=requester.id, policy=policy, control=control)
         if kind is PolicyType.TASK:
             facts = gather_facts(uow, user=requester, task=str(name), control=control, at=at)
             if not holds_task(facts, at):

@@ -9,17 +9,23 @@ rule is applied the same way everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
 from uuid import UUID
 
 from jitpam.domain.control import AccessControl
+from jitpam.domain.directory import User
 from jitpam.domain.policy import Policy
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.separation import (
     ApprovalSetup,
     Hand,
+    Stewardship,
     designation_refusal,
     exemption_counts,
     hand_in_vote,
+    setup_refusal,
+    steered_closure,
 )
 from jitpam.services.ports import UnitOfWork
 
@@ -42,6 +48,12 @@ def approval_setup(policy: Policy, control: AccessControl) -> ApprovalSetup:
     )
 
 
+def steers(uow: UnitOfWork, user_id: UUID) -> frozenset[UUID]:
+    """Every account ``user_id`` steers, directly or through accounts they steer: one query per
+    step of the chain (usually one)."""
+    return steered_closure(user_id, uow.users.steered_by)
+
+
 def hands_in_votes(
     uow: UnitOfWork,
     *,
@@ -55,13 +67,13 @@ def hands_in_votes(
     voters = frozenset(voter_ids)
     group_id = approver_group(policy, control)
     paths = uow.groups.member_paths(group_id, voters) if group_id is not None else {}
-    stewards = uow.users.stewards(voters)
+    requester_steers = steers(uow, request.requester_id)
     setup = approval_setup(policy, control)
     return {
         v: hand_in_vote(
             requester_id=request.requester_id,
+            requester_steers=requester_steers,
             voter_id=v,
-            voter_stewards=stewards.get(v, frozenset()),
             paths=paths.get(v, []),
             setup=setup,
         )
@@ -78,53 +90,75 @@ def hand_in(
     ]
 
 
-def refuse_designations(uow: UnitOfWork, *, designator_id: UUID, adding: frozenset[UUID]) -> None:
+def refuse_setup(
+    uow: UnitOfWork, *, requester: UUID, policy: Policy, control: AccessControl
+) -> None:
+    """Raises SeparationOfDuties when the requester (or an account they steer) chose the policy's
+    approval setup: no vote on their request could count."""
+    refusal = setup_refusal(
+        requester_id=requester,
+        requester_steers=steers(uow, requester),
+        setup=approval_setup(policy, control),
+        describe=policy.describe(),
+    )
+    if refusal is not None:
+        raise refusal
+
+
+def refuse_designations(
+    uow: UnitOfWork, *, org_id: UUID, designator_id: UUID, adding: frozenset[UUID]
+) -> None:
     """Raises SeparationOfDuties when the designator would make themself, or an account they
     steer, a system account."""
-    stewards = uow.users.stewards(adding)
-    names = uow.users.upns(_org_of(uow, designator_id), adding)
+    designator_steers = steers(uow, designator_id)
+    names = uow.users.upns(org_id, adding)
     for account in sorted(adding):
         refusal = designation_refusal(
             designator_id=designator_id,
+            designator_steers=designator_steers,
             account_id=account,
             account=names.get(account, str(account)),
-            account_stewards=stewards.get(account, frozenset()),
         )
         if refusal is not None:
             raise refusal
 
 
-def _org_of(uow: UnitOfWork, user_id: UUID) -> UUID:
-    user = uow.users.get(user_id)
-    if user is None:
-        raise LookupError(f"no user {user_id}")
-    return user.org_id
-
-
-def exempt_accounts(uow: UnitOfWork, control: AccessControl) -> frozenset[UUID]:
-    """The system accounts whose exemption counts now: designated by the installation, or by
-    someone who is neither the account nor one of its stewards (domain/separation.py)."""
-    if not control.system_account_ids:
-        return frozenset()
-    stewards = uow.users.stewards(control.system_account_ids)
+def exempt_accounts(
+    uow: UnitOfWork, control: AccessControl, among: Iterable[UUID] | None = None
+) -> frozenset[UUID]:
+    """The system accounts (of ``among``, when given) whose exemption counts now: designated by
+    the installation, or by someone who neither is the account nor steers it."""
+    accounts = control.system_account_ids
+    if among is not None:
+        accounts = accounts & frozenset(among)
+    designators = {control.system_account_designators.get(a) for a in accounts}
+    steered = {d: steers(uow, d) for d in designators if d is not None}
     return frozenset(
         a
-        for a in control.system_account_ids
+        for a in accounts
         if exemption_counts(
             account_id=a,
-            designated_by=control.system_account_designators.get(a),
-            account_stewards=stewards.get(a, frozenset()),
+            designated_by=(d := control.system_account_designators.get(a)),
+            designator_steers=steered[d] if d is not None else frozenset(),
         )
     )
 
 
 def is_exempt(uow: UnitOfWork, control: AccessControl, user_id: UUID) -> bool:
     """Whether ``user_id`` is a system account whose exemption counts now."""
-    if user_id not in control.system_account_ids:
-        return False
-    stewards = uow.users.stewards((user_id,)).get(user_id, frozenset())
-    return exemption_counts(
-        account_id=user_id,
-        designated_by=control.system_account_designators.get(user_id),
-        account_stewards=stewards,
-    )
+    return user_id in exempt_accounts(uow, control, among=(user_id,))
+
+
+def set_up_account(
+    uow: UnitOfWork, *, account: User, by: User, how: Stewardship, at: datetime
+) -> None:
+    """Record that ``by`` created ``account`` or set one of its credentials: they steer it for
+    good. A system account set up by someone becomes their designation, which does not count
+    (they steer it) until someone independent designates it again."""
+    uow.users.add_steward(account, by.id, how, at=at)
+    if how is Stewardship.CREATED:  # a new account is no system account yet
+        return
+    if account.id in uow.orgs.control(account.org_id).system_account_ids:
+        control = uow.orgs.control(account.org_id, for_update=True)
+        designators = {**control.system_account_designators, account.id: by.id}
+        uow.orgs.save_control(replace(control, system_account_designators=designators))

@@ -126,7 +126,9 @@ class AccountStewardRow(Base):
     __tablename__ = "account_stewards"
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    steward_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    steward_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id"), primary_key=True, index=True
+    )
     how: Mapped[str] = mapped_column(String(16), primary_key=True)
     at: Mapped[datetime]
 

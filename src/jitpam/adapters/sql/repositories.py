@@ -439,6 +439,18 @@ class SqlUsers:
                 found[user_id].add(steward_id)
         return {i: frozenset(s) for i, s in found.items()}
 
+    def steered_by(self, steward_ids: frozenset[UUID]) -> frozenset[UUID]:
+        found: set[UUID] = set()
+        for chunk in _chunks(steward_ids):
+            found.update(
+                self.s.scalars(
+                    select(AccountStewardRow.user_id)
+                    .where(AccountStewardRow.steward_id.in_(chunk))
+                    .distinct()
+                )
+            )
+        return frozenset(found)
+
 
 _GROUPS = cast(Table, GroupRow.__table__)
 _GET_GROUP = Prepared(
@@ -1503,17 +1515,31 @@ def _search_clauses(
     return clauses
 
 
-def _requester_has_a_hand(voter: UUID) -> ColumnElement[bool]:
+def _steering(session: Session, voter: UUID) -> frozenset[UUID]:
+    """Everyone who steers ``voter``'s account, directly or through accounts they steer."""
+    found: set[UUID] = set()
+    frontier = {voter}
+    while frontier:
+        stewards = session.scalars(
+            select(AccountStewardRow.steward_id)
+            .where(AccountStewardRow.user_id.in_(sorted(frontier)))
+            .distinct()
+        )
+        frontier = set(stewards) - found - {voter}
+        found |= frontier
+    return frozenset(found)
+
+
+def _requester_has_a_hand(voter: UUID, steering: frozenset[UUID]) -> ColumnElement[bool]:
     """The SQL twin of domain/separation.py's ``hand_in_vote`` for one voter, self-approval
-    aside: the request's requester steers the voter's account, added the voter's membership of
-    the approver group, or last set the policy's approval setup (for the pages' counts only;
-    the vote itself is judged by the domain rule)."""
+    aside, for the pages' counts only (a vote itself is judged by the domain rule): the
+    request's requester is one of ``steering`` (who steer the voter, ``_steering``), added the
+    voter's membership of the approver group, or last set the policy's approval setup. (The
+    last two are judged for the requester's own hand only, not through accounts they steer: a
+    count may then include a request whose vote the rule would refuse.)"""
     policy = cast(Table, PolicyRow.__table__).alias("sod_policy")
     org = cast(Table, OrganizationRow.__table__).alias("sod_org")
     requester = RequestRow.requester_id
-    steers = select(AccountStewardRow.user_id).where(
-        AccountStewardRow.user_id == voter, AccountStewardRow.steward_id == requester
-    )
     governing = select(policy.c.id).join(org, org.c.id == policy.c.org_id)
     governing = governing.where(policy.c.id == RequestRow.policy_id)
     chose = governing.where(
@@ -1535,7 +1561,8 @@ def _requester_has_a_hand(voter: UUID) -> ColumnElement[bool]:
             == func.coalesce(policy.c.approver_group_id, org.c.default_approver_group_id),
         ),
     ).where(GroupMemberRow.added_by == requester)
-    return or_(steers.exists(), chose.exists(), placed.exists())
+    steers = requester.in_(steering) if steering else false()
+    return or_(steers, chose.exists(), placed.exists())
 
 
 class SqlRequests:
@@ -1715,7 +1742,9 @@ class SqlRequests:
             stmt = stmt.where(
                 RequestRow.requester_id != flt.awaiting_vote_of,
                 ~voted.exists(),
-                ~_requester_has_a_hand(flt.awaiting_vote_of),
+                ~_requester_has_a_hand(
+                    flt.awaiting_vote_of, _steering(self.s, flt.awaiting_vote_of)
+                ),
             )
         return stmt
 

@@ -44,6 +44,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "steward_id", "how", name=op.f("pk_account_stewards")),
     )
+    op.create_index(
+        op.f("ix_account_stewards_steward_id"), "account_stewards", ["steward_id"], unique=False
+    )
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.add_column(sa.Column("added_by", sa.Uuid(), nullable=True))
     with op.batch_alter_table("organizations", schema=None) as batch_op:
@@ -67,4 +70,5 @@ def downgrade() -> None:
         batch_op.drop_column("default_approver_group_set_by")
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.drop_column("added_by")
+    op.drop_index(op.f("ix_account_stewards_steward_id"), table_name="account_stewards")
     op.drop_table("account_stewards")
