@@ -304,6 +304,32 @@ def test_a_requester_who_made_the_policy_auto_is_not_auto_approved(scene: Scene)
     assert ask(scene, rita, MOVE).status is RequestStatus.APPROVED
 
 
+def test_on_an_auto_policy_nobody_makes_themself_eligible(scene: Scene) -> None:
+    """Eligibility is the whole approval of an Auto policy: being eligible only through a
+    membership one added, or a list one set, does not count."""
+    w, eve = scene.world, scene.eve
+    w.group("helpdesk")
+    w.policy(MOVE, approval=ApprovalType.AUTO, eligible_groups=["helpdesk"])
+    may_move(scene, eve)
+    join(scene, eve, eve, group="helpdesk")
+    with pytest.raises(SeparationOfDuties, match="eligible groups"):
+        ask(scene, eve, MOVE)
+    join(scene, w.admin, eve, group="helpdesk")  # another administrator adds her
+    assert ask(scene, eve, MOVE).status is RequestStatus.APPROVED
+
+    search = "Exchange\\Get-Recipient"
+    w.policy(search, approval=ApprovalType.AUTO, eligible_groups=["helpdesk"])
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="Exchange\\Mail Recipients", user=eve.upn, add=True
+    )
+    (policy,) = [
+        p for p in policies.list_policies(w.ctx, caller=w.admin.caller) if str(p.target) == search
+    ]
+    policies.set_policy(w.ctx, caller=eve.caller, policy_id=policy.id, eligible_users=[eve.upn])
+    with pytest.raises(SeparationOfDuties, match="the eligible requesters"):
+        ask(scene, eve, search)
+
+
 def test_a_requester_who_changes_the_approver_group_while_pending_cannot_use_it(
     scene: Scene,
 ) -> None:

@@ -51,6 +51,8 @@ class Policy:
     approver_group_set_by: UUID | None = None
     approval_type_set_by: UUID | None = None
     approvals_required_set_by: UUID | None = None
+    # Who last set the eligible requesters: on an Auto policy they are the whole approval.
+    eligible_set_by: UUID | None = None
 
     def describe(self) -> str:
         return f"{self.type.label} '{self.target}'"

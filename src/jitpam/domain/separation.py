@@ -17,6 +17,10 @@ request under policy P when
    approvals required, or, when P uses the organization's default approver group, that group.
    Then no vote counts, Auto approval does not apply, and the request is refused when filed.
 
+On an Auto policy, eligibility is the whole approval: a request is refused when filed if its
+requester last set P's eligible requesters, or is eligible only through memberships of eligible
+groups that they added.
+
 In 3 and 4, whatever an account the requester steers did counts as done by the requester.
 
 Accounts, memberships and settings made by the installation itself (``jitpam org create``, the
@@ -70,6 +74,9 @@ class ApprovalSetup:
     # The organization's default approver group, when the policy has no group of its own.
     default_group_by: UUID | None = None
     uses_default_group: bool = False
+    # The eligible requesters, which decide alone on an Auto policy.
+    eligible_by: UUID | None = None
+    auto: bool = False
 
     def chosen_by(self, acting: frozenset[UUID]) -> list[str]:
         """The settings one of ``acting`` was the last to set, in words (empty: none)."""
@@ -80,6 +87,8 @@ class ApprovalSetup:
         ]
         if self.uses_default_group:
             settings.append((self.default_group_by, "the organization's default approver group"))
+        if self.auto:
+            settings.append((self.eligible_by, "the eligible requesters"))
         return [what for by, what in settings if by is not None and by in acting]
 
 
@@ -167,6 +176,27 @@ def setup_refusal(
         f"you (or an account you steer) were the last to set {settings} for {describe}, so no "
         "vote on your request could count (separation of duties): another administrator must "
         "re-confirm that setting before you request it"
+    )
+
+
+def eligibility_refusal(
+    *,
+    requester_id: UUID,
+    requester_steers: frozenset[UUID],
+    paths: Iterable[MembershipPath],
+    describe: str,
+) -> SeparationOfDuties | None:
+    """Why a request under an Auto policy is refused when its requester is eligible only through
+    memberships of its eligible groups that they (or an account they steer) added, or None.
+    ``paths``: the membership paths that make the requester eligible (none: named in person, or
+    not eligible, both judged elsewhere)."""
+    acting = requester_steers | {requester_id}
+    listed = list(paths)
+    if not listed or not all(any(by in acting for by in path) for path in listed):
+        return None
+    return SeparationOfDuties(
+        f"you (or an account you steer) added you to the eligible groups of {describe}, which "
+        "approves automatically (separation of duties): another administrator must add you"
     )
 
 

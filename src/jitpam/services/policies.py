@@ -128,6 +128,7 @@ def new_policy(
             approver_group_set_by=actor.id,
             approval_type_set_by=actor.id,
             approvals_required_set_by=actor.id,
+            eligible_set_by=actor.id,
         )
         uow.policies.add(policy)
         uow.record(
@@ -160,7 +161,8 @@ def set_policy(
 ) -> PolicyView:
     """Set-ElevatedAccessApprovalPolicy. Pending requests keep the approval count they were made
     under, so lowering it does not approve anyone's request early. Naming the approval type, the
-    approver group or the approvals required (even unchanged) makes the caller who last set it:
+    approver group, the approvals required or the eligible requesters (even unchanged) makes the
+    caller who last set it:
     that is how another administrator re-confirms a setting (separation of duties)."""
     op = "Set-ElevatedAccessApprovalPolicy"
     with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
@@ -192,6 +194,7 @@ def set_policy(
                 changes["eligible_user_ids"] = users
             if eligible_groups is not None:
                 changes["eligible_group_ids"] = groups
+            changes["eligible_set_by"] = actor.id
         updated = replace(policy, **changes)
         uow.policies.save(updated)
         uow.record(

@@ -15,13 +15,14 @@ from uuid import UUID
 
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
-from jitpam.domain.policy import Policy
+from jitpam.domain.policy import ApprovalType, Policy
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.separation import (
     ApprovalSetup,
     Hand,
     Stewardship,
     designation_refusal,
+    eligibility_refusal,
     exemption_counts,
     hand_in_vote,
     setup_refusal,
@@ -45,6 +46,8 @@ def approval_setup(policy: Policy, control: AccessControl) -> ApprovalSetup:
         approvals_required_by=policy.approvals_required_set_by,
         default_group_by=control.default_approver_group_set_by,
         uses_default_group=policy.approver_group_id is None,
+        eligible_by=policy.eligible_set_by,
+        auto=policy.approval_type is ApprovalType.AUTO,
     )
 
 
@@ -94,13 +97,29 @@ def refuse_setup(
     uow: UnitOfWork, *, requester: UUID, policy: Policy, control: AccessControl
 ) -> None:
     """Raises SeparationOfDuties when the requester (or an account they steer) chose the policy's
-    approval setup: no vote on their request could count."""
+    approval setup (no vote on their request could count), or, on an Auto policy, made
+    themself eligible through group memberships they added."""
+    requester_steers = steers(uow, requester)
     refusal = setup_refusal(
         requester_id=requester,
-        requester_steers=steers(uow, requester),
+        requester_steers=requester_steers,
         setup=approval_setup(policy, control),
         describe=policy.describe(),
     )
+    auto = policy.approval_type is ApprovalType.AUTO
+    if refusal is None and auto and requester not in policy.eligible_user_ids:
+        mine = frozenset({requester})
+        paths = [
+            path
+            for group_id in sorted(policy.eligible_group_ids)
+            for path in uow.groups.member_paths(group_id, mine).get(requester, [])
+        ]
+        refusal = eligibility_refusal(
+            requester_id=requester,
+            requester_steers=requester_steers,
+            paths=paths,
+            describe=policy.describe(),
+        )
     if refusal is not None:
         raise refusal
 

@@ -197,6 +197,7 @@ class PolicyRow(Base):
     approver_group_set_by: Mapped[uuid.UUID | None]
     approval_type_set_by: Mapped[uuid.UUID | None]
     approvals_required_set_by: Mapped[uuid.UUID | None]
+    eligible_set_by: Mapped[uuid.UUID | None]
 
 
 class PolicyEligibleRow(Base):

@@ -1230,6 +1230,7 @@ class SqlPolicies:
             approver_group_set_by=row.approver_group_set_by,
             approval_type_set_by=row.approval_type_set_by,
             approvals_required_set_by=row.approvals_required_set_by,
+            eligible_set_by=row.eligible_set_by,
         )
 
     def _write_eligible(self, policy: Policy) -> None:
@@ -1261,6 +1262,7 @@ class SqlPolicies:
                 approver_group_set_by=policy.approver_group_set_by,
                 approval_type_set_by=policy.approval_type_set_by,
                 approvals_required_set_by=policy.approvals_required_set_by,
+                eligible_set_by=policy.eligible_set_by,
             )
         )
         self.s.flush()
@@ -1295,6 +1297,7 @@ class SqlPolicies:
         row.approver_group_set_by = policy.approver_group_set_by
         row.approval_type_set_by = policy.approval_type_set_by
         row.approvals_required_set_by = policy.approvals_required_set_by
+        row.eligible_set_by = policy.eligible_set_by
         self._write_eligible(policy)
         self.s.flush()
 

@@ -2,7 +2,8 @@
 
 Who created or set the credentials of each account (``account_stewards``), who added each group
 membership, who last set a policy's approver group, approval type and approvals required, who
-last set the organization's default approver group, and who designated each system account.
+last set the organization's default approver group, who last set a policy's eligible requesters,
+and who designated each system account.
 Existing rows get no maker (NULL): the rule cannot know who made them.
 
 Revision ID: 0006
@@ -55,6 +56,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("approver_group_set_by", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("approval_type_set_by", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("approvals_required_set_by", sa.Uuid(), nullable=True))
+        batch_op.add_column(sa.Column("eligible_set_by", sa.Uuid(), nullable=True))
     with op.batch_alter_table("system_accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("designated_by", sa.Uuid(), nullable=True))
 
@@ -63,6 +65,7 @@ def downgrade() -> None:
     with op.batch_alter_table("system_accounts", schema=None) as batch_op:
         batch_op.drop_column("designated_by")
     with op.batch_alter_table("policies", schema=None) as batch_op:
+        batch_op.drop_column("eligible_set_by")
         batch_op.drop_column("approvals_required_set_by")
         batch_op.drop_column("approval_type_set_by")
         batch_op.drop_column("approver_group_set_by")
