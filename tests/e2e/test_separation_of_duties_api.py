@@ -1,6 +1,12 @@
 """The security tester's finding, through a real server and its API: an administrator makes an
 account, sets its password, puts it in the approver group, asks to disable control and approves
-as that account. The vote is refused as separation of duties and control stays on."""
+as that account. The vote is refused as separation of duties and control stays on.
+
+The administrator who tries it is bob, made a second administrator: the demo's admin made every
+demo account (bob included), so it steers them all and a request of its own would be refused as
+soon as it is filed, whoever set the policy up. Bob steers neither the demo's admin nor its
+accounts, so the admin sets the guard up and bob's request is accepted: the refusal this test
+asserts is the vote of the account bob made."""
 
 from __future__ import annotations
 
@@ -41,13 +47,14 @@ def test_an_admin_cannot_approve_their_own_disable_through_an_account_they_made(
 def disable_through_mallory(
     server: Server, admin: httpx.Client, bob: httpx.Client, clients: ExitStack
 ) -> None:
-    # Bob, made a second administrator, puts disabling behind pamapprovers: the admin did not
-    # choose that setup, so their request is accepted and waits for an independent vote.
+    # Bob is made a second administrator; the demo's admin puts disabling behind pamapprovers:
+    # bob did not choose that setup, so his request is accepted and waits for an independent vote
+    # (carol's would count).
     assert admin.post(
         "/assignments",
         json={"role_group": "jitpam\\Global Administrator", "user": "bob@contoso.com"},
     ).is_success
-    made = bob.post(
+    made = admin.post(
         "/policies",
         json={
             "type": "task",
@@ -58,10 +65,11 @@ def disable_through_mallory(
     )
     assert made.status_code == 201, made.text
 
-    assert admin.post("/users", json={"upn": "mallory@contoso.com"}).is_success
-    assert admin.put("/users/mallory@contoso.com/password", json={"password": PASSWORD}).is_success
-    assert admin.put("/groups/pamapprovers/members/mallory@contoso.com").is_success
-    asked = admin.post(
+    # Bob makes mallory, sets her password, puts her among the approvers and asks to disable.
+    assert bob.post("/users", json={"upn": "mallory@contoso.com"}).is_success
+    assert bob.put("/users/mallory@contoso.com/password", json={"password": PASSWORD}).is_success
+    assert bob.put("/groups/pamapprovers/members/mallory@contoso.com").is_success
+    asked = bob.post(
         "/requests",
         json={"type": "task", "target": DISABLE, "reason": "maintenance", "duration_hours": 1},
     )
@@ -80,10 +88,16 @@ def disable_through_mallory(
     assert voted.json()["code"] == "separation_of_duties"
     assert "mallory@contoso.com" in voted.json()["detail"]
 
-    assert admin.post("/control/disable").status_code == 403
+    assert bob.post("/control/disable").status_code == 403
     assert admin.get("/control").json()["enabled"] is True
     assert admin.get(f"/requests/{request_id}").json()["status"] == "pending"
     refused = admin.get(
         "/audit", params={"operation": "Approve-ElevatedAccessRequest", "outcome": "refused"}
     ).json()["items"]
     assert [r["details"]["error"] for r in refused] == ["separation_of_duties"]
+
+    # The scene is sound: an approver bob had no hand in (carol) can still approve the request.
+    carol = clients.enter_context(client(server, token_for(server, "carol@contoso.com")))
+    approved = carol.post(f"/requests/{request_id}/approve", json={"comment": "ok"})
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"

@@ -288,9 +288,12 @@ def revoke(s: Scene) -> None:
 
 
 def enable_control(s: Scene) -> None:
+    # A second administrator designates sam: the world's admin made sam's account, so it may not
+    # make it a system account (separation of duties); root (made by the admin) does not steer sam.
+    root = s.world.user("root", role_groups=("jitpam\\Global Administrator",))
     body = _done(
         s.call(
-            s.world.admin,
+            root,
             "POST",
             "/control/enable",
             json={"admin_group": "Approvers", "system_accounts": [s.sam.upn]},

@@ -137,10 +137,12 @@ def machine_for(
             self.world = w = World(ctx, clock)
             self.admin = w.admin.caller
             self.people: dict[str, Person] = {p: w.user(p) for p in PEOPLE}
-            # Root, a second administrator, makes the service account, so the admin's designation
-            # of it counts (separation of duties) until the admin steers it (``steer_service``).
-            root = w.user("root", role_groups=("jitpam\\Global Administrator",))
-            self.people[SERVICE] = w.user(SERVICE, kind=UserKind.SERVICE, by=root)
+            # The admin makes every account (the service account too), so it steers them all and
+            # its designation of the service account is refused (separation of duties). Root, a
+            # second administrator made by the admin, steers none of them: root's designation
+            # counts, until someone sets a credential of the account (``steer_service``).
+            self.root = w.user("root", role_groups=("jitpam\\Global Administrator",)).caller
+            self.people[SERVICE] = w.user(SERVICE, kind=UserKind.SERVICE)
             w.group(APPROVERS, self.people["carol"], self.people["dave"])
             w.group(OPS, self.people["bob"])
             self.assignments: set[tuple[PolicyType, str, str, str]] = set()
@@ -148,7 +150,7 @@ def machine_for(
             self.assignment(True, (PolicyType.ROLE, MAILBOX_SEARCH), ("user", "dave"), 0)
             self.assignment(True, (PolicyType.ROLE, MAIL_RECIPIENTS), ("group", OPS), 0)
             organizations.enable_access_control(
-                ctx, caller=self.admin, admin_group=APPROVERS, system_accounts=[self.upn(SERVICE)]
+                ctx, caller=self.root, admin_group=APPROVERS, system_accounts=[self.upn(SERVICE)]
             )
             self.policies: dict[tuple[PolicyType, str], UUID] = {}
             self.policy(True, (PolicyType.TASK, MOVE), ApprovalType.MANUAL, 0)
@@ -245,8 +247,9 @@ def machine_for(
             )
 
         def steer_service(self, data: st.DataObject) -> None:
-            """The admin mints a token for the service account: they steer it from now on, so
-            their designation of it as a system account stops counting."""
+            """The admin mints a token for the service account: that makes the admin (who steers
+            it) its designator, so its exemption as a system account stops counting until root
+            designates it again (``control``)."""
             del data
             self.attempt(
                 "steer",
@@ -259,11 +262,15 @@ def machine_for(
             if data.draw(st.booleans(), label="control on"):
                 system = data.draw(st.booleans(), label="the service is a system account")
                 accounts = [self.upn(SERVICE)] if system else []
+                # Root's designation of the service account counts (again); the admin's is
+                # refused whenever it would add or renew one (it steers the account).
+                by = data.draw(st.sampled_from(["root", "admin"]), label="enabled by")
+                caller = self.root if by == "root" else self.admin
                 self.attempt(
                     "control on",
-                    f"enable control, system accounts {accounts}",
+                    f"{by} enables control, system accounts {accounts}",
                     lambda: organizations.enable_access_control(
-                        ctx, caller=self.admin, admin_group=APPROVERS, system_accounts=accounts
+                        ctx, caller=caller, admin_group=APPROVERS, system_accounts=accounts
                     ),
                     org_wide=True,
                 )

@@ -48,9 +48,11 @@ tasks = ["Reset-Badge", "Get-Recipient"]
 
 @dataclass(frozen=True)
 class Scene:
-    """Control on; Approvers (ann and the admin) is the default approver group. Root, a second
-    administrator, made ann's account and the group: the admin has no hand in ann's vote
-    (separation of duties), so root also sets up the policies the admin asks under."""
+    """Control on; Approvers (ann and root) is the default approver group. Root is a second
+    administrator (jitpam\\Global Administrator) made by the world's admin, who also made ann's
+    account and the group and sets up the policies: root has no hand in ann's vote (separation of
+    duties), so root is the one who asks. (The world's admin made every account in the world, so
+    it steers them all and no vote on a request of its own could count.)"""
 
     world: World
     ann: Person
@@ -61,8 +63,8 @@ class Scene:
 @pytest.fixture
 def scene(world: World) -> Scene:
     root = world.user("root", role_groups=("jitpam\\Global Administrator",))
-    ann = world.user("ann", by=root)
-    world.group("Approvers", ann, world.admin, by=root)
+    ann = world.user("ann")
+    world.group("Approvers", ann, root)
     rita = world.user("rita", roles=("Exchange\\Move Mailboxes",))
     organizations.enable_access_control(
         world.ctx, caller=world.admin.caller, admin_group="Approvers"
@@ -162,8 +164,8 @@ def test_refused_audit_log_read_is_itself_audited(scene: Scene) -> None:
 
 
 def test_task_policy_puts_disabling_control_behind_another_approver(scene: Scene) -> None:
-    world, admin = scene.world, scene.world.admin
-    world.policy(DISABLE, approver_group="Approvers", by=scene.root)
+    world, admin = scene.world, scene.root  # the administrator who asks (see Scene)
+    world.policy(DISABLE, approver_group="Approvers")  # by the world's admin
 
     with pytest.raises(NotPermitted) as refused:
         disable(world, admin)
@@ -241,9 +243,14 @@ def test_guarding_the_guard_keeps_the_admin_from_lifting_it_alone(scene: Scene) 
 
 def test_system_account_disables_without_approval_and_is_audited_as_such(scene: Scene) -> None:
     world, admin = scene.world, scene.world.admin
-    breakglass = world.user("breakglass", roles=(ROLE_MANAGEMENT,), by=scene.root)
+    breakglass = world.user("breakglass", roles=(ROLE_MANAGEMENT,))
+    # Root designates it: the world's admin made breakglass's account, so a designation of its
+    # own would be refused (separation of duties); root does not steer breakglass.
     organizations.enable_access_control(
-        world.ctx, caller=admin.caller, admin_group="Approvers", system_accounts=[breakglass.upn]
+        world.ctx,
+        caller=scene.root.caller,
+        admin_group="Approvers",
+        system_accounts=[breakglass.upn],
     )
     world.policy(DISABLE, approver_group="Approvers")
     with pytest.raises(NotPermitted):
@@ -260,10 +267,10 @@ def test_system_account_disables_without_approval_and_is_audited_as_such(scene: 
 
 
 def test_role_policy_on_role_management_makes_admin_rights_just_in_time(scene: Scene) -> None:
-    world, admin, ctx = scene.world, scene.world.admin, scene.world.ctx
+    world, admin, ctx = scene.world, scene.root, scene.world.ctx  # root asks (see Scene)
     for role in ("jitpam\\Audit Reader", "jitpam\\Access Checker"):
         directory.change_assignment(ctx, caller=admin.caller, role=role, user=admin.upn, add=True)
-    world.policy(ROLE_MANAGEMENT, type=PolicyType.ROLE, approver_group="Approvers", by=scene.root)
+    world.policy(ROLE_MANAGEMENT, type=PolicyType.ROLE, approver_group="Approvers")
     directory.change_assignment(
         ctx,
         caller=admin.caller,

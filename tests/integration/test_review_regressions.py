@@ -294,11 +294,14 @@ def test_odd_text_from_a_permitted_caller_is_a_clear_audited_refusal(
 # --- 4. guards on jitpam operations are lifted only through break-glass -------------------------
 
 
-def approved_disable(scene: Scene) -> RequestView:
-    """A guard on disabling, and the admin's request to disable approved by vera. Breakglass
-    sets the guard up and makes vera an approver: the admin has no hand in her vote (the admin
-    made ann's and ben's accounts, so theirs would not count: separation of duties)."""
+def approved_disable(scene: Scene) -> Person:
+    """A guard on disabling, and a request to disable by root (an administrator holding
+    jitpam\\Global Administrator, made by the world's admin) approved by vera; returns root.
+    Breakglass sets the guard up and makes vera an approver. The requester is root, not the
+    world's admin: the world's admin made breakglass's, ann's and ben's accounts, so it would
+    steer them all and have a hand in any vote (separation of duties); root steers none of them."""
     world, breakglass = scene.world, scene.breakglass
+    root = world.user("root", role_groups=(GLOBAL_ADMIN,))
     directory.add_user(
         world.ctx, caller=breakglass.caller, upn=world.upn("vera"), display_name="Vera"
     )
@@ -313,18 +316,18 @@ def approved_disable(scene: Scene) -> RequestView:
         approval_type=ApprovalType.MANUAL,
         approver_group="Approvers",
     )
-    asked = ask(world, world.admin, DISABLE, hours=1)
+    asked = ask(world, root, DISABLE, hours=1)
     vera = directory.get_user(world.ctx, caller=breakglass.caller, upn=world.upn("vera"))
     granted = requests.approve_request(
         world.ctx, caller=Caller(world.org.id, vera.id), request_id=asked.request.id
     )
     assert granted.request.authorization is not None
-    return granted
+    return root
 
 
 def test_approval_to_disable_once_does_not_let_the_admin_lift_the_guard(scene: Scene) -> None:
-    world, admin, ctx = scene.world, scene.world.admin, scene.world.ctx
-    approved_disable(scene)
+    world, ctx = scene.world, scene.world.ctx
+    admin = approved_disable(scene)  # the administrator whose disable was approved
     (guard,) = policies.list_policies(ctx, caller=admin.caller)
 
     with pytest.raises(NotPermitted):
@@ -362,8 +365,8 @@ def test_approval_to_disable_once_does_not_let_the_admin_lift_the_guard(scene: S
 def test_after_an_approved_disable_the_admin_cannot_reenable_as_system_account(
     scene: Scene,
 ) -> None:
-    world, admin, ctx = scene.world, scene.world.admin, scene.world.ctx
-    approved_disable(scene)
+    world, ctx = scene.world, scene.world.ctx
+    admin = approved_disable(scene)  # the administrator whose disable was approved
     organizations.disable_access_control(ctx, caller=admin.caller)
     assert not control(world).enabled
 

@@ -20,15 +20,16 @@ def test_the_seeds_workflow_from_approver_group_to_disable(world: World) -> None
     approver = world.user("pamapprover")
     second_approver = world.user("secondapprover")
     world.group("PAMApprovers", approver, second_approver)
-    # The service account is made by a colleague: whoever designates a system account must not
-    # have made it or set its credentials (separation of duties).
-    colleague = world.user("colleague", role_groups=("jitpam\\Global Administrator",))
-    sysaccount = world.user("sys1", roles=("Move Mailboxes",), by=colleague)
+    sysaccount = world.user("sys1", roles=("Move Mailboxes",))
     helpdesk = world.user("helpdesk", role_groups=("Recipient Management",))
 
-    # Step 2: enable control with the default approver group and a system account.
+    # Step 2: enable control with the default approver group and a system account. A colleague
+    # does it: whoever designates a system account must not have made it or set its credentials,
+    # themself or through accounts they made (separation of duties). The admin made sys1 (and
+    # the colleague); the colleague made neither sys1 nor whoever made it.
+    colleague = world.user("colleague", role_groups=("jitpam\\Global Administrator",))
     control = organizations.enable_access_control(
-        ctx, caller=admin, admin_group="PAMApprovers", system_accounts=[sysaccount.upn]
+        ctx, caller=colleague.caller, admin_group="PAMApprovers", system_accounts=[sysaccount.upn]
     )
     assert control.control.enabled
 
