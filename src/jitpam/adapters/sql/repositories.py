@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -163,6 +163,27 @@ def _chunks(ids: Iterable[K]) -> Iterator[list[K]]:
 
 
 _FEW_LABELS = 4  # up to this many ids, each is looked up by its key (no IN list to build)
+
+
+_Named = TypeVar("_Named", User, Group)
+
+
+def _named_from_memory(
+    known: PerTransaction[UUID, _Named],
+    org_id: UUID,
+    ids: Iterable[UUID],
+    label: Callable[[_Named], str],
+) -> tuple[dict[UUID, str], list[UUID]]:
+    """The labels of those of ``ids`` this transaction has read already (of ``org_id``), and
+    the ids it has not read."""
+    out: dict[UUID, str] = {}
+    unread: list[UUID] = []
+    for i in ids:
+        if (found := known.get(i)) is None:
+            unread.append(i)
+        elif found.org_id == org_id:
+            out[i] = label(found)
+    return out, unread
 
 
 def _labels(
@@ -407,13 +428,7 @@ class SqlUsers:
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         # Those the transaction has read already (the caller, the approvers of a vote) are
         # named from memory.
-        out: dict[UUID, str] = {}
-        unread: list[UUID] = []
-        for i in ids:
-            if (known := self._known.get(i)) is None:
-                unread.append(i)
-            elif known.org_id == org_id:
-                out[i] = known.upn
+        out, unread = _named_from_memory(self._known, org_id, ids, lambda u: u.upn)
         out.update(_labels(self.s, _USERS, "upn", org_id, unread, _UPN))
         return out
 
@@ -655,13 +670,7 @@ class SqlGroups:
         )
 
     def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
-        out: dict[UUID, str] = {}
-        unread: list[UUID] = []
-        for i in ids:
-            if (known := self._known.get(i)) is None:
-                unread.append(i)
-            elif known.org_id == org_id:
-                out[i] = known.name
+        out, unread = _named_from_memory(self._known, org_id, ids, lambda g: g.name)
         out.update(_labels(self.s, _GROUPS, "name", org_id, unread, _GROUP_NAME))
         return out
 
