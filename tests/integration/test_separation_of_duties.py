@@ -467,6 +467,12 @@ def test_an_exemption_stops_counting_once_anyone_sets_a_credential_of_the_accoun
     # the account, so the exemption is now that person's designation, and it does not count.
     auth.create_token(w.ctx, caller=w.admin.caller, user=robot.upn)
     assert check() is Reason.AUTHORIZATION_REQUIRED
+    (minted,) = audit_log.search_audit(
+        w.ctx, caller=w.admin.caller, flt=AuditFilter(operation="New-ApiToken"), limit=10
+    ).items
+    assert minted.details["system_account_exemption"] == (
+        f"ended: its designator is now {w.admin.upn}"
+    )
     dana = w.user("dana", role_groups=(GLOBAL_ADMIN,))
     organizations.enable_access_control(
         w.ctx, caller=dana.caller, admin_group="pamapprovers", system_accounts=[robot.upn]

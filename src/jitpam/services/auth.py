@@ -270,8 +270,9 @@ def set_password(
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(target.id, at=at)
             # Whoever set someone's password could have signed in as them: for good, their
             # votes on this actor's requests no longer count (separation of duties).
-            set_up_account(uow, account=target, by=actor, how=Stewardship.PASSWORD, at=at)
             details["steward"] = actor.upn
+            if set_up_account(uow, account=target, by=actor, how=Stewardship.PASSWORD, at=at):
+                details["system_account_exemption"] = "ended: its designator is now " + actor.upn
         hashed = _hasher(ctx).hash(check_password(password))
         uow.credentials.set_password_hash(target.id, hashed, at=at)
         uow.record(
@@ -306,8 +307,9 @@ def create_token(
                 )
             _, how = authorize(uow, caller, MANAGE_TOKENS, at)
             details.update(grant_details(how))
-            set_up_account(uow, account=target, by=actor, how=Stewardship.API_TOKEN, at=at)
             details["steward"] = actor.upn
+            if set_up_account(uow, account=target, by=actor, how=Stewardship.API_TOKEN, at=at):
+                details["system_account_exemption"] = "ended: its designator is now " + actor.upn
         if not target.enabled:
             raise InvalidInput(f"{target.upn} is disabled")
         issued = _issue(

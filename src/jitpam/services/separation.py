@@ -170,14 +170,17 @@ def is_exempt(uow: UnitOfWork, control: AccessControl, user_id: UUID) -> bool:
 
 def set_up_account(
     uow: UnitOfWork, *, account: User, by: User, how: Stewardship, at: datetime
-) -> None:
+) -> bool:
     """Record that ``by`` created ``account`` or set one of its credentials: they steer it for
     good. A system account set up by someone becomes their designation, which does not count
-    (they steer it) until someone independent designates it again."""
+    (they steer it) until someone independent designates it again. Returns whether it did:
+    the caller's audit record says so."""
     uow.users.add_steward(account, by.id, how, at=at)
     if how is Stewardship.CREATED:  # a new account is no system account yet
-        return
-    if account.id in uow.orgs.control(account.org_id).system_account_ids:
-        control = uow.orgs.control(account.org_id, for_update=True)
-        designators = {**control.system_account_designators, account.id: by.id}
-        uow.orgs.save_control(replace(control, system_account_designators=designators))
+        return False
+    if account.id not in uow.orgs.control(account.org_id).system_account_ids:
+        return False
+    control = uow.orgs.control(account.org_id, for_update=True)
+    designators = {**control.system_account_designators, account.id: by.id}
+    uow.orgs.save_control(replace(control, system_account_designators=designators))
+    return True
