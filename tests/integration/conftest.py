@@ -10,7 +10,7 @@ from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork
-from tests.integration.world import World
+from tests.integration.world import World, own_process
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SIGNER = Ed25519Signer.generate()  # key generation once: it is the same server key for every test
@@ -28,7 +28,7 @@ def ctx(engine: Engine, clock: FixedClock) -> ServiceContext:
     def new_uow() -> UnitOfWork:
         return SqlUnitOfWork(sessions)
 
-    return ServiceContext(uow=new_uow, clock=clock, signer=SIGNER)
+    return own_process(ServiceContext(uow=new_uow, clock=clock, signer=SIGNER))
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from jitpam.services import access, directory, organizations, requests
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork
 from tests.integration.conftest import START
-from tests.integration.world import Person, World
+from tests.integration.world import Person, World, own_process
 
 TASK = "Exchange\\New-MoveRequest"
 ROLE = "Move Mailboxes"
@@ -68,7 +68,7 @@ def machine_for(engine: Engine) -> type[RuleBasedStateMachine]:
             def new_uow() -> UnitOfWork:
                 return SqlUnitOfWork(sessions)
 
-            self.ctx = ServiceContext(uow=new_uow, clock=self.clock, signer=signer)
+            self.ctx = own_process(ServiceContext(uow=new_uow, clock=self.clock, signer=signer))
             self.world = World(self.ctx, self.clock)
             w = self.world
             self.requester = w.user("requester", roles=(ROLE,))
