@@ -74,7 +74,9 @@ RevokeWay = Callable[[World, Person, str], None]
 
 
 def revoke_token(world: World, who: Person, secret: str) -> None:
-    (mine,) = [t for t in auth.list_tokens(world.ctx, caller=who.caller) if t.name == "ci"]
+    (mine,) = [
+        v.token for v in auth.list_tokens(world.ctx, caller=who.caller) if v.token.name == "ci"
+    ]
     auth.revoke_token(world.ctx, caller=who.caller, token_id=mine.id)
 
 

@@ -344,7 +344,7 @@ def test_look_alike_group_names_do_not_match_across_organizations(two_orgs: TwoO
     with pytest.raises(NotFound):
         organizations.enable_access_control(ctx, caller=other.admin.caller, admin_group="team")
 
-    assert {g.name for g in directory.list_groups(ctx, caller=other.admin.caller)} == {
+    assert {v.group.name for v in directory.list_groups(ctx, caller=other.admin.caller)} == {
         "Approvers",
         "team%",
         "team_",
@@ -352,7 +352,7 @@ def test_look_alike_group_names_do_not_match_across_organizations(two_orgs: TwoO
     policy = other.policy(SEARCH, approver_group="team%")
     assert policy.approver_group_id is not None
     home_groups = directory.list_groups(home.world.ctx, caller=home.world.admin.caller)
-    assert policy.approver_group_id not in {g.id for g in home_groups}
+    assert policy.approver_group_id not in {v.group.id for v in home_groups}
     # in its own organization, "TEAM" is the group "team", and nothing else
     home.world.policy("Exchange\\Get-Mailbox", approver_group="TEAM")
 

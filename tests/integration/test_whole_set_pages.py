@@ -264,7 +264,7 @@ def test_groups_page_with_their_sizes_and_first_members(world: World) -> None:
     people = [world.user(f"member{i}") for i in range(5)]
     for i in range(7):
         world.group(f"Team{i}", *people[: i % 6])
-    whole = [g.name for g in directory.list_groups(world.ctx, caller=caller)]
+    whole = [v.group.name for v in directory.list_groups(world.ctx, caller=caller)]
     paged = walk(
         lambda c: directory.group_summaries(world.ctx, caller=caller, cursor=c, limit=3, members=2),
         3,
@@ -276,17 +276,21 @@ def test_groups_page_with_their_sizes_and_first_members(world: World) -> None:
     assert (team["Team0"].member_count, team["Team0"].members) == (0, [])
 
 
-def test_names_of_answers_for_users_and_groups_of_the_organization_only(world: World) -> None:
+def test_names_in_answers_for_users_and_groups_of_the_organization_only(world: World) -> None:
     caller = world.admin.caller
     ann = world.user("ann")
     world.group("Readers", ann)
     ann_id = directory.get_user(world.ctx, caller=caller, upn=ann.upn).id
-    group = next(g for g in directory.list_groups(world.ctx, caller=caller) if g.name == "Readers")
+    group = next(
+        v.group
+        for v in directory.list_groups(world.ctx, caller=caller)
+        if v.group.name == "Readers"
+    )
     other = World(world.ctx, world.clock)
     stranger = other.user("stranger")
-    names = directory.names_of(
-        world.ctx, caller=caller, ids={ann_id, group.id, stranger.caller.user_id}
-    )
+    ids = {ann_id, group.id, stranger.caller.user_id}
+    with world.ctx.reader() as uow:
+        names = directory.names_in(uow, caller.org_id, users=ids, groups=ids)
     assert names == {ann_id: ann.upn, group.id: "Readers"}
 
 

@@ -1,13 +1,14 @@
-"""Request-scoped dependencies: the runtime and the signed-in caller."""
+"""Request-scoped dependencies: the runtime, and the caller a route runs its use case as."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
+from jitpam.api.running import run_use_case
 from jitpam.bootstrap import Runtime
 from jitpam.domain.check import Decision
 from jitpam.domain.errors import NotSignedIn
@@ -22,11 +23,6 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_ctx(request: Request) -> ServiceContext:
-    # async: nothing to wait for, so no trip to the thread pool for it
-    return get_runtime(request).ctx
-
-
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
@@ -35,15 +31,14 @@ def _bearer(request: Request) -> str:
     return credential.strip()
 
 
-def _is_oidc(request: Request, credential: str) -> bool:
-    return credential.count(".") == 2 and get_runtime(request).oidc is not None
+def _is_oidc(runtime: Runtime, credential: str) -> bool:
+    return credential.count(".") == 2 and runtime.oidc is not None
 
 
-def get_caller(request: Request) -> Caller:
-    """The caller behind ``Authorization: Bearer ...``: a jitpam token, or an OIDC JWT."""
-    credential = _bearer(request)
-    runtime = get_runtime(request)
-    if _is_oidc(request, credential) and runtime.oidc is not None:
+def get_caller(runtime: Runtime, credential: str) -> Caller:
+    """The caller behind a bearer credential: a jitpam token, or an OIDC JWT. Blocks (it reads
+    the database, and may fetch the issuer's keys): call it off the event loop."""
+    if _is_oidc(runtime, credential) and runtime.oidc is not None:
         identity = runtime.oidc.verify(credential)
         if identity is None:
             raise NotSignedIn(auth.NOT_SIGNED_IN)
@@ -57,48 +52,57 @@ def get_caller(request: Request) -> Caller:
     return auth.authenticate(runtime.ctx, secret=credential)
 
 
-async def as_caller(request: Request, work: Callable[[ServiceContext, Caller], T]) -> T:
-    """Authenticate and do ``work`` in one trip to the thread pool (for the hot paths: a
-    dependency and a route that both block would make two trips)."""
+@dataclass(frozen=True)
+class Calls:
+    """A request's way to its use cases, as the caller its bearer credential stands for."""
 
-    def both() -> T:
-        return work(get_runtime(request).ctx, get_caller(request))
+    request: Request
+    credential: str
 
-    return await run_in_threadpool(both)
+    @property
+    def runtime(self) -> Runtime:
+        return get_runtime(self.request)
 
+    @property
+    def oidc(self) -> bool:
+        return _is_oidc(self.runtime, self.credential)
 
-async def as_writer(request: Request, work: Callable[[ServiceContext, Caller], T]) -> T:
-    """As ``as_caller``, for a use case that writes: queued behind the process's other writes
-    when the context keeps them in one queue (``ServiceContext.writes``)."""
-    ctx = get_runtime(request).ctx
-    if ctx.writes is None or _is_oidc(request, _bearer(request)):
-        # (an OIDC token's keys may be fetched over the network: not in the writers' queue)
-        return await as_caller(request, work)
+    async def run(self, work: Callable[[ServiceContext, Caller], T], *, writes: bool = False) -> T:
+        """Authenticate the caller and do ``work`` as them, in one trip off the event loop
+        (``run_use_case``); ``writes`` for a use case that is one short write transaction
+        (queued behind the process's other writes where the context keeps them in a queue)."""
+        runtime = self.runtime
+        ctx = runtime.ctx
 
-    def both() -> T:
-        return work(ctx, get_caller(request))
+        def as_caller() -> T:
+            return work(ctx, get_caller(runtime, self.credential))
 
-    return await ctx.writes.run(both)
+        # An OIDC token's keys may be fetched over the network: never in the writers' queue.
+        return await run_use_case(ctx, as_caller, writes=writes and not self.oidc)
 
-
-async def check_as_caller(
-    request: Request, pairs: Sequence[tuple[str | None, str]]
-) -> list[Decision]:
-    """The checks, asked by the request's caller. A jitpam token is resolved inside the checks'
-    own transaction, and once seen costs no trip to the thread pool
-    (``access.check_with_token_awaited``)."""
-    credential = _bearer(request)
-    ctx = get_runtime(request).ctx
-    if _is_oidc(request, credential):
-        return await as_caller(
-            request, lambda ctx, caller: access.check_access_batch(ctx, caller=caller, pairs=pairs)
+    async def check(self, pairs: Sequence[tuple[str | None, str]]) -> list[Decision]:
+        """The checks, asked by the caller: the one path that takes no thread. A jitpam token is
+        resolved inside the checks' own transaction and, once seen, the caller awaits the
+        checks' group commit (``access.check_with_token_awaited``); an OIDC token goes as any
+        other use case does."""
+        if self.oidc:
+            return await self.run(
+                lambda ctx, caller: access.check_access_batch(ctx, caller=caller, pairs=pairs)
+            )
+        return await access.check_with_token_awaited(
+            self.runtime.ctx, secret=self.credential, pairs=pairs
         )
-    return await access.check_with_token_awaited(ctx, secret=credential, pairs=pairs)
+
+
+async def calls(request: Request) -> Calls:
+    """The request's ``Calls``. A request with no bearer credential at all is refused here, before
+    its input is read, so that every operation answers 401 first to an anonymous caller; the
+    credential itself is checked with the use case, in the same trip off the event loop."""
+    return Calls(request, _bearer(request))
 
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-Ctx = Annotated[ServiceContext, Depends(get_ctx)]
-CurrentCaller = Annotated[Caller, Depends(get_caller)]
+AsCaller = Annotated[Calls, Depends(calls)]

@@ -16,7 +16,7 @@ from jitpam.domain.errors import InvalidInput
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import iso
-from jitpam.domain.tokens import ApiToken
+from jitpam.services.auth import TokenView
 from jitpam.services.directory import GroupView
 from jitpam.services.organizations import ControlView
 from jitpam.services.policies import PolicyView
@@ -160,7 +160,8 @@ def audit_record(a: AuditRecord) -> dict[str, Any]:
     }
 
 
-def token(t: ApiToken, names: dict[UUID, str]) -> dict[str, Any]:
+def token(v: TokenView) -> dict[str, Any]:
+    t, names = v.token, v.names
     return {
         "id": str(t.id),
         "user": _name(names, t.user_id),

@@ -8,9 +8,16 @@ shows its pages for as long as it lasts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from jitpam.domain.directory import User
+from jitpam.services.auth import token_caller
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.guard import caller_user, may_each
+from jitpam.services.ports import UnitOfWork
+from jitpam.services.requests import awaiting_vote
+
+PENDING_SHOWN = 100  # requests awaiting one's vote counted at most, for a page's badge
 
 
 @dataclass(frozen=True)
@@ -27,30 +34,56 @@ class Abilities:
 
 def abilities(ctx: ServiceContext, *, caller: Caller) -> Abilities:
     with ctx.reader() as uow:
+        return _abilities(uow, caller, caller_user(uow, caller), ctx.clock.now())
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who views a page: the caller its session token stands for, what they may do, and how many
+    requests wait for their vote (at most PENDING_SHOWN)."""
+
+    caller: Caller
+    abilities: Abilities
+    pending_reviews: int
+
+
+def page_viewer(ctx: ServiceContext, *, secret: str) -> Viewer:
+    """The viewer behind a session token, in one transaction. Raises NotSignedIn as
+    ``auth.authenticate`` does, and NotPermitted for a user who may not use jitpam now."""
+    with ctx.reader() as uow:
         at = ctx.clock.now()
+        caller = token_caller(uow, secret=secret, at=at)
         user = caller_user(uow, caller)
-        org = uow.orgs.get(caller.org_id)
-        control, policies, see_all, audit = (
-            d.allowed
-            for d in may_each(
-                uow,
-                user=user,
-                operations=(
-                    "Enable-ElevatedAccessControl",
-                    "New-ElevatedAccessApprovalPolicy",
-                    "Get-ElevatedAccessRequest",
-                    "Search-AuditLog",
-                ),
-                at=at,
-            )
+        return Viewer(
+            caller,
+            _abilities(uow, caller, user, at),
+            awaiting_vote(uow, caller, user, at=at, limit=PENDING_SHOWN),
         )
-        return Abilities(
-            upn=user.upn,
-            display_name=user.display_name,
-            organization=org.name if org is not None else "",
-            control_enabled=uow.orgs.control(caller.org_id).enabled,
-            manage_control=control,
-            manage_policies=policies,
-            see_all_requests=see_all,
-            read_audit=audit,
+
+
+def _abilities(uow: UnitOfWork, caller: Caller, user: User, at: datetime) -> Abilities:
+    org = uow.orgs.get(caller.org_id)
+    control, policies, see_all, audit = (
+        d.allowed
+        for d in may_each(
+            uow,
+            user=user,
+            operations=(
+                "Enable-ElevatedAccessControl",
+                "New-ElevatedAccessApprovalPolicy",
+                "Get-ElevatedAccessRequest",
+                "Search-AuditLog",
+            ),
+            at=at,
         )
+    )
+    return Abilities(
+        upn=user.upn,
+        display_name=user.display_name,
+        organization=org.name if org is not None else "",
+        control_enabled=uow.orgs.control(caller.org_id).enabled,
+        manage_control=control,
+        manage_policies=policies,
+        see_all_requests=see_all,
+        read_audit=audit,
+    )

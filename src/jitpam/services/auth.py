@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from jitpam.domain.audit import AuditEvent, Outcome
 from jitpam.domain.directory import User, UserKind, check_text
 from jitpam.domain.errors import (
+    ConcurrentChange,
     InvalidInput,
+    JitpamError,
     NotFound,
     NotPermitted,
     NotSignedIn,
@@ -110,7 +113,12 @@ def _session(
 def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> IssuedToken:
     """Check a local password and issue a session token. Raises NotSignedIn (the same for an
     unknown account, a wrong password and a disabled user) or TooManyAttempts. Audited either way
-    when the account exists."""
+    when the account exists.
+
+    The password is checked between two transactions, never inside one: a hash is slow on
+    purpose, and a write transaction held meanwhile (SQLite's lock) would stop every other
+    write for as long. The session is then written only if the account is still enabled and
+    its password still the one checked; one changed meanwhile is refused as a wrong one."""
     hasher = _hasher(ctx)
     throttle = _throttle(ctx)
     at = ctx.clock.now()
@@ -120,25 +128,28 @@ def sign_in(ctx: ServiceContext, *, upn: str, password: str, client: str) -> Iss
         if wait > 0:
             _audit_sign_in(ctx, account=account, client=client, ok=False, why="too_many_attempts")
             raise TooManyAttempts(f"too many failed sign-ins: try again in {int(wait) + 1} seconds")
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         user = uow.users.get_by_upn(account) if "@" in account else None
         stored = uow.credentials.password_hash(user.id) if user else None
-        if stored is None:
-            dummy = _dummy_hashes.get(id(hasher))
-            if dummy is None:
-                dummy = _dummy_hashes[id(hasher)] = hasher.hash(_DUMMY_PASSWORD)
-            hasher.verify(dummy, password or "")
-            ok = False
-        else:
-            ok = hasher.verify(stored, password or "")
-        if not ok or user is None or not user.enabled:
-            uow.rollback()
-        else:
-            issued = _session(ctx, uow, user=user, client=client, method="password")
-            uow.commit()
-            if throttle is not None:
-                throttle.succeeded(account=account, client=client)
-            return issued
+    if stored is None:
+        # No password to check: one is checked anyway, so a wrong name costs what a wrong
+        # password does.
+        dummy = _dummy_hashes.get(id(hasher))
+        if dummy is None:
+            dummy = _dummy_hashes[id(hasher)] = hasher.hash(_DUMMY_PASSWORD)
+        hasher.verify(dummy, password or "")
+        ok = False
+    else:
+        ok = hasher.verify(stored, password or "")
+    if ok and user is not None and user.enabled:
+        with ctx.uow() as uow:
+            now = uow.users.get(user.id)
+            if now is not None and now.enabled and uow.credentials.password_hash(user.id) == stored:
+                issued = _session(ctx, uow, user=now, client=client, method="password")
+                uow.commit()
+                if throttle is not None:
+                    throttle.succeeded(account=account, client=client)
+                return issued
     _audit_sign_in(ctx, account=account, client=client, ok=False, why="bad_credentials")
     raise NotSignedIn(BAD_SIGN_IN)
 
@@ -169,13 +180,20 @@ def authenticate(ctx: ServiceContext, *, secret: str) -> Caller:
     if not secret or len(secret) > MAX_SECRET:
         raise NotSignedIn(NOT_SIGNED_IN)
     with ctx.reader() as uow:
-        token = uow.credentials.token_by_digest(token_digest(secret))
-        if token is None or not token.usable_at(ctx.clock.now()):
-            raise NotSignedIn(NOT_SIGNED_IN)
-        user = uow.users.get(token.user_id)
-        if user is None or not user.enabled or user.org_id != token.org_id:
-            raise NotSignedIn(NOT_SIGNED_IN)
-        return Caller(token.org_id, token.user_id)
+        return token_caller(uow, secret=secret, at=ctx.clock.now())
+
+
+def token_caller(uow: UnitOfWork, *, secret: str, at: datetime) -> Caller:
+    """``authenticate`` in a transaction the caller holds."""
+    if not secret or len(secret) > MAX_SECRET:
+        raise NotSignedIn(NOT_SIGNED_IN)
+    token = uow.credentials.token_by_digest(token_digest(secret))
+    if token is None or not token.usable_at(at):
+        raise NotSignedIn(NOT_SIGNED_IN)
+    user = uow.users.get(token.user_id)
+    if user is None or not user.enabled or user.org_id != token.org_id:
+        raise NotSignedIn(NOT_SIGNED_IN)
+    return Caller(token.org_id, token.user_id)
 
 
 def authenticate_oidc(
@@ -235,26 +253,74 @@ def sign_in_oidc(
         return issued
 
 
+@dataclass(frozen=True)
+class _PasswordSeen:
+    """What a password change found before its transaction: whose password it sets, whether
+    that is the caller's own, and the hash stored then."""
+
+    upn: str
+    own: bool
+    stored: str | None
+
+
+def _password_seen(ctx: ServiceContext, caller: Caller, upn: str | None) -> _PasswordSeen | None:
+    """Read before a password change; None when the read fails (the use case then fails the same
+    way in its own transaction, and is audited there)."""
+    try:
+        with ctx.reader() as uow:
+            actor = caller_user(uow, caller)
+            target = actor if upn is None else find_user(uow, caller.org_id, upn)
+            return _PasswordSeen(
+                target.upn, target.id == actor.id, uow.credentials.password_hash(target.id)
+            )
+    except JitpamError:
+        return None
+
+
 def set_password(
     ctx: ServiceContext,
     *,
     caller: Caller,
-    upn: str,
+    upn: str | None,
     password: str,
     current_password: str | None = None,
 ) -> None:
-    """Set a user's password: one's own (with the current one, when there is one), or anyone's
-    in the organization with jitpam\\Set-Password. The password never reaches the audit log."""
+    """Set a user's password (``upn`` None: the caller's own): one's own (with the current one,
+    when there is one), or anyone's in the organization with jitpam\\Set-Password. The password
+    never reaches the audit log.
+
+    The slow part, checking the current password and hashing the new one, is done before the
+    write transaction (as in ``sign_in``); the transaction then decides everything as before, and
+    refuses with ConcurrentChange when the password changed in between."""
     op = "Set-Password"
-    with use_case(ctx, caller=caller, operation=op, target=upn) as uow:
+    hasher = _hasher(ctx)
+    seen = _password_seen(ctx, caller, upn)
+    current_ok = (
+        hasher.verify(seen.stored, current_password or "")
+        if seen is not None and seen.own and seen.stored is not None
+        else False
+    )
+    hashed: str | None = None
+    if seen is not None and (current_ok or not seen.own or seen.stored is None):
+        try:
+            hashed = hasher.hash(check_password(password))
+        except InvalidInput:
+            hashed = None  # refused in the use case below, in the order its rules are checked
+    target_name = upn if upn is not None else (seen.upn if seen is not None else "self")
+    with use_case(ctx, caller=caller, operation=op, target=target_name) as uow:
         at = ctx.clock.now()
         actor = caller_user(uow, caller)
-        target = find_user(uow, caller.org_id, upn)
+        target = actor if upn is None else find_user(uow, caller.org_id, upn)
         details: dict[str, object] = {"user": target.upn}
         if target.id == actor.id:
             stored = uow.credentials.password_hash(actor.id)
-            if stored is not None and not _hasher(ctx).verify(stored, current_password or ""):
-                raise NotPermitted("the current password is not correct")
+            if stored is not None:
+                if seen is None or stored != seen.stored:
+                    raise ConcurrentChange(
+                        "the password was changed meanwhile; try again with the current one"
+                    )
+                if not current_ok:
+                    raise NotPermitted("the current password is not correct")
             details["by"] = "self"
         else:
             _, how = authorize(uow, caller, op, at)
@@ -273,7 +339,9 @@ def set_password(
             details["steward"] = actor.upn
             if set_up_account(uow, account=target, by=actor, how=Stewardship.PASSWORD, at=at):
                 details["system_account_exemption"] = "ended: its designator is now " + actor.upn
-        hashed = _hasher(ctx).hash(check_password(password))
+        check_password(password)  # refused here, after the rules above, as it always was
+        if hashed is None:  # the read before found another account, or none
+            raise ConcurrentChange("the account changed meanwhile; try again")
         uow.credentials.set_password_hash(target.id, hashed, at=at)
         uow.record(
             event(
@@ -332,9 +400,18 @@ def create_token(
         return issued
 
 
+@dataclass(frozen=True)
+class TokenView:
+    """A token with the UPNs of its user and of who made it (``names``), read in the same
+    transaction."""
+
+    token: ApiToken
+    names: Mapping[UUID, str]
+
+
 def list_tokens(
     ctx: ServiceContext, *, caller: Caller, user: str | None = None, everyone: bool = False
-) -> list[ApiToken]:
+) -> list[TokenView]:
     """One's own tokens; another user's, or everyone's, with jitpam\\New-ApiToken."""
     with ctx.reader() as uow:
         at = ctx.clock.now()
@@ -344,7 +421,10 @@ def list_tokens(
             uow, user=actor, operation=MANAGE_TOKENS, at=at
         ).allowed:
             raise NotPermitted(f"{actor.upn} may list only their own tokens")
-        return uow.credentials.tokens(caller.org_id, None if everyone else target.id)
+        tokens = uow.credentials.tokens(caller.org_id, None if everyone else target.id)
+        named = {t.user_id for t in tokens} | {t.created_by for t in tokens}
+        names = uow.users.upns(caller.org_id, named)
+        return [TokenView(t, names) for t in tokens]
 
 
 def revoke_token(ctx: ServiceContext, *, caller: Caller, token_id: UUID) -> ApiToken:

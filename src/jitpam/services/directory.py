@@ -205,10 +205,11 @@ def list_users(
         return uow.users.in_org(caller.org_id, after=after, limit=limit)
 
 
-def get_user(ctx: ServiceContext, *, caller: Caller, upn: str) -> User:
+def get_user(ctx: ServiceContext, *, caller: Caller, upn: str | None) -> User:
+    """A user of the caller's organization by UPN (None: the caller); raises NotFound."""
     with ctx.reader() as uow:
-        caller_user(uow, caller)
-        return find_user(uow, caller.org_id, upn)
+        me = caller_user(uow, caller)
+        return me if upn is None else find_user(uow, caller.org_id, upn)
 
 
 @dataclass(frozen=True)
@@ -359,11 +360,14 @@ def get_group(ctx: ServiceContext, *, caller: Caller, name: str) -> GroupView:
 
 def list_groups(
     ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
-) -> list[Group]:
-    """Groups by name; ``after`` (a case-folded name) and ``limit`` give one page."""
+) -> list[GroupView]:
+    """Groups by name, with their members' names; ``after`` (a case-folded name) and ``limit``
+    give one page."""
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        return uow.groups.in_org(caller.org_id, after=after, limit=limit)
+        groups = uow.groups.in_org(caller.org_id, after=after, limit=limit)
+        names = names_in(uow, caller.org_id, users={m for g in groups for m in g.member_ids})
+        return [GroupView(g, names) for g in groups]
 
 
 def _principal(
@@ -477,13 +481,3 @@ def names_in(
     out = uow.groups.names(org_id, groups)
     out.update(uow.users.upns(org_id, users))
     return out
-
-
-def names_of(ctx: ServiceContext, *, caller: Caller, ids: set[UUID]) -> dict[UUID, str]:
-    """Display names for ids the caller was shown: users by UPN, groups by name (this org only).
-    A few ids are looked up each by its key, more in two queries; none, in no transaction."""
-    if not ids:
-        return {}
-    with ctx.reader() as uow:
-        caller_user(uow, caller)
-        return names_in(uow, caller.org_id, users=ids, groups=ids)

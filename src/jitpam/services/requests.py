@@ -527,56 +527,95 @@ class RequestActions:
 
 def request_actions(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestActions:
     """The same rules the decisions apply, asked without acting; NotFound as ``get_request``."""
-    with ctx.uow() as uow:
+    with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         request = _load(uow, caller, request_id)
         if not _visible(uow, caller, user, request, at):
             raise NotFound(f"no request {request_id} in this organization")
-        status = request.status_at(at)
-        approver = user.can_approve and _is_approver(uow, caller, request, user, lock=False)
-        policy = uow.policies.get(request.policy_id)
-        may_vote = (
-            policy is not None
-            and request.review_refusal(
-                approver=user,
-                in_approver_group=approver,
-                at=at,
-                hand=_hand(uow, caller, request, policy, user),
-            )
-            is None
+        return _actions(ctx, uow, caller, user, request, at)
+
+
+def _actions(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    caller: Caller,
+    user: User,
+    request: AccessRequest,
+    at: datetime,
+) -> RequestActions:
+    status = request.status_at(at)
+    approver = user.can_approve and _is_approver(uow, caller, request, user, lock=False)
+    policy = uow.policies.get(request.policy_id)
+    may_vote = (
+        policy is not None
+        and request.review_refusal(
+            approver=user,
+            in_approver_group=approver,
+            at=at,
+            hand=_hand(uow, caller, request, policy, user),
         )
-        may_approve = may_vote and _verified(ctx.signer, request)
-        if may_approve and policy is not None:
-            try:
-                _still_allowed(uow, request, policy)
-            except JitpamError:
-                may_approve = False
-        mine = request.requester_id == user.id
-        can_revoke = status is RequestStatus.APPROVED and (
-            mine or approver or may(uow, user=user, operation=REVOKE_ANY, at=at).allowed
-        )
-        return RequestActions(
-            approve=may_approve,
-            deny=may_vote,
-            cancel=mine and status is RequestStatus.PENDING,
-            revoke=can_revoke,
-        )
+        is None
+    )
+    may_approve = may_vote and _verified(ctx.signer, request)
+    if may_approve and policy is not None:
+        try:
+            _still_allowed(uow, request, policy)
+        except JitpamError:
+            may_approve = False
+    mine = request.requester_id == user.id
+    can_revoke = status is RequestStatus.APPROVED and (
+        mine or approver or may(uow, user=user, operation=REVOKE_ANY, at=at).allowed
+    )
+    return RequestActions(
+        approve=may_approve,
+        deny=may_vote,
+        cancel=mine and status is RequestStatus.PENDING,
+        revoke=can_revoke,
+    )
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    """What a page shows of one request: the request (names included), what the caller may do
+    to it now, and whether it still matches its signature."""
+
+    view: RequestView
+    actions: RequestActions
+    signature_valid: bool
+
+
+def request_page(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestPage:
+    """``get_request``, ``request_actions`` and ``verify_request`` at once, in one transaction;
+    NotFound as ``get_request``."""
+    with ctx.reader() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        request = _load(uow, caller, request_id)
+        if not _visible(uow, caller, user, request, at):
+            raise NotFound(f"no request {request_id} in this organization")
+        actions = _actions(ctx, uow, caller, user, request, at)
+        (view,) = _views(uow, caller.org_id, [request], at)
+        return RequestPage(view, actions, _verified(ctx.signer, request))
 
 
 def pending_reviews(ctx: ServiceContext, *, caller: Caller, limit: int = MAX_PAGE) -> int:
     """How many pending requests wait for the caller's vote, counted up to ``limit``."""
     with ctx.reader() as uow:
         at = ctx.clock.now()
-        user = caller_user(uow, caller)
-        if not user.can_approve or limit < 1:
-            return 0
-        flt = RequestFilter(
-            status=RequestStatus.PENDING,
-            reviewer=_reviewer(uow, caller, user),
-            awaiting_vote_of=user.id,
-        )
-        return uow.requests.count(caller.org_id, flt, at=at, limit=limit)
+        return awaiting_vote(uow, caller, caller_user(uow, caller), at=at, limit=limit)
+
+
+def awaiting_vote(uow: UnitOfWork, caller: Caller, user: User, *, at: datetime, limit: int) -> int:
+    """``pending_reviews`` in a transaction the caller holds."""
+    if not user.can_approve or limit < 1:
+        return 0
+    flt = RequestFilter(
+        status=RequestStatus.PENDING,
+        reviewer=_reviewer(uow, caller, user),
+        awaiting_vote_of=user.id,
+    )
+    return uow.requests.count(caller.org_id, flt, at=at, limit=limit)
 
 
 OFFERED = 200  # targets the new-request form lists at most

@@ -40,6 +40,14 @@ def add_webhook(
 ) -> WebhookEndpoint:
     """Add an endpoint for some event types; ``secret`` signs its deliveries (shown once)."""
     op = "New-Webhook"
+    # The URL's host is looked up before the transaction, never while it holds the write lock
+    # (a name server may take seconds); the verdict is given below, in its turn among the rules.
+    refusal: Exception | None = None
+    if len(url) <= 2048:
+        try:
+            urls.check(url)
+        except (InvalidInput, ValueError) as exc:
+            refusal = exc
     with use_case(ctx, caller=caller, operation=op, target=url_origin(url)) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, MANAGE, at)
@@ -48,7 +56,8 @@ def add_webhook(
         kinds = frozenset(parse_enum(EventType, e, "event type") for e in events)
         if len(url) > 2048:
             raise InvalidInput("the webhook URL is longer than 2048 characters")
-        urls.check(url)
+        if refusal is not None:
+            raise refusal
         endpoint = WebhookEndpoint(
             id=uuid4(),
             org_id=caller.org_id,

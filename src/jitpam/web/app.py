@@ -14,10 +14,12 @@ from starlette.exceptions import HTTPException
 from jitpam.api import problems
 from jitpam.api.app import API, create_app
 from jitpam.api.middleware import DefaultHeaders
+from jitpam.api.running import run_use_case
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 from jitpam.web import pages
 from jitpam.web.session import BadCsrf, SignInNeeded, signed_in_or_none
+from jitpam.web.session import runtime as runtime_of
 from jitpam.worker import Worker
 
 # Pages load nothing from elsewhere, run no inline script and cannot be framed.
@@ -40,6 +42,19 @@ def is_page(request: Request) -> bool:
     return is_page_path(request.url.path)
 
 
+async def error_page(request: Request, status: int, title: str, detail: str) -> Response:
+    """The error page, for whoever is signed in (or nobody), rendered off the event loop: finding
+    out who is signed in reads the database."""
+
+    def work() -> Response:
+        user = signed_in_or_none(request)
+        return pages.render(
+            request, "error.html", user, status_code=status, title=title, detail=detail
+        )
+
+    return await run_use_case(runtime_of(request).ctx, work)
+
+
 def create_server(runtime: Runtime, *, background: Worker | None = None) -> FastAPI:
     app = create_app(runtime, background=background)
     app.include_router(pages.router)
@@ -50,26 +65,17 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
             return await problems.on_domain_error(request, exc)
         assert isinstance(exc, JitpamError)
         status = problems.STATUS[exc.kind]
-        return pages.render(
-            request,
-            "error.html",
-            signed_in_or_none(request),
-            status_code=status,
-            title=problems.TITLES.get(status, "Error"),
-            detail=exc.message,
-        )
+        return await error_page(request, status, problems.TITLES.get(status, "Error"), exc.message)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         if not is_page(request):
             return await problems.on_http_error(request, exc)
         assert isinstance(exc, HTTPException)
-        return pages.render(
+        return await error_page(
             request,
-            "error.html",
-            signed_in_or_none(request),
-            status_code=exc.status_code,
-            title=problems.TITLES.get(exc.status_code, "Error"),
-            detail="There is no such page." if exc.status_code == 404 else str(exc.detail),
+            exc.status_code,
+            problems.TITLES.get(exc.status_code, "Error"),
+            "There is no such page." if exc.status_code == 404 else str(exc.detail),
         )
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
@@ -78,35 +84,21 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
         if not errors or any(e.get("loc", ("path",))[0] == "path" for e in errors):
-            return pages.render(
-                request,
-                "error.html",
-                signed_in_or_none(request),
-                status_code=404,
-                title="Not found",
-                detail="There is no such page.",
-            )
+            return await error_page(request, 404, "Not found", "There is no such page.")
         first = errors[0]
         field = str(first.get("loc", ("", "value"))[-1])
-        return pages.render(
-            request,
-            "error.html",
-            signed_in_or_none(request),
-            status_code=422,
-            title="Invalid request",
-            detail=f"{field}: {first.get('msg', 'invalid')}",
+        return await error_page(
+            request, 422, "Invalid request", f"{field}: {first.get('msg', 'invalid')}"
         )
 
     async def on_unexpected_error(request: Request, exc: Exception) -> Response:
         if not is_page(request):
             return await problems.on_unexpected_error(request, exc)
-        return pages.render(
+        return await error_page(
             request,
-            "error.html",
-            signed_in_or_none(request),
-            status_code=500,
-            title="Something went wrong",
-            detail="The server failed to handle this page; the failure is in its log.",
+            500,
+            "Something went wrong",
+            "The server failed to handle this page; the failure is in its log.",
         )
 
     async def on_sign_in_needed(request: Request, exc: Exception) -> Response:
@@ -115,7 +107,7 @@ def create_server(runtime: Runtime, *, background: Worker | None = None) -> Fast
 
     async def on_bad_csrf(request: Request, exc: Exception) -> Response:
         del exc
-        return pages.forbidden_form(request)
+        return await run_use_case(runtime_of(request).ctx, lambda: pages.forbidden_form(request))
 
     app.add_exception_handler(JitpamError, on_domain_error)
     app.add_exception_handler(HTTPException, on_http_error)

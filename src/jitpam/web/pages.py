@@ -1,5 +1,7 @@
 """The pages of the web admin center. Each route reads through a service function, renders a
 template, or hands a form to a use case and redirects back with what happened (post/redirect/get).
+Every route that reaches the services does it through ``session.page`` or ``session.form``: off
+the event loop, in one trip (``api.running.run_use_case``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jitpam.api import views
 from jitpam.api.deps import client_address
 from jitpam.api.routes.audit import export_response
+from jitpam.api.running import run_use_case
 from jitpam.domain.audit import ChainReport, Outcome
 from jitpam.domain.errors import InvalidInput, JitpamError, NotFound, NotPermitted, NotSignedIn
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
@@ -32,6 +35,7 @@ from jitpam.services import (
     policies,
     requests,
 )
+from jitpam.services.context import ServiceContext
 from jitpam.services.guard import parse_enum
 from jitpam.services.ports import SEARCH_WINDOW, AuditFilter
 from jitpam.web.session import (
@@ -39,17 +43,20 @@ from jitpam.web.session import (
     OIDC_PENDING,
     SESSION,
     SIGN_IN_CSRF,
-    Ctx,
-    SignedIn,
+    Form,
+    Session,
     WebUser,
+    checked_form,
     decode_pending,
     drop_cookie,
     encode_pending,
     flash,
-    form_of,
+    form,
     new_sign_in_csrf,
+    page,
     posted,
     read_cookie,
+    read_form,
     runtime,
     safe_next,
     same,
@@ -85,17 +92,14 @@ def render(
     status_code: int = 200,
     **values: Any,
 ) -> HTMLResponse:
-    pending = 0
-    if user is not None:
-        pending = requests.pending_reviews(
-            request.app.state.runtime.ctx, caller=user.caller, limit=100
-        )
+    """The page ``name``: reads nothing from the services (``user`` carries what it shows of the
+    signed-in user, the count of requests waiting for their vote included)."""
     message = _take_flash(request)
     html = TEMPLATES.get_template(name).render(
         user=user,
         me=user.abilities if user else None,
         csrf=user.csrf if user else "",
-        pending=pending,
+        pending=user.pending if user else 0,
         message=message,
         path=request.url.path,
         **values,
@@ -123,13 +127,13 @@ def act(request: Request, done: str, failed: str, run: Callable[[], str]) -> Red
     return back(request, done, message)
 
 
-def text(form: dict[str, str | list[str]], key: str) -> str:
-    value = form.get(key, "")
+def text(values: Form, key: str) -> str:
+    value = values.get(key, "")
     return value if isinstance(value, str) else (value[0] if value else "")
 
 
-def whole_number(form: dict[str, str | list[str]], key: str, label: str) -> int | None:
-    raw = text(form, key).strip()
+def whole_number(values: Form, key: str, label: str) -> int | None:
+    raw = text(values, key).strip()
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
@@ -156,33 +160,39 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 @router.post("/login", response_model=None)
-async def login(request: Request, ctx: Ctx) -> Response:
-    form = await posted(request)
-    upn, password, token, nxt = (text(form, k) for k in ("user", "password", "csrf", "next"))
+async def login(request: Request) -> Response:
+    values = await posted(request)
+    upn, password, token, nxt = (text(values, k) for k in ("user", "password", "csrf", "next"))
     if not same(token, read_cookie(request, SIGN_IN_CSRF)) or not same_origin(request):
-        return forbidden_form(request)
-    try:
-        issued = auth.sign_in(ctx, upn=upn, password=password, client=client_address(request))
-    except JitpamError as exc:
-        fresh = new_sign_in_csrf()
-        response: Response = render(
-            request,
-            "login.html",
-            None,
-            status_code=429 if exc.code == "too_many_attempts" else 401,
-            next=safe_next(nxt),
-            sign_in_csrf=fresh,
-            error=exc.message,
-            typed_user=upn,
-            oidc=runtime(request).oidc_sign_in is not None,
-        )
-        set_cookie(request, response, SIGN_IN_CSRF, fresh, max_age=3600)
+        return await run_use_case(runtime(request).ctx, lambda: forbidden_form(request))
+    ctx = runtime(request).ctx
+    client = client_address(request)
+
+    def work() -> Response:
+        try:
+            issued = auth.sign_in(ctx, upn=upn, password=password, client=client)
+        except JitpamError as exc:
+            fresh = new_sign_in_csrf()
+            response: Response = render(
+                request,
+                "login.html",
+                None,
+                status_code=429 if exc.code == "too_many_attempts" else 401,
+                next=safe_next(nxt),
+                sign_in_csrf=fresh,
+                error=exc.message,
+                typed_user=upn,
+                oidc=runtime(request).oidc_sign_in is not None,
+            )
+            set_cookie(request, response, SIGN_IN_CSRF, fresh, max_age=3600)
+            return response
+        response = RedirectResponse(safe_next(nxt), status_code=303)
+        set_cookie(request, response, SESSION, issued.secret, max_age=ctx.session_hours * 3600)
+        drop_cookie(request, response, SIGN_IN_CSRF)
         return response
-    response = RedirectResponse(safe_next(nxt), status_code=303)
-    hours = request.app.state.runtime.ctx.session_hours
-    set_cookie(request, response, SESSION, issued.secret, max_age=hours * 3600)
-    drop_cookie(request, response, SIGN_IN_CSRF)
-    return response
+
+    # Not queued with the writes: the password is checked first, and that is slow on purpose.
+    return await run_use_case(ctx, work)
 
 
 @router.get("/login/oidc")
@@ -199,64 +209,73 @@ def oidc_start(request: Request, next: str = "/") -> RedirectResponse:
 
 
 @router.get("/login/oidc/callback", name="oidc_callback", response_model=None)
-def oidc_callback(
+async def oidc_callback(
     request: Request,
-    ctx: Ctx,
     code: str = Query(default="", max_length=2048),
     state: str = Query(default="", max_length=512),
     error: str = Query(default="", max_length=256),
 ) -> Response:
-    flow = runtime(request).oidc_sign_in
-    pending = decode_pending(read_cookie(request, OIDC_PENDING))
-    identity = None
-    if flow is not None and pending is not None and code and not error:
-        identity = flow.finish(
-            code=code,
-            state=state,
-            pending=pending,
-            redirect_uri=str(request.url_for("oidc_callback")),
-        )
-    try:
-        if identity is None:
-            raise NotSignedIn("the identity provider did not sign you in; try again")
-        issued = auth.sign_in_oidc(
-            ctx,
-            issuer=identity.issuer,
-            subject=identity.subject,
-            email=identity.email,
-            email_verified=identity.email_verified,
-            client=client_address(request),
-        )
-    except JitpamError as exc:
-        response: Response = render(
-            request,
-            "error.html",
-            None,
-            status_code=401,
-            title="Not signed in",
-            detail=exc.message
-            if identity is None
-            else "No jitpam user matches the account you signed in with.",
-        )
+    ctx = runtime(request).ctx
+
+    def work() -> Response:
+        flow = runtime(request).oidc_sign_in
+        pending = decode_pending(read_cookie(request, OIDC_PENDING))
+        identity = None
+        if flow is not None and pending is not None and code and not error:
+            identity = flow.finish(
+                code=code,
+                state=state,
+                pending=pending,
+                redirect_uri=str(request.url_for("oidc_callback")),
+            )
+        try:
+            if identity is None:
+                raise NotSignedIn("the identity provider did not sign you in; try again")
+            issued = auth.sign_in_oidc(
+                ctx,
+                issuer=identity.issuer,
+                subject=identity.subject,
+                email=identity.email,
+                email_verified=identity.email_verified,
+                client=client_address(request),
+            )
+        except JitpamError as exc:
+            response: Response = render(
+                request,
+                "error.html",
+                None,
+                status_code=401,
+                title="Not signed in",
+                detail=exc.message
+                if identity is None
+                else "No jitpam user matches the account you signed in with.",
+            )
+            drop_cookie(request, response, OIDC_PENDING)
+            return response
+        assert pending is not None
+        response = RedirectResponse(pending.next_path, status_code=303)
+        set_cookie(request, response, SESSION, issued.secret, max_age=ctx.session_hours * 3600)
         drop_cookie(request, response, OIDC_PENDING)
         return response
-    assert pending is not None
-    response = RedirectResponse(pending.next_path, status_code=303)
-    set_cookie(request, response, SESSION, issued.secret, max_age=ctx.session_hours * 3600)
-    drop_cookie(request, response, OIDC_PENDING)
-    return response
+
+    # Not queued with the writes: the code is exchanged at the identity provider first.
+    return await run_use_case(ctx, work)
 
 
 @router.post("/logout")
-async def logout(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
-    await form_of(request, user)
-    auth.sign_out(ctx, secret=user.secret)
-    response = RedirectResponse("/login", status_code=303)
-    drop_cookie(request, response, SESSION)
-    return response
+async def logout(request: Request) -> RedirectResponse:
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        del values
+        auth.sign_out(ctx, secret=user.secret)
+        response = RedirectResponse("/login", status_code=303)
+        drop_cookie(request, response, SESSION)
+        return response
+
+    return await form(request, work)
 
 
 def forbidden_form(request: Request) -> HTMLResponse:
+    """The answer to a form without its page's CSRF token. Blocks: call it off the event loop."""
     return render(
         request,
         "error.html",
@@ -272,141 +291,154 @@ def forbidden_form(request: Request) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(user: SignedIn) -> RedirectResponse:
-    del user
-    return RedirectResponse("/my-access", status_code=303)
+async def home(request: Request) -> RedirectResponse:
+    return await page(request, lambda ctx, user: RedirectResponse("/my-access", status_code=303))
 
 
 @router.get("/my-access", response_class=HTMLResponse)
-def my_access(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    active = requests.my_authorizations(ctx, caller=user.caller)
-    now = ctx.clock.now()
-    grants = []
-    for v in active:
-        auth_ = v.request.authorization
-        assert auth_ is not None
-        left = max(0, int((auth_.end - now).total_seconds()))
-        grants.append(
-            {
-                "request_id": str(v.request.id),
-                "type": KINDS[v.request.type.value],
-                "target": str(v.request.target),
-                "end": iso(auth_.end),
-                "left": f"{left // 3600} h {left % 3600 // 60:02d} min",
-            }
+async def my_access(request: Request) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        active = requests.my_authorizations(ctx, caller=user.caller)
+        now = ctx.clock.now()
+        grants = []
+        for v in active:
+            auth_ = v.request.authorization
+            assert auth_ is not None
+            left = max(0, int((auth_.end - now).total_seconds()))
+            grants.append(
+                {
+                    "request_id": str(v.request.id),
+                    "type": KINDS[v.request.type.value],
+                    "target": str(v.request.target),
+                    "end": iso(auth_.end),
+                    "left": f"{left // 3600} h {left % 3600 // 60:02d} min",
+                }
+            )
+        mine = requests.list_requests(ctx, caller=user.caller, mine=True, limit=PAGE)
+        return render(
+            request,
+            "my_access.html",
+            user,
+            grants=grants,
+            mine=[views.request(v) for v in mine.items],
+            kinds=KINDS,
         )
-    mine = requests.list_requests(ctx, caller=user.caller, mine=True, limit=PAGE)
-    return render(
-        request,
-        "my_access.html",
-        user,
-        grants=grants,
-        mine=[views.request(v) for v in mine.items],
-        kinds=KINDS,
-    )
+
+    return await page(request, work)
 
 
 @router.get("/requests", response_class=HTMLResponse)
-def request_list(
+async def request_list(
     request: Request,
-    user: SignedIn,
-    ctx: Ctx,
     status: str = "",
     q: str = Query(default="", max_length=260),
     sort: Literal["newest", "oldest"] = "newest",
     cursor: str = Query(default="", max_length=500),
 ) -> HTMLResponse:
-    page = requests.list_requests(
-        ctx,
-        caller=user.caller,
-        status=RequestStatus(status) if status in STATUSES else None,
-        search=q or None,
-        oldest_first=sort == "oldest",
-        cursor=cursor or None,
-        limit=PAGE,
-    )
-    more = None
-    if page.next_cursor:
-        more = "/requests?" + urlencode(
-            {"status": status, "q": q, "sort": sort, "cursor": page.next_cursor}
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        found = requests.list_requests(
+            ctx,
+            caller=user.caller,
+            status=RequestStatus(status) if status in STATUSES else None,
+            search=q or None,
+            oldest_first=sort == "oldest",
+            cursor=cursor or None,
+            limit=PAGE,
         )
-    return render(
-        request,
-        "requests.html",
-        user,
-        items=[views.request(v) for v in page.items],
-        statuses=STATUSES,
-        status=status,
-        q=q,
-        sort=sort,
-        more=more,
-        partial=len(page.items) < PAGE,
-        window=f"{SEARCH_WINDOW:,}",
-        kinds=KINDS,
-    )
+        more = None
+        if found.next_cursor:
+            more = "/requests?" + urlencode(
+                {"status": status, "q": q, "sort": sort, "cursor": found.next_cursor}
+            )
+        return render(
+            request,
+            "requests.html",
+            user,
+            items=[views.request(v) for v in found.items],
+            statuses=STATUSES,
+            status=status,
+            q=q,
+            sort=sort,
+            more=more,
+            partial=len(found.items) < PAGE,
+            window=f"{SEARCH_WINDOW:,}",
+            kinds=KINDS,
+        )
+
+    return await page(request, work)
 
 
 @router.get("/requests/new", response_class=HTMLResponse)
-def new_request_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    offered, more = requests.requestable(ctx, caller=user.caller)
-    return render(
-        request,
-        "new_request.html",
-        user,
-        more=more,
-        kinds=KINDS,
-        targets=[
-            {
-                "value": f"{p.type.value}|{p.target}",
-                "label": f"{p.target} ({p.type.label}, {p.approval_type.value})",
-                "max_hours": p.max_duration_hours,
-            }
-            for p in offered
-        ],
-        control=organizations.get_access_control(ctx, caller=user.caller).control,
-        default_hours=DEFAULT_DURATION_HOURS,
-    )
+async def new_request_page(request: Request) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        offered, more = requests.requestable(ctx, caller=user.caller)
+        return render(
+            request,
+            "new_request.html",
+            user,
+            more=more,
+            kinds=KINDS,
+            targets=[
+                {
+                    "value": f"{p.type.value}|{p.target}",
+                    "label": f"{p.target} ({p.type.label}, {p.approval_type.value})",
+                    "max_hours": p.max_duration_hours,
+                }
+                for p in offered
+            ],
+            control=organizations.get_access_control(ctx, caller=user.caller).control,
+            default_hours=DEFAULT_DURATION_HOURS,
+        )
+
+    return await page(request, work)
 
 
 @router.post("/requests")
-async def new_request(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
-    form = await form_of(request, user)
-    kind, _, target = text(form, "target").partition("|")
-    if kind == "other":  # not among those listed: typed
-        kind, target = text(form, "other_type"), text(form, "other_target")
-    try:
-        if kind not in KINDS or not target:
-            raise InvalidInput("choose what to request")
-        hours = whole_number(form, "hours", "duration")
-        ask = partial(
-            requests.new_request,
-            ctx,
-            caller=user.caller,
-            type=PolicyType(kind),
-            target=target,
-            reason=text(form, "reason"),
+async def new_request(request: Request) -> RedirectResponse:
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        kind, _, target = text(values, "target").partition("|")
+        if kind == "other":  # not among those listed: typed
+            kind, target = text(values, "other_type"), text(values, "other_target")
+        try:
+            if kind not in KINDS or not target:
+                raise InvalidInput("choose what to request")
+            hours = whole_number(values, "hours", "duration")
+            ask = partial(
+                requests.new_request,
+                ctx,
+                caller=user.caller,
+                type=PolicyType(kind),
+                target=target,
+                reason=text(values, "reason"),
+            )
+            # Left empty, the duration is the use case's own default.
+            v = ask() if hours is None else ask(duration_hours=hours)
+        except JitpamError as exc:
+            return back(request, "/requests/new", exc.message, error=True)
+        return back(
+            request,
+            f"/requests/{v.request.id}",
+            f"Request for {v.request.target}: {v.status.value}",
         )
-        # Left empty, the duration is the use case's own default.
-        v = ask() if hours is None else ask(duration_hours=hours)
-    except JitpamError as exc:
-        return back(request, "/requests/new", exc.message, error=True)
-    return back(
-        request, f"/requests/{v.request.id}", f"Request for {v.request.target}: {v.status.value}"
-    )
+
+    return await form(request, work)
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
-def request_detail(request: Request, request_id: UUID, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    view = requests.get_request(ctx, caller=user.caller, request_id=request_id)
-    return render(
-        request,
-        "request.html",
-        user,
-        r=views.request(view),
-        actions=requests.request_actions(ctx, caller=user.caller, request_id=request_id),
-        signature_ok=requests.verify_request(ctx, caller=user.caller, request_id=request_id),
-        kinds=KINDS,
-    )
+async def request_detail(request: Request, request_id: UUID) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        shown = requests.request_page(ctx, caller=user.caller, request_id=request_id)
+        return render(
+            request,
+            "request.html",
+            user,
+            r=views.request(shown.view),
+            actions=shown.actions,
+            signature_ok=shown.signature_valid,
+            kinds=KINDS,
+        )
+
+    return await page(request, work)
 
 
 @router.post("/requests/{request_id}/{action}")
@@ -414,74 +446,79 @@ async def decide_request(
     request: Request,
     request_id: UUID,
     action: Literal["approve", "deny", "cancel", "revoke"],
-    user: SignedIn,
-    ctx: Ctx,
 ) -> RedirectResponse:
-    form = await form_of(request, user)
-    comment = text(form, "comment") or None
     here = f"/requests/{request_id}"
 
-    def run() -> str:
-        if action == "approve":
-            v = requests.approve_request(
-                ctx, caller=user.caller, request_id=request_id, comment=comment
-            )
-        elif action == "deny":
-            v = requests.deny_request(
-                ctx, caller=user.caller, request_id=request_id, comment=comment
-            )
-        elif action == "cancel":
-            v = requests.cancel_request(ctx, caller=user.caller, request_id=request_id)
-        else:
-            v = requests.revoke_authorization(
-                ctx, caller=user.caller, request_id=request_id, comment=comment
-            )
-        return f"The request is now {v.status.value}"
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        comment = text(values, "comment") or None
 
-    return act(request, here, here, run)
+        def run() -> str:
+            if action == "approve":
+                v = requests.approve_request(
+                    ctx, caller=user.caller, request_id=request_id, comment=comment
+                )
+            elif action == "deny":
+                v = requests.deny_request(
+                    ctx, caller=user.caller, request_id=request_id, comment=comment
+                )
+            elif action == "cancel":
+                v = requests.cancel_request(ctx, caller=user.caller, request_id=request_id)
+            else:
+                v = requests.revoke_authorization(
+                    ctx, caller=user.caller, request_id=request_id, comment=comment
+                )
+            return f"The request is now {v.status.value}"
+
+        return act(request, here, here, run)
+
+    return await form(request, work)
 
 
 # -- privileged access settings ------------------------------------------------------------------
 
 
 @router.get("/settings", response_class=HTMLResponse)
-def settings_page(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    try:
-        settings = organizations.access_control_settings(ctx, caller=user.caller)
-    except NotPermitted:  # refused by the use case, and audited there
-        return not_permitted(request, user, "privileged access settings")
-    shown = views.control(settings)
-    return render(
-        request,
-        "settings.html",
-        user,
-        control=settings.control,
-        default_group=shown["default_approver_group"] or "",
-        system_accounts=shown["system_accounts"],
-        groups=_group_choices(ctx, user),
-    )
+async def settings_page(request: Request) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        try:
+            settings = organizations.access_control_settings(ctx, caller=user.caller)
+        except NotPermitted:  # refused by the use case, and audited there
+            return not_permitted(request, user, "privileged access settings")
+        shown = views.control(settings)
+        return render(
+            request,
+            "settings.html",
+            user,
+            control=settings.control,
+            default_group=shown["default_approver_group"] or "",
+            system_accounts=shown["system_accounts"],
+            groups=_group_choices(ctx, user),
+        )
+
+    return await page(request, work)
 
 
 @router.post("/settings")
-async def save_settings(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
-    form = await form_of(request, user)
+async def save_settings(request: Request) -> RedirectResponse:
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        def run() -> str:
+            if text(values, "enabled") != "on":
+                organizations.disable_access_control(ctx, caller=user.caller)
+                return "Approvals for privileged access are no longer required"
+            accounts = [
+                a.strip() for a in text(values, "system_accounts").replace(",", "\n").split() if a
+            ]
+            organizations.enable_access_control(
+                ctx,
+                caller=user.caller,
+                admin_group=text(values, "admin_group"),
+                system_accounts=accounts,
+            )
+            return "Approvals for privileged access are required"
 
-    def run() -> str:
-        if text(form, "enabled") != "on":
-            organizations.disable_access_control(ctx, caller=user.caller)
-            return "Approvals for privileged access are no longer required"
-        accounts = [
-            a.strip() for a in text(form, "system_accounts").replace(",", "\n").split() if a
-        ]
-        organizations.enable_access_control(
-            ctx,
-            caller=user.caller,
-            admin_group=text(form, "admin_group"),
-            system_accounts=accounts,
-        )
-        return "Approvals for privileged access are required"
+        return act(request, "/settings", "/settings", run)
 
-    return act(request, "/settings", "/settings", run)
+    return await form(request, work)
 
 
 # -- access policies -----------------------------------------------------------------------------
@@ -489,12 +526,14 @@ async def save_settings(request: Request, user: SignedIn, ctx: Ctx) -> RedirectR
 GROUP_CHOICES = 500  # approver groups offered in a form's list, by name
 
 
-def _group_choices(ctx: Ctx, user: WebUser) -> list[str]:
-    page = directory.group_summaries(ctx, caller=user.caller, cursor=None, limit=GROUP_CHOICES)
-    return [g.name for g in page.items]
+def _group_choices(ctx: ServiceContext, user: WebUser) -> list[str]:
+    found = directory.group_summaries(ctx, caller=user.caller, cursor=None, limit=GROUP_CHOICES)
+    return [g.name for g in found.items]
 
 
-def _target_suggestions(ctx: Ctx, user: WebUser, kind: PolicyType, text: str) -> list[str]:
+def _target_suggestions(
+    ctx: ServiceContext, user: WebUser, kind: PolicyType, text: str
+) -> list[str]:
     found = organizations.catalog_lookup(
         ctx, caller=user.caller, kind=kind, text=text, limit=SUGGESTIONS
     )
@@ -505,138 +544,145 @@ SUGGESTIONS = 50  # names offered while typing a policy's target
 
 
 @router.get("/policies", response_class=HTMLResponse)
-def policy_list(
+async def policy_list(
     request: Request,
-    user: SignedIn,
-    ctx: Ctx,
     type: str = "",
     approval: str = "",
     q: str = Query(default="", max_length=260),
     cursor: str = Query(default="", max_length=500),
 ) -> HTMLResponse:
-    page = policies.policy_page(
-        ctx,
-        caller=user.caller,
-        type=PolicyType(type) if type in KINDS else None,
-        approval_type=ApprovalType(approval) if approval in {"auto", "manual"} else None,
-        search=q or None,
-        cursor=cursor or None,
-        limit=PAGE,
-    )
-    more = None
-    if page.next_cursor:
-        more = "/policies?" + urlencode(
-            {"type": type, "approval": approval, "q": q, "cursor": page.next_cursor}
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        found = policies.policy_page(
+            ctx,
+            caller=user.caller,
+            type=PolicyType(type) if type in KINDS else None,
+            approval_type=ApprovalType(approval) if approval in {"auto", "manual"} else None,
+            search=q or None,
+            cursor=cursor or None,
+            limit=PAGE,
         )
-    manage = user.abilities.manage_policies
-    return render(
-        request,
-        "policies.html",
-        user,
-        items=[views.policy(p) for p in page.items],
-        type=type,
-        approval=approval,
-        q=q,
-        more=more,
-        kinds=KINDS,
-        suggestions=_target_suggestions(ctx, user, PolicyType.TASK, "") if manage else [],
-        groups=_group_choices(ctx, user) if manage else [],
-    )
+        more = None
+        if found.next_cursor:
+            more = "/policies?" + urlencode(
+                {"type": type, "approval": approval, "q": q, "cursor": found.next_cursor}
+            )
+        manage = user.abilities.manage_policies
+        return render(
+            request,
+            "policies.html",
+            user,
+            items=[views.policy(p) for p in found.items],
+            type=type,
+            approval=approval,
+            q=q,
+            more=more,
+            kinds=KINDS,
+            suggestions=_target_suggestions(ctx, user, PolicyType.TASK, "") if manage else [],
+            groups=_group_choices(ctx, user) if manage else [],
+        )
+
+    return await page(request, work)
 
 
 @router.get("/policies/targets")
-def policy_targets(
-    user: SignedIn,
-    ctx: Ctx,
+async def policy_targets(
+    request: Request,
     type: str = "task",
     q: str = Query(default="", max_length=260),
 ) -> dict[str, list[str]]:
     """Names for the new-policy form's target while it is typed: at most SUGGESTIONS."""
     kind = PolicyType(type) if type in KINDS else PolicyType.TASK
-    return {"names": _target_suggestions(ctx, user, kind, q)}
+    return await page(request, lambda ctx, user: {"names": _target_suggestions(ctx, user, kind, q)})
 
 
 def _or_default(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-def _policy_approver_group(form: dict[str, str | list[str]]) -> str | None:
-    return text(form, "approver_group").strip() or None
+def _policy_approver_group(values: Form) -> str | None:
+    return text(values, "approver_group").strip() or None
 
 
 @router.post("/policies")
-async def add_policy(request: Request, user: SignedIn, ctx: Ctx) -> RedirectResponse:
-    form = await form_of(request, user)
+async def add_policy(request: Request) -> RedirectResponse:
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        def run() -> str:
+            kind = text(values, "type")
+            if kind not in KINDS:
+                raise InvalidInput("choose the policy's type")
+            target = text(values, "target")
+            if not target:
+                raise InvalidInput("choose the policy's target")
+            p = policies.new_policy(
+                ctx,
+                caller=user.caller,
+                type=PolicyType(kind),
+                target=target,
+                approval_type=parse_enum(
+                    ApprovalType, text(values, "approval_type"), "approval type"
+                ),
+                approver_group=_policy_approver_group(values),
+                approvals_required=_or_default(
+                    whole_number(values, "approvals_required", "approvals required"), 1
+                ),
+                max_duration_hours=whole_number(values, "max_duration_hours", "maximum duration"),
+            )
+            return f"Policy added for {p.policy.describe()}"
 
-    def run() -> str:
-        kind = text(form, "type")
-        if kind not in KINDS:
-            raise InvalidInput("choose the policy's type")
-        target = text(form, "target")
-        if not target:
-            raise InvalidInput("choose the policy's target")
-        p = policies.new_policy(
-            ctx,
-            caller=user.caller,
-            type=PolicyType(kind),
-            target=target,
-            approval_type=parse_enum(ApprovalType, text(form, "approval_type"), "approval type"),
-            approver_group=_policy_approver_group(form),
-            approvals_required=_or_default(
-                whole_number(form, "approvals_required", "approvals required"), 1
-            ),
-            max_duration_hours=whole_number(form, "max_duration_hours", "maximum duration"),
-        )
-        return f"Policy added for {p.policy.describe()}"
+        return act(request, "/policies", "/policies", run)
 
-    return act(request, "/policies", "/policies", run)
+    return await form(request, work)
 
 
 @router.get("/policies/{policy_id}", response_class=HTMLResponse)
-def policy_detail(request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx) -> HTMLResponse:
-    p = policies.get_policy(ctx, caller=user.caller, policy_id=policy_id)
-    return render(
-        request,
-        "policy.html",
-        user,
-        p=views.policy(p),
-        kinds=KINDS,
-        groups=_group_choices(ctx, user) if user.abilities.manage_policies else [],
-    )
+async def policy_detail(request: Request, policy_id: UUID) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        p = policies.get_policy(ctx, caller=user.caller, policy_id=policy_id)
+        return render(
+            request,
+            "policy.html",
+            user,
+            p=views.policy(p),
+            kinds=KINDS,
+            groups=_group_choices(ctx, user) if user.abilities.manage_policies else [],
+        )
+
+    return await page(request, work)
 
 
 @router.post("/policies/{policy_id}")
-async def change_policy(
-    request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx
-) -> RedirectResponse:
-    form = await form_of(request, user)
+async def change_policy(request: Request, policy_id: UUID) -> RedirectResponse:
     here = f"/policies/{policy_id}"
 
-    def run() -> str:
-        p = policies.set_policy(
-            ctx,
-            caller=user.caller,
-            policy_id=policy_id,
-            approval_type=parse_enum(ApprovalType, text(form, "approval_type"), "approval type"),
-            approver_group=_policy_approver_group(form),
-            approvals_required=whole_number(form, "approvals_required", "approvals required"),
-        )
-        return f"Policy for {p.policy.describe()} changed"
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        def run() -> str:
+            p = policies.set_policy(
+                ctx,
+                caller=user.caller,
+                policy_id=policy_id,
+                approval_type=parse_enum(
+                    ApprovalType, text(values, "approval_type"), "approval type"
+                ),
+                approver_group=_policy_approver_group(values),
+                approvals_required=whole_number(values, "approvals_required", "approvals required"),
+            )
+            return f"Policy for {p.policy.describe()} changed"
 
-    return act(request, here, here, run)
+        return act(request, here, here, run)
+
+    return await form(request, work)
 
 
 @router.post("/policies/{policy_id}/remove")
-async def remove_policy(
-    request: Request, policy_id: UUID, user: SignedIn, ctx: Ctx
-) -> RedirectResponse:
-    await form_of(request, user)
+async def remove_policy(request: Request, policy_id: UUID) -> RedirectResponse:
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        def run() -> str:
+            p = policies.remove_policy(ctx, caller=user.caller, policy_id=policy_id)
+            return f"Policy for {p.policy.describe()} removed"
 
-    def run() -> str:
-        p = policies.remove_policy(ctx, caller=user.caller, policy_id=policy_id)
-        return f"Policy for {p.policy.describe()} removed"
+        return act(request, "/policies", f"/policies/{policy_id}", run)
 
-    return act(request, "/policies", f"/policies/{policy_id}", run)
+    return await form(request, work)
 
 
 # -- audit log -----------------------------------------------------------------------------------
@@ -688,28 +734,31 @@ AuditFilters = Annotated[dict[str, str], Depends(audit_filters)]
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(
+async def audit_page(
     request: Request,
-    user: SignedIn,
-    ctx: Ctx,
     filters: AuditFilters,
     cursor: str = Query(default="", max_length=200),
 ) -> HTMLResponse:
-    return _audit_view(request, user, ctx, filters, cursor)
+    return await page(request, lambda ctx, user: _audit_view(request, user, ctx, filters, cursor))
 
 
 @router.post("/audit/verify", response_class=HTMLResponse)
-async def audit_verify(request: Request, user: SignedIn, ctx: Ctx) -> HTMLResponse:
+async def audit_verify(request: Request) -> HTMLResponse:
     """The integrity check walks the whole chain: a posted form, so no link elsewhere starts it."""
-    await form_of(request, user)
-    report = audit_log.verify_audit(ctx, caller=user.caller).report
-    return _audit_view(request, user, ctx, {}, "", integrity=report)
+    raw = await read_form(request)
+
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        checked_form(request, user, raw)
+        report = audit_log.verify_audit(ctx, caller=user.caller).report
+        return _audit_view(request, user, ctx, {}, "", integrity=report)
+
+    return await page(request, work)
 
 
 def _audit_view(
     request: Request,
     user: WebUser,
-    ctx: Ctx,
+    ctx: ServiceContext,
     filters: dict[str, str],
     cursor: str,
     integrity: ChainReport | None = None,
@@ -722,12 +771,12 @@ def _audit_view(
     more = None
     try:
         flt = _audit_filter(**{k: filters.get(k, "") for k in AUDIT_FILTERS})
-        page = audit_log.search_audit(
+        found = audit_log.search_audit(
             ctx, caller=user.caller, flt=flt, cursor=cursor or None, limit=PAGE
         )
-        items = [views.audit_record(r) for r in page.items]
-        if page.next_cursor:
-            more = "/audit?" + urlencode({**filters, "cursor": page.next_cursor})
+        items = [views.audit_record(r) for r in found.items]
+        if found.next_cursor:
+            more = "/audit?" + urlencode({**filters, "cursor": found.next_cursor})
     except InvalidInput as exc:
         error = exc.message
     return render(
@@ -746,14 +795,16 @@ def _audit_view(
 
 
 @router.get("/audit/export.{fmt}", response_model=None)
-def audit_export(
+async def audit_export(
+    request: Request,
     fmt: Literal["jsonl", "csv"],
-    user: SignedIn,
-    ctx: Ctx,
     filters: AuditFilters,
 ) -> StreamingResponse:
-    flt = _audit_filter(**filters)
-    return export_response(ctx, user.caller, flt, fmt)
+    def work(ctx: ServiceContext, user: WebUser) -> StreamingResponse:
+        flt = _audit_filter(**filters)
+        return export_response(ctx, user.caller, flt, fmt)
+
+    return await page(request, work)
 
 
 # -- directory -----------------------------------------------------------------------------------
@@ -763,21 +814,12 @@ GROUP_MEMBERS_SHOWN = 20  # members named per group on the directory page
 
 
 @router.get("/directory", response_class=HTMLResponse)
-def directory_page(
+async def directory_page(
     request: Request,
-    user: SignedIn,
-    ctx: Ctx,
     groups_cursor: str = Query(default="", max_length=500),
     roles_cursor: str = Query(default="", max_length=500),
     role_groups_cursor: str = Query(default="", max_length=500),
 ) -> HTMLResponse:
-    groups = directory.group_summaries(
-        ctx,
-        caller=user.caller,
-        cursor=groups_cursor or None,
-        limit=PAGE,
-        members=GROUP_MEMBERS_SHOWN,
-    )
     here = {
         "groups_cursor": groups_cursor,
         "roles_cursor": roles_cursor,
@@ -787,106 +829,118 @@ def directory_page(
     def next_link(key: str, cursor: str | None) -> str | None:
         return "/directory?" + urlencode({**here, key: cursor}) if cursor else None
 
-    sections = []
-    for kind, key, cursor in (
-        (PolicyType.ROLE_GROUP, "role_groups_cursor", role_groups_cursor),
-        (PolicyType.ROLE, "roles_cursor", roles_cursor),
-    ):
-        _, found = organizations.catalog_page(
-            ctx, caller=user.caller, kind=kind, cursor=cursor or None, limit=PAGE
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        groups = directory.group_summaries(
+            ctx,
+            caller=user.caller,
+            cursor=groups_cursor or None,
+            limit=PAGE,
+            members=GROUP_MEMBERS_SHOWN,
         )
-        sections.append(
-            {
-                "kind": kind.value,
-                "label": kind.label,
-                "names": [
-                    {
-                        "name": str(n),
-                        "href": "/directory/role?"
-                        + urlencode({"kind": kind.value, "name": str(n)}),
-                    }
-                    for n in found.items
-                ],
-                "more": next_link(key, found.next_cursor),
-            }
+        sections = []
+        for kind, key, cursor in (
+            (PolicyType.ROLE_GROUP, "role_groups_cursor", role_groups_cursor),
+            (PolicyType.ROLE, "roles_cursor", roles_cursor),
+        ):
+            _, found = organizations.catalog_page(
+                ctx, caller=user.caller, kind=kind, cursor=cursor or None, limit=PAGE
+            )
+            sections.append(
+                {
+                    "kind": kind.value,
+                    "label": kind.label,
+                    "names": [
+                        {
+                            "name": str(n),
+                            "href": "/directory/role?"
+                            + urlencode({"kind": kind.value, "name": str(n)}),
+                        }
+                        for n in found.items
+                    ],
+                    "more": next_link(key, found.next_cursor),
+                }
+            )
+        return render(
+            request,
+            "directory.html",
+            user,
+            groups=[
+                {
+                    "name": g.name,
+                    "email": g.email,
+                    "count": g.member_count,
+                    "members": g.members,
+                }
+                for g in groups.items
+            ],
+            groups_more=next_link("groups_cursor", groups.next_cursor),
+            sections=sections,
         )
-    return render(
-        request,
-        "directory.html",
-        user,
-        groups=[
-            {
-                "name": g.name,
-                "email": g.email,
-                "count": g.member_count,
-                "members": g.members,
-            }
-            for g in groups.items
-        ],
-        groups_more=next_link("groups_cursor", groups.next_cursor),
-        sections=sections,
-    )
+
+    return await page(request, work)
 
 
 @router.get("/directory/role", response_class=HTMLResponse)
-def role_page(
+async def role_page(
     request: Request,
-    user: SignedIn,
-    ctx: Ctx,
     name: str = Query(max_length=260),
     kind: Literal["role", "role_group"] = "role",
     tasks_cursor: str = Query(default="", max_length=500),
     members_cursor: str = Query(default="", max_length=500),
 ) -> HTMLResponse:
-    resolved, members = directory.role_members_page(
-        ctx,
-        caller=user.caller,
-        role=name,
-        role_group=kind == "role_group",
-        cursor=members_cursor or None,
-        limit=PAGE,
-    )
-    tasks: list[str] = []
-    tasks_next = None
-    if kind == "role":
-        _, page = organizations.catalog_page(
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        resolved, members = directory.role_members_page(
             ctx,
             caller=user.caller,
-            kind=PolicyType.TASK,
-            role=resolved,
-            cursor=tasks_cursor or None,
+            role=name,
+            role_group=kind == "role_group",
+            cursor=members_cursor or None,
             limit=PAGE,
         )
-        tasks, tasks_next = [str(t) for t in page.items], page.next_cursor
-    here = {"kind": kind, "name": resolved}
+        tasks: list[str] = []
+        tasks_next = None
+        if kind == "role":
+            _, found = organizations.catalog_page(
+                ctx,
+                caller=user.caller,
+                kind=PolicyType.TASK,
+                role=resolved,
+                cursor=tasks_cursor or None,
+                limit=PAGE,
+            )
+            tasks, tasks_next = [str(t) for t in found.items], found.next_cursor
+        here = {"kind": kind, "name": resolved}
 
-    def link(**cursors: str | None) -> str:
-        return "/directory/role?" + urlencode({**here, **{k: v for k, v in cursors.items() if v}})
+        def link(**cursors: str | None) -> str:
+            shown = {k: v for k, v in cursors.items() if v}
+            return "/directory/role?" + urlencode({**here, **shown})
 
-    return render(
-        request,
-        "role.html",
-        user,
-        role_name=resolved,
-        label=PolicyType(kind).label,
-        tasks=tasks,
-        tasks_more=link(tasks_cursor=tasks_next, members_cursor=members_cursor)
-        if tasks_next
-        else None,
-        members=[
-            {
-                "name": m.name,
-                "kind": m.principal_kind.value,
-                "via": "" if m.via == resolved else m.via,
-                "jit": m.just_in_time,
-                "until": iso(m.until) if m.until else "",
-            }
-            for m in members.items
-        ],
-        members_more=link(tasks_cursor=tasks_cursor, members_cursor=members.next_cursor)
-        if members.next_cursor
-        else None,
-    )
+        return render(
+            request,
+            "role.html",
+            user,
+            role_name=resolved,
+            label=PolicyType(kind).label,
+            tasks=tasks,
+            tasks_more=link(tasks_cursor=tasks_next, members_cursor=members_cursor)
+            if tasks_next
+            else None,
+            members=[
+                {
+                    "name": m.name,
+                    "kind": m.principal_kind.value,
+                    "via": "" if m.via == resolved else m.via,
+                    "jit": m.just_in_time,
+                    "until": iso(m.until) if m.until else "",
+                }
+                for m in members.items
+            ],
+            members_more=link(tasks_cursor=tasks_cursor, members_cursor=members.next_cursor)
+            if members.next_cursor
+            else None,
+        )
+
+    return await page(request, work)
 
 
 def not_permitted(request: Request, user: WebUser, what: str) -> HTMLResponse:

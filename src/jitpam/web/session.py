@@ -13,21 +13,26 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Request
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from jitpam.api.app import MAX_BODY
 from jitpam.api.inputs import unstorable_parameter
+from jitpam.api.running import run_use_case
 from jitpam.bootstrap import PendingSignIn, Runtime
 from jitpam.domain.errors import JitpamError, NotSignedIn
 from jitpam.domain.text import unstorable
 from jitpam.services import auth
-from jitpam.services.abilities import Abilities, abilities
+from jitpam.services.abilities import Abilities, page_viewer
 from jitpam.services.context import Caller, ServiceContext
+
+T = TypeVar("T")
 
 SESSION = "jitpam_session"
 SIGN_IN_CSRF = "jitpam_signin"
@@ -127,16 +132,23 @@ def new_sign_in_csrf() -> str:
 
 
 @dataclass(frozen=True)
-class WebUser:
-    """The signed-in user of one page view."""
+class Session:
+    """The signed-in user a form is posted by: enough to check its CSRF token and act."""
 
     caller: Caller
     secret: str
-    abilities: Abilities
 
     @property
     def csrf(self) -> str:
         return csrf_token(self.secret)
+
+
+@dataclass(frozen=True)
+class WebUser(Session):
+    """The signed-in user of one page view, with what the page shows of them."""
+
+    abilities: Abilities
+    pending: int  # requests waiting for their vote (at most PENDING_SHOWN)
 
 
 def _here(request: Request) -> str:
@@ -145,33 +157,50 @@ def _here(request: Request) -> str:
 
 
 def web_user(request: Request) -> WebUser:
-    """The user behind the session cookie; sends anyone else to the sign-in page."""
+    """The user behind the session cookie (one transaction); sends anyone else to the sign-in
+    page. Blocks: call it off the event loop."""
     secret = read_cookie(request, SESSION)
-    ctx = runtime(request).ctx
     try:
-        caller = auth.authenticate(ctx, secret=secret)
-        return WebUser(caller, secret, abilities(ctx, caller=caller))
+        viewer = page_viewer(runtime(request).ctx, secret=secret)
     except NotSignedIn:
         raise SignInNeeded(_here(request) if request.method == "GET" else "/") from None
     except JitpamError:
         # A disabled user's session, say: they are signed out as anyone else would be.
         raise SignInNeeded("/") from None
+    return WebUser(viewer.caller, secret, viewer.abilities, viewer.pending_reviews)
+
+
+def _session(request: Request) -> Session:
+    """The user behind the session cookie, for a form (no more than signing in reads)."""
+    secret = read_cookie(request, SESSION)
+    try:
+        return Session(auth.authenticate(runtime(request).ctx, secret=secret), secret)
+    except JitpamError:
+        raise SignInNeeded("/") from None
 
 
 def signed_in_or_none(request: Request) -> WebUser | None:
     """The signed-in user, for pages anyone may get (errors): None rather than a redirect, and
-    None when even finding out fails (the page reporting a failure must not fail itself)."""
+    None when even finding out fails (the page reporting a failure must not fail itself).
+    Blocks: call it off the event loop."""
     try:
         return web_user(request)
     except Exception:
         return None
 
 
-async def posted(request: Request) -> dict[str, str | list[str]]:
-    """The posted form's text fields; a field holding what cannot be stored is refused (422).
-    A field may be as large as a body may be: the body limit answers 413 for anything larger."""
-    form = await request.form(max_part_size=MAX_BODY)
-    values: dict[str, str | list[str]] = {}
+Form = dict[str, str | list[str]]
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form as it came; ``checked_form`` says whether it may be used."""
+    return await request.form(max_part_size=MAX_BODY)
+
+
+def storable(form: FormData) -> Form:
+    """The form's text fields; a field holding what cannot be stored is refused (422). A field
+    may be as large as a body may be: the body limit answers 413 for anything larger."""
+    values: Form = {}
     for key in form:
         items = [v for v in form.getlist(key) if isinstance(v, str)]
         for item in (key, *items):
@@ -181,26 +210,50 @@ async def posted(request: Request) -> dict[str, str | list[str]]:
     return values
 
 
-async def form_of(request: Request, user: WebUser) -> dict[str, str | list[str]]:
-    """The posted form, once its CSRF token matches the session; raises BadCsrf."""
-    values = await posted(request)
+async def posted(request: Request) -> Form:
+    """The posted form's text fields, refused (422) as ``storable`` says."""
+    return storable(await read_form(request))
+
+
+def checked_form(request: Request, user: Session, form: FormData) -> Form:
+    """The posted form, once its text is storable and its CSRF token matches the session;
+    raises BadCsrf."""
+    values = storable(form)
     token = values.get("csrf", "")
     if not isinstance(token, str) or not same(token, user.csrf) or not same_origin(request):
         raise BadCsrf()
     return values
 
 
+async def page(request: Request, work: Callable[[ServiceContext, WebUser], T]) -> T:
+    """A page: its viewer found (or the sign-in page) and ``work`` done as them, in one trip off
+    the event loop (``run_use_case``)."""
+    ctx = runtime(request).ctx
+    return await run_use_case(ctx, lambda: work(ctx, web_user(request)))
+
+
+async def form(
+    request: Request,
+    work: Callable[[ServiceContext, Session, Form], T],
+    *,
+    writes: bool = True,
+) -> T:
+    """A posted form: read here, then in one trip off the event loop its poster found (or the
+    sign-in page), the form checked (``checked_form``) and ``work`` done as them. ``writes`` as
+    for ``run_use_case``: a form whose use case is one short write is queued with the writes."""
+    ctx = runtime(request).ctx
+    raw = await read_form(request)
+
+    def job() -> T:
+        user = _session(request)
+        return work(ctx, user, checked_form(request, user, raw))
+
+    return await run_use_case(ctx, job, writes=writes)
+
+
 def flash(request: Request, response: Response, message: str, *, error: bool = False) -> None:
     text = ("!" if error else "+") + message[:FLASH_LIMIT]
     set_cookie(request, response, FLASH, quote(text), max_age=60)
-
-
-def services(request: Request) -> ServiceContext:
-    return runtime(request).ctx
-
-
-SignedIn = Annotated[WebUser, Depends(web_user)]
-Ctx = Annotated[ServiceContext, Depends(services)]
 
 
 def encode_pending(pending: PendingSignIn) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller, as_writer, check_as_caller
+from jitpam.api.deps import AsCaller
 from jitpam.api.inputs import Body
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
@@ -79,114 +79,141 @@ class BatchBody(Body):
 
 
 @router.get("/control", summary="Access control settings")
-def show_control(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.control(organizations.get_access_control(ctx, caller=caller))
+async def show_control(calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.control(organizations.get_access_control(ctx, caller=caller))
+    )
 
 
 @router.post("/control/enable", summary="Enable-ElevatedAccessControl")
-def enable_control(body: EnableControl, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    c = organizations.enable_access_control(
-        ctx, caller=caller, admin_group=body.admin_group, system_accounts=body.system_accounts
-    )
-    return views.control(c)
+async def enable_control(body: EnableControl, calls: AsCaller) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        c = organizations.enable_access_control(
+            ctx, caller=caller, admin_group=body.admin_group, system_accounts=body.system_accounts
+        )
+        return views.control(c)
+
+    return await calls.run(work, writes=True)
 
 
 @router.post(
     "/control/disable", summary="Disable-ElevatedAccessControl (keeps policies and requests)"
 )
-def disable_control(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.control(organizations.disable_access_control(ctx, caller=caller))
+async def disable_control(calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.control(organizations.disable_access_control(ctx, caller=caller)),
+        writes=True,
+    )
 
 
 @router.patch("/control/config", summary="Set-OrganizationConfig")
-def set_config(body: OrgConfig, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    c = organizations.set_organization_config(
-        ctx,
-        caller=caller,
-        ticket_pattern=None
-        if body.clear_ticket_pattern
-        else (body.ticket_pattern if body.ticket_pattern else KEEP),
-        max_policies=None
-        if body.clear_max_policies
-        else (body.max_policies if body.max_policies else KEEP),
-        pending_hours=body.pending_hours if body.pending_hours else KEEP,
-    )
-    return views.control(c)
+async def set_config(body: OrgConfig, calls: AsCaller) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        c = organizations.set_organization_config(
+            ctx,
+            caller=caller,
+            ticket_pattern=None
+            if body.clear_ticket_pattern
+            else (body.ticket_pattern if body.ticket_pattern else KEEP),
+            max_policies=None
+            if body.clear_max_policies
+            else (body.max_policies if body.max_policies else KEEP),
+            pending_hours=body.pending_hours if body.pending_hours else KEEP,
+        )
+        return views.control(c)
+
+    return await calls.run(work, writes=True)
 
 
 @router.get("/policies", summary="Get-ElevatedAccessApprovalPolicy, by type and target")
-def list_policies(
-    ctx: Ctx,
-    caller: CurrentCaller,
+async def list_policies(
+    calls: AsCaller,
     type: TypeParam | None = None,
     approval_type: ApprovalType | None = None,
     cursor: str | None = Query(default=None, max_length=2000),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> dict[str, Any]:
-    page = policies.policy_page(
-        ctx,
-        caller=caller,
-        type=PolicyType(type) if type else None,
-        approval_type=approval_type,
-        cursor=cursor,
-        limit=limit,
-    )
-    return views.page([views.policy(p) for p in page.items], page.next_cursor)
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        page = policies.policy_page(
+            ctx,
+            caller=caller,
+            type=PolicyType(type) if type else None,
+            approval_type=approval_type,
+            cursor=cursor,
+            limit=limit,
+        )
+        return views.page([views.policy(p) for p in page.items], page.next_cursor)
+
+    return await calls.run(work)
 
 
 @router.post("/policies", status_code=201, summary="New-ElevatedAccessApprovalPolicy")
-def create_policy(body: NewPolicy, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    p = policies.new_policy(
-        ctx,
-        caller=caller,
-        type=PolicyType(body.type),
-        target=body.target,
-        approval_type=body.approval_type,
-        approver_group=body.approver_group,
-        approvals_required=body.approvals_required,
-        max_duration_hours=body.max_duration_hours,
-        require_ticket=body.require_ticket,
-        eligible_users=body.eligible_users,
-        eligible_groups=body.eligible_groups,
-    )
-    return views.policy(p)
+async def create_policy(body: NewPolicy, calls: AsCaller) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        p = policies.new_policy(
+            ctx,
+            caller=caller,
+            type=PolicyType(body.type),
+            target=body.target,
+            approval_type=body.approval_type,
+            approver_group=body.approver_group,
+            approvals_required=body.approvals_required,
+            max_duration_hours=body.max_duration_hours,
+            require_ticket=body.require_ticket,
+            eligible_users=body.eligible_users,
+            eligible_groups=body.eligible_groups,
+        )
+        return views.policy(p)
+
+    return await calls.run(work, writes=True)
 
 
 @router.get("/policies/{policy_id}", summary="Show a policy")
-def show_policy(policy_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.policy(policies.get_policy(ctx, caller=caller, policy_id=policy_id))
+async def show_policy(policy_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.policy(
+            policies.get_policy(ctx, caller=caller, policy_id=policy_id)
+        )
+    )
 
 
 @router.patch("/policies/{policy_id}", summary="Set-ElevatedAccessApprovalPolicy")
-def change_policy(
-    policy_id: UUID, body: PolicyChange, ctx: Ctx, caller: CurrentCaller
-) -> dict[str, Any]:
-    p = policies.set_policy(
-        ctx,
-        caller=caller,
-        policy_id=policy_id,
-        approval_type=body.approval_type,
-        approver_group=None if body.use_default_approver_group else (body.approver_group or KEEP),
-        approvals_required=body.approvals_required,
-        max_duration_hours=None if body.no_max_duration else (body.max_duration_hours or KEEP),
-        require_ticket=body.require_ticket,
-        eligible_users=body.eligible_users,
-        eligible_groups=body.eligible_groups,
-    )
-    return views.policy(p)
+async def change_policy(policy_id: UUID, body: PolicyChange, calls: AsCaller) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        p = policies.set_policy(
+            ctx,
+            caller=caller,
+            policy_id=policy_id,
+            approval_type=body.approval_type,
+            approver_group=None
+            if body.use_default_approver_group
+            else (body.approver_group or KEEP),
+            approvals_required=body.approvals_required,
+            max_duration_hours=None if body.no_max_duration else (body.max_duration_hours or KEEP),
+            require_ticket=body.require_ticket,
+            eligible_users=body.eligible_users,
+            eligible_groups=body.eligible_groups,
+        )
+        return views.policy(p)
+
+    return await calls.run(work, writes=True)
 
 
 @router.delete("/policies/{policy_id}", summary="Remove-ElevatedAccessApprovalPolicy")
-def remove_policy(policy_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.policy(policies.remove_policy(ctx, caller=caller, policy_id=policy_id))
+async def remove_policy(policy_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.policy(
+            policies.remove_policy(ctx, caller=caller, policy_id=policy_id)
+        ),
+        writes=True,
+    )
 
 
 @router.get(
     "/requests", summary="Get-ElevatedAccessRequest: the requests the caller may see, newest first"
 )
-def list_requests(
-    ctx: Ctx,
-    caller: CurrentCaller,
+async def list_requests(
+    calls: AsCaller,
     status: RequestStatus | None = None,
     mine: bool = False,
     requester: str | None = None,
@@ -194,23 +221,24 @@ def list_requests(
     cursor: str | None = Query(default=None, max_length=500),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
-    page = requests.list_requests(
-        ctx,
-        caller=caller,
-        status=status,
-        mine=mine,
-        requester=requester,
-        target_contains=target,
-        cursor=cursor,
-        limit=limit,
-    )
-    return views.page([views.request(v) for v in page.items], page.next_cursor)
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        page = requests.list_requests(
+            ctx,
+            caller=caller,
+            status=status,
+            mine=mine,
+            requester=requester,
+            target_contains=target,
+            cursor=cursor,
+            limit=limit,
+        )
+        return views.page([views.request(v) for v in page.items], page.next_cursor)
+
+    return await calls.run(work)
 
 
-# Changes to requests and grants authenticate and do their work in one trip to a thread
-# (as_writer: on SQLite, the process's queue of writes).
 @router.post("/requests", status_code=201, summary="New-ElevatedAccessRequest")
-async def create_request(body: NewRequest, request: Request) -> dict[str, Any]:
+async def create_request(body: NewRequest, calls: AsCaller) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
         v = requests.new_request(
             ctx,
@@ -222,80 +250,89 @@ async def create_request(body: NewRequest, request: Request) -> dict[str, Any]:
         )
         return views.request(v)
 
-    return await as_writer(request, work)
+    return await calls.run(work, writes=True)
 
 
 @router.get("/requests/{request_id}", summary="Show a request")
-def show_request(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.request(requests.get_request(ctx, caller=caller, request_id=request_id))
+async def show_request(request_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.request(
+            requests.get_request(ctx, caller=caller, request_id=request_id)
+        )
+    )
 
 
 @router.post("/requests/{request_id}/approve", summary="Approve-ElevatedAccessRequest")
-async def approve(request_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
+async def approve(request_id: UUID, body: Comment, calls: AsCaller) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
         v = requests.approve_request(
             ctx, caller=caller, request_id=request_id, comment=body.comment
         )
         return views.request(v)
 
-    return await as_writer(request, work)
+    return await calls.run(work, writes=True)
 
 
 @router.post("/requests/{request_id}/deny", summary="Deny-ElevatedAccessRequest")
-async def deny(request_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
+async def deny(request_id: UUID, body: Comment, calls: AsCaller) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
         v = requests.deny_request(ctx, caller=caller, request_id=request_id, comment=body.comment)
         return views.request(v)
 
-    return await as_writer(request, work)
+    return await calls.run(work, writes=True)
 
 
 @router.post("/requests/{request_id}/cancel", summary="Withdraw one's own pending request")
-async def cancel(request_id: UUID, request: Request) -> dict[str, Any]:
-    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
-        v = requests.cancel_request(ctx, caller=caller, request_id=request_id)
-        return views.request(v)
-
-    return await as_writer(request, work)
+async def cancel(request_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.request(
+            requests.cancel_request(ctx, caller=caller, request_id=request_id)
+        ),
+        writes=True,
+    )
 
 
 @router.get("/requests/{request_id}/verify", summary="Check the request against its signature")
-def verify(request_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    ok = requests.verify_request(ctx, caller=caller, request_id=request_id)
+async def verify(request_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    ok = await calls.run(
+        lambda ctx, caller: requests.verify_request(ctx, caller=caller, request_id=request_id)
+    )
     return {"id": str(request_id), "signature_valid": ok}
 
 
 @router.get("/authorizations", summary="Get-ElevatedAccessAuthorization")
-def list_authorizations(
-    ctx: Ctx,
-    caller: CurrentCaller,
+async def list_authorizations(
+    calls: AsCaller,
     user: str | None = None,
     active: bool = False,
     cursor: str | None = Query(default=None, max_length=500),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
-    page = requests.list_authorizations(
-        ctx, caller=caller, user=user, active=active, cursor=cursor, limit=limit
-    )
-    return views.page([views.authorization(v) for v in page.items], page.next_cursor)
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        page = requests.list_authorizations(
+            ctx, caller=caller, user=user, active=active, cursor=cursor, limit=limit
+        )
+        return views.page([views.authorization(v) for v in page.items], page.next_cursor)
+
+    return await calls.run(work)
 
 
 @router.post(
     "/authorizations/{authorization_id}/revoke", summary="Revoke-ElevatedAccessAuthorization"
 )
-async def revoke(authorization_id: UUID, body: Comment, request: Request) -> dict[str, Any]:
+async def revoke(authorization_id: UUID, body: Comment, calls: AsCaller) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
         v = requests.revoke_authorization(
             ctx, caller=caller, request_id=authorization_id, comment=body.comment
         )
         return views.authorization(v)
 
-    return await as_writer(request, work)
+    return await calls.run(work, writes=True)
 
 
 @router.post("/check", summary="May this user run this task now? (audited)")
-async def check(body: CheckBody, request: Request, response: Response) -> dict[str, Any]:
-    (decision,) = await check_as_caller(request, [(body.user, body.task)])
+async def check(body: CheckBody, calls: AsCaller, response: Response) -> dict[str, Any]:
+    (decision,) = await calls.check([(body.user, body.task)])
     response.headers["x-jitpam-allowed"] = "true" if decision.allowed else "false"
     return views.decision(decision)
 
@@ -304,9 +341,9 @@ async def check(body: CheckBody, request: Request, response: Response) -> dict[s
     "/check/batch",
     summary="Up to 1,000 checks at one instant, each audited, in one transaction",
 )
-async def check_batch(body: BatchBody, request: Request, response: Response) -> dict[str, Any]:
+async def check_batch(body: BatchBody, calls: AsCaller, response: Response) -> dict[str, Any]:
     pairs = [(c.user, c.task) for c in body.checks]
-    decisions = await check_as_caller(request, pairs)
+    decisions = await calls.check(pairs)
     allowed = sum(1 for d in decisions if d.allowed)
     response.headers["x-jitpam-decisions"] = f"{allowed},{len(decisions) - allowed}"
     # results[i] answers checks[i], each as POST /check would.

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller
+from jitpam.api.deps import AsCaller
 from jitpam.api.inputs import Body
 from jitpam.domain.audit import Checkpoint, Outcome
 from jitpam.domain.errors import InvalidInput
@@ -59,9 +59,8 @@ def _filter(
 
 
 @router.get("/audit", summary="Search-AuditLog: newest first")
-def search(
-    ctx: Ctx,
-    caller: CurrentCaller,
+async def search(
+    calls: AsCaller,
     since: datetime | None = None,
     until: datetime | None = None,
     actor: str | None = Query(default=None, max_length=256),
@@ -71,14 +70,17 @@ def search(
     cursor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    page = audit_log.search_audit(
-        ctx,
-        caller=caller,
-        flt=_filter(since, until, actor, operation, target, outcome),
-        cursor=cursor,
-        limit=limit,
-    )
-    return views.page([views.audit_record(r) for r in page.items], page.next_cursor)
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        page = audit_log.search_audit(
+            ctx,
+            caller=caller,
+            flt=_filter(since, until, actor, operation, target, outcome),
+            cursor=cursor,
+            limit=limit,
+        )
+        return views.page([views.audit_record(r) for r in page.items], page.next_cursor)
+
+    return await calls.run(work)
 
 
 def _all(ctx: ServiceContext, caller: Caller, flt: AuditFilter) -> Iterator[dict[str, Any]]:
@@ -109,9 +111,8 @@ EXPORTED: dict[int | str, dict[str, Any]] = {
     response_class=StreamingResponse,
     responses=EXPORTED,
 )
-def export(
-    ctx: Ctx,
-    caller: CurrentCaller,
+async def export(
+    calls: AsCaller,
     format: Literal["jsonl", "csv"] = "jsonl",
     since: datetime | None = None,
     until: datetime | None = None,
@@ -119,8 +120,11 @@ def export(
     operation: str | None = None,
     outcome: Outcome | None = None,
 ) -> StreamingResponse:
-    flt = _filter(since, until, actor, operation, None, outcome)
-    return export_response(ctx, caller, flt, format)
+    def work(ctx: ServiceContext, caller: Caller) -> StreamingResponse:
+        flt = _filter(since, until, actor, operation, None, outcome)
+        return export_response(ctx, caller, flt, format)
+
+    return await calls.run(work)
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -138,7 +142,8 @@ def export_response(
     ctx: ServiceContext, caller: Caller, flt: AuditFilter, format: Literal["jsonl", "csv"]
 ) -> StreamingResponse:
     """The matching records streamed a page at a time (never the whole log in memory), after the
-    caller's right to read them was checked."""
+    caller's right to read them was checked. Blocks (it reads the database): call it off the
+    event loop; the stream is iterated on threads of the pool, a page at a time."""
     audit_log.search_audit(ctx, caller=caller, flt=flt, limit=1)  # refuse before streaming starts
 
     def jsonl() -> Iterator[str]:
@@ -165,27 +170,19 @@ def export_response(
 
 
 @router.post("/audit/checkpoint", summary="Sign the chain head, to keep outside the database")
-def checkpoint(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return audit_log.export_checkpoint(ctx, caller=caller).to_dict()
+async def checkpoint(calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: audit_log.export_checkpoint(ctx, caller=caller).to_dict(),
+        writes=True,
+    )
 
 
 @router.post("/audit/verify", summary="Verify the whole chain (and a checkpoint, when given)")
-def verify(body: VerifyBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    cp = None
-    if body.checkpoint is not None:
-        c = body.checkpoint
-        try:
-            cp = Checkpoint(
-                UUID(c.org_id),
-                c.seq,
-                c.head_hash,
-                datetime.fromisoformat(c.at.replace("Z", "+00:00")),
-                c.key_id,
-                c.signature,
-            )
-        except ValueError:
-            raise InvalidInput("the checkpoint is not valid") from None
-    result = audit_log.verify_audit(ctx, caller=caller, checkpoint=cp)
+async def verify(body: VerifyBody, calls: AsCaller) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> audit_log.VerifyResult:
+        return audit_log.verify_audit(ctx, caller=caller, checkpoint=_checkpoint(body))
+
+    result = await calls.run(work)
     r = result.report
     return {
         "ok": r.ok,
@@ -196,3 +193,20 @@ def verify(body: VerifyBody, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
         "bad_seq": r.bad_seq,
         "checkpoint_signature_valid": result.checkpoint_signature_valid,
     }
+
+
+def _checkpoint(body: VerifyBody) -> Checkpoint | None:
+    if body.checkpoint is None:
+        return None
+    c = body.checkpoint
+    try:
+        return Checkpoint(
+            UUID(c.org_id),
+            c.seq,
+            c.head_hash,
+            datetime.fromisoformat(c.at.replace("Z", "+00:00")),
+            c.key_id,
+            c.signature,
+        )
+    except ValueError:
+        raise InvalidInput("the checkpoint is not valid") from None

@@ -9,11 +9,13 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller, client_address
+from jitpam.api.deps import AsCaller, client_address, get_runtime
 from jitpam.api.inputs import Body
 from jitpam.api.openapi import PUBLIC
+from jitpam.api.running import run_use_case
 from jitpam.domain.timeutil import iso
 from jitpam.services import auth, directory
+from jitpam.services.context import Caller, ServiceContext
 
 router = APIRouter(tags=["sign-in and tokens"])
 
@@ -52,65 +54,94 @@ def issued(t: auth.IssuedToken, upn: str) -> dict[str, Any]:
         429: {"description": "Too many failed sign-ins for the user or the client: wait"},
     },
 )
-def login(body: Login, ctx: Ctx, request: Request) -> dict[str, Any]:
-    token = auth.sign_in(ctx, upn=body.user, password=body.password, client=client_address(request))
-    return issued(token, body.user.strip().lower())
+async def login(body: Login, request: Request) -> dict[str, Any]:
+    ctx = get_runtime(request).ctx
+    client = client_address(request)
+
+    def work() -> dict[str, Any]:
+        # Not queued with the writes: the password is checked first, and that is slow on purpose.
+        token = auth.sign_in(ctx, upn=body.user, password=body.password, client=client)
+        return issued(token, body.user.strip().lower())
+
+    return await run_use_case(ctx, work)
 
 
 @router.post("/auth/logout", status_code=204, summary="Revoke the token this call is made with")
-def logout(ctx: Ctx, caller: CurrentCaller, request: Request) -> None:
-    del caller  # authenticated already; the credential itself is revoked below
-    credential = request.headers["authorization"].partition(" ")[2].strip()
-    if credential.count(".") == 2:
-        return  # an OIDC token: its issuer decides how long it lives, there is nothing to revoke
-    auth.sign_out(ctx, secret=credential)
+async def logout(calls: AsCaller) -> None:
+    def work(ctx: ServiceContext, caller: Caller) -> None:
+        del caller  # authenticated already; the credential itself is revoked below
+        auth.sign_out(ctx, secret=calls.credential)
+
+    if calls.credential.count(".") == 2:
+        # An OIDC token: its issuer decides how long it lives, there is nothing to revoke.
+        await calls.run(lambda ctx, caller: None)
+        return
+    await calls.run(work, writes=True)
 
 
 @router.get("/me", summary="The signed-in user")
-def me(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    names = directory.names_of(ctx, caller=caller, ids={caller.user_id})
-    return views.user(directory.get_user(ctx, caller=caller, upn=names[caller.user_id]))
+async def me(calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.user(directory.get_user(ctx, caller=caller, upn=None))
+    )
 
 
 @router.put("/me/password", status_code=204, summary="Change one's own password")
-def change_own_password(body: NewPassword, ctx: Ctx, caller: CurrentCaller) -> None:
-    names = directory.names_of(ctx, caller=caller, ids={caller.user_id})
-    auth.set_password(
-        ctx,
-        caller=caller,
-        upn=names[caller.user_id],
-        password=body.password,
-        current_password=body.current_password,
+async def change_own_password(body: NewPassword, calls: AsCaller) -> None:
+    # Not queued with the writes: a password is hashed (slow on purpose) before the transaction.
+    await calls.run(
+        lambda ctx, caller: auth.set_password(
+            ctx,
+            caller=caller,
+            upn=None,
+            password=body.password,
+            current_password=body.current_password,
+        )
     )
 
 
 @router.put("/users/{upn}/password", status_code=204, summary="Set a user's password")
-def set_password(upn: str, body: NewPassword, ctx: Ctx, caller: CurrentCaller) -> None:
-    auth.set_password(
-        ctx, caller=caller, upn=upn, password=body.password, current_password=body.current_password
+async def set_password(upn: str, body: NewPassword, calls: AsCaller) -> None:
+    await calls.run(
+        lambda ctx, caller: auth.set_password(
+            ctx,
+            caller=caller,
+            upn=upn,
+            password=body.password,
+            current_password=body.current_password,
+        )
     )
 
 
 @router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
-def create_token(body: NewToken, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    t = auth.create_token(
-        ctx, caller=caller, user=body.user, name=body.name, expires_in_days=body.expires_in_days
-    )
-    return issued(t, t.upn)
+async def create_token(body: NewToken, calls: AsCaller) -> dict[str, Any]:
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        t = auth.create_token(
+            ctx,
+            caller=caller,
+            user=body.user,
+            name=body.name,
+            expires_in_days=body.expires_in_days,
+        )
+        return issued(t, t.upn)
+
+    return await calls.run(work, writes=True)
 
 
 @router.get("/tokens", summary="List API tokens (never their secrets)")
-def list_tokens(
-    ctx: Ctx, caller: CurrentCaller, user: str | None = None, all: bool = False
+async def list_tokens(
+    calls: AsCaller, user: str | None = None, all: bool = False
 ) -> dict[str, Any]:
-    tokens = auth.list_tokens(ctx, caller=caller, user=user, everyone=all)
-    names = directory.names_of(
-        ctx, caller=caller, ids={t.user_id for t in tokens} | {t.created_by for t in tokens}
-    )
-    return views.page([views.token(t, names) for t in tokens])
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        found = auth.list_tokens(ctx, caller=caller, user=user, everyone=all)
+        return views.page([views.token(v) for v in found])
+
+    return await calls.run(work)
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token")
-def revoke_token(token_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    t = auth.revoke_token(ctx, caller=caller, token_id=token_id)
+async def revoke_token(token_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    t = await calls.run(
+        lambda ctx, caller: auth.revoke_token(ctx, caller=caller, token_id=token_id), writes=True
+    )
     return {"id": str(t.id), "revoked": True}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from jitpam.api import views
-from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
+from jitpam.api.deps import AsCaller
 from jitpam.api.inputs import Body
 from jitpam.domain.notifications import (
     DeliveryState,
@@ -19,6 +19,7 @@ from jitpam.domain.notifications import (
 )
 from jitpam.domain.timeutil import iso
 from jitpam.services import delivery, webhooks
+from jitpam.services.context import Caller, ServiceContext
 
 router = APIRouter(tags=["notifications"])
 
@@ -56,8 +57,12 @@ def message(m: OutboxMessage) -> dict[str, Any]:
 
 
 @router.get("/webhooks", summary="Webhook endpoints of the organization")
-def list_webhooks(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return views.page([webhook(w) for w in webhooks.list_webhooks(ctx, caller=caller)])
+async def list_webhooks(calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: views.page(
+            [webhook(w) for w in webhooks.list_webhooks(ctx, caller=caller)]
+        )
+    )
 
 
 @router.post(
@@ -65,50 +70,71 @@ def list_webhooks(ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
     status_code=201,
     summary="Add a webhook endpoint (its signing secret is shown once)",
 )
-def add_webhook(
-    body: NewWebhook, ctx: Ctx, caller: CurrentCaller, request: Request
-) -> dict[str, Any]:
-    secret = new_webhook_secret()
-    w = webhooks.add_webhook(
-        ctx,
-        caller=caller,
-        url=body.url,
-        events=body.events,
-        format=body.format,
-        urls=get_runtime(request).urls,
-        secret=secret,
-    )
-    return {**webhook(w), "secret": secret}
+async def add_webhook(body: NewWebhook, calls: AsCaller) -> dict[str, Any]:
+    urls = calls.runtime.urls
+
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        secret = new_webhook_secret()
+        w = webhooks.add_webhook(
+            ctx,
+            caller=caller,
+            url=body.url,
+            events=body.events,
+            format=body.format,
+            urls=urls,
+            secret=secret,
+        )
+        return {**webhook(w), "secret": secret}
+
+    # Not queued with the writes: the URL's host is looked up (DNS) first, which may be slow.
+    return await calls.run(work)
 
 
 @router.delete("/webhooks/{webhook_id}", summary="Remove a webhook endpoint")
-def remove_webhook(webhook_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return webhook(webhooks.remove_webhook(ctx, caller=caller, endpoint_id=webhook_id))
+async def remove_webhook(webhook_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: webhook(
+            webhooks.remove_webhook(ctx, caller=caller, endpoint_id=webhook_id)
+        ),
+        writes=True,
+    )
 
 
 @router.post("/webhooks/{webhook_id}/test", status_code=202, summary="Queue a test delivery")
-def test_webhook(webhook_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return message(webhooks.test_webhook(ctx, caller=caller, endpoint_id=webhook_id))
+async def test_webhook(webhook_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: message(
+            webhooks.test_webhook(ctx, caller=caller, endpoint_id=webhook_id)
+        ),
+        writes=True,
+    )
 
 
 @router.get("/outbox", summary="Notifications queued, delivered or dead, newest first")
-def list_outbox(
-    ctx: Ctx,
-    caller: CurrentCaller,
+async def list_outbox(
+    calls: AsCaller,
     state: DeliveryState | None = None,
     cursor: str | None = Query(default=None, max_length=500),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> dict[str, Any]:
-    found = delivery.list_outbox(ctx, caller=caller, state=state, after=cursor, limit=limit)
-    last = found[-1] if found else None
-    nxt = (
-        views.encode_cursor(iso(last.created_at), str(last.id))
-        if last and len(found) == limit
-        else None
-    )
-    return views.page([message(m) for m in found], nxt)
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        found = delivery.list_outbox(ctx, caller=caller, state=state, after=cursor, limit=limit)
+        last = found[-1] if found else None
+        nxt = (
+            views.encode_cursor(iso(last.created_at), str(last.id))
+            if last and len(found) == limit
+            else None
+        )
+        return views.page([message(m) for m in found], nxt)
+
+    return await calls.run(work)
 
 
 @router.post("/outbox/{message_id}/retry", summary="Put a message back in line now")
-def retry(message_id: UUID, ctx: Ctx, caller: CurrentCaller) -> dict[str, Any]:
-    return message(delivery.retry_message(ctx, caller=caller, message_id=message_id))
+async def retry(message_id: UUID, calls: AsCaller) -> dict[str, Any]:
+    return await calls.run(
+        lambda ctx, caller: message(
+            delivery.retry_message(ctx, caller=caller, message_id=message_id)
+        ),
+        writes=True,
+    )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from jitpam.api.deps import Ctx, CurrentCaller, get_runtime
+from jitpam.api.deps import AsCaller, Calls, get_caller, get_runtime
 from jitpam.api.inputs import Body
+from jitpam.api.running import run_use_case
 from jitpam.domain.task_definitions import TaskDefinition
 from jitpam.services import runner
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.runner import TaskRun
 
 router = APIRouter(tags=["task runner"])
 
@@ -35,15 +37,23 @@ def definition(d: TaskDefinition) -> dict[str, Any]:
 
 
 @router.get("/tasks", summary="The tasks jitpam runs for this organization")
-def list_tasks(ctx: Ctx, caller: CurrentCaller, request: Request) -> dict[str, Any]:
-    found = runner.list_definitions(ctx, caller=caller, runner=get_runtime(request).tasks)
-    return {"items": [definition(d) for d in found], "next_cursor": None}
+async def list_tasks(calls: AsCaller) -> dict[str, Any]:
+    tasks = calls.runtime.tasks
+
+    def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        found = runner.list_definitions(ctx, caller=caller, runner=tasks)
+        return {"items": [definition(d) for d in found], "next_cursor": None}
+
+    return await calls.run(work)
 
 
 @router.get("/tasks/{task}", summary="One task definition")
-def show_task(task: str, ctx: Ctx, caller: CurrentCaller, request: Request) -> dict[str, Any]:
-    return definition(
-        runner.get_definition(ctx, caller=caller, runner=get_runtime(request).tasks, task=task)
+async def show_task(task: str, calls: AsCaller) -> dict[str, Any]:
+    tasks = calls.runtime.tasks
+    return await calls.run(
+        lambda ctx, caller: definition(
+            runner.get_definition(ctx, caller=caller, runner=tasks, task=task)
+        )
     )
 
 
@@ -57,31 +67,33 @@ def _limiter(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
+async def _run(calls: Calls, task: str, parameters: dict[str, str | int | bool]) -> TaskRun:
+    """The caller authenticated on the pool, then the task run on a thread of the runs' own
+    (``_limiter``), or refused as busy when they are all taken."""
+    runtime = calls.runtime
+    ctx = runtime.ctx
+    caller = await run_use_case(ctx, lambda: get_caller(runtime, calls.credential))
+    limiter = _limiter(calls.request)
+    if limiter.available_tokens < 1:
+        running = int(limiter.total_tokens)
+        raise await run_use_case(
+            ctx, lambda: runner.refuse_busy(ctx, caller=caller, task=task, running=running)
+        )
+    return await run_use_case(
+        ctx,
+        lambda: runner.run_task(
+            ctx, caller=caller, runner=runtime.tasks, task=task, parameters=parameters
+        ),
+        limiter=limiter,
+    )
+
+
 @router.post(
     "/tasks/{task}/run",
     summary="Run a task for the caller, when their check allows it; audited at both ends",
 )
-async def run(
-    task: str, body: RunBody, ctx: Ctx, caller: CurrentCaller, request: Request
-) -> dict[str, Any]:
-    limiter = _limiter(request)
-    if limiter.available_tokens < 1:
-        raise await anyio.to_thread.run_sync(
-            partial(
-                runner.refuse_busy, ctx, caller=caller, task=task, running=int(limiter.total_tokens)
-            )
-        )
-    done = await anyio.to_thread.run_sync(
-        partial(
-            runner.run_task,
-            ctx,
-            caller=caller,
-            runner=get_runtime(request).tasks,
-            task=task,
-            parameters=body.parameters,
-        ),
-        limiter=limiter,
-    )
+async def run(task: str, body: RunBody, calls: AsCaller) -> dict[str, Any]:
+    done = await _run(calls, task, body.parameters)
     o = done.outcome
     return {
         "run_id": str(done.run_id),
