@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.throttle import MemoryLoginThrottle
-from jitpam.domain.errors import InvalidInput, NotPermitted, NotSignedIn, TooManyAttempts
-from jitpam.services import auth
+from jitpam.domain.directory import UserKind
+from jitpam.domain.errors import (
+    ConcurrentChange,
+    InvalidInput,
+    NotPermitted,
+    NotSignedIn,
+    TooManyAttempts,
+)
+from jitpam.services import auth, directory
 from jitpam.services.context import ServiceContext
 from tests.integration.world import World, own_process
 
 PASSWORD = "a-long-enough-password"
+NEW = "a-new-long-enough-password"
+OTHER = "yet-another-long-password"
 
 
 @pytest.fixture
@@ -127,3 +140,127 @@ def test_a_session_token_lasts_the_configured_hours(signed: World) -> None:
     auth.set_password(w.ctx, caller=w.admin.caller, upn=alice.upn, password=PASSWORD)
     issued = auth.sign_in(w.ctx, upn=alice.upn, password=PASSWORD, client="a")
     assert issued.token.expires_at - issued.token.created_at == timedelta(hours=12)
+
+
+class HeldHasher:
+    """Argon2 whose hash and verify, once ``hold`` is set, wait for ``release``: a hash that takes
+    as long as the test wants, without a clock."""
+
+    def __init__(self) -> None:
+        self.real = Argon2Passwords(time_cost=1, memory_cost_kib=8)
+        self.hold = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def _wait(self) -> None:
+        if self.hold:
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the hash"
+
+    def hash(self, password: str) -> str:
+        self._wait()
+        return self.real.hash(password)
+
+    def verify(self, hash: str, password: str) -> bool:
+        self._wait()
+        return self.real.verify(hash, password)
+
+
+@pytest.fixture
+def held(signed: World) -> tuple[World, HeldHasher]:
+    hasher = HeldHasher()
+    signed.ctx = replace(signed.ctx, passwords=hasher)
+    return signed, hasher
+
+
+def _while_hashing(hasher: HeldHasher, use_case: Callable[[], object]) -> Future[object]:
+    """``use_case`` started on a thread of its own, once it is inside the password hash."""
+    hasher.hold = True
+    pool = ThreadPoolExecutor(max_workers=1)
+    running = pool.submit(use_case)
+    pool.shutdown(wait=False)
+    assert hasher.entered.wait(60), "the use case never reached the password hash"
+    return running
+
+
+@pytest.mark.parametrize("use_case", ["sign_in", "change_own", "set_anothers"])
+def test_other_writes_commit_while_a_password_is_hashed(
+    held: tuple[World, HeldHasher], use_case: str
+) -> None:
+    """A password hash is slow on purpose; it is done outside any write transaction, so on
+    SQLite (one writer at a time) it holds no one up. Were it inside, the write below would wait
+    for the write lock until the busy timeout and fail."""
+    w, hasher = held
+    alice, sam = w.user("alice"), w.user("sam", kind=UserKind.SERVICE)
+    auth.set_password(w.ctx, caller=alice.caller, upn=None, password=PASSWORD)
+    work: dict[str, Callable[[], object]] = {
+        "sign_in": lambda: auth.sign_in(w.ctx, upn=alice.upn, password=PASSWORD, client="t"),
+        "change_own": lambda: auth.set_password(
+            w.ctx, caller=alice.caller, upn=None, password=NEW, current_password=PASSWORD
+        ),
+        "set_anothers": lambda: auth.set_password(
+            w.ctx, caller=w.admin.caller, upn=sam.upn, password=NEW
+        ),
+    }
+    running = _while_hashing(hasher, work[use_case])
+    try:
+        made = directory.add_user(
+            w.ctx, caller=w.admin.caller, upn=w.upn("bystander"), display_name="Bystander"
+        )
+        assert not running.done()  # the hash is still held: the write went past it
+    finally:
+        hasher.release.set()
+    running.result(timeout=60)
+    hasher.hold = False
+    assert directory.get_user(w.ctx, caller=w.admin.caller, upn=made.upn).id == made.id
+    if use_case == "change_own":
+        assert auth.sign_in(w.ctx, upn=alice.upn, password=NEW, client="t").secret
+    if use_case == "set_anothers":
+        assert auth.sign_in(w.ctx, upn=sam.upn, password=NEW, client="t").secret
+
+
+def test_a_password_changed_while_the_old_one_is_checked_does_not_sign_in(
+    held: tuple[World, HeldHasher],
+) -> None:
+    """The sign-in checked the password read before the change: it is refused, not let in with
+    a password that is no longer the account's."""
+    w, hasher = held
+    alice = w.user("alice")
+    auth.set_password(w.ctx, caller=alice.caller, upn=None, password=PASSWORD)
+    running = _while_hashing(
+        hasher, lambda: auth.sign_in(w.ctx, upn=alice.upn, password=PASSWORD, client="t")
+    )
+    try:
+        hasher.hold = False  # the change's own hash is not held
+        auth.set_password(
+            w.ctx, caller=alice.caller, upn=None, password=NEW, current_password=PASSWORD
+        )
+    finally:
+        hasher.release.set()
+    with pytest.raises(NotSignedIn):
+        running.result(timeout=60)
+    assert auth.sign_in(w.ctx, upn=alice.upn, password=NEW, client="t").secret
+
+
+def test_a_password_changed_while_the_current_one_is_checked_is_a_conflict(
+    held: tuple[World, HeldHasher],
+) -> None:
+    w, hasher = held
+    alice = w.user("alice")
+    auth.set_password(w.ctx, caller=alice.caller, upn=None, password=PASSWORD)
+    running = _while_hashing(
+        hasher,
+        lambda: auth.set_password(
+            w.ctx, caller=alice.caller, upn=None, password=NEW, current_password=PASSWORD
+        ),
+    )
+    try:
+        hasher.hold = False
+        auth.set_password(
+            w.ctx, caller=alice.caller, upn=None, password=OTHER, current_password=PASSWORD
+        )
+    finally:
+        hasher.release.set()
+    with pytest.raises(ConcurrentChange):
+        running.result(timeout=60)
+    assert auth.sign_in(w.ctx, upn=alice.upn, password=OTHER, client="t").secret
