@@ -10,6 +10,7 @@ Runs, one after the other on an otherwise idle machine:
 - bench_http.py: the check, new requests and approvals over HTTP against a bare endpoint of the
   same app (SQLite with one server process; PostgreSQL with two), and how soon a change on one
   process shows in a check on the other;
+- bench_sign_in.py: other writes committed per second while sign-ins hash passwords (SQLite);
 - bench_scale.py: start time, memory and list pages with 100,000 policies, 1,000,000
   authorizations and 1,000,000 requests (skipped with ``--no-scale``).
 
@@ -142,6 +143,7 @@ def main() -> None:
     rows += run("bench_decide.py", "--sizes", "small" if quick else "full")
     rows += run("bench_db.py", "--n", "200" if quick else "3000")
     rows += run("bench_http.py", "--processes", "1", *http)
+    rows += run("bench_sign_in.py", "--duration", "1" if quick else "5")
     if pg:
         for step in ("db", "http"):
             name = fresh_database(pg)

@@ -65,3 +65,14 @@ def test_the_database_layer_benchmark_keeps_the_chain_whole(tmp_path: Path) -> N
     rows = figures["rows"]
     assert isinstance(rows, list)
     assert rows[0]["against"] == "raw driver"
+
+
+def test_the_sign_in_benchmark_measures_writes_beside_their_ceiling(tmp_path: Path) -> None:
+    figures = run_bench(
+        "bench_sign_in.py", "--duration", "0.3", "--signers", "1", tmp_path=tmp_path
+    )
+    rows = figures["rows"]
+    assert isinstance(rows, list)
+    (writes,) = rows
+    assert writes["against"] == "the same writes, no sign-in running"
+    assert writes["ceiling"] > 0
