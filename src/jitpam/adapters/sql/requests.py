@@ -58,7 +58,7 @@ _ADD_REVIEW = Prepared(insert(_REVIEWS))
 _ADD_AUTHORIZATION = Prepared(insert(_AUTHORIZATIONS))
 _REVOKE_AUTHORIZATION = Prepared(
     update(_AUTHORIZATIONS)
-    .where(_AUTHORIZATIONS.c.id == bindparam("id"))
+    .where(_AUTHORIZATIONS.c.id == bindparam("authorization"))
     .values(
         revoked_at=bindparam("revoked_at"),
         revoked_by=bindparam("revoked_by"),
@@ -67,7 +67,7 @@ _REVOKE_AUTHORIZATION = Prepared(
 )
 _MOVE_REQUEST = Prepared(
     update(_REQUESTS)
-    .where(_REQUESTS.c.id == bindparam("id"), _REQUESTS.c.version == bindparam("version"))
+    .where(_REQUESTS.c.id == bindparam("request"), _REQUESTS.c.version == bindparam("read_version"))
     .values(
         status=bindparam("status"),
         decided_at=bindparam("decided_at"),
@@ -224,8 +224,8 @@ class SqlRequests(RequestListings):
         # Compare-and-set on the version: a row that moved since it was read is a lost race.
         moved = _MOVE_REQUEST.execute(
             self.s,
-            id=request.id,
-            version=version,
+            request=request.id,
+            read_version=version,
             status=request.status.value,
             decided_at=request.decided_at,
             new_version=version + 1,
@@ -276,7 +276,7 @@ class SqlRequests(RequestListings):
         elif auth is not None and revocation != stored_revocation:
             _REVOKE_AUTHORIZATION.execute(
                 self.s,
-                id=auth.id,
+                authorization=auth.id,
                 revoked_at=auth.revoked_at,
                 revoked_by=auth.revoked_by,
                 revocation_comment=auth.revocation_comment,
