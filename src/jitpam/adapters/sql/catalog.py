@@ -7,7 +7,6 @@ from typing import cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
-    Row,
     Table,
     bindparam,
     delete,
@@ -170,7 +169,7 @@ class SqlCatalog:
             found = self.s.execute(
                 select(e.id, e.key).where(e.org_id == org_id, e.kind == kind, e.key.in_(keys))
             )
-            return dict(found.tuples().all())
+            return {row.id: row.key for row in found}
 
         # Entries by their keys, then the links between them by id: joined in one statement,
         # PostgreSQL read every link of a role that holds 100,000 tasks.
@@ -242,7 +241,7 @@ class SqlCatalog:
         return [QualifiedName(r.scope, r.name) for r in rows]
 
     @staticmethod
-    def _names_page(rows: Sequence[Row[tuple[str, str, str]]], limit: int) -> Page[QualifiedName]:
+    def _names_page(rows: Sequence[Sequence[str]], limit: int) -> Page[QualifiedName]:
         nxt = encode_cursor(rows[limit - 1][2]) if len(rows) > limit else None
         return Page([QualifiedName(scope, name) for scope, name, _ in rows[:limit]], nxt)
 

@@ -147,7 +147,7 @@ class SqlGroups:
                     GroupMemberRow.group_id == group_id, GroupMemberRow.user_id.in_(chunk)
                 )
             )
-            for user_id, added_by in rows.tuples():
+            for user_id, added_by in rows:
                 found[user_id].append((added_by,))  # no nested groups: one link per path
         return found
 

@@ -231,6 +231,7 @@ class SqlPolicies:
             stmt = stmt.where(tuple_(p.type, p.target_key) > (kind, key))
         stmt = stmt.order_by(p.type, p.target_key)
         nxt = None
+        rows: Sequence[Sequence[Any]]  # (type, target key, id, ...)
         if not search:
             rows = self.s.execute(stmt.limit(limit + 1)).all()
             if len(rows) > limit:

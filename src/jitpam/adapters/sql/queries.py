@@ -137,5 +137,5 @@ def labels(
                 table.c.org_id == org_id, table.c.id.in_(chunk)
             )
         )
-        out.update((i, label) for i, label in rows.tuples())
+        out.update((i, label) for i, label in rows)
     return out

@@ -365,7 +365,7 @@ class RequestListings:
             )
             .order_by(a.end_at, a.id)
         )
-        return [(r, i) for r, i in self.s.execute(stmt).tuples()]
+        return [(r, i) for r, i in self.s.execute(stmt)]
 
     def to_settle(
         self, org_id: UUID, at: datetime, limit: int, *, lock: bool = True

@@ -149,7 +149,7 @@ class SqlUsers:
                     AccountStewardRow.user_id.in_(chunk)
                 )
             )
-            for user_id, steward_id in rows.tuples():
+            for user_id, steward_id in rows:
                 found[user_id].add(steward_id)
         return {i: frozenset(s) for i, s in found.items()}
 
