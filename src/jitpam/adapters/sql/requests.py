@@ -132,6 +132,9 @@ def _revocation(auth: Authorization | None) -> tuple[Any, ...] | None:
 
 
 class SqlRequests(RequestListings):
+    """A request, its reviews and its grant, read and saved as one: a save compares and sets the
+    version the transaction read and writes only what changed since (``memo.RequestAsRead``)."""
+
     def __init__(self, session: Session) -> None:
         self.s = session
         self._memo = Memo.of(session)
