@@ -352,13 +352,12 @@ def unfound(db: str, org_id: uuid.UUID, acks: Acks) -> list[str]:
     engine = make_engine(db)
     try:
         with engine.connect() as conn:
-            records = set(
-                conn.execute(
-                    select(AuditRow.operation, AuditRow.target).where(
-                        AuditRow.org_id == org_id, AuditRow.outcome == "success"
-                    )
-                ).tuples()
+            found = conn.execute(
+                select(AuditRow.operation, AuditRow.target).where(
+                    AuditRow.org_id == org_id, AuditRow.outcome == "success"
+                )
             )
+            records = {(operation, target) for operation, target in found}
     finally:
         engine.dispose()
     statuses = requests_of(db, org_id)

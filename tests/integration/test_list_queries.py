@@ -18,7 +18,7 @@ from bench.generate import Generated, generate
 from sqlalchemy import Engine, event, select
 
 from jitpam.adapters.clock import FixedClock
-from jitpam.adapters.sql import repositories
+from jitpam.adapters.sql import request_listings
 from jitpam.adapters.sql.models import RequestRow
 from jitpam.bootstrap import build_context
 from jitpam.domain.requests import AccessRequest, RequestStatus
@@ -117,7 +117,7 @@ def test_a_search_stops_at_its_window_and_the_cursors_find_every_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ctx, _, all_requests = everything
-    monkeypatch.setattr(repositories, "SEARCH_WINDOW", 9)
+    monkeypatch.setattr(request_listings, "SEARCH_WINDOW", 9)
     admin = caller_for(ctx, made, made.admin_upn)
     moment = datetime.now(UTC)
     for text, status in [

@@ -9,7 +9,8 @@ from typing import TypeVar
 
 import pytest
 
-from jitpam.adapters.sql import repositories
+from jitpam.adapters.sql import catalog as sql_catalog
+from jitpam.adapters.sql import policies as sql_policies
 from jitpam.domain.errors import InvalidInput
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import ApprovalType, PolicyType
@@ -91,7 +92,7 @@ def test_the_catalog_pages_through_every_task_once_in_name_order(paging: World, 
 def test_a_roles_tasks_page_by_name(
     paging: World, monkeypatch: pytest.MonkeyPatch, role: str, few_tasks: int
 ) -> None:
-    monkeypatch.setattr(repositories, "_FEW_TASKS", few_tasks)
+    monkeypatch.setattr(sql_catalog, "_FEW_TASKS", few_tasks)
     caller = paging.admin.caller
     whole = organizations.role_tasks(paging.ctx, caller=caller, role=role)
 
@@ -241,7 +242,7 @@ def test_policies_page_by_type_and_target_under_filters(
 def test_a_policy_search_finds_every_match_once_whatever_the_window(
     many_policies: World, monkeypatch: pytest.MonkeyPatch, window: int
 ) -> None:
-    monkeypatch.setattr(repositories, "SEARCH_WINDOW", window)
+    monkeypatch.setattr(sql_policies, "SEARCH_WINDOW", window)
     world = many_policies
     caller = world.admin.caller
     found: list[str] = []

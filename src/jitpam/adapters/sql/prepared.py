@@ -1,20 +1,30 @@
-"""Statements on the hot paths, compiled once and run on the driver's own cursor.
+"""Statements on the hot paths (checks, new requests, votes), compiled once and run on the
+driver's own cursor.
 
 A Core statement executed through SQLAlchemy costs some 40 µs of Python around a 5 µs SQLite
 look-up (building the cache key, the execution context, the result object); an ORM query costs
 five times that. New requests, reviews and checks run a dozen or two statements each, so that
-cost was most of theirs. A ``Prepared`` statement is written as Core (so it stays checked
-against the schema and rendered by the dialect), compiled once per dialect, and then run on the
-DBAPI connection under the session's transaction, its parameters and columns converted by the
-same type processors SQLAlchemy would use. Driver errors come back as SQLAlchemy's exceptions,
-so the unit of work maps them (conflicts, outages) as it maps every other.
+cost was most of theirs (``bench/bench_db.py`` measures it). A ``Prepared`` statement is written
+as Core (so it stays checked against the schema and rendered by the dialect), compiled once per
+dialect, and then run on the DBAPI connection under the session's transaction, its parameters
+and columns converted by the same type processors SQLAlchemy would use. Driver errors come back
+as SQLAlchemy's exceptions, so the unit of work maps them (conflicts, outages) as it maps every
+other.
+
+Only SQLAlchemy's public interface is used: the compiled statement's ``string``, ``params`` and
+``binds``, the types' processors, ``Session.flush`` and ``Connection.connection``'s
+``driver_connection``. Parameters are always passed by name: a dialect whose driver takes them by
+position (SQLite's ``qmark``) renders the statement in the driver's named style instead, so the
+order of the parameters never has to be known. Every statement is registered in ``STATEMENTS``;
+tests/integration/test_prepared_statements.py runs each against both databases beside the same
+statement run by SQLAlchemy.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -22,21 +32,36 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from jitpam.adapters.sql.memo import DRIVER, Memo
+
 Processor = Callable[[Any], Any]
+
+# Named styles of the drivers whose own style is positional.
+_NAMED_STYLE = {"sqlite": "named"}
+
+
+def _rendering_dialect(dialect: Dialect) -> Dialect:
+    """A dialect that renders the statement with parameters by name for this driver."""
+    if not dialect.positional:
+        return dialect
+    style = _NAMED_STYLE.get(dialect.name)
+    if style is None:
+        raise ValueError(f"no named parameter style known for the {dialect.name} driver")
+    # The dialect's class, made with the driver's named style (its type processors are the same).
+    make: Callable[..., Dialect] = type(dialect)
+    return make(paramstyle=style, dbapi=dialect.loaded_dbapi)
 
 
 class _Compiled:
     """One statement rendered for one dialect, with its parameters' and columns' converters."""
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
-        compiled = stmt.compile(dialect=dialect)
+        compiled = stmt.compile(dialect=_rendering_dialect(dialect))
         assert isinstance(compiled, SQLCompiler)
-        if compiled.post_compile_params:
+        if any(b.expanding for b in compiled.binds.values()):
             raise ValueError("a prepared statement cannot expand parameters (IN lists)")
         self.sql = compiled.string
-        self.defaults = compiled.construct_params(_check=False)
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self.positional = dialect.positional
+        self.defaults: dict[str, Any] = dict(compiled.params)
         binds: dict[str, Processor] = {}
         for name in self.defaults:
             processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -54,12 +79,10 @@ class _Compiled:
         self.make: Callable[[Sequence[Any]], Any] = row_type._make
         self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
 
-    def parameters(self, given: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    def parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values = {**self.defaults, **given}
         for name, processor in self.binds.items():
             values[name] = processor(values[name])
-        if self.positional:
-            return [values[n] for n in self.names]
         return values
 
     def row(self, raw: Sequence[Any]) -> Any:
@@ -71,18 +94,23 @@ class _Compiled:
         return self.make(out)
 
 
-_DRIVER = "jitpam.prepared.driver"
-
-
 def _driver(session: Session) -> tuple[Dialect, Any]:
-    """The dialect and the DBAPI connection of the session's transaction (found once for it)."""
-    held: PerTransaction[str, tuple[Dialect, Any]] = PerTransaction(session, _DRIVER)
-    found = held.get(_DRIVER)
+    """The dialect and the DBAPI connection of the session's transaction (found once for it).
+
+    A savepoint begun on the session (``begin_nested``) is sent to the database only when the
+    session next uses its connection: a prepared statement run right after it would run before
+    it. Nothing in jitpam nests transactions; a use case that does must touch
+    ``session.connection()`` first."""
+    memo = Memo.of(session)
+    found = memo.get(DRIVER, None)
     if found is None:
         connection = session.connection()  # begins the transaction if none is open
         found = (connection.dialect, connection.connection.driver_connection)
-        held.put(_DRIVER, found)
+        memo.put(DRIVER, None, found)
     return found
+
+
+STATEMENTS: list[Prepared] = []
 
 
 class Prepared:
@@ -94,19 +122,22 @@ class Prepared:
         """``stmt``, or for the dialects named (``sqlite=``, ``postgresql=``) their own."""
         self._stmts = {"": stmt, **by_dialect}
         self._by_dialect: dict[str, _Compiled] = {}
+        STATEMENTS.append(self)
+
+    def statement(self, dialect: Dialect) -> ClauseElement:
+        """The Core statement run on ``dialect`` (what a test runs through SQLAlchemy too)."""
+        return self._stmts.get(dialect.name, self._stmts[""])
 
     def _compiled(self, dialect: Dialect) -> _Compiled:
         found = self._by_dialect.get(dialect.name)
         if found is None:
-            stmt = self._stmts.get(dialect.name, self._stmts[""])
-            found = self._by_dialect[dialect.name] = _Compiled(stmt, dialect)
+            found = self._by_dialect[dialect.name] = _Compiled(self.statement(dialect), dialect)
         return found
 
     def _run(
         self, session: Session, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> tuple[_Compiled, Any]:
-        if not session._is_clean():
-            session.flush()  # what the session holds goes first: the statement reads the database
+        session.flush()  # what the session holds goes first: the statement reads the database
         dialect, driver = _driver(session)
         compiled = self._compiled(dialect)
         cursor = driver.cursor()
@@ -157,42 +188,3 @@ class Prepared:
         if rows:
             _, cursor = self._run(session, rows)
             cursor.close()
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class PerTransaction(Generic[K, V]):
-    """Values read in the session's current transaction, forgotten when another begins.
-
-    Kept in the session under ``name``: repositories that share a name share the values (one
-    reads them, another that changes what they describe forgets them).
-    """
-
-    __slots__ = ("_name", "_session")
-
-    def __init__(self, session: Session, name: str) -> None:
-        self._session = session
-        self._name = name
-
-    def _current(self) -> dict[K, V]:
-        transaction = self._session.get_transaction()
-        held = self._session.info.get(self._name)
-        if held is None or held[0] is not transaction:
-            held = self._session.info[self._name] = (transaction, {})
-        values: dict[K, V] = held[1]
-        return values
-
-    def get(self, key: K) -> V | None:
-        return self._current().get(key)
-
-    def put(self, key: K, value: V) -> None:
-        if self._session.get_transaction() is not None:
-            self._current()[key] = value
-
-    def forget(self, key: K) -> None:
-        self._current().pop(key, None)
-
-    def clear(self) -> None:
-        self._current().clear()

@@ -10,19 +10,17 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from jitpam.adapters.sql.repositories import (
-    SqlAssignments,
-    SqlAudit,
-    SqlCatalog,
-    SqlCredentials,
-    SqlGroups,
-    SqlOrganizations,
-    SqlOutbox,
-    SqlPolicies,
-    SqlRequests,
-    SqlUsers,
-    SqlWebhooks,
-)
+from jitpam.adapters.sql.assignments import SqlAssignments
+from jitpam.adapters.sql.audit import SqlAudit
+from jitpam.adapters.sql.catalog import SqlCatalog
+from jitpam.adapters.sql.credentials import SqlCredentials
+from jitpam.adapters.sql.groups import SqlGroups
+from jitpam.adapters.sql.organizations import SqlOrganizations
+from jitpam.adapters.sql.outbox import SqlOutbox
+from jitpam.adapters.sql.policies import SqlPolicies
+from jitpam.adapters.sql.requests import SqlRequests
+from jitpam.adapters.sql.users import SqlUsers
+from jitpam.adapters.sql.webhooks import SqlWebhooks
 from jitpam.domain.audit import AuditEvent
 from jitpam.domain.errors import (
     AuditUnavailable,

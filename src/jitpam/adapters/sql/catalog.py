@@ -1,0 +1,310 @@
+"""The catalog: tasks, roles and role groups, and which holds which."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import cast
+from uuid import UUID, uuid4
+
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from jitpam.adapters.sql.models import (
+    CatalogEntryRow,
+    CatalogLinkRow,
+)
+from jitpam.adapters.sql.prepared import Prepared
+from jitpam.adapters.sql.queries import (
+    after_key,
+    encode_cursor,
+)
+from jitpam.domain.catalog import Catalog
+from jitpam.domain.names import SEPARATOR, QualifiedName
+from jitpam.domain.policy import PolicyType
+from jitpam.services.ports import (
+    Page,
+)
+
+_KIND = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role_group"}
+
+
+_FEW_TASKS = 5_000  # up to this many tasks, a role's tasks are read and sorted
+
+
+def _qualified(row: CatalogEntryRow) -> str:
+    return str(QualifiedName(row.scope, row.name))
+
+
+_ENTRIES = cast(Table, CatalogEntryRow.__table__)
+_ROLE = _ENTRIES.alias("role")
+_NAMES = Prepared(
+    select(_ENTRIES.c.scope, _ENTRIES.c.name).where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == bindparam("kind"),
+        _ENTRIES.c.name_key == bindparam("name_key"),
+    )
+)
+_TASK_EXISTS = Prepared(
+    select(_ENTRIES.c.id).where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == "task",
+        _ENTRIES.c.key == bindparam("key"),
+    )
+)
+_ROLES_HOLDING = Prepared(
+    select(_ROLE.c.scope, _ROLE.c.name)
+    .select_from(_ENTRIES)
+    .join(CatalogLinkRow, CatalogLinkRow.child_id == _ENTRIES.c.id)
+    .join(_ROLE, _ROLE.c.id == CatalogLinkRow.parent_id)
+    .where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == "task",
+        _ENTRIES.c.key == bindparam("key"),
+        _ROLE.c.kind == "role",
+    )
+)
+
+_ROLE_GROUP = Prepared(
+    select(_ENTRIES.c.id).where(
+        _ENTRIES.c.org_id == bindparam("org"),
+        _ENTRIES.c.kind == "role_group",
+        _ENTRIES.c.key == bindparam("key"),
+    )
+)
+# The role group first, then its links by its id (see role_group_roles).
+_ROLES_OF_GROUP = Prepared(
+    select(_ROLE.c.scope, _ROLE.c.name)
+    .select_from(CatalogLinkRow)
+    .join(_ROLE, _ROLE.c.id == CatalogLinkRow.child_id)
+    .where(CatalogLinkRow.parent_id == bindparam("id"))
+)
+
+
+class SqlCatalog:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self.changed = 0
+
+    def _entry(self, org_id: UUID, kind: str, name: QualifiedName, description: str) -> UUID:
+        """Add or update one entry; counts it in ``self.changed`` when it was new or different."""
+        row = self.s.scalars(
+            select(CatalogEntryRow).where(
+                CatalogEntryRow.org_id == org_id,
+                CatalogEntryRow.kind == kind,
+                CatalogEntryRow.key == name.key,
+            )
+        ).first()
+        if row is None:
+            row = CatalogEntryRow(
+                id=uuid4(),
+                org_id=org_id,
+                kind=kind,
+                scope=name.scope,
+                name=name.name,
+                key=name.key,
+                name_key=name.name.casefold(),
+                description=description,
+            )
+            self.s.add(row)
+            self.changed += 1
+        elif row.description != description:
+            row.description = description
+            self.changed += 1
+        self.s.flush()
+        return row.id
+
+    def _link(self, parent: UUID, children: Sequence[UUID]) -> None:
+        before = set(
+            self.s.scalars(
+                select(CatalogLinkRow.child_id).where(CatalogLinkRow.parent_id == parent)
+            )
+        )
+        if before == set(children):
+            return
+        self.changed += 1
+        self.s.execute(delete(CatalogLinkRow).where(CatalogLinkRow.parent_id == parent))
+        for child in children:
+            self.s.add(CatalogLinkRow(parent_id=parent, child_id=child))
+        self.s.flush()
+
+    def store(self, org_id: UUID, catalog: Catalog) -> int:
+        self.changed = 0
+        ids: dict[str, UUID] = {}
+        for task, desc in catalog.tasks.items():
+            ids["task:" + task.key] = self._entry(org_id, "task", task, desc)
+        for role in catalog.roles:
+            rid = self._entry(org_id, "role", role.name, role.description)
+            ids["role:" + role.name.key] = rid
+            self._link(rid, [ids["task:" + t.key] for t in role.tasks])
+        for group in catalog.role_groups:
+            gid = self._entry(org_id, "role_group", group.name, group.description)
+            self._link(gid, [ids["role:" + r.key] for r in group.roles])
+        return self.changed
+
+    def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
+        rows = _NAMES.all(
+            self.s, org=org_id, kind=_KIND[kind], name_key=bare_name.strip().casefold()
+        )
+        return [QualifiedName(r.scope, r.name) for r in rows]
+
+    def task_exists(self, org_id: UUID, task: str) -> bool:
+        return _TASK_EXISTS.first(self.s, org=org_id, key=task.casefold()) is not None
+
+    def tasks_held(
+        self, org_id: UUID, roles: frozenset[str], tasks: Sequence[str]
+    ) -> frozenset[str]:
+        if not roles or not tasks:
+            return frozenset()
+        e = CatalogEntryRow
+
+        def ids(kind: str, names: Iterable[str]) -> dict[UUID, str]:
+            keys = {n.casefold() for n in names}
+            found = self.s.execute(
+                select(e.id, e.key).where(e.org_id == org_id, e.kind == kind, e.key.in_(keys))
+            )
+            return {row.id: row.key for row in found}
+
+        # Entries by their keys, then the links between them by id: joined in one statement,
+        # PostgreSQL read every link of a role that holds 100,000 tasks.
+        task_ids, role_ids = ids("task", tasks), ids("role", roles)
+        if not task_ids or not role_ids:
+            return frozenset()
+        held = self.s.scalars(
+            select(CatalogLinkRow.child_id).where(
+                CatalogLinkRow.parent_id.in_(list(role_ids)),
+                CatalogLinkRow.child_id.in_(list(task_ids)),
+            )
+        )
+        return frozenset(task_ids[i] for i in held)
+
+    def roles_holding(self, org_id: UUID, task: str) -> frozenset[str]:
+        rows = _ROLES_HOLDING.all(self.s, org=org_id, key=task.casefold())
+        return frozenset(str(QualifiedName(s, n)) for s, n in rows)
+
+    def role_group_roles(
+        self, org_id: UUID, only: Iterable[str] | None = None
+    ) -> dict[str, frozenset[str]]:
+        if only is not None:  # a user's few: each by its key
+            out: dict[str, frozenset[str]] = {}
+            for name in only:
+                group = _ROLE_GROUP.first(self.s, org=org_id, key=name.casefold())
+                rows = _ROLES_OF_GROUP.all(self.s, id=group.id) if group is not None else ()
+                if rows:
+                    out[name] = frozenset(str(QualifiedName(s, n)) for s, n in rows)
+            return out
+        # The role groups first, then their links by id: in one join, PostgreSQL judged the
+        # links per parent by the average (a role holding 100,000 tasks) and read them all.
+        which = select(CatalogEntryRow.id, CatalogEntryRow.scope, CatalogEntryRow.name).where(
+            CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == "role_group"
+        )
+        groups = {
+            gid: str(QualifiedName(scope, name)) for gid, scope, name in self.s.execute(which)
+        }
+        if not groups:
+            return {}
+        role = CatalogEntryRow.__table__.alias("role")
+        stmt = (
+            select(CatalogLinkRow.parent_id, role.c.scope, role.c.name)
+            .join(role, role.c.id == CatalogLinkRow.child_id)
+            .where(CatalogLinkRow.parent_id.in_(list(groups)))
+        )
+        found: dict[str, set[str]] = {}
+        for parent, rs, rn in self.s.execute(stmt):
+            found.setdefault(groups[parent], set()).add(str(QualifiedName(rs, rn)))
+        return {k: frozenset(v) for k, v in found.items()}
+
+    def tasks_of_role(self, org_id: UUID, role: str) -> list[str]:
+        parent = CatalogEntryRow.__table__.alias("parent")
+        stmt = (
+            select(CatalogEntryRow)
+            .join(CatalogLinkRow, CatalogLinkRow.child_id == CatalogEntryRow.id)
+            .join(parent, parent.c.id == CatalogLinkRow.parent_id)
+            .where(
+                parent.c.org_id == org_id, parent.c.kind == "role", parent.c.key == role.casefold()
+            )
+        )
+        return sorted(_qualified(r) for r in self.s.scalars(stmt))
+
+    def entries(self, org_id: UUID, kind: PolicyType) -> list[QualifiedName]:
+        rows = self.s.scalars(
+            select(CatalogEntryRow)
+            .where(CatalogEntryRow.org_id == org_id, CatalogEntryRow.kind == _KIND[kind])
+            .order_by(CatalogEntryRow.key)
+        )
+        return [QualifiedName(r.scope, r.name) for r in rows]
+
+    @staticmethod
+    def _names_page(rows: Sequence[Sequence[str]], limit: int) -> Page[QualifiedName]:
+        nxt = encode_cursor(rows[limit - 1][2]) if len(rows) > limit else None
+        return Page([QualifiedName(scope, name) for scope, name, _ in rows[:limit]], nxt)
+
+    def page(
+        self, org_id: UUID, kind: PolicyType, *, cursor: str | None, limit: int
+    ) -> Page[QualifiedName]:
+        e = CatalogEntryRow
+        # Reads the unique (org_id, kind, key) index in its order, from the cursor on.
+        stmt = select(e.scope, e.name, e.key).where(e.org_id == org_id, e.kind == _KIND[kind])
+        after = after_key(cursor)
+        if after is not None:
+            stmt = stmt.where(e.key > after)
+        return self._names_page(self.s.execute(stmt.order_by(e.key).limit(limit + 1)).all(), limit)
+
+    def role_tasks_page(
+        self, org_id: UUID, role: str, *, cursor: str | None, limit: int
+    ) -> Page[QualifiedName]:
+        e = CatalogEntryRow
+        role_id = self.s.scalar(
+            select(e.id).where(e.org_id == org_id, e.kind == "role", e.key == role.casefold())
+        )
+        if role_id is None:
+            return Page([], None)
+        after = after_key(cursor)
+        # A role holding few tasks: read its links and sort them. A role holding many: read the
+        # catalog's tasks in name order and keep the role's, which finds a page after a bounded
+        # number of look-ups as long as the role holds a fair share of the tasks.
+        linked = select(CatalogLinkRow.child_id).where(CatalogLinkRow.parent_id == role_id)
+        few = self.s.scalar(select(func.count()).select_from(linked.limit(_FEW_TASKS).subquery()))
+        stmt = select(e.scope, e.name, e.key).where(e.org_id == org_id, e.kind == "task")
+        if after is not None:
+            stmt = stmt.where(e.key > after)
+        if (few or 0) < _FEW_TASKS:
+            stmt = stmt.where(e.id.in_(list(self.s.scalars(linked))))
+        else:
+            stmt = stmt.where(
+                exists().where(CatalogLinkRow.parent_id == role_id, CatalogLinkRow.child_id == e.id)
+            )
+        return self._names_page(self.s.execute(stmt.order_by(e.key).limit(limit + 1)).all(), limit)
+
+    def lookup(self, org_id: UUID, kind: PolicyType, text: str, limit: int) -> list[QualifiedName]:
+        e = CatalogEntryRow
+        typed = text.strip().casefold()
+        by_key = self.s.execute(
+            select(e.scope, e.name, e.key)
+            .where(e.org_id == org_id, e.kind == _KIND[kind], e.key >= typed)
+            .order_by(e.key)
+            .limit(limit)
+        ).all()
+        found = [QualifiedName(s, n) for s, n, k in by_key if k.startswith(typed)]
+        if SEPARATOR not in typed and len(found) < limit:
+            by_name = self.s.execute(
+                select(e.scope, e.name)
+                .where(e.name_key >= typed, e.org_id == org_id, e.kind == _KIND[kind])
+                .order_by(e.name_key)
+                .limit(limit)
+            ).all()
+            seen = set(found)
+            for s_, n in by_name:
+                q = QualifiedName(s_, n)
+                if n.casefold().startswith(typed) and q not in seen:
+                    found.append(q)
+                    seen.add(q)
+        if not found:  # nothing starts so: the entries that follow, in name order
+            found = [QualifiedName(s, n) for s, n, _ in by_key]
+        return found[:limit]

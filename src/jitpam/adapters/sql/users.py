@@ -1,0 +1,166 @@
+"""Users and their account stewards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import (
+    Row,
+    Table,
+    bindparam,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from jitpam.adapters.sql.memo import GROUPS_OF_USER, USERS, Change, Memo
+from jitpam.adapters.sql.models import (
+    AccountStewardRow,
+    GroupMemberRow,
+    UserRow,
+)
+from jitpam.adapters.sql.prepared import Prepared
+from jitpam.adapters.sql.queries import (
+    chunks,
+    labels,
+    named_from_memory,
+)
+from jitpam.domain.directory import User, UserKind
+from jitpam.domain.separation import Stewardship
+
+
+def _user(row: UserRow | Row[Any]) -> User:
+    """A user from its ORM row or a Core row of the same columns."""
+    return User(
+        id=row.id,
+        org_id=row.org_id,
+        upn=row.upn,
+        display_name=row.display_name,
+        email=row.email,
+        kind=UserKind(row.kind),
+        enabled=row.enabled,
+    )
+
+
+_USERS = cast(Table, UserRow.__table__)
+# Reading a user is on every call's path (the caller), checks included.
+_READ_USER = select(
+    _USERS.c.id,
+    _USERS.c.org_id,
+    _USERS.c.upn,
+    _USERS.c.display_name,
+    _USERS.c.email,
+    _USERS.c.kind,
+    _USERS.c.enabled,
+).where(_USERS.c.id == bindparam("id"))
+_GET_USER = Prepared(_READ_USER)
+_UPN = Prepared(
+    select(_USERS.c.upn).where(_USERS.c.org_id == bindparam("org"), _USERS.c.id == bindparam("id"))
+)
+_LOCK_USER = Prepared(_READ_USER.with_for_update())
+_GROUPS_OF = Prepared(
+    select(GroupMemberRow.group_id).where(GroupMemberRow.user_id == bindparam("user"))
+)
+
+
+class SqlUsers:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        # A use case meets the same people more than once (caller, requester, approvers).
+        self._memo = Memo.of(session)
+
+    def add(self, user: User, *, at: datetime) -> None:
+        self.s.add(
+            UserRow(
+                id=user.id,
+                org_id=user.org_id,
+                upn=user.upn,
+                display_name=user.display_name,
+                email=user.email,
+                kind=user.kind.value,
+                enabled=user.enabled,
+                created_at=at,
+            )
+        )
+        self.s.flush()
+
+    def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
+        if not for_update and (known := self._memo.get(USERS, user_id)) is not None:
+            return known
+        found = (_LOCK_USER if for_update else _GET_USER).first(self.s, id=user_id)
+        if found is None:
+            return None
+        user = _user(found)
+        self._memo.put(USERS, user_id, user)
+        return user
+
+    def get_by_upn(self, upn: str) -> User | None:
+        row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
+        return _user(row) if row else None
+
+    def save(self, user: User) -> None:
+        self._memo.changed(Change.USER, user.id)
+        row = self.s.get_one(UserRow, user.id)
+        row.display_name = user.display_name
+        row.email = user.email
+        row.enabled = user.enabled
+        self.s.flush()
+
+    def in_org(
+        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
+    ) -> list[User]:
+        stmt = select(UserRow).where(UserRow.org_id == org_id)
+        if after is not None:
+            stmt = stmt.where(UserRow.upn > after)
+        rows = self.s.scalars(stmt.order_by(UserRow.upn).limit(limit))
+        return [_user(r) for r in rows]
+
+    def group_ids(self, user_id: UUID) -> frozenset[UUID]:
+        if (known := self._memo.get(GROUPS_OF_USER, user_id)) is not None:
+            return known
+        found = frozenset(_GROUPS_OF.scalars(self.s, user=user_id))
+        self._memo.put(GROUPS_OF_USER, user_id, found)
+        return found
+
+    def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
+        # Those the transaction has read already (the caller, the approvers of a vote) are
+        # named from memory.
+        out, unread = named_from_memory(self._memo, USERS, org_id, ids, lambda u: u.upn)
+        out.update(labels(self.s, _USERS, "upn", org_id, unread, _UPN))
+        return out
+
+    def add_steward(self, user: User, steward_id: UUID, how: Stewardship, *, at: datetime) -> None:
+        key = (user.id, steward_id, how.value)
+        if self.s.get(AccountStewardRow, key) is None:  # the first time is the one kept
+            self.s.add(
+                AccountStewardRow(
+                    org_id=user.org_id, user_id=user.id, steward_id=steward_id, how=how.value, at=at
+                )
+            )
+            self.s.flush()
+
+    def stewards(self, user_ids: Iterable[UUID]) -> dict[UUID, frozenset[UUID]]:
+        found: dict[UUID, set[UUID]] = {i: set() for i in user_ids}
+        for chunk in chunks(found):
+            rows = self.s.execute(
+                select(AccountStewardRow.user_id, AccountStewardRow.steward_id).where(
+                    AccountStewardRow.user_id.in_(chunk)
+                )
+            )
+            for user_id, steward_id in rows:
+                found[user_id].add(steward_id)
+        return {i: frozenset(s) for i, s in found.items()}
+
+    def steered_by(self, steward_ids: frozenset[UUID]) -> frozenset[UUID]:
+        found: set[UUID] = set()
+        for chunk in chunks(steward_ids):
+            found.update(
+                self.s.scalars(
+                    select(AccountStewardRow.user_id)
+                    .where(AccountStewardRow.steward_id.in_(chunk))
+                    .distinct()
+                )
+            )
+        return frozenset(found)
