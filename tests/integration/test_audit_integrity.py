@@ -246,7 +246,7 @@ def insert_a_record(engine: Engine, s: Story) -> Finding:
     )
     template = find(s.world, "Approve-ElevatedAccessRequest")
     seq = after.seq + 1
-    digest = record_digest(template.event, seq=seq, prev_hash=after.hash)
+    digest = record_digest(template, seq=seq, prev_hash=after.hash)
     sql(
         engine,
         s.world,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jitpam.domain.operations import AuditOperation
+from jitpam.services.authorization import caller_user, may_each
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import caller_user, may_each
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,10 @@ def abilities(ctx: ServiceContext, *, caller: Caller) -> Abilities:
                 uow,
                 user=user,
                 operations=(
-                    "Enable-ElevatedAccessControl",
-                    "New-ElevatedAccessApprovalPolicy",
-                    "Get-ElevatedAccessRequest",
-                    "Search-AuditLog",
+                    AuditOperation.ENABLE_ACCESS_CONTROL,
+                    AuditOperation.NEW_POLICY,
+                    AuditOperation.GET_REQUEST,
+                    AuditOperation.SEARCH_AUDIT_LOG,
                 ),
                 at=at,
             )

@@ -32,7 +32,7 @@ from jitpam.services import (
     policies,
     requests,
 )
-from jitpam.services.guard import parse_enum
+from jitpam.services.inputs import parse_enum
 from jitpam.services.ports import SEARCH_WINDOW, AuditFilter
 from jitpam.web.session import (
     FLASH,
