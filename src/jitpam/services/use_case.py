@@ -69,11 +69,14 @@ def refusal(
     """The audit record of a refused attempt; a caller who is no user of the organization is
     named by id alone."""
     user = uow.users.get(caller.user_id)
-    known = user is not None and user.org_id == caller.org_id
+    if user is None or user.org_id != caller.org_id:
+        actor = Actor(str(caller.user_id), "")
+    else:
+        actor = Actor.of(user)
     return AuditEvent(
         org_id=caller.org_id,
         at=at,
-        actor=Actor.of(user) if user is not None and known else Actor(str(caller.user_id), ""),
+        actor=actor,
         operation=operation,
         target=target,
         outcome=Outcome.REFUSED,
