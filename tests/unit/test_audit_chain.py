@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -430,3 +430,22 @@ def test_any_single_tampering_is_detected(
     # The stored head alone catches it too; a checkpoint alone could not tell a forged append
     # from a legitimate later record, so it is not asked to.
     assert not verify_chain(tampered, stored_head=head).ok
+
+
+def test_a_record_is_hashed_as_earlier_versions_stored_it() -> None:
+    """Existing chains verify only if the same content still gives the same hash: the operation
+    is stored as its name, the actor as id and UPN, text cleaned the same way. The hash was
+    computed by the version before audit operations became an enumeration."""
+    event = AuditEvent(
+        org_id=UUID(int=7),
+        at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        actor=Actor(str(UUID(int=9)), "a@b.c"),
+        operation=AuditOperation.APPROVE_REQUEST,
+        target="x\x00y",
+        details={"requester": "r@b.c", "n": [1, "\ud800"]},
+    )
+    record = chain(event, prev_seq=3, prev_hash="ab" * 32)
+    assert record.operation == "Approve-ElevatedAccessRequest"
+    assert type(record.operation) is str
+    assert record.hash == "e273bdeeebafeb534c80972a39b91bf4b4fe89abd9e93d503c08167ee49c692b"
+    assert record_digest(record, seq=4, prev_hash="ab" * 32) == record.hash
