@@ -27,8 +27,9 @@ from sqlalchemy.engine import make_url
 from table import row  # bench/table.py, beside this script
 
 from jitpam.bootstrap import build_context
-from jitpam.domain.audit import AuditEvent, canonical_json, chain
+from jitpam.domain.audit import Actor, AuditEvent, canonical_json, chain
 from jitpam.domain.names import QualifiedName
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
 from jitpam.services import audit_log, directory
@@ -82,9 +83,8 @@ def audit_event(r: AccessRequest) -> AuditEvent:
     return AuditEvent(
         org_id=r.org_id,
         at=r.created_at,
-        actor_id=str(r.requester_id),
-        actor_name=r.requester_upn,
-        operation="New-ElevatedAccessRequest",
+        actor=Actor(str(r.requester_id), r.requester_upn),
+        operation=AuditOperation.NEW_REQUEST,
         target=str(r.target),
         details={"request_id": str(r.id), "reason": r.reason, "duration_hours": 4},
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,10 +24,16 @@ from sqlalchemy import Engine, Uuid, bindparam, text
 from jitpam.adapters.clock import FixedClock
 from jitpam.domain.audit import AuditRecord, Checkpoint, Outcome, record_digest
 from jitpam.domain.check import Reason
-from jitpam.domain.errors import AuditUnavailable, ErrorKind, SelfApprovalNotAllowed
+from jitpam.domain.errors import (
+    AuditUnavailable,
+    ConcurrentChange,
+    ErrorKind,
+    NotFound,
+    SelfApprovalNotAllowed,
+)
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import access, audit_log, organizations, policies, requests
+from jitpam.services import access, audit_log, directory, organizations, policies, requests
 from jitpam.services.audit_log import VerifyResult
 from jitpam.services.context import ServiceContext
 from tests.integration.world import Person, World
@@ -106,25 +112,28 @@ def more_activity(s: Story) -> None:
 
 
 @contextmanager
-def audit_storage_fails(engine: Engine, world: World) -> Iterator[None]:
-    """A trigger that refuses every audit insert of this organization (others are unaffected)."""
-    name = f"jitpam_test_block_audit_{uuid4().hex}"
+def inserts_fail(
+    engine: Engine, world: World, *, table: str, message: str, sqlstate: str = "P0001"
+) -> Iterator[None]:
+    """A trigger that refuses every insert of this organization's rows into ``table`` (other
+    organizations are unaffected), with ``message`` (and, on PostgreSQL, ``sqlstate``)."""
+    name = f"jitpam_test_block_{uuid4().hex}"
     if engine.dialect.name == "sqlite":
         install = [
-            f"CREATE TRIGGER {name} BEFORE INSERT ON audit_records "
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
             f"WHEN NEW.org_id = '{world.org.id.hex}' "
-            "BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END"
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
         ]
         remove = [f"DROP TRIGGER IF EXISTS {name}"]
     else:
         install = [
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'audit storage unavailable'; END $$",
-            f"CREATE TRIGGER {name} BEFORE INSERT ON audit_records FOR EACH ROW "
+            f"$$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}'; END $$",
+            f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
             f"WHEN (NEW.org_id = '{world.org.id}'::uuid) EXECUTE FUNCTION {name}()",
         ]
         remove = [
-            f"DROP TRIGGER IF EXISTS {name} ON audit_records",
+            f"DROP TRIGGER IF EXISTS {name} ON {table}",
             f"DROP FUNCTION IF EXISTS {name}()",
         ]
     try:
@@ -136,6 +145,12 @@ def audit_storage_fails(engine: Engine, world: World) -> Iterator[None]:
         with engine.begin() as conn:
             for statement in remove:
                 conn.execute(text(statement))
+
+
+def audit_storage_fails(engine: Engine, world: World) -> AbstractContextManager[None]:
+    """Every audit insert of this organization fails, with a message that does not say so: the
+    failure is the audit log's because that is where it happened, whatever its words."""
+    return inserts_fail(engine, world, table="audit_records", message="no space left on device")
 
 
 def refused_unaudited(action: Callable[[], Any]) -> AuditUnavailable:
@@ -189,6 +204,28 @@ def test_when_the_audit_log_cannot_be_written_nothing_changes(engine: Engine, wo
     assert not disable().control.enabled
     assert check().reason is Reason.CONTROL_DISABLED
     assert head(world)[0] == before[0] + 4
+    assert verify(world).report.ok
+
+
+def test_a_change_the_database_refuses_is_not_blamed_on_the_audit_log(
+    engine: Engine, world: World
+) -> None:
+    """The change's own failure (here a uniqueness race, as the database reports one) is the
+    conflict it is, even when its message speaks of the audit log: only a failed audit write
+    is AuditUnavailable. The refusal itself is audited."""
+    ctx, admin = world.ctx, world.admin.caller
+    before = head(world)
+    refusing = inserts_fail(
+        engine, world, table="groups", message="audit log unavailable", sqlstate="23505"
+    )
+    with refusing, pytest.raises(ConcurrentChange):
+        directory.add_group(ctx, caller=admin, name="Approvers")
+    with pytest.raises(NotFound):
+        directory.get_group(ctx, caller=admin, name="Approvers")
+    refused = records(world)[before[0] :]
+    assert [(r.operation, r.outcome, r.details["error"]) for r in refused] == [
+        ("New-Group", Outcome.REFUSED, ConcurrentChange.code)
+    ]
     assert verify(world).report.ok
 
 
@@ -246,7 +283,7 @@ def insert_a_record(engine: Engine, s: Story) -> Finding:
     )
     template = find(s.world, "Approve-ElevatedAccessRequest")
     seq = after.seq + 1
-    digest = record_digest(template.event, seq=seq, prev_hash=after.hash)
+    digest = record_digest(template, seq=seq, prev_hash=after.hash)
     sql(
         engine,
         s.world,

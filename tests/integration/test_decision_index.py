@@ -31,9 +31,11 @@ from hypothesis.stateful import (
 )
 
 from jitpam.adapters.clock import FixedClock
+from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.domain.check import Decision, Reason
 from jitpam.domain.directory import UserKind
 from jitpam.domain.errors import JitpamError
+from jitpam.domain.operations import REQUESTER, STEWARD, AuditOperation, DecisionEffect
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.runtime.decision_index import MemoryDecisionIndex
@@ -706,3 +708,48 @@ def test_a_check_at_an_earlier_instant_sees_the_grants_running_at_that_instant(
     oracle = replace(early, index=None)
     assert decisions(oracle, admin, pairs) == [(True, Reason.NOT_PROTECTED, grant.id)]
     assert decisions(early, admin, pairs) == decisions(oracle, admin, pairs)
+
+
+def test_each_record_that_changes_grants_names_whose_grants_they_are(
+    world: World, ctx: ServiceContext
+) -> None:
+    """The index forgets the user a grant change names as its requester, and reloads the
+    organization for a credential set for another account (its steward): every use case that
+    writes such a record names them, or a check would decide on grants it no longer holds."""
+    alice, bob = two_person_world(world)
+    admin = world.admin
+    svc = world.user(SERVICE, kind=UserKind.SERVICE)
+    with ctx.uow() as uow:
+        start = uow.audit.head(world.org.id)[0]
+    view = requests.new_request(
+        ctx, caller=alice.caller, type=PolicyType.TASK, target=MOVE, reason="move"
+    )
+    requests.approve_request(ctx, caller=bob.caller, request_id=view.request.id)  # by a vote
+    requests.revoke_authorization(ctx, caller=bob.caller, request_id=view.request.id)
+    requests.new_request(  # approved at once, by jitpam
+        ctx, caller=alice.caller, type=PolicyType.ROLE, target=MAILBOX_SEARCH, reason="search"
+    )
+    directory.set_user(ctx, caller=admin.caller, upn=alice.upn, enabled=False)  # revokes it
+    auth.create_token(ctx, caller=admin.caller, user=svc.upn)
+    auth.create_token(ctx, caller=bob.caller)  # one's own: no steward
+    hashing = replace(ctx, passwords=Argon2Passwords(time_cost=1, memory_cost_kib=8))
+    auth.set_password(hashing, caller=admin.caller, upn=svc.upn, password="a long enough secret 1")
+    with ctx.uow() as uow:
+        written = [r for r in uow.audit.records(world.org.id) if r.seq > start]
+
+    effects: Counter[DecisionEffect] = Counter()
+    for record in written:
+        operation = AuditOperation.named(record.operation)
+        assert operation is not None, record.operation  # every record names an operation
+        effect = operation.effect
+        effects[effect] += 1
+        if effect is DecisionEffect.GRANTS:
+            assert record.details[REQUESTER] == alice.upn, record
+        if effect in (DecisionEffect.CREDENTIALS, DecisionEffect.CREDENTIALS_AND_TOKENS):
+            if record.target == svc.upn:
+                assert record.details[STEWARD] == admin.upn, record
+            else:
+                assert STEWARD not in record.details, record
+    assert effects[DecisionEffect.GRANTS] == 4  # a vote, a revocation, Auto, a disabled user
+    assert effects[DecisionEffect.CREDENTIALS] == 2
+    assert effects[DecisionEffect.CREDENTIALS_AND_TOKENS] == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from jitpam.domain.audit import (
     GENESIS_HASH,
+    Actor,
     AuditEvent,
     AuditRecord,
     ChainReport,
@@ -26,16 +27,17 @@ from jitpam.domain.audit import (
     record_digest,
     verify_chain,
 )
+from jitpam.domain.operations import AuditOperation
 
 ORG = uuid4()
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 OPERATIONS = [
-    ("request.created", "request 1 (Task 'Exchange\\New-MoveRequest')"),
-    ("request.approved", "request 1 (Task 'Exchange\\New-MoveRequest')"),
-    ("check", "Exchange\\New-MoveRequest"),
-    ("check", "Exchange\\Search-Mailbox"),
-    ("authorization.revoked", "request 1 (Task 'Exchange\\New-MoveRequest')"),
-    ("control.disabled", "organization contoso"),
+    (AuditOperation.NEW_REQUEST, "request 1 (Task 'Exchange\\New-MoveRequest')"),
+    (AuditOperation.APPROVE_REQUEST, "request 1 (Task 'Exchange\\New-MoveRequest')"),
+    (AuditOperation.TEST_ACCESS, "Exchange\\New-MoveRequest"),
+    (AuditOperation.TEST_ACCESS, "Exchange\\Search-Mailbox"),
+    (AuditOperation.REVOKE_AUTHORIZATION, "request 1 (Task 'Exchange\\New-MoveRequest')"),
+    (AuditOperation.DISABLE_ACCESS_CONTROL, "organization contoso"),
 ]
 
 
@@ -47,8 +49,7 @@ def build_chain(n: int) -> list[AuditRecord]:
         event = AuditEvent(
             org_id=ORG,
             at=T0 + timedelta(seconds=i),
-            actor_id=str(uuid4()),
-            actor_name=f"user{i}@contoso.com",
+            actor=Actor(str(uuid4()), f"user{i}@contoso.com"),
             operation=operation,
             target=target,
             outcome=Outcome.REFUSED if i % 3 == 2 else Outcome.SUCCESS,
@@ -65,9 +66,8 @@ def forge(*, seq: int, prev_hash: str, target: str) -> AuditRecord:
     event = AuditEvent(
         org_id=ORG,
         at=T0 + timedelta(minutes=5),
-        actor_id="intruder",
-        actor_name="mallory@contoso.com",
-        operation="request.approved",
+        actor=Actor("intruder", "mallory@contoso.com"),
+        operation=AuditOperation.APPROVE_REQUEST,
         target=target,
     )
     return chain(event, prev_seq=seq - 1, prev_hash=prev_hash)
@@ -172,7 +172,7 @@ def test_a_rewritten_hash_does_not_hide_a_change_from_the_next_record() -> None:
     forged = dataclasses.replace(victim, target=flip_a_character(victim.target))
     rehashed = dataclasses.replace(
         forged,
-        hash=record_digest(forged.event, seq=forged.seq, prev_hash=forged.prev_hash),
+        hash=record_digest(forged, seq=forged.seq, prev_hash=forged.prev_hash),
     )
     records[1] = rehashed
     assert_broken(verify_chain(records), bad_seq=3, mentions="record 3 does not follow record 2")
@@ -187,9 +187,8 @@ def test_a_whole_chain_rewritten_after_a_change_is_caught_by_the_checkpoint() ->
         event = AuditEvent(
             org_id=record.org_id,
             at=record.at,
-            actor_id=record.actor_id,
-            actor_name=record.actor_name,
-            operation=record.operation,
+            actor=Actor(record.actor_id, record.actor_name),
+            operation=AuditOperation(record.operation),
             target="nothing to see" if record.seq == 3 else record.target,
             outcome=record.outcome,
             details=record.details,
@@ -344,8 +343,7 @@ def chains(draw: st.DrawFn) -> list[AuditRecord]:
         event = AuditEvent(
             org_id=ORG,
             at=T0 + timedelta(microseconds=draw(st.integers(0, 10**9))),
-            actor_id=draw(texts),
-            actor_name=draw(texts),
+            actor=Actor(draw(texts), draw(texts)),
             operation=draw(st.sampled_from([op for op, _ in OPERATIONS])),
             target=draw(texts),
             outcome=draw(st.sampled_from(list(Outcome))),
@@ -432,3 +430,22 @@ def test_any_single_tampering_is_detected(
     # The stored head alone catches it too; a checkpoint alone could not tell a forged append
     # from a legitimate later record, so it is not asked to.
     assert not verify_chain(tampered, stored_head=head).ok
+
+
+def test_a_record_is_hashed_as_earlier_versions_stored_it() -> None:
+    """Existing chains verify only if the same content still gives the same hash: the operation
+    is stored as its name, the actor as id and UPN, text cleaned the same way. The hash was
+    computed by the version before audit operations became an enumeration."""
+    event = AuditEvent(
+        org_id=UUID(int=7),
+        at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        actor=Actor(str(UUID(int=9)), "a@b.c"),
+        operation=AuditOperation.APPROVE_REQUEST,
+        target="x\x00y",
+        details={"requester": "r@b.c", "n": [1, "\ud800"]},
+    )
+    record = chain(event, prev_seq=3, prev_hash="ab" * 32)
+    assert record.operation == "Approve-ElevatedAccessRequest"
+    assert type(record.operation) is str
+    assert record.hash == "e273bdeeebafeb534c80972a39b91bf4b4fe89abd9e93d503c08167ee49c692b"
+    assert record_digest(record, seq=4, prev_hash="ab" * 32) == record.hash

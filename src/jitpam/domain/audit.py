@@ -17,6 +17,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from jitpam.domain.directory import User
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.timeutil import canonical_json, iso
 
 GENESIS_HASH = "0" * 64
@@ -30,14 +32,29 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who did what an audit record says: a user (their id and UPN), or jitpam itself."""
+
+    id: str
+    name: str
+
+    @classmethod
+    def of(cls, user: User) -> Actor:
+        return cls(str(user.id), user.upn)
+
+
+JITPAM = Actor(SYSTEM_ACTOR, SYSTEM_ACTOR)  # installation-level changes, sweeps, Auto approvals
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditEvent:
-    """What happened, before it takes its place in the chain."""
+    """What happened, before it takes its place in the chain: an operation of the enumeration
+    (never free text), done by an ``Actor`` in one organization."""
 
     org_id: UUID
     at: datetime
-    actor_id: str
-    actor_name: str
-    operation: str
+    actor: Actor
+    operation: AuditOperation
     target: str
     outcome: Outcome = Outcome.SUCCESS
     details: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +62,9 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class AuditRecord:
+    """An event in its place in the chain, as stored. ``operation`` is the stored text: an
+    ``AuditOperation``'s value, or a name another version wrote (``AuditOperation.named``)."""
+
     org_id: UUID
     seq: int
     at: datetime
@@ -58,35 +78,49 @@ class AuditRecord:
     hash: str
     damaged: str | None = None  # set when the stored row could not even be read
 
-    @property
-    def event(self) -> AuditEvent:
-        """The record's content, without its place in the chain."""
-        return AuditEvent(
-            self.org_id,
-            self.at,
-            self.actor_id,
-            self.actor_name,
-            self.operation,
-            self.target,
-            self.outcome,
-            self.details,
-        )
+
+def record_digest(record: AuditRecord, *, seq: int, prev_hash: str) -> str:
+    """SHA-256 over the canonical encoding of a record's content placed at (``seq``,
+    ``prev_hash``): the hash a record with that content there must carry."""
+    return _digest(
+        org_id=record.org_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        at=record.at,
+        actor_id=record.actor_id,
+        actor_name=record.actor_name,
+        operation=record.operation,
+        target=record.target,
+        outcome=record.outcome,
+        details=record.details,
+    )
 
 
-def record_digest(event: AuditEvent, *, seq: int, prev_hash: str) -> str:
-    """SHA-256 over the canonical encoding of the record: its place in the chain and content."""
+def _digest(
+    *,
+    org_id: UUID,
+    seq: int,
+    prev_hash: str,
+    at: datetime,
+    actor_id: str,
+    actor_name: str,
+    operation: str,
+    target: str,
+    outcome: Outcome,
+    details: dict[str, Any],
+) -> str:
     body = canonical_json(
         {
-            "org_id": str(event.org_id),
+            "org_id": str(org_id),
             "seq": seq,
             "prev_hash": prev_hash,
-            "at": iso(event.at),
-            "actor_id": event.actor_id,
-            "actor_name": event.actor_name,
-            "operation": event.operation,
-            "target": event.target,
-            "outcome": event.outcome.value,
-            "details": event.details,
+            "at": iso(at),
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "operation": operation,
+            "target": target,
+            "outcome": outcome.value,
+            "details": details,
         }
     )
     return hashlib.sha256(body).hexdigest()
@@ -117,28 +151,34 @@ def chain(event: AuditEvent, *, prev_seq: int, prev_hash: str) -> AuditRecord:
 
     The event's text is cleaned and bounded first, so what is hashed is exactly what is stored.
     """
-    event = AuditEvent(
-        org_id=event.org_id,
-        at=event.at,
-        actor_id=clean_text(event.actor_id, 64),
-        actor_name=clean_text(event.actor_name, MAX_NAME),
-        operation=clean_text(event.operation, 64),
-        target=clean_text(event.target, MAX_TARGET),
-        outcome=event.outcome,
-        details=clean_value(event.details),
-    )
     seq = prev_seq + 1
-    digest = record_digest(event, seq=seq, prev_hash=prev_hash)
+    actor_id = clean_text(event.actor.id, 64)
+    actor_name = clean_text(event.actor.name, MAX_NAME)
+    operation = clean_text(event.operation, 64)
+    target = clean_text(event.target, MAX_TARGET)
+    details = clean_value(event.details)
+    digest = _digest(
+        org_id=event.org_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        at=event.at,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        operation=operation,
+        target=target,
+        outcome=event.outcome,
+        details=details,
+    )
     return AuditRecord(
         org_id=event.org_id,
         seq=seq,
         at=event.at,
-        actor_id=event.actor_id,
-        actor_name=event.actor_name,
-        operation=event.operation,
-        target=event.target,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        operation=operation,
+        target=target,
         outcome=event.outcome,
-        details=event.details,
+        details=details,
         prev_hash=prev_hash,
         hash=digest,
     )
@@ -231,7 +271,7 @@ def verify_chain(
                 f"record {rec.seq} does not follow record {rec.seq - 1}",
                 rec.seq,
             )
-        digest = record_digest(rec.event, seq=rec.seq, prev_hash=rec.prev_hash)
+        digest = record_digest(rec, seq=rec.seq, prev_hash=rec.prev_hash)
         if not hmac.compare_digest(digest, rec.hash):
             return ChainReport(
                 False,

@@ -27,45 +27,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from uuid import UUID
 
-from jitpam.domain.audit import AuditRecord
 from jitpam.domain.check import CheckFacts, Grant
 from jitpam.domain.directory import User
 from jitpam.domain.names import QualifiedName
+from jitpam.domain.operations import REQUESTER, AuditOperation, DecisionEffect, record_effect
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports import UnitOfWork
 from jitpam.services.separation import exempt_accounts
 
-# Operations that never change a decision: skipped when catching up.
-NO_EFFECT = frozenset(
-    {
-        "Test-ElevatedAccess",
-        "Sign-In",
-        "Add-OidcLink",  # a user linking their own identity: steers nobody else
-        "Export-AuditCheckpoint",
-        "New-ElevatedAccessRequest",
-        "Deny-ElevatedAccessRequest",
-        "Cancel-ElevatedAccessRequest",
-        "Expire-ElevatedAccessRequest",
-        "Complete-ElevatedAccessAuthorization",
-        "New-Webhook",
-        "Remove-Webhook",
-        "Test-Webhook",
-        "Retry-OutboxMessage",
-        "Start-TaskRun",
-        "Complete-TaskRun",
-        "Add-OrganizationDomain",
-    }
-)
-# Operations that change one user's grants only; the user is named in the record's details.
+# What each operation's records can change is stated by the operation itself (``effect``):
+# records of those that change no decision are skipped in the catch-up's query. A name this
+# version does not know (another version wrote it) is read, and reloads the organization.
+SKIPPED = frozenset(op.value for op in AuditOperation if op.effect is DecisionEffect.NONE)
 MAX_NAMES = 10_000
-GRANT_CHANGES = frozenset({"Approve-ElevatedAccessRequest", "Revoke-ElevatedAccessAuthorization"})
-# Operations that revoke API tokens (one, the one signed out, or all of a user's).
-TOKEN_CHANGES = frozenset({"Revoke-ApiToken", "Sign-Out", "Set-Password"})
-# Credentials set for oneself change no decision; set for another account, they make the setter
-# its steward, which can end an exemption (separation of duties): their records name a steward.
-CREDENTIAL_CHANGES = frozenset({"New-ApiToken", "Set-Password"})
-STEWARD = "steward"
 MAX_TOKENS = 100_000
 
 
@@ -116,14 +91,15 @@ class MemoryDecisionIndex:
         if state is not None and state.seq == head:
             return
         if state is not None and state.seq < head:
-            changes = uow.audit.changes(org_id, after=state.seq, ignore=NO_EFFECT)
-            if all(_partial(c) for c in changes):
+            changes = uow.audit.changes(org_id, after=state.seq, ignore=SKIPPED)
+            effects = [record_effect(c.operation, c.details) for c in changes]
+            if DecisionEffect.ORGANIZATION not in effects:
                 users, tokens = dict(state.users), state.tokens
-                for change in changes:
-                    if change.operation in TOKEN_CHANGES:
+                for change, effect in zip(changes, effects, strict=True):
+                    if effect is DecisionEffect.GRANTS:
+                        users.pop(str(change.details.get(REQUESTER, "")).lower(), None)
+                    elif effect is DecisionEffect.TOKENS:
                         tokens = {}
-                    elif change.operation in GRANT_CHANGES:
-                        users.pop(_requester(change), None)
                 fresh = _Org(
                     head,
                     state.enabled,
@@ -257,17 +233,6 @@ class MemoryDecisionIndex:
             # change they depend on replaces this user's entry or the whole organization.
             u.facts[task] = facts
         return user, facts
-
-
-def _partial(change: AuditRecord) -> bool:
-    """Whether the change touches one user's grants or the tokens only (else: reload all)."""
-    if change.operation in CREDENTIAL_CHANGES and STEWARD in change.details:
-        return False  # someone became an account's steward: exemptions may have stopped
-    return change.operation in GRANT_CHANGES | TOKEN_CHANGES | CREDENTIAL_CHANGES
-
-
-def _requester(change: AuditRecord) -> str:
-    return str(change.details.get("requester", "")).lower()
 
 
 def _load_task(uow: UnitOfWork, org_id: UUID, task: str) -> _Task:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jitpam.domain.directory import User
+from jitpam.domain.operations import AuditOperation
 from jitpam.services.auth import token_caller
+from jitpam.services.authorization import caller_user, may_each
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import caller_user, may_each
 from jitpam.services.ports import UnitOfWork
 from jitpam.services.requests import awaiting_vote
 
@@ -69,10 +70,10 @@ def _abilities(uow: UnitOfWork, caller: Caller, user: User, at: datetime) -> Abi
             uow,
             user=user,
             operations=(
-                "Enable-ElevatedAccessControl",
-                "New-ElevatedAccessApprovalPolicy",
-                "Get-ElevatedAccessRequest",
-                "Search-AuditLog",
+                AuditOperation.ENABLE_ACCESS_CONTROL,
+                AuditOperation.NEW_POLICY,
+                AuditOperation.GET_REQUEST,
+                AuditOperation.SEARCH_AUDIT_LOG,
             ),
             at=at,
         )

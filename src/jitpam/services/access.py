@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from jitpam.domain.audit import AuditEvent, Outcome
+from jitpam.domain.audit import Actor, AuditEvent, Outcome
 from jitpam.domain.check import Decision, decide
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
@@ -21,23 +21,18 @@ from jitpam.domain.errors import (
     NotSignedIn,
 )
 from jitpam.domain.names import split_name
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.text import require_storable
 from jitpam.domain.tokens import token_digest
 from jitpam.services.auth import MAX_SECRET, NOT_SIGNED_IN, authenticate
+from jitpam.services.authorization import REASON_TEXT, caller_user, may
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import (
-    REASON_TEXT,
-    caller_user,
-    event,
-    gather_facts,
-    may,
-    refusal,
-    resolve_task,
-)
+from jitpam.services.facts import gather_facts, resolve_task
 from jitpam.services.notifications import queue_exempt_use
 from jitpam.services.ports import DecisionIndex, UnitOfWork
+from jitpam.services.use_case import refusal
 
-OPERATION = "Test-ElevatedAccess"
+OPERATION = AuditOperation.TEST_ACCESS
 
 
 MAX_BATCH = 1000
@@ -271,9 +266,9 @@ def _decide(
             facts = gather_facts(uow, user=subject, task=name, control=control, at=at)
         decision = decide(facts, at)
         events.append(
-            event(
-                caller=caller,
-                actor=asker,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(asker),
                 operation=OPERATION,
                 target=name,
                 at=at,

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jitpam.domain.audit import AuditRecord, ChainReport, Checkpoint, verify_chain
+from jitpam.domain.audit import (
+    Actor,
+    AuditEvent,
+    AuditRecord,
+    ChainReport,
+    Checkpoint,
+    verify_chain,
+)
 from jitpam.domain.errors import InvalidInput
+from jitpam.domain.operations import AuditOperation
+from jitpam.services.authorization import authorize
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import authorize, event, use_case
 from jitpam.services.ports import AuditFilter, Page
+from jitpam.services.use_case import use_case
 
-OPERATION = "Search-AuditLog"
+OPERATION = AuditOperation.SEARCH_AUDIT_LOG
 MAX_PAGE = 1000
 
 
@@ -71,7 +80,7 @@ def verify_audit(
 def export_checkpoint(ctx: ServiceContext, *, caller: Caller) -> Checkpoint:
     """Sign the current chain head, to be kept outside the database; the export is audited."""
     with use_case(
-        ctx, caller=caller, operation="Export-AuditCheckpoint", target="audit log"
+        ctx, caller=caller, operation=AuditOperation.EXPORT_AUDIT_CHECKPOINT, target="audit log"
     ) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, OPERATION, at)
@@ -81,10 +90,10 @@ def export_checkpoint(ctx: ServiceContext, *, caller: Caller) -> Checkpoint:
             caller.org_id, seq, head, at, ctx.signer.key_id, ctx.signer.sign(unsigned.payload())
         )
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Export-AuditCheckpoint",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.EXPORT_AUDIT_CHECKPOINT,
                 target=str(seq),
                 at=at,
                 details={"head_hash": head},

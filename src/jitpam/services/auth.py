@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
-from jitpam.domain.audit import AuditEvent, Outcome
+from jitpam.domain.audit import Actor, AuditEvent, Outcome
 from jitpam.domain.directory import User, UserKind, check_text
 from jitpam.domain.errors import (
     ConcurrentChange,
@@ -18,6 +18,7 @@ from jitpam.domain.errors import (
     NotSignedIn,
     TooManyAttempts,
 )
+from jitpam.domain.operations import STEWARD, AuditOperation
 from jitpam.domain.separation import Stewardship
 from jitpam.domain.tokens import (
     ApiToken,
@@ -26,16 +27,17 @@ from jitpam.domain.tokens import (
     new_token_secret,
     token_digest,
 )
+from jitpam.services.authorization import authorize, caller_user, grant_details, may
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user
-from jitpam.services.guard import authorize, caller_user, event, grant_details, may, use_case
 from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
 from jitpam.services.separation import is_exempt, set_up_account
+from jitpam.services.use_case import use_case
 
 NOT_SIGNED_IN = "not signed in: the token is missing, unknown, expired or revoked"
 MAX_SECRET = 200  # longer bearer credentials are refused unread
 BAD_SIGN_IN = "wrong user name or password"
-MANAGE_TOKENS = "New-ApiToken"
+MANAGE_TOKENS = AuditOperation.NEW_API_TOKEN
 # Checked when the account does not exist, so a wrong name costs what a wrong password does.
 _DUMMY_PASSWORD = "jitpam-no-such-account"  # noqa: S105 - deliberately not a real credential
 _dummy_hashes: dict[int, str] = {}
@@ -93,12 +95,11 @@ def _session(
     )
     uow.record(
         AuditEvent(
-            user.org_id,
-            ctx.clock.now(),
-            str(user.id),
-            user.upn,
-            "Sign-In",
-            user.upn,
+            org_id=user.org_id,
+            at=ctx.clock.now(),
+            actor=Actor.of(user),
+            operation=AuditOperation.SIGN_IN,
+            target=user.upn,
             details={
                 "client": client,
                 "token_id": str(issued.token.id),
@@ -161,14 +162,13 @@ def _audit_sign_in(ctx: ServiceContext, *, account: str, client: str, ok: bool, 
             return  # no organization to record it in; the throttle still counts it
         uow.record(
             AuditEvent(
-                user.org_id,
-                ctx.clock.now(),
-                str(user.id),
-                user.upn,
-                "Sign-In",
-                user.upn,
-                Outcome.SUCCESS if ok else Outcome.REFUSED,
-                {"client": client, "error": why},
+                org_id=user.org_id,
+                at=ctx.clock.now(),
+                actor=Actor.of(user),
+                operation=AuditOperation.SIGN_IN,
+                target=user.upn,
+                outcome=Outcome.SUCCESS if ok else Outcome.REFUSED,
+                details={"client": client, "error": why},
             )
         )
         uow.commit()
@@ -213,12 +213,11 @@ def authenticate_oidc(
             uow.credentials.link_oidc(issuer, subject, user.id, at=at)
             uow.record(
                 AuditEvent(
-                    user.org_id,
-                    at,
-                    str(user.id),
-                    user.upn,
-                    "Add-OidcLink",
-                    user.upn,
+                    org_id=user.org_id,
+                    at=at,
+                    actor=Actor.of(user),
+                    operation=AuditOperation.ADD_OIDC_LINK,
+                    target=user.upn,
                     details={"issuer": issuer, "subject": subject},
                 )
             )
@@ -292,7 +291,7 @@ def set_password(
     The slow part, checking the current password and hashing the new one, is done before the
     write transaction (as in ``sign_in``); the transaction then decides everything as before, and
     refuses with ConcurrentChange when the password changed in between."""
-    op = "Set-Password"
+    op = AuditOperation.SET_PASSWORD
     hasher = _hasher(ctx)
     seen = _password_seen(ctx, caller, upn)
     current_ok = (
@@ -336,7 +335,7 @@ def set_password(
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(target.id, at=at)
             # Whoever set someone's password could have signed in as them: for good, their
             # votes on this actor's requests no longer count (separation of duties).
-            details["steward"] = actor.upn
+            details[STEWARD] = actor.upn
             if set_up_account(uow, account=target, by=actor, how=Stewardship.PASSWORD, at=at):
                 details["system_account_exemption"] = "ended: its designator is now " + actor.upn
         check_password(password)  # refused here, after the rules above, as it always was
@@ -344,8 +343,13 @@ def set_password(
             raise ConcurrentChange("the account changed meanwhile; try again")
         uow.credentials.set_password_hash(target.id, hashed, at=at)
         uow.record(
-            event(
-                caller=caller, actor=actor, operation=op, target=target.upn, at=at, details=details
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=op,
+                target=target.upn,
+                at=at,
+                details=details,
             )
         )
         uow.commit()
@@ -361,7 +365,7 @@ def create_token(
 ) -> IssuedToken:
     """New-ApiToken: for oneself, or (with jitpam\\New-ApiToken) for a service or application
     account, never for another person: nobody acts as an approver but the approver."""
-    op = "New-ApiToken"
+    op = AuditOperation.NEW_API_TOKEN
     with use_case(ctx, caller=caller, operation=op, target=user or "self") as uow:
         at = ctx.clock.now()
         actor = caller_user(uow, caller)
@@ -375,7 +379,7 @@ def create_token(
                 )
             _, how = authorize(uow, caller, MANAGE_TOKENS, at)
             details.update(grant_details(how))
-            details["steward"] = actor.upn
+            details[STEWARD] = actor.upn
             if set_up_account(uow, account=target, by=actor, how=Stewardship.API_TOKEN, at=at):
                 details["system_account_exemption"] = "ended: its designator is now " + actor.upn
         if not target.enabled:
@@ -392,8 +396,13 @@ def create_token(
             {"token_id": str(issued.token.id), "expires_at": issued.token.expires_at.isoformat()}
         )
         uow.record(
-            event(
-                caller=caller, actor=actor, operation=op, target=target.upn, at=at, details=details
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=op,
+                target=target.upn,
+                at=at,
+                details=details,
             )
         )
         uow.commit()
@@ -429,7 +438,7 @@ def list_tokens(
 
 def revoke_token(ctx: ServiceContext, *, caller: Caller, token_id: UUID) -> ApiToken:
     """Revoke one's own token, or anyone's in the organization with jitpam\\New-ApiToken."""
-    op = "Revoke-ApiToken"
+    op = AuditOperation.REVOKE_API_TOKEN
     with use_case(ctx, caller=caller, operation=op, target=str(token_id)) as uow:
         at = ctx.clock.now()
         actor = caller_user(uow, caller)
@@ -443,9 +452,9 @@ def revoke_token(ctx: ServiceContext, *, caller: Caller, token_id: UUID) -> ApiT
             raise NotFound(f"no token {token_id} in this organization")
         uow.credentials.revoke_token(token.id, at=at)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(token.id),
                 at=at,
@@ -467,10 +476,10 @@ def sign_out(ctx: ServiceContext, *, secret: str) -> None:
         at = ctx.clock.now()
         uow.credentials.revoke_token(token.id, at=at)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Sign-Out",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.SIGN_OUT,
                 target=actor.upn,
                 at=at,
                 details={"token_id": str(token.id)},

@@ -11,11 +11,14 @@ from datetime import timedelta
 from typing import Protocol
 from uuid import UUID
 
+from jitpam.domain.audit import Actor, AuditEvent
 from jitpam.domain.errors import InvalidInput, JitpamError, NotFound
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
+from jitpam.domain.operations import AuditOperation
+from jitpam.services.authorization import authorize
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import authorize, event, use_case
 from jitpam.services.requests import SWEEP_BATCH, settle_requests, warn_expiring
+from jitpam.services.use_case import use_case
 
 # Settlement batches one sweep writes at most per organization.
 SETTLE_BATCHES = 20
@@ -118,17 +121,17 @@ def list_outbox(
     limit: int = 100,
 ) -> list[OutboxMessage]:
     """The organization's notifications, newest first (jitpam\\Role Management)."""
-    with use_case(ctx, caller=caller, operation="Get-Outbox", target="outbox") as uow:
-        authorize(uow, caller, "Set-OrganizationConfig", ctx.clock.now())
+    with use_case(ctx, caller=caller, operation=AuditOperation.GET_OUTBOX, target="outbox") as uow:
+        authorize(uow, caller, AuditOperation.SET_ORGANIZATION_CONFIG, ctx.clock.now())
         return uow.outbox.listing(caller.org_id, state=state, after=after, limit=limit)
 
 
 def retry_message(ctx: ServiceContext, *, caller: Caller, message_id: object) -> OutboxMessage:
     """Put a dead (or waiting) message back in line now; audited."""
-    op = "Retry-OutboxMessage"
+    op = AuditOperation.RETRY_OUTBOX_MESSAGE
     with use_case(ctx, caller=caller, operation=op, target=str(message_id)) as uow:
         at = ctx.clock.now()
-        actor, _ = authorize(uow, caller, "Set-OrganizationConfig", at)
+        actor, _ = authorize(uow, caller, AuditOperation.SET_ORGANIZATION_CONFIG, at)
         try:
             mid = message_id if isinstance(message_id, UUID) else UUID(str(message_id))
         except ValueError:
@@ -141,9 +144,9 @@ def retry_message(ctx: ServiceContext, *, caller: Caller, message_id: object) ->
         message.retry(at=at)
         uow.outbox.save(message)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(mid),
                 at=at,

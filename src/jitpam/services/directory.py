@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from jitpam.domain.audit import AuditEvent
+from jitpam.domain.audit import Actor, AuditEvent
 from jitpam.domain.directory import (
     Assignment,
     Group,
@@ -22,21 +22,17 @@ from jitpam.domain.directory import (
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.notifications import EventType
+from jitpam.domain.operations import REQUESTER, AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.separation import Stewardship
+from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import (
-    authorize,
-    caller_user,
-    event,
-    grant_details,
-    keep_role_guards,
-    parse_enum,
-    use_case,
-)
+from jitpam.services.inputs import parse_enum
+from jitpam.services.jitpam_guards import keep_role_guards
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import GroupSummary, Page, RoleMember, UnitOfWork
 from jitpam.services.separation import set_up_account
+from jitpam.services.use_case import use_case
 
 REVOKED_ON_DISABLE = "the user was disabled"
 
@@ -74,9 +70,9 @@ def add_user(
     kind: UserKind = UserKind.PERSON,
 ) -> User:
     """New-User. UPNs are unique across the installation; raises AlreadyExists or InvalidInput."""
-    with use_case(ctx, caller=caller, operation="New-User", target=upn) as uow:
+    with use_case(ctx, caller=caller, operation=AuditOperation.NEW_USER, target=upn) as uow:
         at = ctx.clock.now()
-        actor, how = authorize(uow, caller, "New-User", at)
+        actor, how = authorize(uow, caller, AuditOperation.NEW_USER, at)
         name = normalize_upn(upn)
         mail = normalize_upn(email) if email else name
         if uow.orgs.domain_owner(upn_domain(name)) != caller.org_id:
@@ -98,10 +94,10 @@ def add_user(
         uow.users.add(user, at=at)
         set_up_account(uow, account=user, by=actor, how=Stewardship.CREATED, at=at)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="New-User",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.NEW_USER,
                 target=name,
                 at=at,
                 details={"kind": user.kind.value, **grant_details(how)},
@@ -122,9 +118,9 @@ def set_user(
 ) -> User:
     """Set-User. Disabling a user revokes their active grants and cancels their pending requests,
     in the same transaction, each audited."""
-    with use_case(ctx, caller=caller, operation="Set-User", target=upn) as uow:
+    with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=upn) as uow:
         at = ctx.clock.now()
-        actor, how = authorize(uow, caller, "Set-User", at)
+        actor, how = authorize(uow, caller, AuditOperation.SET_USER, at)
         user = find_user(uow, caller.org_id, upn)
         changes: dict[str, Any] = {}
         if display_name is not None:
@@ -141,10 +137,10 @@ def set_user(
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(user.id, at=at)
             cascade = _disable_cascade(ctx, uow, caller=caller, actor=actor, user=user, at=at)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Set-User",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.SET_USER,
                 target=user.upn,
                 at=at,
                 details=details,
@@ -171,26 +167,26 @@ def _disable_cascade(
             extra={"Revoked by": actor.upn, "Comment": REVOKED_ON_DISABLE},
         )
         events.append(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Revoke-ElevatedAccessAuthorization",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.REVOKE_AUTHORIZATION,
                 target=str(request.id),
                 at=at,
-                details={"cause": REVOKED_ON_DISABLE, "requester": user.upn},
+                details={"cause": REVOKED_ON_DISABLE, REQUESTER: user.upn},
             )
         )
     for request in uow.requests.pending_for_user(caller.org_id, user.id, at):
         request.withdraw(at=at)
         uow.requests.save(request)
         events.append(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Cancel-ElevatedAccessRequest",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.CANCEL_REQUEST,
                 target=str(request.id),
                 at=at,
-                details={"cause": REVOKED_ON_DISABLE, "requester": user.upn},
+                details={"cause": REVOKED_ON_DISABLE, REQUESTER: user.upn},
             )
         )
     return events
@@ -241,9 +237,9 @@ def add_group(
     """New-Group: approver groups are ordinary groups. ``members`` (UPNs) join it in the same
     transaction, each an Add-GroupMember of its own in the audit log (so the caller needs that
     right too); an unknown one leaves no group behind."""
-    with use_case(ctx, caller=caller, operation="New-Group", target=name) as uow:
+    with use_case(ctx, caller=caller, operation=AuditOperation.NEW_GROUP, target=name) as uow:
         at = ctx.clock.now()
-        actor, how = authorize(uow, caller, "New-Group", at)
+        actor, how = authorize(uow, caller, AuditOperation.NEW_GROUP, at)
         clean = check_text(name, field_name="group name")
         mail = normalize_upn(email) if email else ""
         if uow.groups.find(caller.org_id, clean) or (mail and uow.groups.find(caller.org_id, mail)):
@@ -257,10 +253,10 @@ def add_group(
         )
         uow.groups.add(group, at=at)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="New-Group",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.NEW_GROUP,
                 target=clean,
                 at=at,
                 details={"email": group.email, **grant_details(how)},
@@ -268,16 +264,16 @@ def add_group(
         )
         names: dict[UUID, str] = {}
         if members:
-            _, joining = authorize(uow, caller, "Add-GroupMember", at)
+            _, joining = authorize(uow, caller, AuditOperation.ADD_GROUP_MEMBER, at)
             for upn in members:
                 user = find_user(uow, caller.org_id, upn)
                 changed = uow.groups.add_member(group.id, user.id, added_by=actor.id)
                 names[user.id] = user.upn
                 uow.record(
-                    event(
-                        caller=caller,
-                        actor=actor,
-                        operation="Add-GroupMember",
+                    AuditEvent(
+                        org_id=caller.org_id,
+                        actor=Actor.of(actor),
+                        operation=AuditOperation.ADD_GROUP_MEMBER,
                         target=clean,
                         at=at,
                         details={"member": user.upn, "changed": changed, **grant_details(joining)},
@@ -290,19 +286,19 @@ def add_group(
 
 def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
     """Remove-Group; refused while a policy or access control names it as approver group."""
-    with use_case(ctx, caller=caller, operation="Remove-Group", target=name) as uow:
+    with use_case(ctx, caller=caller, operation=AuditOperation.REMOVE_GROUP, target=name) as uow:
         at = ctx.clock.now()
-        actor, how = authorize(uow, caller, "Remove-Group", at)
+        actor, how = authorize(uow, caller, AuditOperation.REMOVE_GROUP, at)
         group = find_group(uow, caller.org_id, name)
         use = uow.groups.in_use(group.id)
         if use is not None:
             raise InvalidInput(f"group {group.name!r} cannot be removed: {use}")
         uow.groups.remove(group.id)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Remove-Group",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.REMOVE_GROUP,
                 target=group.name,
                 at=at,
                 details=grant_details(how),
@@ -316,7 +312,7 @@ def change_membership(
 ) -> MembershipChange:
     """Add-GroupMember / Remove-GroupMember; ``changed`` is False when nothing changed. Adding a
     member someone else added re-confirms the membership: it counts as the caller's from then on."""
-    op = "Add-GroupMember" if add else "Remove-GroupMember"
+    op = AuditOperation.ADD_GROUP_MEMBER if add else AuditOperation.REMOVE_GROUP_MEMBER
     with use_case(ctx, caller=caller, operation=op, target=group) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -334,9 +330,9 @@ def change_membership(
         else:
             changed = uow.groups.remove_member(found.id, user.id)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=found.name,
                 at=at,
@@ -393,7 +389,7 @@ def change_assignment(
     add: bool,
 ) -> Assignment:
     """New-/Remove-ManagementRoleAssignment of a role or a role group to a user or a group."""
-    op = "New-ManagementRoleAssignment" if add else "Remove-ManagementRoleAssignment"
+    op = AuditOperation.NEW_ROLE_ASSIGNMENT if add else AuditOperation.REMOVE_ROLE_ASSIGNMENT
     typed = role or role_group or ""
     with use_case(ctx, caller=caller, operation=op, target=typed) as uow:
         at = ctx.clock.now()
@@ -411,9 +407,9 @@ def change_assignment(
         if not add and not uow.assignments.remove(assignment):
             raise NotFound(f"{p_name} holds no standing assignment of {kind.label} '{target}'")
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(target),
                 at=at,

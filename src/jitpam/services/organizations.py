@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from jitpam.catalogs import BUILTIN, SHIPPED, shipped_catalog
-from jitpam.domain.audit import SYSTEM_ACTOR, AuditEvent
+from jitpam.domain.audit import JITPAM, Actor, AuditEvent
 from jitpam.domain.catalog import Catalog, parse_catalog
 from jitpam.domain.control import (
     AccessControl,
@@ -30,20 +30,16 @@ from jitpam.domain.directory import (
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
+from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
 from jitpam.services.directory import names_in
-from jitpam.services.guard import (
-    authorize,
-    caller_user,
-    event,
-    grant_details,
-    keep_all_guards,
-    parse_enum,
-    use_case,
-)
+from jitpam.services.inputs import parse_enum
+from jitpam.services.jitpam_guards import keep_all_guards
 from jitpam.services.ports import Page, UnitOfWork
 from jitpam.services.separation import exempt_accounts, refuse_designations
+from jitpam.services.use_case import use_case
 
 GLOBAL_ADMINISTRATOR = "jitpam\\Global Administrator"
 
@@ -78,8 +74,15 @@ def create_organization(
         org = Organization(uuid4(), name)
         uow.orgs.add(org, AccessControl(org_id=org.id), at=at)
         uow.orgs.add_domain(org.id, upn_domain(upn))
-        actor = AuditEvent(org.id, at, SYSTEM_ACTOR, SYSTEM_ACTOR, "New-Organization", name)
-        uow.record(actor)
+        uow.record(
+            AuditEvent(
+                org_id=org.id,
+                at=at,
+                actor=JITPAM,
+                operation=AuditOperation.NEW_ORGANIZATION,
+                target=name,
+            )
+        )
         for catalog_name in (BUILTIN, *catalogs):
             try:
                 text = shipped_catalog(catalog_name)
@@ -88,9 +91,11 @@ def create_organization(
             catalog = parse_catalog(text, source=f"{catalog_name}.toml", allow_builtin=True)
             uow.catalog.store(org.id, catalog)
             uow.record(
-                replace(
-                    actor,
-                    operation="Import-TaskCatalog",
+                AuditEvent(
+                    org_id=org.id,
+                    at=at,
+                    actor=JITPAM,
+                    operation=AuditOperation.IMPORT_TASK_CATALOG,
                     target=catalog.scope,
                     details=catalog_summary(catalog),
                 )
@@ -105,11 +110,22 @@ def create_organization(
             ),
             at=at,
         )
-        uow.record(replace(actor, operation="New-User", target=upn, details={"kind": "person"}))
         uow.record(
-            replace(
-                actor,
-                operation="New-ManagementRoleAssignment",
+            AuditEvent(
+                org_id=org.id,
+                at=at,
+                actor=JITPAM,
+                operation=AuditOperation.NEW_USER,
+                target=upn,
+                details={"kind": "person"},
+            )
+        )
+        uow.record(
+            AuditEvent(
+                org_id=org.id,
+                at=at,
+                actor=JITPAM,
+                operation=AuditOperation.NEW_ROLE_ASSIGNMENT,
                 target=GLOBAL_ADMINISTRATOR,
                 details={"user": upn},
             )
@@ -136,16 +152,18 @@ def catalog_summary(catalog: Catalog) -> dict[str, int]:
 
 def import_catalog(ctx: ServiceContext, *, caller: Caller, text: str, source: str) -> Catalog:
     """Import (add or update) a workload's catalog from TOML text; raises CatalogInvalid."""
-    with use_case(ctx, caller=caller, operation="Import-TaskCatalog", target=source) as uow:
+    with use_case(
+        ctx, caller=caller, operation=AuditOperation.IMPORT_TASK_CATALOG, target=source
+    ) as uow:
         at = ctx.clock.now()
-        actor, how = authorize(uow, caller, "Import-TaskCatalog", at)
+        actor, how = authorize(uow, caller, AuditOperation.IMPORT_TASK_CATALOG, at)
         catalog = parse_catalog(text, source=source)
         uow.catalog.store(caller.org_id, catalog)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
-                operation="Import-TaskCatalog",
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=AuditOperation.IMPORT_TASK_CATALOG,
                 target=catalog.scope,
                 at=at,
                 details={**catalog_summary(catalog), "source": source, **grant_details(how)},
@@ -187,7 +205,7 @@ def get_access_control(ctx: ServiceContext, *, caller: Caller) -> ControlView:
 def access_control_settings(ctx: ServiceContext, *, caller: Caller) -> ControlView:
     """The settings as shown to whoever may change them (Enable-ElevatedAccessControl); raises
     NotPermitted for anyone else, and the refusal is audited."""
-    op = "Enable-ElevatedAccessControl"
+    op = AuditOperation.ENABLE_ACCESS_CONTROL
     with use_case(ctx, caller=caller, operation=op, target="access control") as uow:
         authorize(uow, caller, op, ctx.clock.now())
         return _view(uow, uow.orgs.control(caller.org_id))
@@ -222,7 +240,7 @@ def enable_access_control(
     last set the default approver group, and the designator of the accounts they add (and of
     listed ones whose exemption no longer counts). Raises NotFound, NotPermitted, or
     SeparationOfDuties when the caller would make themself or an account they steer exempt."""
-    op = "Enable-ElevatedAccessControl"
+    op = AuditOperation.ENABLE_ACCESS_CONTROL
     with use_case(ctx, caller=caller, operation=op, target=admin_group) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -250,9 +268,9 @@ def enable_access_control(
         )
         uow.orgs.save_control(updated)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=admin_group,
                 at=at,
@@ -271,7 +289,7 @@ def enable_access_control(
 
 def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> ControlView:
     """Disable-ElevatedAccessControl: turn control off. Policies, groups and requests are kept."""
-    op = "Disable-ElevatedAccessControl"
+    op = AuditOperation.DISABLE_ACCESS_CONTROL
     with use_case(ctx, caller=caller, operation=op, target="access control") as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -279,9 +297,9 @@ def disable_access_control(ctx: ServiceContext, *, caller: Caller) -> ControlVie
         updated = replace(control, enabled=False)
         uow.orgs.save_control(updated)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target="access control",
                 at=at,
@@ -302,7 +320,7 @@ def set_organization_config(
     pending_hours: int | Keep = KEEP,
 ) -> ControlView:
     """Change the ticket pattern, the policy limit (None = unlimited) or the pending deadline."""
-    op = "Set-OrganizationConfig"
+    op = AuditOperation.SET_ORGANIZATION_CONFIG
     with use_case(ctx, caller=caller, operation=op, target="organization") as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -317,9 +335,9 @@ def set_organization_config(
         updated = replace(control, **changes)
         uow.orgs.save_control(updated)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target="organization",
                 at=at,
@@ -404,12 +422,11 @@ def refresh_builtin_catalog(ctx: ServiceContext) -> int:
                 changed += 1
                 uow.record(
                     AuditEvent(
-                        org.id,
-                        at,
-                        SYSTEM_ACTOR,
-                        SYSTEM_ACTOR,
-                        "Import-TaskCatalog",
-                        catalog.scope,
+                        org_id=org.id,
+                        at=at,
+                        actor=JITPAM,
+                        operation=AuditOperation.IMPORT_TASK_CATALOG,
+                        target=catalog.scope,
                         details={**catalog_summary(catalog), "changed": count, "source": "upgrade"},
                     )
                 )
@@ -432,12 +449,11 @@ def add_domain(ctx: ServiceContext, *, org_name: str, domain: str) -> list[str]:
             uow.orgs.add_domain(org.id, clean)
             uow.record(
                 AuditEvent(
-                    org.id,
-                    ctx.clock.now(),
-                    SYSTEM_ACTOR,
-                    SYSTEM_ACTOR,
-                    "Add-OrganizationDomain",
-                    clean,
+                    org_id=org.id,
+                    at=ctx.clock.now(),
+                    actor=JITPAM,
+                    operation=AuditOperation.ADD_ORGANIZATION_DOMAIN,
+                    target=clean,
                 )
             )
         domains = uow.orgs.domains(org.id)
@@ -466,7 +482,13 @@ def add_system_accounts(ctx: ServiceContext, *, org_name: str, upns: list[str]) 
         )
         uow.orgs.save_control(updated)
         uow.record_all(
-            AuditEvent(org.id, at, SYSTEM_ACTOR, SYSTEM_ACTOR, "Add-SystemAccount", upn)
+            AuditEvent(
+                org_id=org.id,
+                at=at,
+                actor=JITPAM,
+                operation=AuditOperation.ADD_SYSTEM_ACCOUNT,
+                target=upn,
+            )
             for upn in sorted(uow.users.upns(org.id, adding).values())
         )
         uow.commit()

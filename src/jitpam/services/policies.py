@@ -7,7 +7,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID, uuid4
 
+from jitpam.domain.audit import Actor, AuditEvent
 from jitpam.domain.errors import DuplicatePolicy, NotFound, PolicyLimitReached
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import (
     ApprovalType,
     Policy,
@@ -15,18 +17,13 @@ from jitpam.domain.policy import (
     check_approvals_required,
     check_max_duration,
 )
+from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
 from jitpam.services.directory import find_group, find_user, names_in, resolve_target
-from jitpam.services.guard import (
-    authorize,
-    caller_user,
-    event,
-    grant_details,
-    keep_guard,
-    parse_enum,
-    use_case,
-)
+from jitpam.services.inputs import parse_enum
+from jitpam.services.jitpam_guards import keep_guard
 from jitpam.services.ports import Page, UnitOfWork
+from jitpam.services.use_case import use_case
 
 
 def _eligible(
@@ -92,7 +89,7 @@ def new_policy(
 ) -> PolicyView:
     """New-ElevatedAccessApprovalPolicy. One policy per (type, target): a second is refused,
     naming the first (DuplicatePolicy); the organization's limit, when set, is enforced."""
-    op = "New-ElevatedAccessApprovalPolicy"
+    op = AuditOperation.NEW_POLICY
     with use_case(ctx, caller=caller, operation=op, target=target) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -132,9 +129,9 @@ def new_policy(
         )
         uow.policies.add(policy)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(policy.id),
                 at=at,
@@ -164,7 +161,7 @@ def set_policy(
     approver group, the approvals required or the eligible requesters (even unchanged) makes the
     caller who last set it:
     that is how another administrator re-confirms a setting (separation of duties)."""
-    op = "Set-ElevatedAccessApprovalPolicy"
+    op = AuditOperation.SET_POLICY
     with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -198,9 +195,9 @@ def set_policy(
         updated = replace(policy, **changes)
         uow.policies.save(updated)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(policy.id),
                 at=at,
@@ -218,7 +215,7 @@ def set_policy(
 
 def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> PolicyView:
     """Remove-ElevatedAccessApprovalPolicy -Identity <id>. Existing grants stay until they end."""
-    op = "Remove-ElevatedAccessApprovalPolicy"
+    op = AuditOperation.REMOVE_POLICY
     with use_case(ctx, caller=caller, operation=op, target=str(policy_id)) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
@@ -226,9 +223,9 @@ def remove_policy(ctx: ServiceContext, *, caller: Caller, policy_id: UUID) -> Po
         keep_guard(uow, user=actor, policy=policy, action="remove", at=at)
         uow.policies.remove(policy.id)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(policy.id),
                 at=at,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from jitpam.domain.audit import SYSTEM_ACTOR, AuditEvent
+from jitpam.domain.audit import JITPAM, Actor, AuditEvent
 from jitpam.domain.check import holds_task
 from jitpam.domain.directory import User
 from jitpam.domain.errors import (
@@ -25,6 +25,7 @@ from jitpam.domain.errors import (
     TaskNotHeld,
 )
 from jitpam.domain.notifications import EventType
+from jitpam.domain.operations import REQUESTER, AuditOperation
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import (
     AccessRequest,
@@ -34,25 +35,20 @@ from jitpam.domain.requests import (
 )
 from jitpam.domain.separation import Hand
 from jitpam.domain.timeutil import iso
+from jitpam.services.authorization import caller_user, may
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, resolve_target
-from jitpam.services.guard import (
-    caller_user,
-    event,
-    gather_facts,
-    may,
-    parse_enum,
-    roles_held,
-    use_case,
-)
+from jitpam.services.facts import gather_facts, roles_held
+from jitpam.services.inputs import parse_enum
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
 from jitpam.services.separation import approver_group, hand_in, hands_in_votes, refuse_setup
+from jitpam.services.use_case import use_case
 
 MAX_PAGE = 500
 SWEEP_BATCH = 100  # rows a sweep writes per transaction: short holds of SQLite's write lock
-SEE_ALL = "Get-ElevatedAccessRequest"
-REVOKE_ANY = "Revoke-ElevatedAccessAuthorization"
+SEE_ALL = AuditOperation.GET_REQUEST
+REVOKE_ANY = AuditOperation.REVOKE_AUTHORIZATION
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def new_request(
     policy covers the target, when the requester is not eligible, when (task) the requester holds no
     role with the task, and as a duplicate of their pending or active request for the target.
     An Auto policy approves at once."""
-    op = "New-ElevatedAccessRequest"
+    op = AuditOperation.NEW_REQUEST
     with use_case(ctx, caller=caller, operation=op, target=target) as uow:
         at = ctx.clock.now()
         # One request at a time per requester, decided on the row as it is once locked (the
@@ -171,9 +167,9 @@ def new_request(
         _sign(ctx.signer, request)
         uow.requests.add(request)
         uow.record(
-            event(
-                caller=caller,
-                actor=requester,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(requester),
                 operation=op,
                 target=str(request.id),
                 at=at,
@@ -193,15 +189,14 @@ def new_request(
             uow.requests.save(request)
             uow.record(
                 AuditEvent(
-                    caller.org_id,
-                    at,
-                    SYSTEM_ACTOR,
-                    SYSTEM_ACTOR,
-                    "Approve-ElevatedAccessRequest",
-                    str(request.id),
+                    org_id=caller.org_id,
+                    at=at,
+                    actor=JITPAM,
+                    operation=AuditOperation.APPROVE_REQUEST,
+                    target=str(request.id),
                     details={
                         "approval_type": "auto",
-                        "requester": requester.upn,
+                        REQUESTER: requester.upn,
                         **_window(request),
                     },
                 )
@@ -290,9 +285,9 @@ def review_request(
     """
     decision = parse_enum(ReviewDecision, decision, "decision")
     op = (
-        "Approve-ElevatedAccessRequest"
+        AuditOperation.APPROVE_REQUEST
         if decision is ReviewDecision.APPROVE
-        else "Deny-ElevatedAccessRequest"
+        else AuditOperation.DENY_REQUEST
     )
     with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
         approver = uow.users.get(caller.user_id)
@@ -325,16 +320,16 @@ def review_request(
         )
         uow.requests.save(request)
         uow.record(
-            event(
-                caller=caller,
-                actor=approver,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(approver),
                 operation=op,
                 target=str(request.id),
                 at=at,
                 details={
                     "comment": request.reviews[-1].comment,
                     "status": status.value,
-                    "requester": request.requester_upn,
+                    REQUESTER: request.requester_upn,
                     "approvals": request.approvals,
                     "approvals_required": request.approvals_required,
                     **_window(request),
@@ -384,7 +379,7 @@ def deny_request(
 
 def cancel_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> RequestView:
     """Withdraw one's own pending request."""
-    op = "Cancel-ElevatedAccessRequest"
+    op = AuditOperation.CANCEL_REQUEST
     with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
@@ -393,7 +388,15 @@ def cancel_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> 
             raise NotFound(f"no request {request_id} in this organization")
         request.cancel(by=user.id, at=at)
         uow.requests.save(request)
-        uow.record(event(caller=caller, actor=user, operation=op, target=str(request.id), at=at))
+        uow.record(
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(user),
+                operation=op,
+                target=str(request.id),
+                at=at,
+            )
+        )
         (view,) = _views(uow, caller.org_id, [request], at)
         uow.commit()
         return view
@@ -405,13 +408,13 @@ def revoke_authorization(
     """Revoke-ElevatedAccessAuthorization -RequestId: ends the grant at once. ``request_id`` may
     also be the authorization's own id. Allowed to the policy's approvers, holders of
     jitpam\\Revoke-ElevatedAccessAuthorization, and the grantee."""
-    op = "Revoke-ElevatedAccessAuthorization"
+    op = AuditOperation.REVOKE_AUTHORIZATION
     with use_case(ctx, caller=caller, operation=op, target=str(request_id)) as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         request_id = uow.requests.id_for_authorization(request_id) or request_id
         request = _load(uow, caller, request_id, for_update=True)
-        details: dict[str, Any] = {"requester": request.requester_upn}
+        details: dict[str, Any] = {REQUESTER: request.requester_upn}
         if user.id == request.requester_id:
             details["revoked_as"] = "grantee"
         elif user.can_approve and _is_approver(uow, caller, request, user):
@@ -427,9 +430,9 @@ def revoke_authorization(
         auth = request.revoke(by=user.id, comment=comment, at=at)
         uow.requests.save(request)
         uow.record(
-            event(
-                caller=caller,
-                actor=user,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(user),
                 operation=op,
                 target=str(request.id),
                 at=at,
@@ -712,19 +715,18 @@ def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = SWEEP_BAT
                 continue
             uow.requests.save(request)
             op = (
-                "Expire-ElevatedAccessRequest"
+                AuditOperation.EXPIRE_REQUEST
                 if new is RequestStatus.EXPIRED
-                else "Complete-ElevatedAccessAuthorization"
+                else AuditOperation.COMPLETE_AUTHORIZATION
             )
             uow.record(
                 AuditEvent(
-                    org_id,
-                    at,
-                    SYSTEM_ACTOR,
-                    SYSTEM_ACTOR,
-                    op,
-                    str(request.id),
-                    details={"requester": request.requester_upn, "status": new.value},
+                    org_id=org_id,
+                    at=at,
+                    actor=JITPAM,
+                    operation=op,
+                    target=str(request.id),
+                    details={REQUESTER: request.requester_upn, "status": new.value},
                 )
             )
             if new is RequestStatus.EXPIRED:

@@ -17,24 +17,20 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from jitpam.domain.audit import Outcome
+from jitpam.domain.audit import Actor, AuditEvent, Outcome
 from jitpam.domain.check import Decision, Reason, decide
 from jitpam.domain.errors import NotFound, NotPermitted, TaskBusy
 from jitpam.domain.names import resolve_name, split_name
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.task_definitions import RunOutcome, TaskDefinition, mask
+from jitpam.services.authorization import REASON_TEXT, caller_user
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import (
-    REASON_TEXT,
-    caller_user,
-    event,
-    gather_facts,
-    record_refusal,
-    use_case,
-)
+from jitpam.services.facts import gather_facts
+from jitpam.services.use_case import record_refusal, use_case
 
 logger = logging.getLogger(__name__)
-START = "Start-TaskRun"
-COMPLETE = "Complete-TaskRun"
+START = AuditOperation.START_TASK_RUN
+COMPLETE = AuditOperation.COMPLETE_TASK_RUN
 
 
 class TaskRunnerPort(Protocol):
@@ -170,9 +166,9 @@ def run_task(
             slots.acquire(caller.org_id, name, definition.concurrency)
             held = (caller.org_id, name)
             uow.record(
-                event(
-                    caller=caller,
-                    actor=user,
+                AuditEvent(
+                    org_id=caller.org_id,
+                    actor=Actor.of(user),
                     operation=START,
                     target=name,
                     at=at,
@@ -265,9 +261,9 @@ def _finish(
             details["output"] = outcome.output
         if user is not None:
             uow.record(
-                event(
-                    caller=caller,
-                    actor=user,
+                AuditEvent(
+                    org_id=caller.org_id,
+                    actor=Actor.of(user),
                     operation=COMPLETE,
                     target=name,
                     at=at,

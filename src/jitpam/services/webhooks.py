@@ -6,6 +6,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
+from jitpam.domain.audit import Actor, AuditEvent
 from jitpam.domain.errors import InvalidInput, NotFound
 from jitpam.domain.notifications import (
     Channel,
@@ -14,12 +15,15 @@ from jitpam.domain.notifications import (
     WebhookEndpoint,
     WebhookFormat,
 )
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.timeutil import iso
+from jitpam.services.authorization import authorize
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.guard import authorize, event, parse_enum, use_case
+from jitpam.services.inputs import parse_enum
 from jitpam.services.ports import UnitOfWork
+from jitpam.services.use_case import use_case
 
-MANAGE = "Set-OrganizationConfig"
+MANAGE = AuditOperation.SET_ORGANIZATION_CONFIG
 
 
 class UrlCheck(Protocol):
@@ -39,7 +43,7 @@ def add_webhook(
     secret: str,
 ) -> WebhookEndpoint:
     """Add an endpoint for some event types; ``secret`` signs its deliveries (shown once)."""
-    op = "New-Webhook"
+    op = AuditOperation.NEW_WEBHOOK
     # The URL's host is looked up before the transaction, never while it holds the write lock
     # (a name server may take seconds); the verdict is given below, in its turn among the rules.
     refusal: Exception | None = None
@@ -69,9 +73,9 @@ def add_webhook(
         )
         uow.webhooks.add(endpoint)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(endpoint.id),
                 at=at,
@@ -87,7 +91,9 @@ def add_webhook(
 
 
 def list_webhooks(ctx: ServiceContext, *, caller: Caller) -> list[WebhookEndpoint]:
-    with use_case(ctx, caller=caller, operation="Get-Webhook", target="webhooks") as uow:
+    with use_case(
+        ctx, caller=caller, operation=AuditOperation.GET_WEBHOOK, target="webhooks"
+    ) as uow:
         authorize(uow, caller, MANAGE, ctx.clock.now())
         return uow.webhooks.in_org(caller.org_id)
 
@@ -100,16 +106,16 @@ def _endpoint(uow: UnitOfWork, caller: Caller, endpoint_id: UUID) -> WebhookEndp
 
 
 def remove_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) -> WebhookEndpoint:
-    op = "Remove-Webhook"
+    op = AuditOperation.REMOVE_WEBHOOK
     with use_case(ctx, caller=caller, operation=op, target=str(endpoint_id)) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, MANAGE, at)
         found = _endpoint(uow, caller, endpoint_id)
         uow.webhooks.remove(found.id)
         uow.record(
-            event(
-                caller=caller,
-                actor=actor,
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
                 operation=op,
                 target=str(found.id),
                 at=at,
@@ -122,7 +128,7 @@ def remove_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) ->
 
 def test_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) -> OutboxMessage:
     """Queue a test delivery to the endpoint; the worker sends it like any other."""
-    op = "Test-Webhook"
+    op = AuditOperation.TEST_WEBHOOK
     with use_case(ctx, caller=caller, operation=op, target=str(endpoint_id)) as uow:
         at = ctx.clock.now()
         actor, _ = authorize(uow, caller, MANAGE, at)
@@ -145,7 +151,15 @@ def test_webhook(ctx: ServiceContext, *, caller: Caller, endpoint_id: UUID) -> O
             destination=found.id,
         )
         uow.outbox.add(message)
-        uow.record(event(caller=caller, actor=actor, operation=op, target=str(found.id), at=at))
+        uow.record(
+            AuditEvent(
+                org_id=caller.org_id,
+                actor=Actor.of(actor),
+                operation=op,
+                target=str(found.id),
+                at=at,
+            )
+        )
         uow.commit()
         return message
 

@@ -36,7 +36,7 @@ from jitpam.services import (
     requests,
 )
 from jitpam.services.context import ServiceContext
-from jitpam.services.guard import parse_enum
+from jitpam.services.inputs import parse_enum
 from jitpam.services.ports import SEARCH_WINDOW, AuditFilter
 from jitpam.web.session import (
     FLASH,

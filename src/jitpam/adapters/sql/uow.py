@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
@@ -85,8 +86,13 @@ class SqlUnitOfWork:
         self._events.extend(events)
 
     def commit(self) -> None:
-        """Chain the recorded audit events and commit them with the change, or commit nothing."""
+        """Chain the recorded audit events and commit them with the change, or commit nothing.
+
+        The change is written first, so that its own failure (a uniqueness race, a value the
+        database refuses) is reported as what it is; only a failure of the audit write itself
+        is AuditUnavailable (the audit repository raises it)."""
         try:
+            self.session.flush()
             if self._events:
                 self.audit.append(self._events)
             self.session.commit()
@@ -112,27 +118,33 @@ class SqlUnitOfWork:
             self.session.invalidate()
 
 
-# Refusals that mean "someone else was first": serialization failure, deadlock, lock not taken.
+# Refusals that mean "someone else was first": on PostgreSQL (SQLSTATE) serialization failure,
+# deadlock, lock not taken; on SQLite (primary result code) the database or a table is locked.
 _RACES = {"40001", "40P01", "55P03"}
+_SQLITE_RACES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
-def _domain_error(
-    exc: DBAPIError,
-) -> AuditUnavailable | ConcurrentChange | DatabaseUnavailable | InvalidInput:
-    """What a failed database call means to the user: the audit log refused the write, someone
-    else was first, the database could not be reached, or it refused a value it cannot store."""
+def _domain_error(exc: DBAPIError) -> ConcurrentChange | DatabaseUnavailable | InvalidInput:
+    """What a failed database call means to the user: someone else was first, the database
+    could not be reached, or it refused a value it cannot store. Told apart by the error's
+    class and the driver's code, never by its message. (A failed audit write is not among
+    them: the audit repository reports it as AuditUnavailable where it happens.)"""
     if isinstance(exc, DataError):
         return InvalidInput("a value given cannot be stored (too long, or not valid text)")
-    message = str(exc.orig).lower()
-    if "audit" in message:
-        return AuditUnavailable("the audit log could not be written, so nothing was changed")
-    state = getattr(exc.orig, "sqlstate", None)
-    if isinstance(exc, IntegrityError) or state in _RACES or "database is locked" in message:
+    if isinstance(exc, IntegrityError) or _is_race(exc.orig):
         return ConcurrentChange(
             "another change to the same data was made at the same time; nothing was changed, "
             "try again"
         )
     return DatabaseUnavailable("the database could not be reached or failed; try again")
+
+
+def _is_race(error: BaseException | None) -> bool:
+    """Whether the driver's error says another transaction held what this one needed."""
+    if getattr(error, "sqlstate", None) in _RACES:
+        return True
+    code = getattr(error, "sqlite_errorcode", None)  # an extended code: its low byte is primary
+    return isinstance(code, int) and code & 0xFF in _SQLITE_RACES
 
 
 def unit_of_work_factory(engine: Engine) -> sessionmaker[Session]:
