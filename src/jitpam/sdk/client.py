@@ -96,7 +96,7 @@ def _whole_role(first: RolePage, tasks: list[str], members: list[RoleMember]) ->
 
 # Each endpoint becomes a method of both clients: the call is built by its declaration in
 # ``calls`` and sent by the client's ``send`` (or followed by its ``each``, for a listing).
-def _method(build: Callable[..., Any], run: Callable[..., Any], returns: str) -> Any:
+def _method(build: Callable[..., Any], run: Callable[..., Any], returns: str) -> Callable[..., Any]:
     """A method that builds the call with ``build`` and hands it to ``run``; its signature (for
     ``help``) is the declaration's, answering ``returns`` (``{}`` stands for the call's type)."""
 
@@ -106,7 +106,7 @@ def _method(build: Callable[..., Any], run: Callable[..., Any], returns: str) ->
     signature = inspect.signature(build)
     declared = str(signature.return_annotation)  # "Call[User]", "Listing[User]"
     this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined] # read by inspect
         parameters=[this, *signature.parameters.values()],
         return_annotation=returns.format(declared[declared.find("[") + 1 : -1]),
     )
@@ -117,23 +117,23 @@ def _method(build: Callable[..., Any], run: Callable[..., Any], returns: str) ->
 
 
 def _sent(build: Callable[P, Call[T]]) -> Callable[Concatenate[Client, P], T]:
-    return _method(build, lambda client, call: client.send(call), "{}")  # type: ignore[no-any-return]
+    return _method(build, lambda client, call: client.send(call), "{}")
 
 
 def _listed(build: Callable[P, Listing[T]]) -> Callable[Concatenate[Client, P], Iterator[T]]:
-    return _method(build, lambda client, listing: client.each(listing), "Iterator[{}]")  # type: ignore[no-any-return]
+    return _method(build, lambda client, listing: client.each(listing), "Iterator[{}]")
 
 
 def _awaited(
     build: Callable[P, Call[T]],
 ) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
-    return _method(build, lambda client, call: client.send(call), "Awaitable[{}]")  # type: ignore[no-any-return]
+    return _method(build, lambda client, call: client.send(call), "Awaitable[{}]")
 
 
 def _async_listed(
     build: Callable[P, Listing[T]],
 ) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]:
-    return _method(build, lambda client, listing: client.each(listing), "AsyncIterator[{}]")  # type: ignore[no-any-return]
+    return _method(build, lambda client, listing: client.each(listing), "AsyncIterator[{}]")
 
 
 class Client:
