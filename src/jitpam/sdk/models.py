@@ -44,6 +44,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Review:
+    """One approver's vote on a request: ``decision`` approved or denied."""
+
     approver: str
     decision: str
     comment: str
@@ -52,6 +54,9 @@ class Review:
 
 @dataclass(frozen=True)
 class AccessRequest:
+    """A request for just-in-time access, as it is now (``status`` counts the clock: a pending
+    request past its deadline is expired), with its votes and, once approved, its grant."""
+
     id: str
     status: str
     requester: str
@@ -117,6 +122,9 @@ class RequestSignature:
 
 @dataclass(frozen=True)
 class Authorization:
+    """A grant an approval made; ``status`` is its request's: approved while it lasts, completed
+    once over, or revoked."""
+
     id: str
     request_id: str
     user: str
@@ -148,6 +156,8 @@ class Authorization:
 
 @dataclass(frozen=True)
 class Policy:
+    """An approval policy: who may ask for a task, role or role group, and who approves."""
+
     id: str
     type: str
     target: str
@@ -205,6 +215,8 @@ class AccessControl:
 
 @dataclass(frozen=True)
 class User:
+    """A user of the organization."""
+
     id: str
     upn: str
     display_name: str
@@ -228,6 +240,8 @@ class User:
 
 @dataclass(frozen=True)
 class Group:
+    """A group (approver groups are groups)."""
+
     id: str
     name: str
     email: str | None
@@ -418,6 +432,8 @@ class ApiToken:
 
 @dataclass(frozen=True)
 class RevokedToken:
+    """A token revoked: from now on every call made with it is refused."""
+
     id: str
     revoked: bool
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -604,6 +620,8 @@ class TaskDefinition:
 
 @dataclass(frozen=True)
 class TaskRun:
+    """A task run by the server, ended: its output (secrets masked) and exit code."""
+
     run_id: str
     task: str
     outcome: str  # succeeded, failed or timed_out
