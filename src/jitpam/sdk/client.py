@@ -12,6 +12,7 @@ no answer is a denial (``Decision.reason == "server_unreachable"``), never an al
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -147,6 +148,7 @@ class Client:
         self.timeout = timeout
         self._headers = _headers(token)
         self._http: httpx.Client | None = None
+        self._opening = threading.Lock()  # threads sharing a client share one connection pool
 
     def close(self) -> None:
         if self._http is not None:
@@ -159,13 +161,14 @@ class Client:
         self.close()
 
     def _connection(self) -> httpx.Client:
-        if self._http is None:
-            import httpx
+        with self._opening:
+            if self._http is None:
+                import httpx
 
-            self._http = httpx.Client(
-                base_url=self.url, headers=self._headers, timeout=self.timeout
-            )
-        return self._http
+                self._http = httpx.Client(
+                    base_url=self.url, headers=self._headers, timeout=self.timeout
+                )
+            return self._http
 
     def _request(
         self, method: str, path: str, *, json: Any, params: dict[str, Any] | None, unbounded: bool
