@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from jitpam.sdk import AccessDenied, AsyncClient, Client, Unreachable, guard
+from jitpam.sdk import AccessDenied, ApiError, AsyncClient, Client, Unreachable, calls, guard
 from tests.e2e.conftest import Server, free_port, start_server, token_for
 
 MOVE = "Exchange\\New-MoveRequest"
@@ -141,8 +143,10 @@ def test_the_async_client_and_guard(server: Server) -> None:
                 reason = exc.reason
             async with guard(alice, "Exchange\\Get-Recipient"):
                 ran.append("recipient")
-            mine = [r async for r in alice.items("/requests", {"mine": True}, limit=5)]
-            assert all(r["requester"] == "alice@contoso.com" for r in mine)
+            mine = [r async for r in alice.requests(mine=True, limit=5)]
+            assert all(r.requester == "alice@contoso.com" for r in mine)
+            by_hand = [r async for r in alice.items("/requests", {"mine": True}, limit=5)]
+            assert [r["id"] for r in by_hand] == [r.id for r in mine]
         return ran, reason
 
     # In a thread of its own: another test's browser may hold an event loop in this thread.
@@ -153,3 +157,85 @@ def test_the_async_client_and_guard(server: Server) -> None:
     ran, reason = result[0]
     assert ran == ["recipient"]
     assert reason == "authorization_required"
+
+
+def test_every_operation_of_the_api_has_one_typed_call(server: Server) -> None:
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    operations = {(m.upper(), path) for path, ops in document["paths"].items() for m in ops}
+    assert operations == set(calls.ENDPOINTS)
+
+
+def test_the_calls_the_command_line_does_not_make(server: Server) -> None:
+    with Client(server.url, token_for(server, "admin@contoso.com")) as admin:
+        assert admin.alive()
+        assert admin.ready()
+        assert "jitpam_http_requests_total" in admin.metrics()
+        assert admin.me().upn == "admin@contoso.com"
+
+        before = admin.access_control().pending_hours
+        assert admin.set_organization_config(pending_hours=before + 1).pending_hours == before + 1
+        assert admin.set_organization_config(pending_hours=before).pending_hours == before
+
+        name = f"sdk-{uuid.uuid4().hex[:8]}"
+        made = admin.new_group(name, description="made by the SDK", members=["bob@contoso.com"])
+        assert (made.description, made.members) == ("made by the SDK", ("bob@contoso.com",))
+        admin.remove_group(name)
+        with pytest.raises(ApiError) as gone:
+            admin.get_group(name)
+        assert gone.value.status == 404
+
+        upn = f"{name}@contoso.com"
+        admin.new_user(upn, kind="service")
+        changed = admin.set_user(upn, display_name="Renamed", email=upn)
+        assert (changed.display_name, changed.email, changed.enabled) == ("Renamed", upn, True)
+
+        # Small pages, followed by the server's own cursors, give what one large page gives.
+        assert [u.upn for u in admin.users(page_size=1, limit=3)] == [
+            u.upn for u in admin.users(limit=3)
+        ]
+        role = admin.role("Exchange\\Move Mailboxes")
+        first = admin.role_page(role.name, page_size=1)
+        assert first.tasks == role.tasks[:1]
+        assert first.tasks_next_cursor
+        rest = admin.catalog_tasks(role=role.name, cursor=first.tasks_next_cursor, page_size=2)
+        assert (*first.tasks, *(t.name for t in rest)) == role.tasks
+        members = list(first.members)
+        cursor = first.members_next_cursor
+        while cursor:
+            page = admin.role_page(role.name, members_cursor=cursor, page_size=1)
+            members += page.members
+            cursor = page.members_next_cursor
+        assert members == list(role.members)
+        assert role.raw["tasks_next_cursor"] is None
+        assert role.raw["members_next_cursor"] is None
+
+
+def test_the_async_client_offers_the_same_typed_calls(server: Server) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url, token_for(server, "admin@contoso.com")) as admin:
+            assert (await admin.me()).upn == "admin@contoso.com"
+            assert [u.upn async for u in admin.users(page_size=1, limit=2)] == [
+                "admin@contoso.com",
+                "alice@contoso.com",
+            ]
+            role = await admin.role("Exchange\\Move Mailboxes")
+            assert "Exchange\\New-MoveRequest" in role.tasks
+            (policy,) = [p async for p in admin.policies(type="task", limit=1)]
+            assert (await admin.get_policy(policy.id)) == policy
+            assert (await admin.access_control()).enabled
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:  # handed to the test's own thread
+            errors.append(exc)
+
+    # In a thread of its own: another test's browser may hold an event loop in this thread.
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    if errors:
+        raise errors[0]

@@ -1,21 +1,23 @@
-"""Client commands: they talk to a jitpam server over its REST API (through ``jitpam.sdk``)."""
+"""Client commands: they talk to a jitpam server through the typed calls of ``jitpam.sdk`` (no
+URL of the API is written here). What they print is the server's own document for what they
+asked (the answers' ``raw``), so a field the server adds shows without a change here."""
 
 from __future__ import annotations
 
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any, Protocol
 
 import typer
 
 from jitpam.cli import output
 from jitpam.cli.output import show
 from jitpam.cli.session import client
+from jitpam.sdk import Client
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")]
 Server = Annotated[str | None, typer.Option("--server", help="Server URL (default: $JITPAM_URL).")]
@@ -31,7 +33,6 @@ APPROVAL_TYPES = ("manual", "auto")
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "revoked", "completed")
 EXPORT_FORMATS = ("jsonl", "csv")
 OUTCOMES = ("success", "refused")
-AUDIT_PAGE = 1000  # the most the server returns in one page of /audit
 
 
 def _choice(*values: str) -> Callable[[str | None], str | None]:
@@ -61,19 +62,18 @@ def _instant(value: str | None) -> str | None:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def _segment(value: str, what: str) -> str:
-    """One URL path segment: percent-encoded (``/``, ``?``, ``#`` too), never empty or a dot
-    segment, so a name can never reach another route."""
+def _named(value: str, what: str) -> str:
+    """A name (a user, a group, a role, a task), refused when empty before anything is sent (the
+    SDK encodes it as one path segment)."""
     if not value:
         output.fail(f"the {what} must not be empty", output.USAGE)
-    encoded = quote(value, safe="")
-    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+    return value
 
 
 def _id(value: str, what: str) -> str:
     """A request, policy, token or authorization id: a UUID, checked before anything is sent."""
     try:
-        return quote(str(uuid.UUID(value)), safe="")
+        return str(uuid.UUID(value))
     except ValueError:
         output.fail(f"the {what} must be a UUID, not {value!r}", output.USAGE)
 
@@ -96,9 +96,17 @@ def _one_of(**named: str | None) -> tuple[str, str]:
     return given[0][0], str(given[0][1])
 
 
-def _list(server: str | None, path: str, params: dict[str, Any], limit: int | None) -> list[Any]:
+class Answer(Protocol):
+    """An SDK answer: the server's document for it is ``raw``."""
+
+    @property
+    def raw(self) -> dict[str, Any]: ...
+
+
+def _list(server: str | None, listing: Callable[[Client], Iterable[Answer]]) -> list[Any]:
+    """Every item of a listing (its pages followed), as the server sent them."""
     with client(server) as api:
-        return list(api.items(path, params, limit=limit))
+        return [item.raw for item in listing(api)]
 
 
 # ---------------------------------------------------------------- users
@@ -121,18 +129,10 @@ def user_create(
 ) -> None:
     """Add a user (New-User)."""
     with client(server) as api:
-        doc = api.call(
-            "POST",
-            "/users",
-            json={"upn": upn, "display_name": display_name, "email": email, "kind": kind},
-        )
+        made = api.new_user(upn, display_name=display_name, email=email, kind=kind)
         if password_stdin:
-            api.call(
-                "PUT",
-                f"/users/{_segment(str(doc['upn']), 'user')}/password",
-                json={"password": _read_secret(True, "")},
-            )
-    show(doc, as_json)
+            api.set_password(made.upn, password=_read_secret(True, ""))
+    show(made.raw, as_json)
 
 
 @user_app.command("list")
@@ -142,7 +142,7 @@ def user_list(
     limit: Limit = None,
 ) -> None:
     show(
-        _list(server, "/users", {}, limit),
+        _list(server, lambda api: api.users(limit=limit)),
         as_json,
         columns=["upn", "display_name", "kind", "enabled"],
     )
@@ -150,15 +150,15 @@ def user_list(
 
 @user_app.command("show")
 def user_show(upn: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/users/{_segment(upn, 'user')}"
+    upn = _named(upn, "user")
     with client(server) as api:
-        show(api.call("GET", path), as_json)
+        show(api.get_user(upn).raw, as_json)
 
 
 def _set_enabled(upn: str, enabled: bool, server: str | None, as_json: bool) -> None:
-    path = f"/users/{_segment(upn, 'user')}"
+    upn = _named(upn, "user")
     with client(server) as api:
-        show(api.call("PATCH", path, json={"enabled": enabled}), as_json)
+        show(api.set_user(upn, enabled=enabled).raw, as_json)
 
 
 @user_app.command("disable")
@@ -181,9 +181,9 @@ def user_set_password(
 ) -> None:
     """Set another user's password (jitpam\\Set-Password)."""
     password = _read_secret(password_stdin, "New password")
-    path = f"/users/{_segment(upn, 'user')}/password"
+    upn = _named(upn, "user")
     with client(server) as api:
-        api.call("PUT", path, json={"password": password})
+        api.set_password(upn, password=password)
     show({"user": upn, "password_set": True}, as_json)
 
 
@@ -200,26 +200,21 @@ def group_create(
     as_json: Json = False,
 ) -> None:
     with client(server) as api:
-        show(
-            api.call(
-                "POST", "/groups", json={"name": name, "email": email, "members": member or []}
-            ),
-            as_json,
-        )
+        show(api.new_group(name, email=email, members=member or []).raw, as_json)
 
 
 @group_app.command("add-member")
 def group_add_member(name: str, upn: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/groups/{_segment(name, 'group')}/members/{_segment(upn, 'user')}"
+    name, upn = _named(name, "group"), _named(upn, "user")
     with client(server) as api:
-        show(api.call("PUT", path), as_json)
+        show(api.add_group_member(name, upn).raw, as_json)
 
 
 @group_app.command("remove-member")
 def group_remove_member(name: str, upn: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/groups/{_segment(name, 'group')}/members/{_segment(upn, 'user')}"
+    name, upn = _named(name, "group"), _named(upn, "user")
     with client(server) as api:
-        show(api.call("DELETE", path), as_json)
+        show(api.remove_group_member(name, upn).raw, as_json)
 
 
 @group_app.command("list")
@@ -228,14 +223,15 @@ def group_list(
     as_json: Json = False,
     limit: Limit = None,
 ) -> None:
-    show(_list(server, "/groups", {}, limit), as_json, columns=["name", "email", "members"])
+    groups = _list(server, lambda api: api.groups(limit=limit))
+    show(groups, as_json, columns=["name", "email", "members"])
 
 
 @group_app.command("show")
 def group_show(name: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/groups/{_segment(name, 'group')}"
+    name = _named(name, "group")
     with client(server) as api:
-        show(api.call("GET", path), as_json)
+        show(api.get_group(name).raw, as_json)
 
 
 # ---------------------------------------------------------------- roles and role groups
@@ -247,24 +243,15 @@ def _role_app(kind: str) -> typer.Typer:
 
     @app.command("list")
     def role_list(server: Server = None, as_json: Json = False, limit: Limit = None) -> None:
-        show(_list(server, "/roles", {"kind": kind}, limit), as_json, columns=["name"])
+        show(
+            _list(server, lambda api: api.roles(kind=kind, limit=limit)), as_json, columns=["name"]
+        )
 
     @app.command("show")
     def role_show(name: str, server: Server = None, as_json: Json = False) -> None:
-        path = f"/roles/{_segment(name, label)}"
+        name = _named(name, label)
         with client(server) as api:
-            doc = api.call("GET", path, params={"kind": kind, "limit": 500})
-            # The role comes with a page of its tasks and one of its members: follow both.
-            if doc.get("tasks_next_cursor"):
-                more = {"role": doc["name"], "cursor": doc["tasks_next_cursor"], "limit": 500}
-                doc["tasks"] += [t["name"] for t in api.items("/catalog/tasks", more)]
-            members_cursor = doc.get("members_next_cursor")
-            while members_cursor:
-                params = {"kind": kind, "limit": 500, "members_cursor": members_cursor}
-                page = api.call("GET", path, params=params)
-                doc["members"] += page["members"]
-                members_cursor = page.get("members_next_cursor")
-            doc["tasks_next_cursor"] = doc["members_next_cursor"] = None
+            doc = api.role(name, kind=kind).raw  # every page of its tasks and members
         if as_json:
             output.emit_json(doc)
             return
@@ -277,12 +264,10 @@ def _role_app(kind: str) -> typer.Typer:
         name: str, user: str | None, group: str | None, server: str | None, as_json: bool, add: bool
     ) -> None:
         _one_of(user=user, group=group)
-        body = {kind: name, "user": user, "group": group}
+        role, role_group = (name, None) if kind == "role" else (None, name)
         with client(server) as api:
-            show(
-                api.call("POST", "/assignments" if add else "/assignments/remove", json=body),
-                as_json,
-            )
+            change = api.assign if add else api.unassign
+            show(change(role=role, role_group=role_group, user=user, group=group).raw, as_json)
 
     @app.command("assign")
     def role_assign(
@@ -321,12 +306,12 @@ def catalog_import(file: Path, server: Server = None, as_json: Json = False) -> 
     except OSError as exc:
         output.fail(f"cannot read {file}: {exc.strerror}", output.USAGE)
     with client(server) as api:
-        show(api.call("POST", "/catalog/import", json={"source": file.name, "text": text}), as_json)
+        show(api.import_catalog(text, source=file.name).raw, as_json)
 
 
 @catalog_app.command("tasks")
 def catalog_tasks(server: Server = None, as_json: Json = False) -> None:
-    show(_list(server, "/catalog/tasks", {}, None), as_json, columns=["name"])
+    show(_list(server, lambda api: api.catalog_tasks()), as_json, columns=["name"])
 
 
 # ---------------------------------------------------------------- tokens
@@ -343,10 +328,8 @@ def token_create(
 ) -> None:
     """Create a token; its secret is printed once."""
     with client(server) as api:
-        doc = api.call(
-            "POST", "/tokens", json={"user": user, "name": name, "expires_in_days": expires_in_days}
-        )
-    show(doc, as_json)
+        made = api.create_token(user=user, name=name, expires_in_days=expires_in_days)
+    show(made.raw, as_json)
 
 
 @token_app.command("list")
@@ -357,15 +340,15 @@ def token_list(
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    rows = _list(server, "/tokens", {"user": user, "all": all_users}, limit)
+    rows = _list(server, lambda api: api.tokens(user=user, everyone=all_users, limit=limit))
     show(rows, as_json, columns=["id", "user", "name", "expires_at", "revoked_at"])
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/tokens/{_id(token_id, 'token id')}"
+    token_id = _id(token_id, "token id")
     with client(server) as api:
-        show(api.call("DELETE", path), as_json)
+        show(api.revoke_token(token_id).raw, as_json)
 
 
 # ---------------------------------------------------------------- access control
@@ -384,20 +367,20 @@ def control_enable(
     as_json: Json = False,
 ) -> None:
     with client(server) as api:
-        body = {"admin_group": admin_group, "system_accounts": system_account or []}
-        show(api.call("POST", "/control/enable", json=body), as_json)
+        enabled = api.enable_control(admin_group=admin_group, system_accounts=system_account or [])
+        show(enabled.raw, as_json)
 
 
 @control_app.command("disable")
 def control_disable(server: Server = None, as_json: Json = False) -> None:
     with client(server) as api:
-        show(api.call("POST", "/control/disable"), as_json)
+        show(api.disable_control().raw, as_json)
 
 
 @control_app.command("show")
 def control_show(server: Server = None, as_json: Json = False) -> None:
     with client(server) as api:
-        show(api.call("GET", "/control"), as_json)
+        show(api.access_control().raw, as_json)
 
 
 # ---------------------------------------------------------------- policies
@@ -438,19 +421,19 @@ def policy_new(
     """New-ElevatedAccessApprovalPolicy."""
     kind, target = _target(task, role, role_group)
     users, groups = _eligible(server, eligible or [])
-    body = {
-        "type": kind,
-        "target": target,
-        "approval_type": approval_type,
-        "approver_group": approver_group,
-        "eligible_users": users,
-        "eligible_groups": groups,
-        "approvals_required": approvals_required,
-        "max_duration_hours": max_duration_hours,
-        "require_ticket": require_ticket,
-    }
     with client(server) as api:
-        show(api.call("POST", "/policies", json=body), as_json)
+        made = api.new_policy(
+            type=kind,
+            target=target,
+            approval_type=approval_type,
+            approver_group=approver_group,
+            eligible_users=users,
+            eligible_groups=groups,
+            approvals_required=approvals_required,
+            max_duration_hours=max_duration_hours,
+            require_ticket=require_ticket,
+        )
+    show(made.raw, as_json)
 
 
 @policy_app.command("list")
@@ -466,15 +449,18 @@ def policy_list(
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    params = {"type": type.replace("-", "_") if type else None, "approval_type": approval_type}
-    show(_list(server, "/policies", params, limit), as_json, columns=POLICY_COLUMNS)
+    kind = type.replace("-", "_") if type else None
+    rows = _list(
+        server, lambda api: api.policies(type=kind, approval_type=approval_type, limit=limit)
+    )
+    show(rows, as_json, columns=POLICY_COLUMNS)
 
 
 @policy_app.command("show")
 def policy_show(policy_id: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/policies/{_id(policy_id, 'policy id')}"
+    policy_id = _id(policy_id, "policy id")
     with client(server) as api:
-        show(api.call("GET", path), as_json)
+        show(api.get_policy(policy_id).raw, as_json)
 
 
 @policy_app.command("set")
@@ -494,26 +480,28 @@ def policy_set(
     as_json: Json = False,
 ) -> None:
     """Set-ElevatedAccessApprovalPolicy."""
-    body: dict[str, Any] = {
-        "approval_type": approval_type,
-        "approver_group": approver_group,
-        "approvals_required": approvals_required,
-        "max_duration_hours": max_duration_hours,
-        "require_ticket": require_ticket,
-    }
-    if eligible is not None:
-        body["eligible_users"], body["eligible_groups"] = _eligible(server, eligible)
-    path = f"/policies/{_id(policy_id, 'policy id')}"
+    users, groups = _eligible(server, eligible) if eligible is not None else (None, None)
+    policy_id = _id(policy_id, "policy id")
     with client(server) as api:
-        show(api.call("PATCH", path, json=body), as_json)
+        changed = api.set_policy(
+            policy_id,
+            approval_type=approval_type,
+            approver_group=approver_group,
+            eligible_users=users,
+            eligible_groups=groups,
+            approvals_required=approvals_required,
+            max_duration_hours=max_duration_hours,
+            require_ticket=require_ticket,
+        )
+    show(changed.raw, as_json)
 
 
 @policy_app.command("remove")
 def policy_remove(policy_id: str, server: Server = None, as_json: Json = False) -> None:
     """Remove-ElevatedAccessApprovalPolicy -Identity ID."""
-    path = f"/policies/{_id(policy_id, 'policy id')}"
+    policy_id = _id(policy_id, "policy id")
     with client(server) as api:
-        show(api.call("DELETE", path), as_json)
+        show(api.remove_policy(policy_id).raw, as_json)
 
 
 # ---------------------------------------------------------------- requests
@@ -564,15 +552,20 @@ def request_list(
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    params = {"status": status, "mine": mine, "requester": requester, "target": target}
-    show(_list(server, "/requests", params, limit), as_json, columns=REQUEST_COLUMNS)
+    rows = _list(
+        server,
+        lambda api: api.requests(
+            status=status, mine=mine, requester=requester, target=target, limit=limit
+        ),
+    )
+    show(rows, as_json, columns=REQUEST_COLUMNS)
 
 
 @request_app.command("show")
 def request_show(request_id: str, server: Server = None, as_json: Json = False) -> None:
-    path = f"/requests/{_id(request_id, 'request id')}"
+    request_id = _id(request_id, "request id")
     with client(server) as api:
-        doc = api.call("GET", path)
+        doc = api.get_request(request_id).raw
     if as_json:
         output.emit_json(doc)
         return
@@ -585,10 +578,16 @@ def request_show(request_id: str, server: Server = None, as_json: Json = False) 
 def _decide(
     request_id: str, verb: str, comment: str | None, server: str | None, as_json: bool
 ) -> None:
-    path = f"/requests/{_id(request_id, 'request id')}/{verb}"
+    request_id = _id(request_id, "request id")
     with client(server) as api:
-        doc = api.call("POST", path, json={"comment": comment} if verb != "cancel" else None)
-    show(doc, as_json, fields=["id", "status", "requester", "target", "approved_at", "valid_until"])
+        if verb == "approve":
+            decided = api.approve(request_id, comment)
+        elif verb == "deny":
+            decided = api.deny(request_id, comment)
+        else:
+            decided = api.cancel(request_id)
+    fields = ["id", "status", "requester", "target", "approved_at", "valid_until"]
+    show(decided.raw, as_json, fields=fields)
 
 
 @request_app.command("approve")
@@ -621,11 +620,11 @@ def request_cancel(request_id: str, server: Server = None, as_json: Json = False
 @request_app.command("verify")
 def request_verify(request_id: str, server: Server = None, as_json: Json = False) -> None:
     """Check a request against the signature made when it was submitted (exit 1 if altered)."""
-    path = f"/requests/{_id(request_id, 'request id')}/verify"
+    request_id = _id(request_id, "request id")
     with client(server) as api:
-        doc = api.call("GET", path)
-    show(doc, as_json)
-    if not doc["signature_valid"]:
+        verified = api.verify_request(request_id)
+    show(verified.raw, as_json)
+    if not verified.signature_valid:
         raise typer.Exit(output.REFUSED)
 
 
@@ -646,7 +645,7 @@ def authorization_list(
     """Get-ElevatedAccessAuthorization: your grants (another user's, or everyone's, with
     jitpam\\Get-ElevatedAccessRequest), newest first."""
     show(
-        _list(server, "/authorizations", {"user": user, "active": active}, limit),
+        _list(server, lambda api: api.authorizations(user=user, active=active, limit=limit)),
         as_json,
         columns=AUTH_COLUMNS,
     )
@@ -662,9 +661,9 @@ def authorization_revoke(
     as_json: Json = False,
 ) -> None:
     """Revoke-ElevatedAccessAuthorization."""
-    path = f"/authorizations/{_id(authorization_id, 'authorization id')}/revoke"
+    authorization_id = _id(authorization_id, "authorization id")
     with client(server) as api:
-        show(api.call("POST", path, json={"comment": comment}), as_json)
+        show(api.revoke(authorization_id, comment).raw, as_json)
 
 
 # ---------------------------------------------------------------- audit
@@ -691,15 +690,17 @@ def audit_search(
     as_json: Json = False,
 ) -> None:
     """Search the audit log, newest first, following the server's pages to the end."""
-    params = {
-        "since": since,
-        "until": until,
-        "actor": actor,
-        "operation": operation,
-        "outcome": outcome,
-        "limit": min(limit, AUDIT_PAGE) if limit else AUDIT_PAGE,  # the page size
-    }
-    rows = _list(server, "/audit", params, limit)
+    rows = _list(
+        server,
+        lambda api: api.audit(
+            since=since,
+            until=until,
+            actor=actor,
+            operation=operation,
+            outcome=outcome,
+            limit=limit,
+        ),
+    )
     show(rows, as_json, columns=["seq", "at", "actor", "operation", "target", "outcome"])
 
 
@@ -718,16 +719,13 @@ def audit_export(
     if as_json and format != "jsonl":
         output.fail("--json exports JSON; it cannot be combined with --format csv", output.USAGE)
     with client(server) as api:
-        text = api.call("GET", "/audit/export", params={"format": format})
+        text = api.export_audit(format=format)
     if as_json:
-        records = text if isinstance(text, list) else _json_lines(str(text or ""))
-        text = json.dumps(records, indent=2, sort_keys=True) + "\n"
-    elif isinstance(text, list | dict):
-        text = json.dumps(text)
+        text = json.dumps(_json_lines(text), indent=2, sort_keys=True) + "\n"
     if output_file:
-        output_file.write_text(str(text or ""), encoding="utf-8")
+        output_file.write_text(text, encoding="utf-8")
     else:
-        sys.stdout.write(str(text or ""))
+        sys.stdout.write(text)
 
 
 def _json_lines(text: str) -> list[Any]:
@@ -745,7 +743,7 @@ def audit_checkpoint(
 ) -> None:
     """Sign the chain head; keep the file outside the database to detect truncation later."""
     with client(server) as api:
-        doc = api.call("POST", "/audit/checkpoint")
+        doc = api.audit_checkpoint().raw
     if output_file:
         output_file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     show(doc, as_json)
@@ -758,16 +756,16 @@ def audit_verify(
     as_json: Json = False,
 ) -> None:
     """Verify the audit chain (exit 1 when it is broken)."""
-    body: dict[str, Any] = {}
+    signed = None
     if checkpoint:
         try:
-            body["checkpoint"] = json.loads(checkpoint.read_text(encoding="utf-8"))
+            signed = json.loads(checkpoint.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             output.fail(f"cannot read the checkpoint {checkpoint}: {exc}", output.USAGE)
     with client(server) as api:
-        doc = api.call("POST", "/audit/verify", json=body)
-    show(doc, as_json)
-    if not doc["ok"]:
+        report = api.verify_audit(checkpoint=signed)
+    show(report.raw, as_json)
+    if not report.ok:
         raise typer.Exit(output.REFUSED)
 
 
@@ -802,28 +800,28 @@ def webhook_add(
     if format not in ("json", "slack"):
         output.fail("--format must be json or slack", output.USAGE)
     with client(server) as api:
-        show(
-            api.call("POST", "/webhooks", json={"url": url, "events": event, "format": format}),
-            as_json,
-        )
+        show(api.add_webhook(url, events=event, format=format).raw, as_json)
 
 
 @webhook_app.command("list")
 def webhook_list(server: Server = None, as_json: Json = False) -> None:
-    show(_list(server, "/webhooks", {}, None), as_json, columns=["id", "url", "events", "format"])
+    hooks = _list(server, lambda api: api.webhooks())
+    show(hooks, as_json, columns=["id", "url", "events", "format"])
 
 
 @webhook_app.command("remove")
 def webhook_remove(webhook_id: str, server: Server = None, as_json: Json = False) -> None:
+    webhook_id = _id(webhook_id, "webhook")
     with client(server) as api:
-        show(api.call("DELETE", f"/webhooks/{_id(webhook_id, 'webhook')}"), as_json)
+        show(api.remove_webhook(webhook_id).raw, as_json)
 
 
 @webhook_app.command("test")
 def webhook_test(webhook_id: str, server: Server = None, as_json: Json = False) -> None:
     """Queue a signed test delivery to the endpoint."""
+    webhook_id = _id(webhook_id, "webhook")
     with client(server) as api:
-        show(api.call("POST", f"/webhooks/{_id(webhook_id, 'webhook')}/test"), as_json)
+        show(api.test_webhook(webhook_id).raw, as_json)
 
 
 outbox_app = typer.Typer(help="Notifications waiting, delivered or dead.", no_args_is_help=True)
@@ -838,7 +836,7 @@ def outbox_list(
 ) -> None:
     if state is not None and state not in ("pending", "delivered", "dead"):
         output.fail("--state must be pending, delivered or dead", output.USAGE)
-    rows = _list(server, "/outbox", {"state": state}, limit)
+    rows = _list(server, lambda api: api.outbox(state=state, limit=limit))
     show(
         rows,
         as_json,
@@ -849,8 +847,9 @@ def outbox_list(
 @outbox_app.command("retry")
 def outbox_retry(message_id: str, server: Server = None, as_json: Json = False) -> None:
     """Put a message back in line now (after fixing what made it fail)."""
+    message_id = _id(message_id, "message")
     with client(server) as api:
-        show(api.call("POST", f"/outbox/{_id(message_id, 'message')}/retry"), as_json)
+        show(api.retry_message(message_id).raw, as_json)
 
 
 task_app = typer.Typer(
@@ -862,7 +861,7 @@ task_app = typer.Typer(
 def task_list(server: Server = None, as_json: Json = False) -> None:
     """The tasks this organization's server runs (defined in its configuration)."""
     show(
-        _list(server, "/tasks", {}, None),
+        _list(server, lambda api: api.task_definitions()),
         as_json,
         columns=["task", "executor", "timeout_seconds", "description"],
     )
@@ -871,5 +870,6 @@ def task_list(server: Server = None, as_json: Json = False) -> None:
 @task_app.command("show")
 def task_show(task: str, server: Server = None, as_json: Json = False) -> None:
     """A task's parameters and limits."""
+    task = _named(task, "task")
     with client(server) as api:
-        show(api.call("GET", f"/tasks/{_segment(task, 'task')}"), as_json)
+        show(api.get_task_definition(task).raw, as_json)

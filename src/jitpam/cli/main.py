@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
 from jitpam.cli import client as cmd
 from jitpam.cli import output, session
 from jitpam.cli.output import show
-from jitpam.sdk import ApiError, Client, Unreachable
+from jitpam.sdk import UNREACHABLE, ApiError, Client, TaskRun, Unreachable
 
 app = typer.Typer(
     name="jitpam",
@@ -53,13 +52,13 @@ def login(
     url = session.server_url(server)
     password = cmd._read_secret(password_stdin, "Password")
     with Client(url) as api:
-        doc = api.call("POST", "/auth/login", json={"user": user, "password": password})
-    path = session.save(server=url, token=doc["token"], user=doc["user"])
+        issued = api.login(user, password)
+    path = session.save(server=url, token=issued.token, user=issued.user)
     show(
         {
-            "user": doc["user"],
+            "user": issued.user,
             "server": url,
-            "expires_at": doc["expires_at"],
+            "expires_at": issued.expires_at,
             "saved_to": str(path),
         },
         as_json,
@@ -73,7 +72,7 @@ def logout(as_json: Json = False) -> None:
     if creds.get("token"):
         try:
             with Client(str(creds.get("server")), str(creds["token"])) as api:
-                api.call("POST", "/auth/logout")
+                api.logout()
         except (ApiError, Unreachable):
             pass  # the token expires anyway; forgetting it here is what the user asked for
     show({"signed_out": session.forget()}, as_json)
@@ -91,7 +90,7 @@ def passwd(
     current = cmd._read_secret(password_stdin, "Current password")
     new = cmd._read_secret(password_stdin, "New password")
     with session.client(server) as api:
-        api.call("PUT", "/me/password", json={"password": new, "current_password": current})
+        api.change_password(password=new, current_password=current)
     show({"password_changed": True}, as_json)
 
 
@@ -106,16 +105,17 @@ def check(
 ) -> None:
     """May this user run this task now? Exit 0 when allowed, 3 when denied."""
     with session.client(server) as api:
-        doc = api.call("POST", "/check", json={"task": task, "user": user})
+        decision = api.check(task, user)
+    if decision.reason == UNREACHABLE:  # the SDK's denial for no answer: not the server's
+        output.fail(decision.detail, output.UNREACHABLE)
     if as_json:
-        output.emit_json(doc)
+        output.emit_json(decision.raw)
     else:
-        verdict = "allowed" if doc["allowed"] else "denied"
-        suffix = (
-            f" (authorization {doc['authorization_id']})" if doc.get("authorization_id") else ""
-        )
-        typer.echo(f"{verdict}: {doc['reason']}{suffix}")
-    if not doc["allowed"]:
+        verdict = "allowed" if decision.allowed else "denied"
+        granted = decision.authorization_id
+        suffix = f" (authorization {granted})" if granted else ""
+        typer.echo(f"{verdict}: {decision.reason}{suffix}")
+    if not decision.allowed:
         raise typer.Exit(output.DENIED)
 
 
@@ -138,37 +138,31 @@ def run(
         if name.strip() in values:
             output.fail(f"--param {name.strip()} is given twice", output.USAGE)
         values[name.strip()] = value
+    task = cmd._named(task, "task")
     with session.client(server) as api:
         try:
-            doc = api.call(
-                "POST",
-                f"/tasks/{quote(task, safe='')}/run",
-                json={"parameters": values},
-                unbounded=True,  # a run is never sent twice: wait for its answer
-            )
+            done = api.run_task(task, values)  # waits for the end: a run is never sent twice
         except ApiError as exc:
             if exc.status == 403:
                 output.fail(f"denied: {exc.detail}", output.DENIED)
             raise
     if as_json:
-        output.emit_json(doc)
+        output.emit_json(done.raw)
     else:
-        if doc["output"]:
-            sys.stdout.write(
-                doc["output"] if doc["output"].endswith("\n") else doc["output"] + "\n"
-            )
-        if doc["error"]:
-            typer.echo(f"jitpam: {doc['error']}", err=True)
-        if doc["outlived_grant"]:
+        if done.output:
+            sys.stdout.write(done.output if done.output.endswith("\n") else done.output + "\n")
+        if done.error:
+            typer.echo(f"jitpam: {done.error}", err=True)
+        if done.outlived_grant:
             typer.echo("jitpam: the authorization ended while the task ran", err=True)
-    raise typer.Exit(_exit_code(doc))
+    raise typer.Exit(_exit_code(done))
 
 
-def _exit_code(doc: dict[str, Any]) -> int:
+def _exit_code(done: TaskRun) -> int:
     """The task's own exit code; an HTTP task's 2xx is 0, anything else (or no answer) is 1."""
-    if doc["exit_code"] is not None:
-        return int(doc["exit_code"]) if 0 <= int(doc["exit_code"]) <= 255 else 1
-    return 0 if doc["outcome"] == "succeeded" else 1
+    if done.exit_code is not None:
+        return int(done.exit_code) if 0 <= int(done.exit_code) <= 255 else 1
+    return 0 if done.outcome == "succeeded" else 1
 
 
 def _register_server_commands() -> None:

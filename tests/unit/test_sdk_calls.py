@@ -1,0 +1,85 @@
+"""The SDK's calls, without a server: where each goes, what reaches a URL path, and that the HTTP
+library is not imported until a call is made."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from jitpam.sdk import AsyncClient, Client, calls
+
+
+def test_a_name_is_one_path_segment_whatever_it_holds() -> None:
+    assert calls.get_group("a/b?c#d").path == "/api/v1/groups/a%2Fb%3Fc%23d"
+    assert calls.get_user("..").path == "/api/v1/users/%2E%2E"
+    assert calls.get_user(".").path == "/api/v1/users/%2E"
+    assert calls.role_page("Exchange\\Move Mailboxes").path == (
+        "/api/v1/roles/Exchange%5CMove%20Mailboxes"
+    )
+    assert calls.add_group_member("x/../y", "a#b@contoso.com").path == (
+        "/api/v1/groups/x%2F..%2Fy/members/a%23b%40contoso.com"
+    )
+
+
+def test_an_empty_name_never_makes_a_call() -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        calls.get_group("")
+    with pytest.raises(ValueError, match="must not be empty"):
+        calls.run_task("", {})
+
+
+def test_each_call_names_its_method_and_path() -> None:
+    assert (calls.cancel("r1").method, calls.cancel("r1").path) == (
+        "POST",
+        "/api/v1/requests/r1/cancel",
+    )
+    assert calls.cancel("r1").json is None  # withdrawing takes no body
+    assert (calls.ready().method, calls.ready().path) == ("GET", "/readyz")
+    assert calls.revoke("a1", "done").path == "/api/v1/authorizations/a1/revoke"
+    assert calls.run_task("Exchange\\New-MoveRequest", {}).unbounded
+
+
+def test_a_change_sends_only_what_is_given() -> None:
+    assert calls.set_user("u@contoso.com", enabled=False).json == {"enabled": False}
+    assert calls.set_policy("p1", require_ticket=False).json == {"require_ticket": False}
+    assert calls.set_policy("p1", eligible_users=[]).json == {"eligible_users": []}
+
+
+def test_an_audit_search_asks_for_pages_no_larger_than_it_needs() -> None:
+    assert calls.audit().params["limit"] == calls.AUDIT_PAGE
+    assert calls.audit(limit=7).params["limit"] == 7
+    assert calls.audit(limit=5000).params["limit"] == calls.AUDIT_PAGE
+    assert calls.audit(page_size=10).params["limit"] == 10
+
+
+WRITTEN_OUT = {"check", "check_batch"}  # a check with no answer is a denial, not an error
+
+
+def test_both_clients_offer_every_call_with_its_signature() -> None:
+    for build in calls.ENDPOINTS.values():
+        name = build.__name__
+        for client in (Client, AsyncClient):
+            method = getattr(client, name)
+            declared = list(inspect.signature(build).parameters)
+            assert list(inspect.signature(method).parameters) == ["self", *declared], name
+            if name not in WRITTEN_OUT:
+                assert method.__doc__ == build.__doc__, name
+
+
+def test_the_http_library_is_imported_with_the_first_call_only() -> None:
+    probe = (
+        "import sys\n"
+        "import jitpam.sdk\n"
+        "from jitpam.sdk import Client\n"
+        "client = Client('http://127.0.0.1:9', 'token')\n"
+        "print('httpx' in sys.modules)\n"
+        "client.check('Exchange\\\\New-MoveRequest')\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "True"]
