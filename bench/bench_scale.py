@@ -38,7 +38,7 @@ from sqlalchemy import Engine, func, select
 
 from jitpam.adapters.sql.db import make_engine
 from jitpam.adapters.sql.models import AuthorizationRow, PolicyRow, RequestRow, UserRow
-from jitpam.api.views import encode_cursor
+from jitpam.adapters.sql.queries import encode_cursor
 from jitpam.domain.timeutil import iso
 
 HERE = Path(__file__).resolve().parent

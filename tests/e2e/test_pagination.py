@@ -39,9 +39,11 @@ def test_users_groups_and_policies_page_through_every_item(demo_server: Server) 
             paged, pages = walk(c, path, 2)
             assert [x[key] for x in paged] == [x[key] for x in everything]
             assert pages >= 3
-        bad = c.get("/users", params={"cursor": "not-a-cursor"})
-        assert bad.status_code == 422
-        assert bad.json()["code"] == "invalid_input"
+        for path in ("/users", "/groups", "/outbox"):
+            bad = c.get(path, params={"cursor": "not-a-cursor"})
+            assert bad.status_code == 422, path
+            assert bad.json()["code"] == "invalid_input", path
+            assert "cursor" in bad.json()["detail"], path
 
 
 def test_the_catalog_roles_and_a_roles_tasks_page_through_every_item(demo_server: Server) -> None:

@@ -272,7 +272,7 @@ def test_other_org_admin_cannot_see_or_change_policies(two_orgs: TwoOrgs) -> Non
 def test_other_org_admin_cannot_see_or_use_users(two_orgs: TwoOrgs) -> None:
     home, other = two_orgs.home, two_orgs.other
     ctx, intruder, rita = other.ctx, other.admin.caller, home.rita
-    assert {u.upn for u in directory.list_users(ctx, caller=intruder)} == {
+    assert {u.upn for u in directory.list_users(ctx, caller=intruder).items} == {
         other.admin.upn,
         other.upn("oscar"),
     }
@@ -344,14 +344,14 @@ def test_look_alike_group_names_do_not_match_across_organizations(two_orgs: TwoO
     with pytest.raises(NotFound):
         organizations.enable_access_control(ctx, caller=other.admin.caller, admin_group="team")
 
-    assert {v.group.name for v in directory.list_groups(ctx, caller=other.admin.caller)} == {
+    assert {v.group.name for v in directory.list_groups(ctx, caller=other.admin.caller).items} == {
         "Approvers",
         "team%",
         "team_",
     }
     policy = other.policy(SEARCH, approver_group="team%")
     assert policy.approver_group_id is not None
-    home_groups = directory.list_groups(home.world.ctx, caller=home.world.admin.caller)
+    home_groups = directory.list_groups(home.world.ctx, caller=home.world.admin.caller).items
     assert policy.approver_group_id not in {v.group.id for v in home_groups}
     # in its own organization, "TEAM" is the group "team", and nothing else
     home.world.policy("Exchange\\Get-Mailbox", approver_group="TEAM")
@@ -379,5 +379,5 @@ def test_user_names_are_unique_across_the_installation(two_orgs: TwoOrgs) -> Non
     same = directory.get_user(home.world.ctx, caller=home.world.admin.caller, upn=rita.upn)
     assert (same.org_id, same.display_name) == (home.world.org.id, "Rita")
     assert rita.upn not in {
-        u.upn for u in directory.list_users(other.ctx, caller=other.admin.caller)
+        u.upn for u in directory.list_users(other.ctx, caller=other.admin.caller).items
     }

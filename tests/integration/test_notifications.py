@@ -73,7 +73,9 @@ def drain(
         now = world.clock.now()
         due = [
             m
-            for m in list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING)
+            for m in list_outbox(
+                world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING
+            ).items
             if m.next_attempt_at <= now and m.channel in senders
         ]
         if not due:
@@ -148,7 +150,7 @@ def test_a_down_channel_never_blocks_a_decision_and_catches_up(cast: tuple) -> N
         world.ctx, caller=approver1.caller, request_id=asked.request.id
     )
     assert decided.status.value == "approved"
-    waiting = list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING)
+    waiting = list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING).items
     assert waiting
     assert all(m.attempts <= 1 for m in waiting)
     assert any(m.last_error for m in waiting)
@@ -156,7 +158,10 @@ def test_a_down_channel_never_blocks_a_decision_and_catches_up(cast: tuple) -> N
     try:
         world.later(minutes=5)
         drain(world, sender(port))
-        assert list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING) == []
+        assert (
+            list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING).items
+            == []
+        )
         assert len(mine(smtp, world)) == 2
     finally:
         smtp.stop()
@@ -171,7 +176,7 @@ def test_after_too_many_attempts_a_message_is_dead_until_retried(
     for _ in range(3):
         drain(world, sender(dead_port), DeliveryPolicy(max_attempts=3))
         world.later(hours=2)
-    (dead,) = list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.DEAD)
+    (dead,) = list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.DEAD).items
     assert dead.attempts == 3
     retry_message(world.ctx, caller=world.admin.caller, message_id=dead.id)
     drain(world, sender(smtp.port))

@@ -118,7 +118,9 @@ def test_group_naming_eligible_requesters_cannot_be_removed(scene: Scene) -> Non
     with pytest.raises(InvalidInput) as refused:
         directory.remove_group(world.ctx, caller=admin.caller, name="Movers")
     assert str(policy.id) in refused.value.message
-    assert "Movers" in [v.group.name for v in directory.list_groups(world.ctx, caller=admin.caller)]
+    assert "Movers" in [
+        v.group.name for v in directory.list_groups(world.ctx, caller=admin.caller).items
+    ]
     assert refusals(world, "Remove-Group") == ["invalid_input"]
 
     # the policy is still restricted: rita, not a member, may not ask; a member may
@@ -145,7 +147,9 @@ def test_group_holding_a_standing_role_cannot_be_removed_until_unassigned(scene:
         ctx, caller=admin.caller, role=MOVE_ROLE, group="Helpdesk", add=False
     )
     directory.remove_group(ctx, caller=admin.caller, name="Helpdesk")
-    assert "Helpdesk" not in [v.group.name for v in directory.list_groups(ctx, caller=admin.caller)]
+    assert "Helpdesk" not in [
+        v.group.name for v in directory.list_groups(ctx, caller=admin.caller).items
+    ]
 
 
 # --- 2. a decision given as text is the decision ------------------------------------------------

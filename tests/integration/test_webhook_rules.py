@@ -95,7 +95,7 @@ def test_a_test_delivery_is_queued_for_the_endpoint(world: World) -> None:
         secret=new_webhook_secret(),
     )
     queued = webhooks.test_webhook(world.ctx, caller=world.admin.caller, endpoint_id=added.id)
-    pending = list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING)
+    pending = list_outbox(world.ctx, caller=world.admin.caller, state=DeliveryState.PENDING).items
     assert [m.id for m in pending] == [queued.id]
     assert pending[0].destination == added.id
 

@@ -11,10 +11,12 @@ import pytest
 
 from jitpam.adapters.sql import catalog as sql_catalog
 from jitpam.adapters.sql import policies as sql_policies
+from jitpam.adapters.webhooks import OutboundUrls
 from jitpam.domain.errors import InvalidInput
 from jitpam.domain.names import QualifiedName
+from jitpam.domain.notifications import new_webhook_secret
 from jitpam.domain.policy import ApprovalType, PolicyType
-from jitpam.services import directory, organizations, policies, requests
+from jitpam.services import delivery, directory, organizations, policies, requests, webhooks
 from jitpam.services.ports import Page
 from tests.integration.world import World
 
@@ -265,7 +267,7 @@ def test_groups_page_with_their_sizes_and_first_members(world: World) -> None:
     people = [world.user(f"member{i}") for i in range(5)]
     for i in range(7):
         world.group(f"Team{i}", *people[: i % 6])
-    whole = [v.group.name for v in directory.list_groups(world.ctx, caller=caller)]
+    whole = [v.group.name for v in directory.list_groups(world.ctx, caller=caller).items]
     paged = walk(
         lambda c: directory.group_summaries(world.ctx, caller=caller, cursor=c, limit=3, members=2),
         3,
@@ -277,6 +279,72 @@ def test_groups_page_with_their_sizes_and_first_members(world: World) -> None:
     assert (team["Team0"].member_count, team["Team0"].members) == (0, [])
 
 
+@pytest.mark.parametrize("limit", [1, 3, 500])
+def test_users_groups_and_the_outbox_page_by_the_listings_own_cursors(
+    world: World, limit: int
+) -> None:
+    caller = world.admin.caller
+    for i in range(6):
+        world.group(f"Crew{i}", world.user(f"crew{i}"))
+    hook = webhooks.add_webhook(
+        world.ctx,
+        caller=caller,
+        url="http://127.0.0.1:9/hook",
+        events=["request.created"],
+        urls=OutboundUrls(allow_private=True),
+        secret=new_webhook_secret(),
+    )
+    for _ in range(5):  # queued at one instant: the id orders them
+        webhooks.test_webhook(world.ctx, caller=caller, endpoint_id=hook.id)
+
+    users = directory.list_users(world.ctx, caller=caller).items
+    assert [u.upn for u in users] == sorted(u.upn for u in users)
+    paged_users = walk(
+        lambda c: directory.list_users(world.ctx, caller=caller, cursor=c, limit=limit), limit
+    )
+    assert paged_users == users
+    groups = [v.group for v in directory.list_groups(world.ctx, caller=caller).items]
+    paged_groups = walk(
+        lambda c: directory.list_groups(world.ctx, caller=caller, cursor=c, limit=limit), limit
+    )
+    assert [v.group for v in paged_groups] == groups
+    outbox = delivery.list_outbox(world.ctx, caller=caller, limit=500).items
+    assert len(outbox) == 5
+    assert [(m.created_at, m.id) for m in outbox] == sorted(
+        ((m.created_at, m.id) for m in outbox), reverse=True
+    )
+    paged_outbox = walk(
+        lambda c: delivery.list_outbox(world.ctx, caller=caller, cursor=c, limit=limit), limit
+    )
+    assert paged_outbox == outbox
+
+
+def test_a_page_that_ends_the_listing_names_no_next_cursor(world: World) -> None:
+    caller = world.admin.caller
+    world.user("ann")
+    world.user("bob")
+    every = directory.list_users(world.ctx, caller=caller).items
+    assert directory.list_users(world.ctx, caller=caller, limit=len(every)).next_cursor is None
+    first = directory.list_users(world.ctx, caller=caller, limit=len(every) - 1)
+    assert first.next_cursor is not None
+    last = directory.list_users(world.ctx, caller=caller, cursor=first.next_cursor, limit=1)
+    assert (last.items, last.next_cursor) == ([every[-1]], None)
+
+
+def test_a_cursor_of_another_listing_or_none_at_all_is_invalid_input(world: World) -> None:
+    caller = world.admin.caller
+    world.user("ann")
+    world.group("Readers")
+    users_cursor = directory.list_users(world.ctx, caller=caller, limit=1).next_cursor
+    assert users_cursor is not None
+    for bad in ("not-a-cursor", users_cursor):
+        with pytest.raises(InvalidInput, match="cursor"):
+            delivery.list_outbox(world.ctx, caller=caller, cursor=bad)
+    for listing in (directory.list_users, directory.list_groups):
+        with pytest.raises(InvalidInput, match="cursor"):
+            listing(world.ctx, caller=caller, cursor="not-a-cursor", limit=2)
+
+
 def test_names_in_answers_for_users_and_groups_of_the_organization_only(world: World) -> None:
     caller = world.admin.caller
     ann = world.user("ann")
@@ -284,7 +352,7 @@ def test_names_in_answers_for_users_and_groups_of_the_organization_only(world: W
     ann_id = directory.get_user(world.ctx, caller=caller, upn=ann.upn).id
     group = next(
         v.group
-        for v in directory.list_groups(world.ctx, caller=caller)
+        for v in directory.list_groups(world.ctx, caller=caller).items
         if v.group.name == "Readers"
     )
     other = World(world.ctx, world.clock)

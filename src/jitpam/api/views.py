@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,9 +10,7 @@ from uuid import UUID
 from jitpam.domain.audit import AuditRecord
 from jitpam.domain.check import Decision
 from jitpam.domain.directory import User
-from jitpam.domain.errors import InvalidInput
 from jitpam.domain.requests import AccessRequest
-from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import iso
 from jitpam.services.auth import TokenView
 from jitpam.services.directory import GroupView
@@ -186,27 +182,3 @@ def role_member(m: RoleMember) -> dict[str, Any]:
 
 def page(items: list[dict[str, Any]], next_cursor: str | None = None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
-
-
-def encode_cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
-
-
-def decode_cursor(cursor: str, n: int) -> list[str]:
-    """The parts of a cursor this API made; raises InvalidInput for anything else."""
-    try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        raise InvalidInput("the page cursor is not valid") from None
-    if (
-        not isinstance(parts, list)
-        or len(parts) != n
-        or not all(isinstance(p, str) and unstorable(p) is None for p in parts)
-    ):
-        raise InvalidInput("the page cursor is not valid")
-    return parts
-
-
-def next_cursor(count: int, limit: int, *last_key: str) -> str | None:
-    """A cursor after ``last_key`` when the page came back full (there may be more)."""
-    return encode_cursor(*last_key) if count == limit else None

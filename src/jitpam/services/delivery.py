@@ -17,6 +17,7 @@ from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, W
 from jitpam.domain.operations import AuditOperation
 from jitpam.services.authorization import authorize
 from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.ports import Page
 from jitpam.services.requests import SWEEP_BATCH, settle_requests, warn_expiring
 from jitpam.services.use_case import use_case
 
@@ -117,13 +118,15 @@ def list_outbox(
     *,
     caller: Caller,
     state: DeliveryState | None = None,
-    after: str | None = None,
+    cursor: str | None = None,
     limit: int = 100,
-) -> list[OutboxMessage]:
-    """The organization's notifications, newest first (jitpam\\Role Management)."""
+) -> Page[OutboxMessage]:
+    """The organization's notifications, newest first, one page of ``limit`` after
+    ``cursor`` (jitpam\\Role Management); raises InvalidInput for a cursor the listing did
+    not make."""
     with use_case(ctx, caller=caller, operation=AuditOperation.GET_OUTBOX, target="outbox") as uow:
         authorize(uow, caller, AuditOperation.SET_ORGANIZATION_CONFIG, ctx.clock.now())
-        return uow.outbox.listing(caller.org_id, state=state, after=after, limit=limit)
+        return uow.outbox.listing(caller.org_id, state=state, cursor=cursor, limit=limit)
 
 
 def retry_message(ctx: ServiceContext, *, caller: Caller, message_id: object) -> OutboxMessage:

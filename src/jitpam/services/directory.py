@@ -193,12 +193,13 @@ def _disable_cascade(
 
 
 def list_users(
-    ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
-) -> list[User]:
-    """Users by UPN; ``after`` (a UPN) and ``limit`` give one page."""
+    ctx: ServiceContext, *, caller: Caller, cursor: str | None = None, limit: int | None = None
+) -> Page[User]:
+    """Users by UPN, one page of ``limit`` after ``cursor`` (without ``limit``, all of
+    them); raises InvalidInput for a cursor the listing did not make."""
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        return uow.users.in_org(caller.org_id, after=after, limit=limit)
+        return uow.users.in_org(caller.org_id, cursor=cursor, limit=limit)
 
 
 def get_user(ctx: ServiceContext, *, caller: Caller, upn: str | None) -> User:
@@ -355,15 +356,17 @@ def get_group(ctx: ServiceContext, *, caller: Caller, name: str) -> GroupView:
 
 
 def list_groups(
-    ctx: ServiceContext, *, caller: Caller, after: str | None = None, limit: int | None = None
-) -> list[GroupView]:
-    """Groups by name, with their members' names; ``after`` (a case-folded name) and ``limit``
-    give one page."""
+    ctx: ServiceContext, *, caller: Caller, cursor: str | None = None, limit: int | None = None
+) -> Page[GroupView]:
+    """Groups by name, with their members' names, one page of ``limit`` after ``cursor``
+    (without ``limit``, all of them); raises InvalidInput for a cursor the listing did not
+    make."""
     with ctx.reader() as uow:
         caller_user(uow, caller)
-        groups = uow.groups.in_org(caller.org_id, after=after, limit=limit)
-        names = names_in(uow, caller.org_id, users={m for g in groups for m in g.member_ids})
-        return [GroupView(g, names) for g in groups]
+        found = uow.groups.in_org(caller.org_id, cursor=cursor, limit=limit)
+        members = {m for g in found.items for m in g.member_ids}
+        names = names_in(uow, caller.org_id, users=members)
+        return Page([GroupView(g, names) for g in found.items], found.next_cursor)
 
 
 def _principal(

@@ -81,9 +81,10 @@ class UserRepository(Protocol):
 
     def save(self, user: User) -> None: ...
     def in_org(
-        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
-    ) -> list[User]:
-        """Users by UPN; with ``after``/``limit``, one keyset page."""
+        self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[User]:
+        """Users by UPN, one page of ``limit`` after ``cursor`` (without ``limit``, all
+        of them); raises InvalidInput for a cursor this adapter did not make."""
         ...
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]: ...
@@ -151,9 +152,10 @@ class GroupRepository(Protocol):
         ...
 
     def in_org(
-        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
-    ) -> list[Group]:
-        """Groups by name (case-folded); with ``after``/``limit``, one keyset page."""
+        self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[Group]:
+        """Groups by name (case-folded), one page of ``limit`` after ``cursor`` (without
+        ``limit``, all of them); raises InvalidInput for a cursor this adapter did not make."""
         ...
 
     def summaries(
@@ -480,9 +482,10 @@ class OutboxRepository(Protocol):
 
     def get(self, message_id: UUID) -> OutboxMessage | None: ...
     def listing(
-        self, org_id: UUID, *, state: DeliveryState | None, after: str | None, limit: int
-    ) -> list[OutboxMessage]:
-        """Newest first; ``after`` is the id-ordered keyset position."""
+        self, org_id: UUID, *, state: DeliveryState | None, cursor: str | None, limit: int
+    ) -> Page[OutboxMessage]:
+        """Newest first, one page of ``limit`` after ``cursor``; raises InvalidInput for a
+        cursor this adapter did not make."""
         ...
 
 

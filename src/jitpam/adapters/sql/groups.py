@@ -169,13 +169,19 @@ class SqlGroups:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def in_org(
-        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
-    ) -> list[Group]:
+        self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[Group]:
         stmt = select(GroupRow).where(GroupRow.org_id == org_id)
+        after = after_key(cursor)
         if after is not None:
             stmt = stmt.where(GroupRow.name_key > after)
-        rows = self.s.scalars(stmt.order_by(GroupRow.name_key).limit(limit))
-        return [self._group(r) for r in rows]
+        stmt = stmt.order_by(GroupRow.name_key)
+        rows = list(self.s.scalars(stmt if limit is None else stmt.limit(limit + 1)))
+        nxt = None
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1].name_key)
+        return Page([self._group(r) for r in rows], nxt)
 
     def summaries(
         self, org_id: UUID, *, cursor: str | None, limit: int, members: int

@@ -26,6 +26,7 @@ from jitpam.adapters.sql.models import (
 from jitpam.adapters.sql.prepared import Prepared
 from jitpam.adapters.sql.queries import (
     chunks,
+    encode_cursor,
     time_and_id,
 )
 from jitpam.domain.notifications import (
@@ -34,7 +35,8 @@ from jitpam.domain.notifications import (
     EventType,
     OutboxMessage,
 )
-from jitpam.domain.timeutil import canonical_json
+from jitpam.domain.timeutil import canonical_json, iso
+from jitpam.services.ports import Page
 
 
 def _message(row: OutboxRow) -> OutboxMessage:
@@ -142,14 +144,20 @@ class SqlOutbox:
         return _message(row) if row else None
 
     def listing(
-        self, org_id: UUID, *, state: DeliveryState | None, after: str | None, limit: int
-    ) -> list[OutboxMessage]:
+        self, org_id: UUID, *, state: DeliveryState | None, cursor: str | None, limit: int
+    ) -> Page[OutboxMessage]:
         stmt = select(OutboxRow).where(OutboxRow.org_id == org_id)
         if state is not None:
             stmt = stmt.where(OutboxRow.state == state.value)
-        if after is not None:
-            stmt = stmt.where(tuple_(OutboxRow.created_at, OutboxRow.id) < time_and_id(after))
-        rows = self.s.scalars(
-            stmt.order_by(OutboxRow.created_at.desc(), OutboxRow.id.desc()).limit(limit)
+        if cursor is not None:
+            stmt = stmt.where(tuple_(OutboxRow.created_at, OutboxRow.id) < time_and_id(cursor))
+        rows = list(
+            self.s.scalars(
+                stmt.order_by(OutboxRow.created_at.desc(), OutboxRow.id.desc()).limit(limit + 1)
+            )
         )
-        return [_message(r) for r in rows]
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(iso(rows[-1].created_at), str(rows[-1].id))
+        return Page([_message(r) for r in rows], nxt)

@@ -23,12 +23,15 @@ from jitpam.adapters.sql.models import (
 )
 from jitpam.adapters.sql.prepared import Prepared
 from jitpam.adapters.sql.queries import (
+    after_key,
     chunks,
+    encode_cursor,
     labels,
     named_from_memory,
 )
 from jitpam.domain.directory import User, UserKind
 from jitpam.domain.separation import Stewardship
+from jitpam.services.ports import Page
 
 
 def _user(row: UserRow | Row[Any]) -> User:
@@ -109,13 +112,19 @@ class SqlUsers:
         self.s.flush()
 
     def in_org(
-        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
-    ) -> list[User]:
+        self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[User]:
         stmt = select(UserRow).where(UserRow.org_id == org_id)
+        after = after_key(cursor)
         if after is not None:
             stmt = stmt.where(UserRow.upn > after)
-        rows = self.s.scalars(stmt.order_by(UserRow.upn).limit(limit))
-        return [_user(r) for r in rows]
+        stmt = stmt.order_by(UserRow.upn)
+        rows = list(self.s.scalars(stmt if limit is None else stmt.limit(limit + 1)))
+        nxt = None
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1].upn)
+        return Page([_user(r) for r in rows], nxt)
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]:
         if (known := self._memo.get(GROUPS_OF_USER, user_id)) is not None:

@@ -58,10 +58,8 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 @router.get("/users", summary="List users, by user name")
 async def list_users(calls: AsCaller, cursor: Cursor = None, limit: Limit = 100) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
-        after = views.decode_cursor(cursor, 1)[0] if cursor else None
-        found = directory.list_users(ctx, caller=caller, after=after, limit=limit)
-        nxt = views.next_cursor(len(found), limit, found[-1].upn) if found else None
-        return views.page([views.user(u) for u in found], nxt)
+        found = directory.list_users(ctx, caller=caller, cursor=cursor, limit=limit)
+        return views.page([views.user(u) for u in found.items], found.next_cursor)
 
     return await calls.run(work)
 
@@ -110,11 +108,8 @@ async def change_user(upn: str, body: UserChange, calls: AsCaller) -> dict[str, 
 @router.get("/groups", summary="List groups with their members, by name")
 async def list_groups(calls: AsCaller, cursor: Cursor = None, limit: Limit = 100) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
-        after = views.decode_cursor(cursor, 1)[0] if cursor else None
-        groups = directory.list_groups(ctx, caller=caller, after=after, limit=limit)
-        last = groups[-1].group.name.casefold() if groups else None
-        nxt = views.next_cursor(len(groups), limit, last) if last is not None else None
-        return views.page([views.group(g) for g in groups], nxt)
+        found = directory.list_groups(ctx, caller=caller, cursor=cursor, limit=limit)
+        return views.page([views.group(g) for g in found.items], found.next_cursor)
 
     return await calls.run(work)
 

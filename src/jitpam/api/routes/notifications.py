@@ -118,14 +118,8 @@ async def list_outbox(
     limit: int = Query(default=100, ge=1, le=500),
 ) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
-        found = delivery.list_outbox(ctx, caller=caller, state=state, after=cursor, limit=limit)
-        last = found[-1] if found else None
-        nxt = (
-            views.encode_cursor(iso(last.created_at), str(last.id))
-            if last and len(found) == limit
-            else None
-        )
-        return views.page([message(m) for m in found], nxt)
+        found = delivery.list_outbox(ctx, caller=caller, state=state, cursor=cursor, limit=limit)
+        return views.page([message(m) for m in found.items], found.next_cursor)
 
     return await calls.run(work)
 
