@@ -799,6 +799,16 @@ def _matches_search(request: AccessRequest, flt: RequestFilter) -> bool:
     return True
 
 
+def _copy_request(request: AccessRequest) -> AccessRequest:
+    """A copy the caller may change without touching the store (reviews are immutable)."""
+    grant = request.authorization
+    return replace(
+        request,
+        reviews=list(request.reviews),
+        authorization=replace(grant) if grant is not None else None,
+    )
+
+
 class MemoryRequests:
     def __init__(self, t: _Tables, changed: Callable[[], None]) -> None:
         self.t, self._changed = t, changed
@@ -809,7 +819,7 @@ class MemoryRequests:
         if found is None:
             return None
         self._loaded[request_id] = found[1]
-        return copy.deepcopy(found[0])
+        return _copy_request(found[0])
 
     def _all(self, org_id: UUID) -> Iterator[AccessRequest]:
         return (r for r, _ in self.t.requests.values() if r.org_id == org_id)
@@ -819,7 +829,7 @@ class MemoryRequests:
             raise _taken(f"request {request.id}")
         self._changed()
         self._check_reviews(request)
-        self.t.requests[request.id] = (copy.deepcopy(request), 1)
+        self.t.requests[request.id] = (_copy_request(request), 1)
         self._loaded[request.id] = 1
 
     def get(self, request_id: UUID, *, for_update: bool = False) -> AccessRequest | None:
@@ -841,10 +851,10 @@ class MemoryRequests:
         self._changed()
         # As the SQL adapter writes it: the status, new reviews and the grant; the content the
         # signature covers is never rewritten.
-        kept = copy.deepcopy(stored)
+        kept = _copy_request(stored)
         kept.status, kept.decided_at = request.status, request.decided_at
         kept.reviews = list(request.reviews)
-        kept.authorization = copy.deepcopy(request.authorization)
+        kept.authorization = replace(request.authorization) if request.authorization else None
         self.t.requests[request.id] = (kept, version + 1)
         self._loaded[request.id] = version + 1
 
