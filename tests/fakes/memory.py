@@ -136,7 +136,8 @@ class _Tables:
     stewards: dict[tuple[UUID, UUID, str], tuple[UUID, datetime]] = field(default_factory=dict)
     groups: dict[UUID, tuple[Group, datetime]] = field(default_factory=dict)
     members: dict[tuple[UUID, UUID], UUID | None] = field(default_factory=dict)  # -> added_by
-    catalog: dict[tuple[UUID, str, str], _Entry] = field(default_factory=dict)  # (org, kind, key)
+    # org -> (kind, key) -> entry
+    catalog: dict[UUID, dict[tuple[str, str], _Entry]] = field(default_factory=dict)
     assignments: dict[UUID, tuple[Assignment, datetime]] = field(default_factory=dict)
     policies: dict[UUID, Policy] = field(default_factory=dict)
     requests: dict[UUID, tuple[AccessRequest, int]] = field(default_factory=dict)  # version
@@ -149,9 +150,16 @@ class _Tables:
     webhooks: dict[UUID, WebhookEndpoint] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
-        """A snapshot: each table copied, its immutable rows shared (mutable ones are copied
-        whenever they are read or written)."""
-        return _Tables(**{name: dict(table) for name, table in vars(self).items()})
+        """A snapshot sharing every table; a transaction copies a table before its first write
+        to it (``own``), and mutable rows are copied whenever they are read or written."""
+        return _Tables(**vars(self))
+
+    def own(self, names: Iterable[str], owned: set[str]) -> None:
+        """Copy the tables ``names`` that this transaction has not copied yet (``owned``)."""
+        for name in names:
+            if name not in owned:
+                setattr(self, name, dict(getattr(self, name)))
+                owned.add(name)
 
 
 class MemoryDatabase:
@@ -403,48 +411,66 @@ class MemoryGroups:
         return None
 
 
+_SORTED: dict[tuple[int, str], tuple[dict[tuple[str, str], _Entry], list[_Entry]]] = {}
+
+
 class MemoryCatalog:
     def __init__(self, t: _Tables, changed: Callable[[], None]) -> None:
         self.t, self._changed = t, changed
 
-    def _put(self, org_id: UUID, kind: str, name: QualifiedName, description: str) -> int:
-        key = (org_id, kind, name.key)
-        found = self.t.catalog.get(key)
+    def _put(
+        self, entries: dict[tuple[str, str], _Entry], kind: str, name: QualifiedName, text: str
+    ) -> int:
+        found = entries.get((kind, name.key))
         if found is None:
-            self.t.catalog[key] = _Entry(name, description)
+            entries[(kind, name.key)] = _Entry(name, text)
             return 1
-        if found.description != description:
-            self.t.catalog[key] = replace(found, description=description)
+        if found.description != text:
+            entries[(kind, name.key)] = replace(found, description=text)
             return 1
         return 0
 
-    def _link(self, org_id: UUID, kind: str, name: QualifiedName, children: Iterable[str]) -> int:
-        key = (org_id, kind, name.key)
-        wanted = frozenset(children)
-        if self.t.catalog[key].children == wanted:
+    @staticmethod
+    def _link(
+        entries: dict[tuple[str, str], _Entry], kind: str, name: QualifiedName, keys: Iterable[str]
+    ) -> int:
+        wanted = frozenset(keys)
+        if entries[(kind, name.key)].children == wanted:
             return 0
-        self.t.catalog[key] = replace(self.t.catalog[key], children=wanted)
+        entries[(kind, name.key)] = replace(entries[(kind, name.key)], children=wanted)
         return 1
 
     def store(self, org_id: UUID, catalog: Catalog) -> int:
         self._changed()
+        entries = dict(self.t.catalog.get(org_id, {}))
+        self.t.catalog[org_id] = entries
         changed = 0
         for task, desc in catalog.tasks.items():
-            changed += self._put(org_id, "task", task, desc)
+            changed += self._put(entries, "task", task, desc)
         for role in catalog.roles:
-            changed += self._put(org_id, "role", role.name, role.description)
-            changed += self._link(org_id, "role", role.name, (t.key for t in role.tasks))
+            changed += self._put(entries, "role", role.name, role.description)
+            changed += self._link(entries, "role", role.name, (t.key for t in role.tasks))
         for group in catalog.role_groups:
-            changed += self._put(org_id, "role_group", group.name, group.description)
-            changed += self._link(org_id, "role_group", group.name, (r.key for r in group.roles))
+            changed += self._put(entries, "role_group", group.name, group.description)
+            changed += self._link(entries, "role_group", group.name, (r.key for r in group.roles))
         return changed
 
     def _entries(self, org_id: UUID, kind: str) -> list[_Entry]:
-        found = [e for (o, k, _), e in self.t.catalog.items() if o == org_id and k == kind]
-        return sorted(found, key=lambda e: e.name.key)
+        entries = self.t.catalog.get(org_id, {})
+        # An organization's entries never change in place (store writes a new dict), so their
+        # order is worked out once per version of them.
+        cached = _SORTED.get((id(entries), kind))
+        if cached is None or cached[0] is not entries:
+            found = sorted(
+                (e for (k, _), e in entries.items() if k == kind), key=lambda e: e.name.key
+            )
+            if len(_SORTED) > 1_000:  # kept for the organizations in use, not the session's
+                _SORTED.clear()
+            cached = _SORTED[(id(entries), kind)] = (entries, found)
+        return cached[1]
 
     def _entry(self, org_id: UUID, kind: str, name: str) -> _Entry | None:
-        return self.t.catalog.get((org_id, kind, name.casefold()))
+        return self.t.catalog.get(org_id, {}).get((kind, name.casefold()))
 
     def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
         wanted = bare_name.strip().casefold()
@@ -1344,21 +1370,28 @@ class MemoryUnitOfWork:
             self._tables = self._db.tables.copy()
             self._read_at = self._db.version
         self._dirty = False
-        t, changed = self._tables, self._mark
-        self.orgs = MemoryOrganizations(t, changed)
-        self.users = MemoryUsers(t, changed)
-        self.groups = MemoryGroups(t, changed)
-        self.catalog = MemoryCatalog(t, changed)
-        self.assignments = MemoryAssignments(t, changed)
-        self.policies = MemoryPolicies(t, changed)
-        self.requests = MemoryRequests(t, changed)
-        self.audit = MemoryAudit(t, changed, self._db)
-        self.credentials = MemoryCredentials(t, changed)
-        self.outbox = MemoryOutbox(t, changed)
-        self.webhooks = MemoryWebhooks(t, changed)
+        self._owned: set[str] = set()
+        t, writes = self._tables, self._writes
+        self.orgs = MemoryOrganizations(t, writes("orgs", "controls", "domains", "heads", "audit"))
+        self.users = MemoryUsers(t, writes("users", "stewards"))
+        self.groups = MemoryGroups(t, writes("groups", "members", "policies", "assignments"))
+        self.catalog = MemoryCatalog(t, writes("catalog"))
+        self.assignments = MemoryAssignments(t, writes("assignments"))
+        self.policies = MemoryPolicies(t, writes("policies"))
+        self.requests = MemoryRequests(t, writes("requests"))
+        self.audit = MemoryAudit(t, writes("audit", "heads"), self._db)
+        self.credentials = MemoryCredentials(t, writes("passwords", "tokens", "oidc"))
+        self.outbox = MemoryOutbox(t, writes("outbox"))
+        self.webhooks = MemoryWebhooks(t, writes("webhooks"))
 
-    def _mark(self) -> None:
-        self._dirty = True
+    def _writes(self, *tables: str) -> Callable[[], None]:
+        """What a repository calls before it writes: it owns copies of its tables from then on."""
+
+        def changed() -> None:
+            self._dirty = True
+            self._tables.own(tables, self._owned)
+
+        return changed
 
     def __enter__(self) -> Self:
         self._events = []
