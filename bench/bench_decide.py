@@ -7,8 +7,9 @@ Per size, ``bench/generate.py`` builds an organization (task policies, requester
 standing, authorizations of which 1% run now). The facts are read back from the database once
 and fed to every system:
 
-* jitpam: its ``DecisionIndex`` (warmed for the sampled users, as a server's first use does), then
-  index look-up + ``decide()``, like ``from_index`` in bench_check.py;
+* jitpam: its decision index (``MemoryDecisionIndex``, warmed for the sampled users, as a
+  server's first use does), then index look-up + ``decide()``, like ``from_index`` in
+  bench_check.py;
 * the ceiling: a minimal decision over plain dicts written here, what no real system beats;
 * pycasbin's ``FastEnforcer`` with the model in ``CASBIN_MODEL``;
 * cedarpy with the policies in ``CEDAR_POLICIES`` and the grants as entities.
@@ -61,7 +62,7 @@ from jitpam.adapters.sql.models import (
 from jitpam.bootstrap import build_context
 from jitpam.domain.check import decide
 from jitpam.domain.names import QualifiedName
-from jitpam.services.decision_index import DecisionIndex
+from jitpam.services.ports import DecisionIndex
 
 try:  # run as a script: bench/ is on sys.path
     from generate import Generated, generate

@@ -1,4 +1,4 @@
-"""The one place that wires adapters into the services."""
+"""The one place that wires adapters and the runtime's machinery into the services."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.adapters.throttle import MemoryLoginThrottle
 from jitpam.adapters.webhooks import OutboundUrls, WebhookSender
 from jitpam.domain.notifications import Channel
+from jitpam.runtime.decision_index import MemoryDecisionIndex
+from jitpam.runtime.group_commit import LoopGroupCommit, ThreadGroupCommit
+from jitpam.runtime.writer_queue import WriterQueue
 from jitpam.services.context import ServiceContext
 from jitpam.services.delivery import DeliveryPolicy, Sender
-from jitpam.services.group_commit import AsyncGroupCommit
 from jitpam.services.ports import Clock, Signer, UnitOfWork
 from jitpam.settings import Settings
 from jitpam.worker import Worker
@@ -80,7 +82,10 @@ def build_context(
         ),
         session_hours=s.session_hours,
         public_url=s.public_url,
-        writes=AsyncGroupCommit() if is_sqlite(engine) else None,
+        index=MemoryDecisionIndex(),
+        checks=ThreadGroupCommit(),
+        async_checks=LoopGroupCommit(),
+        writes=WriterQueue() if is_sqlite(engine) else None,
     )
     return ctx, engine
 

@@ -11,7 +11,7 @@ from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork
 from tests.fakes.memory import MemoryDatabase, factory
-from tests.integration.world import World
+from tests.integration.world import World, own_process
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SIGNER = Ed25519Signer.generate()  # key generation once: it is the same server key for every test
@@ -30,7 +30,7 @@ def db_ctx(engine: Engine, clock: FixedClock) -> ServiceContext:
     def new_uow() -> UnitOfWork:
         return SqlUnitOfWork(sessions)
 
-    return ServiceContext(uow=new_uow, clock=clock, signer=SIGNER)
+    return own_process(ServiceContext(uow=new_uow, clock=clock, signer=SIGNER))
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def memory_ctx(clock: FixedClock) -> ServiceContext:
     """The services on the in-memory unit of work (tests/fakes/memory.py): for modules that
     prove a rule rather than an adapter, which then run once, in milliseconds, instead of once
     per database. A module opts in by overriding ``ctx`` with this fixture."""
-    return ServiceContext(uow=factory(MemoryDatabase()), clock=clock, signer=SIGNER)
+    return own_process(ServiceContext(uow=factory(MemoryDatabase()), clock=clock, signer=SIGNER))
 
 
 @pytest.fixture

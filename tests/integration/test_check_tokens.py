@@ -14,19 +14,15 @@ from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.domain.errors import NotSignedIn
 from jitpam.services import access, audit_log, auth, directory
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.decision_index import DecisionIndex
-from jitpam.services.group_commit import AsyncGroupCommit, GroupCommit
 from jitpam.services.ports import AuditFilter
-from tests.integration.world import Person, World
+from tests.integration.world import Person, World, own_process
 
 SEARCH = "Exchange\\Get-Recipient"
 
 
 def other_process(ctx: ServiceContext) -> ServiceContext:
     """Another server on the same database: its own index and group commit."""
-    return replace(
-        ctx, index=DecisionIndex(), checks=GroupCommit(), async_checks=AsyncGroupCommit()
-    )
+    return own_process(ctx)
 
 
 def check(ctx: ServiceContext, secret: str) -> bool:

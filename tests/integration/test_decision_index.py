@@ -36,9 +36,9 @@ from jitpam.domain.directory import UserKind
 from jitpam.domain.errors import JitpamError
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
+from jitpam.runtime.decision_index import MemoryDecisionIndex
 from jitpam.services import access, auth, directory, organizations, policies, requests
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.decision_index import DecisionIndex
 from tests.integration.world import Person, World
 
 T = TypeVar("T")
@@ -129,8 +129,8 @@ def machine_for(
     ctx: ServiceContext, clock: FixedClock, stranger: str, seen: Counter[str]
 ) -> type[RuleBasedStateMachine]:
     """One example is one fresh organization; the index (``ctx.index``) is shared by all."""
-    assert ctx.index is not None
-    index: DecisionIndex = ctx.index
+    assert isinstance(ctx.index, MemoryDecisionIndex)  # the fixture's: its reloads are counted
+    index = ctx.index
 
     class IndexFollowsTheChain(RuleBasedStateMachine):
         @initialize()
@@ -518,7 +518,7 @@ def machine_for(
 
 def index_follows_the_chain(ctx: ServiceContext, clock: FixedClock, runs: settings) -> None:
     stranger = World(ctx, clock).user("alice").upn  # same name, another organization
-    assert ctx.index is not None
+    assert isinstance(ctx.index, MemoryDecisionIndex)
     index = ctx.index
     seen: Counter[str] = Counter()
     reloads = index.reloads
@@ -552,7 +552,7 @@ def decisions(
     return [key(d) for d in access.check_access_batch(ctx, caller=caller, pairs=pairs)]
 
 
-def cached_users(index: DecisionIndex, org_id: UUID) -> set[str]:
+def cached_users(index: MemoryDecisionIndex, org_id: UUID) -> set[str]:
     """Whom the index holds for the organization (its internals: the one place this test
     looks inside)."""
     return set(index._orgs[org_id].users)
@@ -575,8 +575,8 @@ def test_two_processes_see_each_others_approvals_and_revocations_at_once(
     world: World, ctx: ServiceContext
 ) -> None:
     alice, bob = two_person_world(world)
-    a = replace(ctx, index=DecisionIndex())  # two server processes on one database
-    b = replace(ctx, index=DecisionIndex())
+    a = replace(ctx, index=MemoryDecisionIndex())  # two server processes on one database
+    b = replace(ctx, index=MemoryDecisionIndex())
     admin = world.admin.caller
     pairs = [(alice.upn, MOVE), (alice.upn, SEARCH), (bob.upn, MOVE)]
     denied = [
@@ -632,7 +632,7 @@ def test_a_grant_change_drops_one_user_and_a_policy_change_the_organization(
 ) -> None:
     alice, bob = two_person_world(world)
     carol = world.user("carol", roles=(MOVE_MAILBOXES,))
-    index = DecisionIndex()
+    index = MemoryDecisionIndex()
     c = replace(ctx, index=index)
     admin = world.admin.caller
     org = world.org.id
@@ -712,7 +712,7 @@ def test_a_check_at_an_earlier_instant_sees_the_grants_running_at_that_instant(
     )
     grant = view.request.authorization
     assert grant is not None
-    index = DecisionIndex()  # one process; two checks whose clocks were read a moment apart
+    index = MemoryDecisionIndex()  # one process; two checks whose clocks were read a moment apart
     late = replace(ctx, index=index, clock=FixedClock(grant.end + timedelta(milliseconds=1)))
     early = replace(ctx, index=index, clock=FixedClock(grant.end - timedelta(milliseconds=1)))
     pairs = [(alice.upn, SEARCH)]

@@ -33,7 +33,7 @@ from jitpam.services.ports import AuditFilter, UnitOfWork
 from tests.fakes.memory import MemoryDatabase, factory
 from tests.integration.conftest import SIGNER, START
 from tests.integration.test_audit_integrity import audit_storage_fails
-from tests.integration.world import World
+from tests.integration.world import World, own_process
 
 MOVE = "Exchange\\New-MoveRequest"
 SEARCH = "Exchange\\Search-Mailbox"
@@ -171,7 +171,7 @@ def memory() -> MemoryDatabase:
 
 
 def memory_ctx_of(db: MemoryDatabase, clock: FixedClock) -> ServiceContext:
-    return ServiceContext(uow=factory(db), clock=clock, signer=SIGNER)
+    return own_process(ServiceContext(uow=factory(db), clock=clock, signer=SIGNER))
 
 
 @pytest.mark.parametrize("story", [request_story, separation_story])

@@ -34,7 +34,7 @@ from jitpam.services import (
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.ports import AuditFilter
 from jitpam.services.requests import RequestView
-from tests.integration.world import Person, World
+from tests.integration.world import Person, World, own_process
 
 DISABLE = "jitpam\\Disable-ElevatedAccessControl"
 GLOBAL_ADMIN = "jitpam\\Global Administrator"
@@ -60,11 +60,13 @@ def ctx(memory_ctx: ServiceContext) -> ServiceContext:
 
 
 def make_scene(world: World) -> Scene:
-    world.ctx = ServiceContext(
-        uow=world.ctx.uow,
-        clock=world.ctx.clock,
-        signer=world.ctx.signer,
-        passwords=Argon2Passwords(time_cost=1, memory_cost_kib=8),
+    world.ctx = own_process(
+        ServiceContext(
+            uow=world.ctx.uow,
+            clock=world.ctx.clock,
+            signer=world.ctx.signer,
+            passwords=Argon2Passwords(time_cost=1, memory_cost_kib=8),
+        )
     )
     eve = world.user("eve", role_groups=(GLOBAL_ADMIN,))
     bob = world.user("bob")

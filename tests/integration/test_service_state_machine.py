@@ -36,7 +36,7 @@ from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork, UnitOfWorkFactory
 from tests.fakes.memory import MemoryDatabase, factory
 from tests.integration.conftest import START
-from tests.integration.world import Person, World
+from tests.integration.world import Person, World, own_process
 
 TASK = "Exchange\\New-MoveRequest"
 ROLE = "Move Mailboxes"
@@ -78,7 +78,7 @@ def machine_for(store: Callable[[], UnitOfWorkFactory]) -> type[RuleBasedStateMa
         @initialize()
         def build(self) -> None:
             self.clock = FixedClock(START)
-            self.ctx = ServiceContext(uow=store(), clock=self.clock, signer=signer)
+            self.ctx = own_process(ServiceContext(uow=store(), clock=self.clock, signer=signer))
             self.world = World(self.ctx, self.clock)
             w = self.world
             self.requester = w.user("requester", roles=(ROLE,))

@@ -11,7 +11,7 @@ from jitpam.adapters.throttle import MemoryLoginThrottle
 from jitpam.domain.errors import InvalidInput, NotPermitted, NotSignedIn, TooManyAttempts
 from jitpam.services import auth
 from jitpam.services.context import ServiceContext
-from tests.integration.world import World
+from tests.integration.world import World, own_process
 
 PASSWORD = "a-long-enough-password"
 
@@ -25,12 +25,14 @@ def ctx(memory_ctx: ServiceContext) -> ServiceContext:
 @pytest.fixture
 def signed(world: World) -> World:
     """The world's context, with cheap password hashing and a strict sign-in throttle."""
-    world.ctx = ServiceContext(
-        uow=world.ctx.uow,
-        clock=world.ctx.clock,
-        signer=world.ctx.signer,
-        passwords=Argon2Passwords(time_cost=1, memory_cost_kib=8),
-        throttle=MemoryLoginThrottle(max_failures=3, window_seconds=300, lockout_seconds=60),
+    world.ctx = own_process(
+        ServiceContext(
+            uow=world.ctx.uow,
+            clock=world.ctx.clock,
+            signer=world.ctx.signer,
+            passwords=Argon2Passwords(time_cost=1, memory_cost_kib=8),
+            throttle=MemoryLoginThrottle(max_failures=3, window_seconds=300, lockout_seconds=60),
+        )
     )
     return world
 

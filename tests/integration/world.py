@@ -6,15 +6,28 @@ Tests speak in the product's words (``world.user("alice", roles=["Move Mailboxes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from uuid import uuid4
 
 from jitpam.adapters.clock import FixedClock
 from jitpam.domain.directory import UserKind
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
+from jitpam.runtime.decision_index import MemoryDecisionIndex
+from jitpam.runtime.group_commit import LoopGroupCommit, ThreadGroupCommit
 from jitpam.services import directory, organizations, policies
 from jitpam.services.context import Caller, ServiceContext
+
+
+def own_process(ctx: ServiceContext) -> ServiceContext:
+    """``ctx`` as a server process of its own holds it: its own decision index and group
+    commits, the classes ``bootstrap`` chooses (no writer queue: the services never use it)."""
+    return replace(
+        ctx,
+        index=MemoryDecisionIndex(),
+        checks=ThreadGroupCommit(),
+        async_checks=LoopGroupCommit(),
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from jitpam.services.group_commit import AsyncGroupCommit, GroupCommit
+from jitpam.runtime.group_commit import LoopGroupCommit, ThreadGroupCommit
 
 DEADLINE = 30.0
 
@@ -27,7 +27,7 @@ class Recorder:
     """A ``run`` that doubles each job, remembers its groups, and can hold the first group
     until a number of jobs are waiting behind it."""
 
-    def __init__(self, gc: GroupCommit[int, int], hold_until_waiting: int = 0) -> None:
+    def __init__(self, gc: ThreadGroupCommit[int, int], hold_until_waiting: int = 0) -> None:
         self.gc = gc
         self.hold = hold_until_waiting
         self.groups: list[list[int]] = []
@@ -40,7 +40,7 @@ class Recorder:
 
 
 def submit_all(
-    gc: GroupCommit[int, int],
+    gc: ThreadGroupCommit[int, int],
     run: Callable[[Sequence[int]], Sequence[int | BaseException]],
     jobs: Sequence[int],
     *,
@@ -69,7 +69,7 @@ def submit_all(
 
 
 def test_a_lone_job_runs_at_once_in_a_group_of_its_own() -> None:
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     run = Recorder(gc)
     assert gc.submit(4, run) == 8
     assert run.groups == [[4]]
@@ -77,7 +77,7 @@ def test_a_lone_job_runs_at_once_in_a_group_of_its_own() -> None:
 
 
 def test_jobs_arriving_while_a_group_runs_share_the_next_group() -> None:
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     jobs = [0, *range(2, 42, 2)]  # 21 even jobs
     run = Recorder(gc, hold_until_waiting=len(jobs) - 1)
     answers = submit_all(gc, run, jobs)
@@ -88,7 +88,7 @@ def test_jobs_arriving_while_a_group_runs_share_the_next_group() -> None:
 
 
 def test_a_failing_job_fails_alone() -> None:
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     jobs = list(range(10))
     run = Recorder(gc, hold_until_waiting=len(jobs) - 1)
     answers = submit_all(gc, run, jobs)
@@ -104,7 +104,7 @@ def test_a_failing_job_fails_alone() -> None:
 def test_a_group_that_fails_as_a_whole_fails_each_of_its_jobs_and_the_next_group_still_runs() -> (
     None
 ):
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     holding = threading.Event()
     release = threading.Event()
     groups: list[list[int]] = []
@@ -147,7 +147,7 @@ def test_a_group_that_fails_as_a_whole_fails_each_of_its_jobs_and_the_next_group
 
 
 def test_a_job_larger_than_the_bound_runs_alone() -> None:
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     seen: list[list[int]] = []
 
     def run(jobs: Sequence[int]) -> list[int | BaseException]:
@@ -159,13 +159,13 @@ def test_a_job_larger_than_the_bound_runs_alone() -> None:
 
 
 def test_run_giving_the_wrong_number_of_answers_fails_the_group_instead_of_misanswering() -> None:
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     with pytest.raises(RuntimeError, match="wrong number"):
         gc.submit(1, lambda jobs: [])
 
 
 def test_many_callers_each_get_their_own_answer() -> None:
-    gc: GroupCommit[int, int] = GroupCommit()
+    gc: ThreadGroupCommit[int, int] = ThreadGroupCommit()
     answers: dict[int, int] = {}
     lock = threading.Lock()
 
@@ -217,7 +217,7 @@ def on_a_loop(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def test_awaited_jobs_arriving_while_a_group_runs_share_the_next_group_in_order() -> None:
-    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+    gc: LoopGroupCommit[int, int] = LoopGroupCommit()
     release = threading.Event()
     groups: list[list[int]] = []
 
@@ -250,7 +250,7 @@ def test_awaited_jobs_arriving_while_a_group_runs_share_the_next_group_in_order(
 
 
 def test_an_awaited_caller_that_stops_waiting_does_not_stall_the_others() -> None:
-    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+    gc: LoopGroupCommit[int, int] = LoopGroupCommit()
     release = threading.Event()
     ran: list[int] = []
 
@@ -279,7 +279,7 @@ def test_an_awaited_caller_that_stops_waiting_does_not_stall_the_others() -> Non
 
 
 def test_awaited_callers_on_another_loop_after_the_first_closed_are_answered() -> None:
-    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+    gc: LoopGroupCommit[int, int] = LoopGroupCommit()
 
     def run(jobs: Sequence[int]) -> list[int | BaseException]:
         return [j * 3 for j in jobs]
@@ -294,7 +294,7 @@ def test_awaited_callers_on_another_loop_after_the_first_closed_are_answered() -
 def test_awaited_callers_are_failed_not_left_waiting_when_no_writer_can_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    gc: AsyncGroupCommit[int, int] = AsyncGroupCommit()
+    gc: LoopGroupCommit[int, int] = LoopGroupCommit()
 
     def run(jobs: Sequence[int]) -> list[int | BaseException]:
         return [j + 1 for j in jobs]

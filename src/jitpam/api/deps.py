@@ -13,10 +13,8 @@ from jitpam.domain.check import Decision
 from jitpam.domain.errors import NotSignedIn
 from jitpam.services import access, auth
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.group_commit import one_by_one
 
 T = TypeVar("T")
-WRITES_PER_TURN = 64  # queued writes taken at once by the writer thread (each its own transaction)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -80,8 +78,7 @@ async def as_writer(request: Request, work: Callable[[ServiceContext, Caller], T
     def both() -> T:
         return work(ctx, get_caller(request))
 
-    result: T = await ctx.writes.submit(both, one_by_one, max_size=WRITES_PER_TURN)
-    return result
+    return await ctx.writes.run(both)
 
 
 async def check_as_caller(

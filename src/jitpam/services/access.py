@@ -25,7 +25,6 @@ from jitpam.domain.text import require_storable
 from jitpam.domain.tokens import token_digest
 from jitpam.services.auth import MAX_SECRET, NOT_SIGNED_IN, authenticate
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.decision_index import DecisionIndex
 from jitpam.services.guard import (
     REASON_TEXT,
     caller_user,
@@ -36,7 +35,7 @@ from jitpam.services.guard import (
     resolve_task,
 )
 from jitpam.services.notifications import queue_exempt_use
-from jitpam.services.ports import UnitOfWork
+from jitpam.services.ports import DecisionIndex, UnitOfWork
 
 OPERATION = "Test-ElevatedAccess"
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from jitpam.services.decision_index import DecisionIndex
-from jitpam.services.group_commit import AsyncGroupCommit, GroupCommit
 from jitpam.services.ports import (
+    AsyncGroupCommit,
     Clock,
+    DecisionIndex,
+    GroupCommit,
     LoginThrottle,
     PasswordHasher,
     Signer,
     UnitOfWork,
     UnitOfWorkFactory,
+    WriteQueue,
 )
 
 
@@ -28,17 +30,19 @@ class ServiceContext:
     throttle: LoginThrottle | None = None
     session_hours: int = 12
     public_url: str = "http://127.0.0.1:8000"  # links in notifications point here
+    # The runtime's machinery, behind ports: ``bootstrap`` (or a test) chooses the classes of
+    # ``jitpam.runtime``; nothing here picks one.
     # Checks decide from memory, kept exact by the audit chain (None: read the database each time).
-    index: DecisionIndex | None = field(default_factory=DecisionIndex)
+    index: DecisionIndex | None = None
     # Checks arriving together share one transaction (None: one transaction per call); the
     # second serves callers on an event loop (the check API).
-    checks: GroupCommit[Any, Any] | None = field(default_factory=GroupCommit)
-    async_checks: AsyncGroupCommit[Any, Any] | None = field(default_factory=AsyncGroupCommit)
+    checks: GroupCommit[Any, Any] | None = None
+    async_checks: AsyncGroupCommit[Any, Any] | None = None
     # Use cases that write, for callers on an event loop: run one after another on a thread of
-    # their own (group_commit.one_by_one), or None to run each on a thread of the pool. Where
-    # the database takes one writer at a time (SQLite), a queue costs less than a crowd of
-    # threads taking turns at its lock.
-    writes: AsyncGroupCommit[Any, Any] | None = None
+    # their own, or None to run each on a thread of the pool. Where the database takes one
+    # writer at a time (SQLite), a queue costs less than a crowd of threads taking turns at its
+    # lock.
+    writes: WriteQueue | None = None
     # Transactions that only read (None: the same as ``uow``). On SQLite they run beside a
     # writer instead of queueing for the write lock.
     read: UnitOfWorkFactory | None = None

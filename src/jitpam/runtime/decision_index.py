@@ -98,8 +98,9 @@ class _Org:
     tokens: dict[str, tuple[ApiToken, User]] = field(default_factory=dict)  # by digest
 
 
-class DecisionIndex:
-    """Shared by the threads of one process; each organization's state is replaced whole."""
+class MemoryDecisionIndex:
+    """The ``DecisionIndex`` port, in this process's memory. Shared by the threads of one
+    process; each organization's state is replaced whole."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

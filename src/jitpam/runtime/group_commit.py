@@ -6,10 +6,10 @@ result, then passes the lead to the oldest job still waiting. Nobody waits on pu
 jobs to arrive: a group is whatever came in while the previous group was being written, so a
 lone call pays nothing and a crowd pays one transaction per group instead of one per call.
 
-GroupCommit serves callers on threads (a caller may lead); AsyncGroupCommit serves callers on an
-event loop, whose groups a thread of its own writes, so an awaited call needs no thread.
-``one_by_one`` makes AsyncGroupCommit a queue of whole use cases, each in its own transaction,
-run back to back on that thread (where one writer at a time is all the database allows).
+ThreadGroupCommit serves callers on threads (a caller may lead) and LoopGroupCommit callers on an
+event loop, whose groups a thread of its own writes, so an awaited call needs no thread: the
+services' ``GroupCommit`` and ``AsyncGroupCommit`` ports. The writer queue (``writer_queue.py``)
+is a LoopGroupCommit whose jobs are whole use cases.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ class _Slot(Generic[J, R]):
     error: BaseException | None = None
 
 
-class GroupCommit(Generic[J, R]):
-    """Shared by the threads of one process."""
+class ThreadGroupCommit(Generic[J, R]):
+    """Group commit for callers on threads: the first caller to find no group being written
+    leads. Shared by the threads of one process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -136,7 +137,7 @@ class _Waiter(Generic[J, R]):
     future: asyncio.Future[R]
 
 
-class AsyncGroupCommit(Generic[J, R]):
+class LoopGroupCommit(Generic[J, R]):
     """Group commit for callers on event loops, so a call costs no trip to a thread of its own.
 
     Jobs wait as futures; a thread (started when the first job finds none running) writes group
@@ -168,7 +169,7 @@ class AsyncGroupCommit(Generic[J, R]):
         size: int = 1,
         max_size: int = 1,
     ) -> R:
-        """As GroupCommit.submit, awaited."""
+        """As ThreadGroupCommit.submit, awaited."""
         loop = asyncio.get_running_loop()
         waiter: _Waiter[J, R] = _Waiter(job, size, loop, loop.create_future())
         with self._lock:
@@ -222,18 +223,6 @@ class AsyncGroupCommit(Generic[J, R]):
         except BaseException as exc:  # the writer itself failed: fail those still waiting
             self._fail_waiting(exc)
             raise
-
-
-def one_by_one(jobs: Sequence[Callable[[], R]]) -> list[R | BaseException]:
-    """Run each job in turn (each its own use case, its own transaction); one job's error is
-    that job's outcome only."""
-    outcomes: list[R | BaseException] = []
-    for job in jobs:
-        try:
-            outcomes.append(job())
-        except Exception as exc:
-            outcomes.append(exc)
-    return outcomes
 
 
 _Settled = tuple[asyncio.Future[R], R | BaseException]
