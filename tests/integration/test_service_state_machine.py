@@ -250,7 +250,7 @@ def machine_for(store: Callable[[], UnitOfWorkFactory]) -> type[RuleBasedStateMa
 def test_lifecycle_and_check_follow_the_reference_model(engine: Engine) -> None:
     machine = machine_for(on_database(engine))
     # Against a database, 5 examples (each builds an organization and its catalog there); on
-    # the fake, 100 (below); the pure model of the same lifecycle runs 500
+    # the fake, 50 (below); the pure model of the same lifecycle runs 500
     # (tests/unit/test_request_state_machine.py).
     run_state_machine_as_test(
         machine,
@@ -261,7 +261,7 @@ def test_lifecycle_and_check_follow_the_reference_model(engine: Engine) -> None:
 def test_lifecycle_and_check_follow_the_reference_model_on_the_fake() -> None:
     run_state_machine_as_test(
         machine_for(in_memory),
-        settings=settings(settings.get_profile("db"), max_examples=100, stateful_step_count=30),
+        settings=settings(settings.get_profile("db"), max_examples=50, stateful_step_count=30),
     )
 
 
