@@ -10,6 +10,7 @@ from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork
+from tests.fakes.memory import MemoryDatabase, factory
 from tests.integration.world import World, own_process
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -22,7 +23,8 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def ctx(engine: Engine, clock: FixedClock) -> ServiceContext:
+def db_ctx(engine: Engine, clock: FixedClock) -> ServiceContext:
+    """The services on the SQL adapter, once per database the suite runs against."""
     sessions = unit_of_work_factory(engine)
 
     def new_uow() -> UnitOfWork:
@@ -32,5 +34,27 @@ def ctx(engine: Engine, clock: FixedClock) -> ServiceContext:
 
 
 @pytest.fixture
+def ctx(db_ctx: ServiceContext) -> ServiceContext:
+    """What ``world`` runs on: the databases, unless the module overrides it with
+    ``memory_ctx``."""
+    return db_ctx
+
+
+@pytest.fixture
+def memory_ctx(clock: FixedClock) -> ServiceContext:
+    """The services on the in-memory unit of work (tests/fakes/memory.py): for modules that
+    prove a rule rather than an adapter, which then run once, in milliseconds, instead of once
+    per database. A module opts in by overriding ``ctx`` with this fixture."""
+    return own_process(ServiceContext(uow=factory(MemoryDatabase()), clock=clock, signer=SIGNER))
+
+
+@pytest.fixture
 def world(ctx: ServiceContext, clock: FixedClock) -> World:
     return World(ctx, clock)
+
+
+@pytest.fixture
+def db_world(db_ctx: ServiceContext, clock: FixedClock) -> World:
+    """A world on the databases, for a test of a module that runs on the fake otherwise but
+    proves an adapter's query (a listing's filters, a count's SQL twin)."""
+    return World(db_ctx, clock)

@@ -46,6 +46,12 @@ def holder(world: World) -> tuple[Person, str]:
     return carol, auth.create_token(world.ctx, caller=carol.caller, name="ci").secret
 
 
+@pytest.fixture
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work."""
+    return memory_ctx
+
+
 def test_a_token_is_answered_from_memory_once_seen_and_every_check_is_audited(
     world: World,
 ) -> None:

@@ -24,6 +24,7 @@ from jitpam.domain.errors import (
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, audit_log, directory, organizations, policies, requests
+from jitpam.services.context import ServiceContext
 from jitpam.services.ports import AuditFilter
 from jitpam.services.requests import RequestView
 from tests.integration.world import Person, World
@@ -58,6 +59,12 @@ class Scene:
     ann: Person
     rita: Person  # an ordinary user who may run mailbox moves
     root: Person
+
+
+@pytest.fixture
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work."""
+    return memory_ctx
 
 
 @pytest.fixture

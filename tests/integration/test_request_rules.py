@@ -31,6 +31,7 @@ from jitpam.domain.errors import (
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, audit_log, directory, organizations, policies, requests
+from jitpam.services.context import ServiceContext
 from jitpam.services.ports import AuditFilter
 from jitpam.services.requests import RequestView
 from tests.integration.world import Person, World
@@ -40,6 +41,13 @@ SEARCH = "Exchange\\Search-Mailbox"
 SELF_APPROVAL = "Requestor and approver are the same. Self-approval is not allowed."
 # Someone outside the approver group may also be told the request is not theirs to see.
 NOT_AN_APPROVER = (NotAnApprover, NotFound)
+
+
+@pytest.fixture
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work; what a listing's query decides (who sees
+    what, the status filter's SQL twin, pages, search) runs on the databases (``db_scene``)."""
+    return memory_ctx
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,7 @@ class Scene:
     rita: Person
 
 
-@pytest.fixture
-def scene(world: World) -> Scene:
+def make_scene(world: World) -> Scene:
     ann, ben = world.user("ann"), world.user("ben")
     world.group("Approvers", ann, ben)
     rita = world.user("rita", roles=("Exchange\\Move Mailboxes",))
@@ -61,6 +68,16 @@ def scene(world: World) -> Scene:
         world.ctx, caller=world.admin.caller, admin_group="Approvers"
     )
     return Scene(world, ann, ben, rita)
+
+
+@pytest.fixture
+def scene(world: World) -> Scene:
+    return make_scene(world)
+
+
+@pytest.fixture
+def db_scene(db_world: World) -> Scene:
+    return make_scene(db_world)
 
 
 def ask(
@@ -714,7 +731,8 @@ def ids(page: Any) -> set[Any]:
     return {v.request.id for v in page.items}
 
 
-def test_requester_sees_only_their_own_requests(scene: Scene) -> None:
+def test_requester_sees_only_their_own_requests(db_scene: Scene) -> None:
+    scene = db_scene
     world, q = scene.world, two_queues(scene)
     assert ids(requests.list_requests(world.ctx, caller=scene.rita.caller)) == {q.move.request.id}
     assert ids(requests.list_requests(world.ctx, caller=q.dora.caller)) == {q.search.request.id}
@@ -725,7 +743,8 @@ def test_requester_sees_only_their_own_requests(scene: Scene) -> None:
         requests.verify_request(world.ctx, caller=q.dora.caller, request_id=q.move.request.id)
 
 
-def test_approver_sees_the_requests_of_their_groups_policies(scene: Scene) -> None:
+def test_approver_sees_the_requests_of_their_groups_policies(db_scene: Scene) -> None:
+    scene = db_scene
     world, q = scene.world, two_queues(scene)
     assert ids(requests.list_requests(world.ctx, caller=scene.ann.caller)) == {q.move.request.id}
     assert ids(requests.list_requests(world.ctx, caller=q.sam.caller)) == {q.search.request.id}
@@ -745,7 +764,8 @@ def test_voting_on_a_request_outside_ones_queue_reveals_nothing(scene: Scene) ->
     assert status(world, q.move) is RequestStatus.PENDING
 
 
-def test_admin_sees_every_request(scene: Scene) -> None:
+def test_admin_sees_every_request(db_scene: Scene) -> None:
+    scene = db_scene
     world, q = scene.world, two_queues(scene)
     everything = requests.list_requests(world.ctx, caller=world.admin.caller)
     assert [v.request.id for v in everything.items] == [q.search.request.id, q.move.request.id]
@@ -758,7 +778,8 @@ def test_admin_sees_every_request(scene: Scene) -> None:
     assert mine.items == []
 
 
-def test_list_filters_by_status_including_expired_and_completed(scene: Scene) -> None:
+def test_list_filters_by_status_including_expired_and_completed(db_scene: Scene) -> None:
+    scene = db_scene
     world = scene.world
     world.policy(MOVE)
     names = ["approved", "completed", "denied", "cancelled", "revoked", "expired", "pending"]
@@ -795,7 +816,8 @@ def test_list_filters_by_status_including_expired_and_completed(scene: Scene) ->
         assert requests.settle_requests(world.ctx, org_id=world.org.id) == settled
 
 
-def test_list_pages_through_more_requests_than_one_page_holds(scene: Scene) -> None:
+def test_list_pages_through_more_requests_than_one_page_holds(db_scene: Scene) -> None:
+    scene = db_scene
     world = scene.world
     world.policy(MOVE)
     movers = [world.user(f"mover{i}", roles=("Exchange\\Move Mailboxes",)) for i in range(7)]
@@ -832,7 +854,8 @@ def test_list_pages_through_more_requests_than_one_page_holds(scene: Scene) -> N
         requests.list_requests(world.ctx, caller=world.admin.caller, limit=0)
 
 
-def test_list_searches_the_target_text(scene: Scene) -> None:
+def test_list_searches_the_target_text(db_scene: Scene) -> None:
+    scene = db_scene
     world, q = scene.world, two_queues(scene)
 
     def found(text: str) -> set[Any]:

@@ -53,7 +53,13 @@ class Scene:
 
 
 @pytest.fixture
-def scene(world: World) -> Scene:
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work; what an adapter's query decides runs on
+    the databases (``db_scene``)."""
+    return memory_ctx
+
+
+def make_scene(world: World) -> Scene:
     world.ctx = own_process(
         ServiceContext(
             uow=world.ctx.uow,
@@ -69,6 +75,16 @@ def scene(world: World) -> Scene:
         world.ctx, caller=world.admin.caller, admin_group="pamapprovers"
     )
     return Scene(world, eve, bob)
+
+
+@pytest.fixture
+def scene(world: World) -> Scene:
+    return make_scene(world)
+
+
+@pytest.fixture
+def db_scene(db_world: World) -> Scene:
+    return make_scene(db_world)
 
 
 def make_account(
@@ -521,8 +537,9 @@ def test_an_account_the_requester_made_does_for_them_nothing_they_may_not_do(
 
 
 def test_pages_offer_no_vote_and_count_no_request_the_requester_has_a_hand_in(
-    scene: Scene,
+    db_scene: Scene,
 ) -> None:
+    scene = db_scene
     w, eve, bob = scene.world, scene.eve, scene.bob
     guard(scene)
     mallory = make_account(scene, eve, "mallory")  # made by eve

@@ -8,6 +8,7 @@ active authorization while control is on).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,7 +33,8 @@ from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import access, directory, organizations, requests
 from jitpam.services.context import ServiceContext
-from jitpam.services.ports import UnitOfWork
+from jitpam.services.ports import UnitOfWork, UnitOfWorkFactory
+from tests.fakes.memory import MemoryDatabase, factory
 from tests.integration.conftest import START
 from tests.integration.world import Person, World, own_process
 
@@ -56,19 +58,27 @@ class ModelRequest:
         return self.status
 
 
-def machine_for(engine: Engine) -> type[RuleBasedStateMachine]:
+def on_database(engine: Engine) -> Callable[[], UnitOfWorkFactory]:
     sessions = unit_of_work_factory(engine)
+
+    def new_uow() -> UnitOfWork:
+        return SqlUnitOfWork(sessions)
+
+    return lambda: new_uow
+
+
+def in_memory() -> UnitOfWorkFactory:
+    return factory(MemoryDatabase())  # a new store for every example
+
+
+def machine_for(store: Callable[[], UnitOfWorkFactory]) -> type[RuleBasedStateMachine]:
     signer = Ed25519Signer.generate()
 
     class Lifecycle(RuleBasedStateMachine):
         @initialize()
         def build(self) -> None:
             self.clock = FixedClock(START)
-
-            def new_uow() -> UnitOfWork:
-                return SqlUnitOfWork(sessions)
-
-            self.ctx = own_process(ServiceContext(uow=new_uow, clock=self.clock, signer=signer))
+            self.ctx = own_process(ServiceContext(uow=store(), clock=self.clock, signer=signer))
             self.world = World(self.ctx, self.clock)
             w = self.world
             self.requester = w.user("requester", roles=(ROLE,))
@@ -238,12 +248,20 @@ def machine_for(engine: Engine) -> type[RuleBasedStateMachine]:
 
 
 def test_lifecycle_and_check_follow_the_reference_model(engine: Engine) -> None:
-    machine = machine_for(engine)
-    # Against a database, the project's "db" profile (15 examples, tests/conftest.py); the pure
-    # model of the same lifecycle runs 500 (tests/unit/test_request_state_machine.py).
+    machine = machine_for(on_database(engine))
+    # Against a database, 5 examples (each builds an organization and its catalog there); on
+    # the fake, 50 (below); the pure model of the same lifecycle runs 500
+    # (tests/unit/test_request_state_machine.py).
     run_state_machine_as_test(
         machine,
-        settings=settings(settings.get_profile("db"), stateful_step_count=30),
+        settings=settings(settings.get_profile("db"), max_examples=5, stateful_step_count=30),
+    )
+
+
+def test_lifecycle_and_check_follow_the_reference_model_on_the_fake() -> None:
+    run_state_machine_as_test(
+        machine_for(in_memory),
+        settings=settings(settings.get_profile("db"), max_examples=50, stateful_step_count=30),
     )
 
 

@@ -30,6 +30,12 @@ OTHER = "yet-another-long-password"
 
 
 @pytest.fixture
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work."""
+    return memory_ctx
+
+
+@pytest.fixture
 def signed(world: World) -> World:
     """The world's context, with cheap password hashing and a strict sign-in throttle."""
     world.ctx = own_process(

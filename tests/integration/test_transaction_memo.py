@@ -12,7 +12,8 @@ from dataclasses import replace
 from uuid import UUID
 
 from jitpam.adapters.sql.uow import SqlUnitOfWork
-from jitpam.domain.audit import AuditEvent, Outcome
+from jitpam.domain.audit import JITPAM, AuditEvent, Outcome
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import Review, ReviewDecision
 from jitpam.services import directory, organizations, requests
@@ -126,9 +127,8 @@ def test_the_audit_head_moved_by_an_append_is_the_head_read_after_it(world: Worl
         event = AuditEvent(
             org_id=world.org.id,
             at=world.clock.now(),
-            actor_id="test",
-            actor_name="test",
-            operation="Test-Memo",
+            actor=JITPAM,
+            operation=AuditOperation.EXPORT_AUDIT_CHECKPOINT,
             target="memo",
             outcome=Outcome.SUCCESS,
             details={},

@@ -26,6 +26,7 @@ from jitpam.domain.policy import Policy, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.services import audit_log, directory, organizations, policies, requests
 from jitpam.services.abilities import Abilities, abilities
+from jitpam.services.context import ServiceContext
 from jitpam.services.ports import AuditFilter
 from jitpam.services.requests import RequestActions, RequestView
 from tests.integration.world import Person, World
@@ -56,7 +57,13 @@ class Scene:
 
 
 @pytest.fixture
-def scene(world: World) -> Scene:
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work; what an adapter's query decides runs on
+    the databases (``db_scene``)."""
+    return memory_ctx
+
+
+def make_scene(world: World) -> Scene:
     ann, ben = world.user("ann"), world.user("ben")
     world.group("Approvers", ann, ben)
     rita = world.user("rita", roles=("Exchange\\Move Mailboxes",))
@@ -65,6 +72,16 @@ def scene(world: World) -> Scene:
         world.ctx, caller=world.admin.caller, admin_group="Approvers"
     )
     return Scene(world, ann, ben, rita, oscar)
+
+
+@pytest.fixture
+def scene(world: World) -> Scene:
+    return make_scene(world)
+
+
+@pytest.fixture
+def db_scene(db_world: World) -> Scene:
+    return make_scene(db_world)
 
 
 def ask(
@@ -164,8 +181,9 @@ def test_approve_is_withheld_when_the_policy_no_longer_allows_the_request(scene:
 
 
 def test_approve_is_withheld_from_a_request_altered_in_the_database(
-    scene: Scene, engine: Engine
+    db_scene: Scene, engine: Engine
 ) -> None:
+    scene = db_scene
     world, ann, rita = scene.world, scene.ann, scene.rita
     world.policy(MOVE)
     asked = ask(world, rita)
@@ -274,7 +292,8 @@ def test_guests_service_accounts_and_disabled_users_get_no_review(scene: Scene) 
 # --- pending_reviews ----------------------------------------------------------------------------
 
 
-def test_pending_reviews_counts_only_requests_awaiting_the_callers_vote(scene: Scene) -> None:
+def test_pending_reviews_counts_only_requests_awaiting_the_callers_vote(db_scene: Scene) -> None:
+    scene = db_scene
     world, ann, ben, rita, oscar = scene.world, scene.ann, scene.ben, scene.rita, scene.oscar
     carol = world.user("carol", roles=("Exchange\\Mailbox Search",))
     sam = world.user("sam")
@@ -306,7 +325,8 @@ def test_pending_reviews_counts_only_requests_awaiting_the_callers_vote(scene: S
     assert waiting(world, ben) == 1  # ann's own remains
 
 
-def test_pending_reviews_limit_caps_the_count_of_reviewable_requests(scene: Scene) -> None:
+def test_pending_reviews_limit_caps_the_count_of_reviewable_requests(db_scene: Scene) -> None:
+    scene = db_scene
     world, ann = scene.world, scene.ann
     world.policy(MOVE, approvals_required=2)
     movers = [world.user(f"mover{i}", roles=("Exchange\\Move Mailboxes",)) for i in range(3)]
@@ -421,7 +441,8 @@ def search(world: World, who: Person, needle: str, **options: Any) -> list[UUID]
     return ids(page.items)
 
 
-def test_search_matches_part_of_the_requester_or_target_in_any_case(scene: Scene) -> None:
+def test_search_matches_part_of_the_requester_or_target_in_any_case(db_scene: Scene) -> None:
+    scene = db_scene
     world, rita = scene.world, scene.rita
     underscore = world.user("a_b", roles=("Exchange\\Move Mailboxes",))
     plain = world.user("axb", roles=("Exchange\\Move Mailboxes",))
@@ -464,7 +485,8 @@ tasks = ["Überprüfen-Tür"]
 """
 
 
-def test_search_finds_a_target_beyond_ascii_as_it_is_written(scene: Scene) -> None:
+def test_search_finds_a_target_beyond_ascii_as_it_is_written(db_scene: Scene) -> None:
+    scene = db_scene
     world = scene.world
     organizations.import_catalog(world.ctx, caller=world.admin.caller, text=DOORS, source="doors")
     tom = world.user("tom", roles=("Straße\\Türen",))
@@ -475,8 +497,9 @@ def test_search_finds_a_target_beyond_ascii_as_it_is_written(scene: Scene) -> No
 
 
 def test_oldest_first_pages_give_every_request_exactly_once_in_ascending_order(
-    scene: Scene,
+    db_scene: Scene,
 ) -> None:
+    scene = db_scene
     world = scene.world
     movers = [world.user(f"m{i}", roles=("Exchange\\Move Mailboxes",)) for i in range(4)]
     world.policy(MOVE)

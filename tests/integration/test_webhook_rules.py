@@ -8,11 +8,18 @@ from jitpam.adapters.webhooks import OutboundUrls, sign
 from jitpam.domain.errors import InvalidInput, NotPermitted
 from jitpam.domain.notifications import DeliveryState, new_webhook_secret
 from jitpam.services import webhooks
+from jitpam.services.context import ServiceContext
 from jitpam.services.delivery import list_outbox
 from tests.integration.world import World
 
 STRICT = OutboundUrls(allow_private=False)
 OPEN = OutboundUrls(allow_private=True)
+
+
+@pytest.fixture
+def ctx(memory_ctx: ServiceContext) -> ServiceContext:
+    """The rules run on the in-memory unit of work."""
+    return memory_ctx
 
 
 @pytest.mark.parametrize(

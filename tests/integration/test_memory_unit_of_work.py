@@ -1,0 +1,313 @@
+"""The in-memory unit of work (tests/fakes/memory.py) agrees with the SQL adapter.
+
+The rule tests run on the fake; these scenes run on both, the fake and each database, and
+compare what a user would see: the answers, the refusals and the audit chain. Where the two
+ever disagree, a rule test on the fake proves nothing, so this module is what lets them move."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import Engine
+
+from jitpam.adapters.clock import FixedClock
+from jitpam.domain.audit import AuditEvent, verify_chain
+from jitpam.domain.directory import User, UserKind
+from jitpam.domain.errors import (
+    AlreadyVoted,
+    AuditUnavailable,
+    ConcurrentChange,
+    JitpamError,
+)
+from jitpam.domain.policy import PolicyType
+from jitpam.domain.requests import Review, ReviewDecision
+from jitpam.services import access, audit_log, directory, organizations, policies, requests
+from jitpam.services.context import ServiceContext
+from jitpam.services.ports import AuditFilter, UnitOfWork
+from tests.fakes.memory import MemoryDatabase, factory
+from tests.integration.conftest import SIGNER, START
+from tests.integration.test_audit_integrity import audit_storage_fails
+from tests.integration.world import World, own_process
+
+MOVE = "Exchange\\New-MoveRequest"
+SEARCH = "Exchange\\Search-Mailbox"
+DISABLE = "jitpam\\Disable-ElevatedAccessControl"
+GLOBAL_ADMIN = "jitpam\\Global Administrator"
+
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+class Transcript:
+    """What a scene showed, with ids and the world's random names made comparable: each id
+    becomes the order in which it first appeared."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.lines: list[str] = []
+        self._ids: dict[str, str] = {}
+
+    def _id(self, match: re.Match[str]) -> str:
+        key = match.group(0).replace("-", "")
+        return self._ids.setdefault(key, f"<id{len(self._ids)}>")
+
+    def add(self, *what: object) -> None:
+        text = repr(what).replace(self.world.domain, "<domain>")
+        text = text.replace(self.world.org.name, "<org>")
+        self.lines.append(_UUID.sub(self._id, text))
+
+    def attempt(self, label: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except JitpamError as err:
+            self.add(label, "refused", type(err).__name__, err.code)
+        else:
+            self.add(label, "done")
+
+    def audit(self) -> None:
+        """The whole chain, in order, without its hashes (they cover the ids); and that it
+        verifies."""
+        ctx, admin = self.world.ctx, self.world.admin.caller
+        records = audit_log.search_audit(ctx, caller=admin, flt=AuditFilter(), limit=1000).items
+        for r in reversed(records):
+            self.add(
+                r.seq, r.at.isoformat(), r.actor_name, r.operation, r.target, r.outcome, r.details
+            )
+        self.add("verified", audit_log.verify_audit(ctx, caller=admin).report.ok)
+
+
+def request_story(ctx: ServiceContext, clock: FixedClock) -> list[str]:
+    """Control on, a policy with two approvers, a request voted on, checked, revoked and
+    listed; the refusals on the way (self-approval, a second vote, a duplicate request)."""
+    world = World(ctx, clock)
+    t = Transcript(world)
+    ann, ben = world.user("ann"), world.user("ben")
+    world.group("Approvers", ann, ben)
+    rita = world.user("rita", roles=("Exchange\\Move Mailboxes",))
+    organizations.enable_access_control(ctx, caller=world.admin.caller, admin_group="Approvers")
+    world.policy(MOVE, approvals_required=2)
+
+    def ask(who: Any, target: str = MOVE) -> Any:
+        return requests.new_request(
+            ctx, caller=who.caller, type=PolicyType.TASK, target=target, reason="stuck move"
+        )
+
+    def check() -> tuple[bool, str]:
+        decision = access.check_access(ctx, caller=rita.caller, user=rita.upn, task=MOVE)
+        return decision.allowed, decision.reason.value
+
+    t.attempt("no policy", lambda: ask(rita, SEARCH))
+    view = ask(rita)
+    rid = view.request.id
+    t.add("asked", view.status, view.request.pending_until.isoformat())
+    t.attempt("again", lambda: ask(rita))
+    t.attempt("self", lambda: requests.approve_request(ctx, caller=rita.caller, request_id=rid))
+    t.add("check before", check())
+    first = requests.approve_request(ctx, caller=ann.caller, request_id=rid)
+    t.add("one vote", first.status, sorted(first.names.values()))
+    t.attempt(
+        "second vote", lambda: requests.approve_request(ctx, caller=ann.caller, request_id=rid)
+    )
+    second = requests.approve_request(ctx, caller=ben.caller, request_id=rid)
+    t.add("two votes", second.status, str(second.request.authorization))
+    t.add("check granted", check())
+    t.add("pending for ann", requests.pending_reviews(ctx, caller=ann.caller))
+    clock.advance(timedelta(minutes=5))
+    listed = requests.list_requests(ctx, caller=ann.caller)
+    t.add("ann sees", [(v.request.requester_upn, v.status) for v in listed.items])
+    revoked = requests.revoke_authorization(ctx, caller=ann.caller, request_id=rid)
+    t.add("revoked", revoked.status, sorted(revoked.names.values()))
+    t.add("check revoked", check())
+    t.attempt("ask again", lambda: ask(rita))
+    t.add("pending for ben", requests.pending_reviews(ctx, caller=ben.caller))
+    t.add(
+        "policies",
+        [str(p.target) for p in policies.list_policies(ctx, caller=world.admin.caller)],
+    )
+    t.audit()
+    return t.lines
+
+
+def separation_story(ctx: ServiceContext, clock: FixedClock) -> list[str]:
+    """An administrator who made an approver's account asks: that approver's vote is refused,
+    the other approver's counts; the count of waiting votes agrees."""
+    world = World(ctx, clock)
+    t = Transcript(world)
+    boss = world.user("boss", role_groups=(GLOBAL_ADMIN,))
+    made = world.user("made", by=boss)
+    other = world.user("other")
+    world.group("Approvers", made, other)
+    organizations.enable_access_control(ctx, caller=world.admin.caller, admin_group="Approvers")
+    world.policy(DISABLE)
+    rid = requests.new_request(
+        ctx, caller=boss.caller, type=PolicyType.TASK, target=DISABLE, reason="window CHG-7"
+    ).request.id
+    t.add("made waits on", requests.pending_reviews(ctx, caller=made.caller))
+    t.add("other waits on", requests.pending_reviews(ctx, caller=other.caller))
+    t.attempt(
+        "made votes", lambda: requests.approve_request(ctx, caller=made.caller, request_id=rid)
+    )
+    t.attempt(
+        "other votes", lambda: requests.approve_request(ctx, caller=other.caller, request_id=rid)
+    )
+    t.add("status", requests.get_request(ctx, caller=boss.caller, request_id=rid).status)
+    directory.set_user(ctx, caller=world.admin.caller, upn=boss.upn, enabled=False)
+    t.add(
+        "after disabling",
+        requests.get_request(ctx, caller=world.admin.caller, request_id=rid).status,
+    )
+    t.audit()
+    return t.lines
+
+
+@pytest.fixture
+def memory() -> MemoryDatabase:
+    return MemoryDatabase()
+
+
+def memory_ctx_of(db: MemoryDatabase, clock: FixedClock) -> ServiceContext:
+    return own_process(ServiceContext(uow=factory(db), clock=clock, signer=SIGNER))
+
+
+@pytest.mark.parametrize("story", [request_story, separation_story])
+def test_the_fake_tells_the_same_story_as_the_database(
+    db_ctx: ServiceContext,
+    clock: FixedClock,
+    memory: MemoryDatabase,
+    story: Callable[[ServiceContext, FixedClock], list[str]],
+) -> None:
+    on_database = story(db_ctx, clock)
+    memory_clock = FixedClock(START)
+    on_memory = story(memory_ctx_of(memory, memory_clock), memory_clock)
+    assert on_memory == on_database
+
+
+# --- one transaction ---------------------------------------------------------------------------
+
+
+def a_user(org_id: Any, name: str) -> User:
+    return User(uuid4(), org_id, f"{name}-{uuid4().hex[:8]}@example.com", name, "", UserKind.PERSON)
+
+
+def an_event(org_id: Any, what: str) -> AuditEvent:
+    return AuditEvent(org_id, datetime(2026, 11, 24, 9, tzinfo=UTC), "test", "test", what, what)
+
+
+def both(db_ctx: ServiceContext, memory: MemoryDatabase) -> list[tuple[str, World]]:
+    """A world on the database and one on the fake."""
+    memory_clock = FixedClock(START)
+    assert isinstance(db_ctx.clock, FixedClock)
+    return [
+        ("database", World(db_ctx, db_ctx.clock)),
+        ("memory", World(memory_ctx_of(memory, memory_clock), memory_clock)),
+    ]
+
+
+def add_audited(ctx: ServiceContext, user: User, event: AuditEvent) -> None:
+    with ctx.uow() as uow:
+        uow.users.add(user, at=START)
+        uow.record(event)
+        uow.commit()
+
+
+def vote_again(ctx: ServiceContext, request_id: Any, review: Review) -> None:
+    """Store a second review by the same approver, past the rule that refuses it first."""
+    with ctx.uow() as uow:
+        request = uow.requests.get(request_id, for_update=True)
+        assert request is not None
+        request.reviews.append(review)
+        uow.requests.save(request)
+        uow.commit()
+
+
+def test_a_change_and_its_audit_record_commit_together_or_not_at_all(
+    db_ctx: ServiceContext, memory: MemoryDatabase
+) -> None:
+    seen = {}
+    for name, world in both(db_ctx, memory):
+        org = world.org.id
+        kept, dropped = a_user(org, "kept"), a_user(org, "dropped")
+        uow: UnitOfWork
+        with world.ctx.uow() as uow:
+            head = uow.audit.head(org)
+            uow.users.add(dropped, at=START)
+            uow.record(an_event(org, "Add-Dropped"))
+            # leaving the block without commit rolls both back
+        with world.ctx.uow() as uow:
+            uow.users.add(kept, at=START)
+            uow.record(an_event(org, "Add-Kept"))
+            uow.commit()
+        with world.ctx.uow() as uow:
+            records = list(uow.audit.records(org))
+            seen[name] = (
+                uow.users.get(kept.id) == kept,
+                uow.users.get(dropped.id),
+                uow.audit.head(org)[0] - head[0],
+                [r.operation for r in records][-1],
+                verify_chain(records, stored_head=uow.audit.head(org)).ok,
+            )
+    assert seen["memory"] == seen["database"] == (True, None, 1, "Add-Kept", True)
+
+
+@contextmanager
+def memory_audit_fails(db: MemoryDatabase) -> Iterator[None]:
+    db.refuse_audit = True
+    try:
+        yield
+    finally:
+        db.refuse_audit = False
+
+
+def test_when_the_audit_cannot_be_written_the_change_is_not_made(
+    db_ctx: ServiceContext, engine: Engine, memory: MemoryDatabase
+) -> None:
+    seen = {}
+    for name, world in both(db_ctx, memory):
+        org = world.org.id
+        user = a_user(org, "lost")
+        failing: AbstractContextManager[None] = (
+            audit_storage_fails(engine, world) if name == "database" else memory_audit_fails(memory)
+        )
+        with failing, pytest.raises(AuditUnavailable):
+            add_audited(world.ctx, user, an_event(org, "Add-Lost"))
+        with world.ctx.uow() as uow:
+            seen[name] = (uow.users.get(user.id), uow.audit.head(org)[0])
+    assert seen["memory"][0] is seen["database"][0] is None
+    assert seen["memory"][1] == seen["database"][1]  # neither chain moved
+
+
+def test_a_taken_name_is_a_concurrent_change(
+    db_ctx: ServiceContext, memory: MemoryDatabase
+) -> None:
+    for _, world in both(db_ctx, memory):
+        first = a_user(world.org.id, "twin")
+        twin = User(uuid4(), world.org.id, first.upn, "Twin", "", UserKind.PERSON)
+        with world.ctx.uow() as uow:
+            uow.users.add(first, at=START)
+            uow.commit()
+        with pytest.raises(ConcurrentChange):
+            add_audited(world.ctx, twin, an_event(world.org.id, "Add-Twin"))
+
+
+def test_a_second_review_by_the_same_approver_is_already_voted(
+    db_ctx: ServiceContext, memory: MemoryDatabase
+) -> None:
+    for _, world in both(db_ctx, memory):
+        ctx = world.ctx
+        ann = world.user("ann")
+        world.group("Approvers", ann)
+        rita = world.user("rita", roles=("Exchange\\Move Mailboxes",))
+        organizations.enable_access_control(ctx, caller=world.admin.caller, admin_group="Approvers")
+        world.policy(MOVE, approvals_required=2)
+        rid = requests.new_request(
+            ctx, caller=rita.caller, type=PolicyType.TASK, target=MOVE, reason="stuck"
+        ).request.id
+        requests.approve_request(ctx, caller=ann.caller, request_id=rid)
+        # The rule refuses a second vote before it is written; the store refuses it too.
+        with pytest.raises(AlreadyVoted):
+            vote_again(ctx, rid, Review(ann.caller.user_id, ReviewDecision.APPROVE, "", START))
