@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 from uuid import UUID
 
 from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, chain
@@ -108,8 +108,19 @@ def _time_and_id(moment: str, key: str) -> tuple[datetime, UUID]:
         raise InvalidInput("the page cursor is not valid") from None
 
 
+_T = TypeVar("_T")
+
+
 def _after(cursor: str | None) -> str | None:
     return _decode_cursor(cursor, 1)[0] if cursor else None
+
+
+def _page(found: list[_T], limit: int | None, key: Callable[[_T], tuple[str, ...]]) -> Page[_T]:
+    """The first ``limit`` of ``found`` (all without one), with a cursor after the last of
+    them when more follow."""
+    if limit is None or len(found) <= limit:
+        return Page(found, None)
+    return Page(found[:limit], _encode_cursor(*key(found[limit - 1])))
 
 
 _KIND = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role_group"}
@@ -253,13 +264,14 @@ class MemoryUsers:
         )
 
     def in_org(
-        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
-    ) -> list[User]:
+        self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[User]:
+        after = _after(cursor) or ""
         found = sorted(
-            (u for u, _ in self.t.users.values() if u.org_id == org_id and (after or "") < u.upn),
+            (u for u, _ in self.t.users.values() if u.org_id == org_id and after < u.upn),
             key=lambda u: u.upn,
         )
-        return found[:limit]
+        return _page(found, limit, lambda u: (u.upn,))
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]:
         return frozenset(g for g, u in self.t.members if u == user_id)
@@ -370,9 +382,10 @@ class MemoryGroups:
         )
 
     def in_org(
-        self, org_id: UUID, *, after: str | None = None, limit: int | None = None
-    ) -> list[Group]:
-        return [self._group(g) for g in self._ordered(org_id, after)[:limit]]
+        self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page[Group]:
+        found = [self._group(g) for g in self._ordered(org_id, _after(cursor))]
+        return _page(found, limit, lambda g: (g.name.casefold(),))
 
     def summaries(
         self, org_id: UUID, *, cursor: str | None, limit: int, members: int
@@ -1308,9 +1321,9 @@ class MemoryOutbox:
         return copy.deepcopy(found[0]) if found else None
 
     def listing(
-        self, org_id: UUID, *, state: DeliveryState | None, after: str | None, limit: int
-    ) -> list[OutboxMessage]:
-        position = _time_and_id(*_decode_cursor(after, 2)) if after else None
+        self, org_id: UUID, *, state: DeliveryState | None, cursor: str | None, limit: int
+    ) -> Page[OutboxMessage]:
+        position = _time_and_id(*_decode_cursor(cursor, 2)) if cursor else None
         found = sorted(
             (
                 m
@@ -1322,7 +1335,8 @@ class MemoryOutbox:
             key=lambda m: (m.created_at, m.id),
             reverse=True,
         )
-        return [copy.deepcopy(m) for m in found[:limit]]
+        copies = [copy.deepcopy(m) for m in found[: limit + 1]]
+        return _page(copies, limit, lambda m: (iso(m.created_at), str(m.id)))
 
 
 class MemoryWebhooks:
