@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine
 
 from jitpam.adapters.clock import FixedClock
-from jitpam.domain.audit import AuditEvent, verify_chain
+from jitpam.domain.audit import JITPAM, AuditEvent, verify_chain
 from jitpam.domain.directory import User, UserKind
 from jitpam.domain.errors import (
     AlreadyVoted,
@@ -25,6 +25,7 @@ from jitpam.domain.errors import (
     ConcurrentChange,
     JitpamError,
 )
+from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import Review, ReviewDecision
 from jitpam.services import access, audit_log, directory, organizations, policies, requests
@@ -195,7 +196,14 @@ def a_user(org_id: Any, name: str) -> User:
 
 
 def an_event(org_id: Any, what: str) -> AuditEvent:
-    return AuditEvent(org_id, datetime(2026, 11, 24, 9, tzinfo=UTC), "test", "test", what, what)
+    """An audit record told apart from others by its target."""
+    return AuditEvent(
+        org_id=org_id,
+        at=datetime(2026, 11, 24, 9, tzinfo=UTC),
+        actor=JITPAM,
+        operation=AuditOperation.EXPORT_AUDIT_CHECKPOINT,
+        target=what,
+    )
 
 
 def both(db_ctx: ServiceContext, memory: MemoryDatabase) -> list[tuple[str, World]]:
@@ -248,7 +256,7 @@ def test_a_change_and_its_audit_record_commit_together_or_not_at_all(
                 uow.users.get(kept.id) == kept,
                 uow.users.get(dropped.id),
                 uow.audit.head(org)[0] - head[0],
-                [r.operation for r in records][-1],
+                [r.target for r in records][-1],
                 verify_chain(records, stored_head=uow.audit.head(org)).ok,
             )
     assert seen["memory"] == seen["database"] == (True, None, 1, "Add-Kept", True)
