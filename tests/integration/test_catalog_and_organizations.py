@@ -170,3 +170,20 @@ def _counts_and_links(ctx: ServiceContext) -> None:
     # the old description and fewer members are changes too; an entry left out stays
     assert _store(ctx, org.id, DOORS) == 3
     assert _shown(ctx, org.id) == {**first, "tasks": second["tasks"]}
+
+
+def test_an_upgrade_that_ships_the_same_builtin_catalog_changes_no_organization(
+    memory_ctx: ServiceContext,
+) -> None:
+    """On the fake, which holds only this test's organizations (on a shared database the
+    upgrade would read every organization every test before it left)."""
+    for n in range(2):
+        organizations.create_organization(
+            memory_ctx,
+            name=f"same-{n}",
+            admin_upn=f"admin@same{n}.example.com",
+            admin_display_name="Admin",
+            catalogs=("exchange",),
+        )
+    assert organizations.refresh_builtin_catalog(memory_ctx) == 0
+    assert organizations.refresh_builtin_catalog(memory_ctx) == 0
