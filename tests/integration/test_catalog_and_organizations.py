@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID, uuid4
+
 import pytest
 
+from jitpam.domain.catalog import parse_catalog
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.policy import PolicyType
 from jitpam.services import organizations
+from jitpam.services.context import ServiceContext
 from tests.integration.world import World
 
 
@@ -64,3 +69,121 @@ def test_unknown_shipped_catalog_is_refused_and_nothing_is_created(world: World)
         )
     with pytest.raises(NotFound):
         organizations.find_organization(world.ctx, name=name)
+
+
+DOORS = """
+scope = "Doors"
+
+[tasks]
+"Open-Door" = "Opens a door"
+"Lock-Door" = "Locks a door"
+
+[[roles]]
+name = "Door Keeper"
+tasks = ["Open-Door", "Lock-Door"]
+
+[[roles]]
+name = "Visitor"
+tasks = ["Open-Door"]
+
+[[role_groups]]
+name = "Staff"
+roles = ["Door Keeper"]
+"""
+
+
+def _store(ctx: ServiceContext, org_id: UUID, text: str) -> int:
+    with ctx.uow() as uow:
+        changed = uow.catalog.store(org_id, parse_catalog(text, source="doors.toml"))
+        uow.commit()
+        return changed
+
+
+def _shown(ctx: ServiceContext, org_id: UUID) -> dict[str, Any]:
+    with ctx.reader() as uow:
+        return {
+            "roles": {
+                str(r): uow.catalog.tasks_of_role(org_id, str(r))
+                for r in uow.catalog.entries(org_id, PolicyType.ROLE)
+                if r.scope == "Doors"
+            },
+            "groups": {
+                k: sorted(v)
+                for k, v in uow.catalog.role_group_roles(org_id).items()
+                if k.startswith("Doors")
+            },
+            "tasks": [str(t) for t in uow.catalog.entries(org_id, PolicyType.TASK)],
+        }
+
+
+def test_storing_a_catalog_counts_what_it_added_or_changed_and_nothing_the_second_time(
+    db_ctx: ServiceContext,
+) -> None:
+    """What ``store`` returns is what an upgrade audits (``refresh_builtin_catalog``): each
+    entry that is new or described differently, and each role or role group whose members
+    changed."""
+    _counts_and_links(db_ctx)
+
+
+def test_the_fake_counts_a_stored_catalog_as_the_databases_do(memory_ctx: ServiceContext) -> None:
+    _counts_and_links(memory_ctx)
+
+
+def _counts_and_links(ctx: ServiceContext) -> None:
+    suffix = uuid4().hex[:12]
+    org = organizations.create_organization(
+        ctx,
+        name=f"doors-{suffix}",
+        admin_upn=f"admin@{suffix}.doors.example.com",
+        admin_display_name="Admin",
+    )[0]
+    # 2 tasks, 2 roles, 1 role group, and the 3 of them that hold something
+    assert _store(ctx, org.id, DOORS) == 8
+    assert _store(ctx, org.id, DOORS) == 0
+    first = _shown(ctx, org.id)
+    assert first["roles"] == {
+        "Doors\\Door Keeper": ["Doors\\Lock-Door", "Doors\\Open-Door"],
+        "Doors\\Visitor": ["Doors\\Open-Door"],
+    }
+    assert first["groups"] == {"Doors\\Staff": ["Doors\\Door Keeper"]}
+
+    changed = (
+        DOORS.replace('"Locks a door"', '"Locks a door for the night"')
+        .replace('tasks = ["Open-Door"]', 'tasks = ["Open-Door", "Lock-Door"]')
+        .replace('roles = ["Door Keeper"]', 'roles = ["Door Keeper", "Visitor"]')
+        .replace('"Lock-Door" = ', '"Ring-Bell" = "Rings"\n"Lock-Door" = ')
+    )
+    # a new task, one description, the visitor's tasks, the staff's roles
+    assert _store(ctx, org.id, changed) == 4
+    assert _store(ctx, org.id, changed) == 0
+    second = _shown(ctx, org.id)
+    assert second["roles"] == {
+        "Doors\\Door Keeper": ["Doors\\Lock-Door", "Doors\\Open-Door"],
+        "Doors\\Visitor": ["Doors\\Lock-Door", "Doors\\Open-Door"],
+    }
+    assert second["groups"] == {"Doors\\Staff": ["Doors\\Door Keeper", "Doors\\Visitor"]}
+    assert [t for t in second["tasks"] if t.startswith("Doors")] == [
+        "Doors\\Lock-Door",
+        "Doors\\Open-Door",
+        "Doors\\Ring-Bell",
+    ]
+    # the old description and fewer members are changes too; an entry left out stays
+    assert _store(ctx, org.id, DOORS) == 3
+    assert _shown(ctx, org.id) == {**first, "tasks": second["tasks"]}
+
+
+def test_an_upgrade_that_ships_the_same_builtin_catalog_changes_no_organization(
+    memory_ctx: ServiceContext,
+) -> None:
+    """On the fake, which holds only this test's organizations (on a shared database the
+    upgrade would read every organization every test before it left)."""
+    for n in range(2):
+        organizations.create_organization(
+            memory_ctx,
+            name=f"same-{n}",
+            admin_upn=f"admin@same{n}.example.com",
+            admin_display_name="Admin",
+            catalogs=("exchange",),
+        )
+    assert organizations.refresh_builtin_catalog(memory_ctx) == 0
+    assert organizations.refresh_builtin_catalog(memory_ctx) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -42,6 +43,14 @@ from jitpam.services.separation import exempt_accounts, refuse_designations
 from jitpam.services.use_case import use_case
 
 GLOBAL_ADMINISTRATOR = "jitpam\\Global Administrator"
+
+
+@cache
+def _shipped(name: str) -> Catalog:
+    """A catalog shipped with jitpam, parsed once per process (its text is part of the installed
+    package and never changes while it runs; the result is only read). Raises KeyError for a
+    name jitpam does not ship."""
+    return parse_catalog(shipped_catalog(name), source=f"{name}.toml", allow_builtin=True)
 
 
 def create_organization(
@@ -85,10 +94,9 @@ def create_organization(
         )
         for catalog_name in (BUILTIN, *catalogs):
             try:
-                text = shipped_catalog(catalog_name)
+                catalog = _shipped(catalog_name)
             except KeyError:
                 raise InvalidInput(f"no shipped catalog named {catalog_name!r}") from None
-            catalog = parse_catalog(text, source=f"{catalog_name}.toml", allow_builtin=True)
             uow.catalog.store(org.id, catalog)
             uow.record(
                 AuditEvent(
@@ -412,7 +420,7 @@ def refresh_builtin_catalog(ctx: ServiceContext) -> int:
     """Bring every organization's built-in ``jitpam`` catalog up to this version's (new
     operations get their tasks and roles); audited where something changed. Returns how many
     organizations changed."""
-    catalog = parse_catalog(shipped_catalog(BUILTIN), source=f"{BUILTIN}.toml", allow_builtin=True)
+    catalog = _shipped(BUILTIN)
     changed = 0
     with ctx.uow() as uow:
         at = ctx.clock.now()

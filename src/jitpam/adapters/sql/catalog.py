@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import cast
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar, cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
@@ -12,7 +12,9 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -87,66 +89,104 @@ _ROLES_OF_GROUP = Prepared(
 )
 
 
+_T = TypeVar("_T")
+_CHUNK = 500  # keys or ids in one IN list, well under every driver's limit on parameters
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for at in range(0, len(items), _CHUNK):
+        yield items[at : at + _CHUNK]
+
+
 class SqlCatalog:
     def __init__(self, session: Session) -> None:
         self.s = session
-        self.changed = 0
-
-    def _entry(self, org_id: UUID, kind: str, name: QualifiedName, description: str) -> UUID:
-        """Add or update one entry; counts it in ``self.changed`` when it was new or different."""
-        row = self.s.scalars(
-            select(CatalogEntryRow).where(
-                CatalogEntryRow.org_id == org_id,
-                CatalogEntryRow.kind == kind,
-                CatalogEntryRow.key == name.key,
-            )
-        ).first()
-        if row is None:
-            row = CatalogEntryRow(
-                id=uuid4(),
-                org_id=org_id,
-                kind=kind,
-                scope=name.scope,
-                name=name.name,
-                key=name.key,
-                name_key=name.name.casefold(),
-                description=description,
-            )
-            self.s.add(row)
-            self.changed += 1
-        elif row.description != description:
-            row.description = description
-            self.changed += 1
-        self.s.flush()
-        return row.id
-
-    def _link(self, parent: UUID, children: Sequence[UUID]) -> None:
-        before = set(
-            self.s.scalars(
-                select(CatalogLinkRow.child_id).where(CatalogLinkRow.parent_id == parent)
-            )
-        )
-        if before == set(children):
-            return
-        self.changed += 1
-        self.s.execute(delete(CatalogLinkRow).where(CatalogLinkRow.parent_id == parent))
-        for child in children:
-            self.s.add(CatalogLinkRow(parent_id=parent, child_id=child))
-        self.s.flush()
 
     def store(self, org_id: UUID, catalog: Catalog) -> int:
-        self.changed = 0
-        ids: dict[str, UUID] = {}
-        for task, desc in catalog.tasks.items():
-            ids["task:" + task.key] = self._entry(org_id, "task", task, desc)
+        """Add or update the catalog's entries and set the links of its roles and role groups;
+        returns how many entries were new or described differently plus how many link sets
+        changed. Reads what exists in a few statements and writes each table in bulk."""
+        kinds: list[tuple[str, QualifiedName, str]] = [
+            *(("task", task, desc) for task, desc in catalog.tasks.items()),
+            *(("role", role.name, role.description) for role in catalog.roles),
+            *(("role_group", group.name, group.description) for group in catalog.role_groups),
+        ]
+        e = CatalogEntryRow
+        found: dict[tuple[str, str], tuple[UUID, str]] = {}
+        for keys in _chunks(sorted({name.key for _, name, _ in kinds})):
+            rows = self.s.execute(
+                select(e.id, e.kind, e.key, e.description).where(
+                    e.org_id == org_id, e.key.in_(keys)
+                )
+            )
+            for row in rows:
+                found[(row.kind, row.key)] = (row.id, row.description)
+        existed = {entry_id for entry_id, _ in found.values()}
+
+        changed = 0
+        new_rows: dict[UUID, dict[str, object]] = {}
+        described: dict[UUID, str] = {}
+        for kind, name, description in kinds:
+            known = found.get((kind, name.key))
+            if known is None:
+                entry_id = uuid4()
+                new_rows[entry_id] = {
+                    "id": entry_id,
+                    "org_id": org_id,
+                    "kind": kind,
+                    "scope": name.scope,
+                    "name": name.name,
+                    "key": name.key,
+                    "name_key": name.name.casefold(),
+                    "description": description,
+                }
+                changed += 1
+            elif known[1] != description:
+                # Two names that fold to one key (in one catalog) are one entry, described last.
+                entry_id = known[0]
+                if entry_id in new_rows:
+                    new_rows[entry_id]["description"] = description
+                else:
+                    described[entry_id] = description
+                changed += 1
+            else:
+                continue
+            found[(kind, name.key)] = (entry_id, description)
+
+        def id_of(kind: str, name: QualifiedName) -> UUID:
+            return found[(kind, name.key)][0]
+
+        wanted: dict[UUID, list[UUID]] = {}
         for role in catalog.roles:
-            rid = self._entry(org_id, "role", role.name, role.description)
-            ids["role:" + role.name.key] = rid
-            self._link(rid, [ids["task:" + t.key] for t in role.tasks])
+            wanted[id_of("role", role.name)] = [id_of("task", t) for t in role.tasks]
         for group in catalog.role_groups:
-            gid = self._entry(org_id, "role_group", group.name, group.description)
-            self._link(gid, [ids["role:" + r.key] for r in group.roles])
-        return self.changed
+            wanted[id_of("role_group", group.name)] = [id_of("role", r) for r in group.roles]
+        before: dict[UUID, set[UUID]] = {}
+        for parents in _chunks(sorted(p for p in wanted if p in existed)):
+            held = self.s.execute(
+                select(CatalogLinkRow.parent_id, CatalogLinkRow.child_id).where(
+                    CatalogLinkRow.parent_id.in_(parents)
+                )
+            )
+            for parent, child in held:
+                before.setdefault(parent, set()).add(child)
+        relink = [p for p, children in wanted.items() if before.get(p, set()) != set(children)]
+        changed += len(relink)
+
+        if new_rows:
+            self.s.execute(insert(CatalogEntryRow), list(new_rows.values()))
+        for entry, description in described.items():
+            self.s.execute(
+                update(CatalogEntryRow)
+                .where(CatalogEntryRow.id == entry)
+                .values(description=description)
+            )
+        for parents in _chunks([p for p in relink if p in before]):
+            self.s.execute(delete(CatalogLinkRow).where(CatalogLinkRow.parent_id.in_(parents)))
+        links = [{"parent_id": p, "child_id": c} for p in relink for c in wanted[p]]
+        if links:
+            self.s.execute(insert(CatalogLinkRow), links)
+        return changed
 
     def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
         rows = _NAMES.all(
