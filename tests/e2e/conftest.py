@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -18,10 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import BACKENDS, PG_URL
+from tests.conftest import BACKENDS, PG_URL, postgresql_database
 
 JITPAM = str(Path(sys.executable).with_name("jitpam"))
 DEMO_PASSWORD = "contoso-demo-2026"
@@ -157,29 +154,32 @@ def token_for(server: Server, upn: str) -> str:
 
 
 @contextmanager
-def fresh_postgresql_database(prefix: str) -> Iterator[str]:
-    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+def fresh_postgresql_database(prefix: str, *, migrated: bool = True) -> Iterator[str]:
+    """A new database on the test PostgreSQL server, dropped afterwards: a copy of a database
+    migrated once per session (``CREATE DATABASE ... TEMPLATE``), or empty."""
     assert PG_URL is not None
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(
-        make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgresql_database(PG_URL, prefix, migrated=migrated) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
 def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no other test writes, migrated (on SQLite a new file that the first to open
+    it migrates: cheap there)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
     with fresh_postgresql_database("jitpam_two") as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no other test writes, with no schema yet: for tests of migrating from empty."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    with fresh_postgresql_database("jitpam_empty", migrated=False) as url:
         yield url
 
 
