@@ -98,6 +98,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 class Cli:
     server: Server
     config_dir: Path
+    token: str | None = None  # sent as JITPAM_TOKEN when a command is given none (sign_in)
 
     def run(
         self, *args: str, stdin: str | None = None, token: str | None = None
@@ -109,6 +110,7 @@ class Cli:
             "JITPAM_CONFIG_DIR": str(self.config_dir),
         }
         env.pop("JITPAM_TOKEN", None)
+        token = token or self.token
         if token:
             env["JITPAM_TOKEN"] = token
         return subprocess.run(
@@ -136,8 +138,15 @@ class Cli:
         return json.loads(done.stdout)
 
     def login(self, upn: str) -> None:
+        """``jitpam login``: the token saved in the config directory (and no sign_in's)."""
+        self.token = None
         done = self.run("login", "--user", upn, "--password-stdin", stdin=DEMO_PASSWORD + "\n")
         assert done.returncode == 0, done.stderr
+
+    def sign_in(self, upn: str) -> None:
+        """Later commands act as ``upn`` (JITPAM_TOKEN, from the sign-in API): for a test's
+        set-up, where ``login`` would cost a process of its own and sign-in is not the point."""
+        self.token = token_for(self.server, upn)
 
 
 @pytest.fixture
