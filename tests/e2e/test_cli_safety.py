@@ -140,7 +140,7 @@ def test_jitpam_token_is_sent_to_whichever_server_is_targeted(cli: Cli, listener
 def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
     cli: Cli, listener: Listener
 ) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     traversal = cli.run("request", "cancel", "../control/disable?")
     assert traversal.returncode == 2
     assert one_line(traversal.stderr)
@@ -169,7 +169,7 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
 
 
 def test_names_stay_one_path_segment(cli: Cli, listener: Listener) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     (a_b, up, query, fragment, dots, empty, *shown) = cli.run_all(
         ["group", "show", "a/b"],
         ["group", "show", "../users"],
