@@ -6,6 +6,7 @@ Database tests run on SQLite always, and on PostgreSQL too when JITPAM_TEST_DATA
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,57 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+_TEMPLATES: dict[str, str] = {}
+
+
+def migrated_template(server_url: str) -> str:
+    """The name of a database on ``server_url``'s PostgreSQL server migrated to the code's schema
+    once per test process, and dropped when the process ends: a database made from it with
+    ``CREATE DATABASE ... TEMPLATE`` is a file copy, where migrating a new one runs every
+    revision (tests that check migrating an empty database make an empty one instead)."""
+    if server_url not in _TEMPLATES:
+        name = f"jitpam_template_{uuid4().hex[:12]}"
+        with _server(server_url) as server, server.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        eng = make_engine(url)
+        try:
+            upgrade(eng)
+        finally:
+            eng.dispose()  # no connection may stay open on a template while it is copied
+        _TEMPLATES[server_url] = name
+        atexit.register(_drop, server_url, name)
+    return _TEMPLATES[server_url]
+
+
+@contextmanager
+def _server(server_url: str) -> Iterator[Engine]:
+    server = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        yield server
+    finally:
+        server.dispose()
+
+
+def _drop(server_url: str, name: str) -> None:
+    with _server(server_url) as server, server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def postgresql_database(server_url: str, prefix: str, *, migrated: bool) -> Iterator[str]:
+    """A new database on ``server_url``'s PostgreSQL server (its URL), dropped afterwards: a copy
+    of the migrated template, or empty."""
+    name = f"{prefix}_{uuid4().hex[:10]}"
+    template = f' TEMPLATE "{migrated_template(server_url)}"' if migrated else ""
+    with _server(server_url) as server, server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _drop(server_url, name)
+
+
 @contextmanager
 def database_of_its_own(database_url: str, tmp: Path) -> Iterator[Engine]:
     """A new database of the same kind as ``database_url`` (a SQLite file under ``tmp``, or a
@@ -64,19 +116,9 @@ def database_of_its_own(database_url: str, tmp: Path) -> Iterator[Engine]:
         finally:
             eng.dispose()
         return
-    name = f"jitpam_own_{uuid4().hex[:12]}"
-    server = make_engine(database_url, isolation_level="AUTOCOMMIT")
-    try:
-        with server.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    with postgresql_database(database_url, "jitpam_own", migrated=True) as url:
         eng = make_engine(url)
         try:
-            upgrade(eng)
             yield eng
         finally:
             eng.dispose()
-            with server.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        server.dispose()

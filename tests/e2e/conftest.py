@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -18,10 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import BACKENDS, PG_URL
+from tests.conftest import BACKENDS, PG_URL, postgresql_database
 
 JITPAM = str(Path(sys.executable).with_name("jitpam"))
 DEMO_PASSWORD = "contoso-demo-2026"
@@ -101,6 +98,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 class Cli:
     server: Server
     config_dir: Path
+    token: str | None = None  # sent as JITPAM_TOKEN when a command is given none (sign_in)
 
     def run(
         self, *args: str, stdin: str | None = None, token: str | None = None
@@ -112,6 +110,7 @@ class Cli:
             "JITPAM_CONFIG_DIR": str(self.config_dir),
         }
         env.pop("JITPAM_TOKEN", None)
+        token = token or self.token
         if token:
             env["JITPAM_TOKEN"] = token
         return subprocess.run(
@@ -139,8 +138,15 @@ class Cli:
         return json.loads(done.stdout)
 
     def login(self, upn: str) -> None:
+        """``jitpam login``: the token saved in the config directory (and no sign_in's)."""
+        self.token = None
         done = self.run("login", "--user", upn, "--password-stdin", stdin=DEMO_PASSWORD + "\n")
         assert done.returncode == 0, done.stderr
+
+    def sign_in(self, upn: str) -> None:
+        """Later commands act as ``upn`` (JITPAM_TOKEN, from the sign-in API): for a test's
+        set-up, where ``login`` would cost a process of its own and sign-in is not the point."""
+        self.token = token_for(self.server, upn)
 
 
 @pytest.fixture
@@ -157,29 +163,32 @@ def token_for(server: Server, upn: str) -> str:
 
 
 @contextmanager
-def fresh_postgresql_database(prefix: str) -> Iterator[str]:
-    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+def fresh_postgresql_database(prefix: str, *, migrated: bool = True) -> Iterator[str]:
+    """A new database on the test PostgreSQL server, dropped afterwards: a copy of a database
+    migrated once per session (``CREATE DATABASE ... TEMPLATE``), or empty."""
     assert PG_URL is not None
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(
-        make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgresql_database(PG_URL, prefix, migrated=migrated) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
 def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no other test writes, migrated (on SQLite a new file that the first to open
+    it migrates: cheap there)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
     with fresh_postgresql_database("jitpam_two") as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no other test writes, with no schema yet: for tests of migrating from empty."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    with fresh_postgresql_database("jitpam_empty", migrated=False) as url:
         yield url
 
 

@@ -13,7 +13,7 @@ from tests.e2e.conftest import Cli
 
 
 def test_audit_exports_as_json_lines_and_csv(cli: Cli, tmp_path: Path) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     lines = cli.run("audit", "export", "--format", "jsonl").stdout.splitlines()
     records = [json.loads(line) for line in lines]
     assert {r["operation"] for r in records} >= {"New-Organization", "Sign-In"}
@@ -34,7 +34,7 @@ def test_audit_exports_as_json_lines_and_csv(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_file_verifies_and_a_forged_one_does_not(cli: Cli, tmp_path: Path) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     checkpoint = tmp_path / "checkpoint.json"
     assert cli.run("audit", "checkpoint", "--output", str(checkpoint)).returncode == 0
     good = cli.json("audit", "verify", "--checkpoint", str(checkpoint))
@@ -58,7 +58,7 @@ def test_logout_revokes_the_saved_token(cli: Cli) -> None:
 
 
 def test_metrics_count_requests_and_decisions(cli: Cli) -> None:
-    cli.login("alice@contoso.com")
+    cli.sign_in("alice@contoso.com")
     cli.run("check", "--task", "Exchange\\New-MoveRequest")
     metrics = httpx.get(cli.server.url + "/metrics").text
     assert 'jitpam_http_requests_total{method="POST",route="/api/v1/check"' in metrics

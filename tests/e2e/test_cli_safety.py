@@ -140,7 +140,7 @@ def test_jitpam_token_is_sent_to_whichever_server_is_targeted(cli: Cli, listener
 def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
     cli: Cli, listener: Listener
 ) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     traversal = cli.run("request", "cancel", "../control/disable?")
     assert traversal.returncode == 2
     assert one_line(traversal.stderr)
@@ -169,7 +169,7 @@ def test_an_id_that_is_not_a_uuid_is_refused_before_anything_is_sent(
 
 
 def test_names_stay_one_path_segment(cli: Cli, listener: Listener) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     (a_b, up, query, fragment, dots, empty, *shown) = cli.run_all(
         ["group", "show", "a/b"],
         ["group", "show", "../users"],
@@ -266,7 +266,7 @@ def test_option_values_are_normalized_before_they_are_sent(cli: Cli, listener: L
 
 
 def test_valid_option_values_work_against_the_server(cli: Cli) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     answers = cli.run_all(
         ["policy", "list", "--type", "role-group", "--json"],
         ["policy", "list", "--approval-type", "Manual", "--json"],
@@ -287,7 +287,7 @@ def test_valid_option_values_work_against_the_server(cli: Cli) -> None:
 
 # ---------------------------------------------------------------- 4. export and listings
 def test_audit_export_prints_one_json_list(cli: Cli) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     lines = cli.run("audit", "export").stdout.splitlines()
     listed = cli.json("audit", "export")
     assert isinstance(listed, list)
@@ -325,7 +325,7 @@ def test_audit_search_has_no_default_limit(cli: Cli) -> None:
     ) as api:
         for _ in range(105):
             api.post("/check", json={"task": MOVE})
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     assert len(cli.json("audit", "search")) > 105
     assert len(cli.json("audit", "search", "--limit", "7")) == 7
 
@@ -343,15 +343,15 @@ def test_audit_search_has_no_default_limit(cli: Cli) -> None:
     ],
 )
 def test_listings_take_a_limit(cli: Cli, listing: list[str]) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     if listing[0] == "authorization":  # two grants (a second run may find them already made)
-        cli.login("alice@contoso.com")
+        cli.sign_in("alice@contoso.com")
         cli.run("request", "new", "--role", "Exchange\\Mailbox Search", "--reason", "a")
         asked = cli.run("request", "new", "--task", MOVE, "--reason", "b", "--json")
         if asked.returncode == 0:
-            cli.login("bob@contoso.com")
+            cli.sign_in("bob@contoso.com")
             cli.json("request", "approve", json.loads(asked.stdout)["id"], "--comment", "ok")
-        cli.login("admin@contoso.com")
+        cli.sign_in("admin@contoso.com")
     if listing[0] == "token":
         cli.json("token", "create", "--name", "one")
         cli.json("token", "create", "--name", "two")

@@ -26,14 +26,14 @@ def test_the_readme_walkthrough_from_the_command_line(cli: Cli) -> None:
     assert asked["status"] == "pending"
     assert asked["requester"] == "alice@contoso.com"
 
-    cli.login("bob@contoso.com")
+    cli.sign_in("bob@contoso.com")
     pending = cli.run("request", "list", "--status", "pending")
     assert asked["id"] in pending.stdout
     approved = cli.json("request", "approve", asked["id"], "--comment", "Go ahead")
     assert approved["status"] == "approved"
     assert approved["reviews"][0]["approver"] == "bob@contoso.com"
 
-    cli.login("alice@contoso.com")
+    cli.sign_in("alice@contoso.com")
     allowed = cli.run("check", "--task", MOVE)
     assert allowed.returncode == 0, allowed.stderr
     assert "allowed: authorized" in allowed.stdout
@@ -50,18 +50,18 @@ def test_the_readme_walkthrough_from_the_command_line(cli: Cli) -> None:
     active = cli.json("authorization", "list", "--active")
     assert {a["target"] for a in active} >= {MOVE, "Exchange\\Mailbox Search"}
 
-    cli.login("bob@contoso.com")
+    cli.sign_in("bob@contoso.com")
     revoked = cli.json(
         "authorization", "revoke", role["authorization_id"], "--comment", "case closed"
     )
     assert revoked["revoked_by"] == "bob@contoso.com"
 
-    cli.login("alice@contoso.com")
+    cli.sign_in("alice@contoso.com")
     after = cli.run("check", "--task", "Search-Mailbox")
     assert after.returncode == 3
     assert "task_not_held" in after.stdout
 
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     operations = {r["operation"] for r in cli.json("audit", "search", "--limit", "50")}
     assert {
         "New-ElevatedAccessRequest",
@@ -75,7 +75,7 @@ def test_the_readme_walkthrough_from_the_command_line(cli: Cli) -> None:
 
 
 def test_json_output_is_one_document_and_lists_are_lists(cli: Cli) -> None:
-    cli.login("admin@contoso.com")
+    cli.sign_in("admin@contoso.com")
     policies = cli.json("policy", "list")
     assert isinstance(policies, list)
     assert {p["target"] for p in policies} >= {MOVE, "Exchange\\Mailbox Search"}
@@ -97,7 +97,7 @@ def test_json_output_is_one_document_and_lists_are_lists(cli: Cli) -> None:
 
 
 def test_cli_errors_are_one_line_with_the_documented_exit_code(cli: Cli, tmp_path: object) -> None:
-    cli.login("alice@contoso.com")
+    cli.sign_in("alice@contoso.com")
     usage = cli.run("request", "new", "--reason", "no target given")
     assert usage.returncode == 2
     unknown = cli.run("request", "show", "00000000-0000-0000-0000-000000000000")

@@ -14,7 +14,7 @@ from tests.e2e.conftest import FAST, JITPAM, free_port, wait_until_up
 
 
 def test_two_servers_started_together_migrate_once_and_both_serve(
-    fresh_database: str, tmp_path: Path
+    empty_database: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, **FAST}
     procs = []
@@ -28,7 +28,7 @@ def test_two_servers_started_together_migrate_once_and_both_serve(
                         JITPAM,
                         "serve",
                         "--db",
-                        fresh_database,
+                        empty_database,
                         "--port",
                         str(port),
                         "--data-dir",
@@ -46,9 +46,9 @@ def test_two_servers_started_together_migrate_once_and_both_serve(
         for url in urls:
             assert httpx.get(url + "/readyz").status_code == 200
         engine = create_engine(
-            make_url(fresh_database).set(
+            make_url(empty_database).set(
                 drivername="postgresql+psycopg"
-                if fresh_database.startswith("postgres")
+                if empty_database.startswith("postgres")
                 else "sqlite"
             )
         )
