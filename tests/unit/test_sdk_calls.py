@@ -83,3 +83,23 @@ def test_the_http_library_is_imported_with_the_first_call_only() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_secrets_in_answers_never_show_in_their_repr() -> None:
+    from jitpam.sdk.models import IssuedToken, Webhook
+
+    token = IssuedToken.from_json(
+        {"token": "jp_s3cr3t-token", "id": "t1", "user": "a@b.c", "expires_at": "2026-12-08"}
+    )
+    hook = Webhook.from_json(
+        {
+            "id": "w1",
+            "url": "https://hooks.example/x",
+            "events": ["request.approved"],
+            "format": "json",
+            "created_at": "2026-12-07",
+            "secret": "whsec-s3cr3t",
+        }
+    )
+    assert token.token == "jp_s3cr3t-token" and hook.secret == "whsec-s3cr3t"
+    assert "s3cr3t" not in repr(token) and "s3cr3t" not in repr(hook)

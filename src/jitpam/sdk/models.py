@@ -384,9 +384,9 @@ class CatalogImported:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A new bearer token: ``token`` is its secret, shown this once."""
+    """A new bearer token: ``token`` is its secret, shown this once (never in the repr)."""
 
-    token: str
+    token: str = field(repr=False)
     id: str
     user: str
     expires_at: str
@@ -539,7 +539,7 @@ class Webhook:
     events: tuple[str, ...]
     format: str  # json or slack
     created_at: str
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)  # never in the repr
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
