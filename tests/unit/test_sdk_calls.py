@@ -101,5 +101,7 @@ def test_secrets_in_answers_never_show_in_their_repr() -> None:
             "secret": "whsec-s3cr3t",
         }
     )
-    assert token.token == "jp_s3cr3t-token" and hook.secret == "whsec-s3cr3t"
-    assert "s3cr3t" not in repr(token) and "s3cr3t" not in repr(hook)
+    assert token.token == "jp_s3cr3t-token"
+    assert hook.secret == "whsec-s3cr3t"
+    assert "s3cr3t" not in repr(token)
+    assert "s3cr3t" not in repr(hook)
