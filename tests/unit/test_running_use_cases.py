@@ -3,7 +3,6 @@ context keeps one, anything else on a thread of the pool; a use case's error rea
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from jitpam.api.running import run_use_case
 from jitpam.runtime.writer_queue import WriterQueue
 from jitpam.services.context import ServiceContext
+from tests.loops import on_a_loop
 
 
 def context(*, queue: bool) -> ServiceContext:
@@ -30,7 +30,7 @@ def thread_of(ctx: ServiceContext, *, writes: bool) -> tuple[str, bool]:
         ran = await run_use_case(ctx, threading.current_thread, writes=writes)
         return ran.name, ran is loop_thread
 
-    return asyncio.run(scenario())
+    return on_a_loop(scenario)
 
 
 @pytest.mark.parametrize(("queue", "writes"), [(True, False), (False, False), (False, True)])
@@ -55,4 +55,4 @@ def test_the_use_cases_error_reaches_its_caller(queue: bool) -> None:
         await run_use_case(context(queue=queue), refused, writes=True)
 
     with pytest.raises(PermissionError, match="no"):
-        asyncio.run(scenario())
+        on_a_loop(scenario)
