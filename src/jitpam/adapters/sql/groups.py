@@ -34,6 +34,7 @@ from jitpam.adapters.sql.queries import (
     encode_cursor,
     labels,
     named_from_memory,
+    page_by_key,
 )
 from jitpam.domain.directory import Group, PrincipalKind
 from jitpam.services.ports import (
@@ -172,15 +173,7 @@ class SqlGroups:
         self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
     ) -> Page[Group]:
         stmt = select(GroupRow).where(GroupRow.org_id == org_id)
-        after = after_key(cursor)
-        if after is not None:
-            stmt = stmt.where(GroupRow.name_key > after)
-        stmt = stmt.order_by(GroupRow.name_key)
-        rows = list(self.s.scalars(stmt if limit is None else stmt.limit(limit + 1)))
-        nxt = None
-        if limit is not None and len(rows) > limit:
-            rows = rows[:limit]
-            nxt = encode_cursor(rows[-1].name_key)
+        rows, nxt = page_by_key(self.s, stmt, GroupRow.name_key, cursor=cursor, limit=limit)
         return Page([self._group(r) for r in rows], nxt)
 
     def summaries(

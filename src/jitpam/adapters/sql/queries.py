@@ -12,10 +12,11 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     SQLColumnExpression,
     select,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from jitpam.adapters.sql.db import fold
 from jitpam.adapters.sql.memo import Memo, Slot
@@ -75,6 +76,27 @@ def moment_and_id(moment: str, key: str) -> tuple[datetime, UUID]:
 def after_key(cursor: str | None) -> str | None:
     """The key a one-part keyset cursor points after."""
     return decode_cursor(cursor, 1)[0] if cursor else None
+
+
+def page_by_key(
+    session: Session,
+    stmt: Select[Any],
+    key: InstrumentedAttribute[str],
+    *,
+    cursor: str | None,
+    limit: int | None,
+) -> tuple[list[Any], str | None]:
+    """The rows of ``stmt`` in ``key`` order after the cursor's key, at most ``limit`` of them
+    (None: all), and the cursor of the next page (None: this page ends the listing)."""
+    after = after_key(cursor)
+    if after is not None:
+        stmt = stmt.where(key > after)
+    stmt = stmt.order_by(key)
+    rows = list(session.scalars(stmt if limit is None else stmt.limit(limit + 1)))
+    if limit is None or len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(getattr(rows[-1], key.key))
 
 
 _CHUNK = 900  # ids per IN list, well under every driver's limit on bound parameters

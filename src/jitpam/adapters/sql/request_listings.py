@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -138,9 +138,8 @@ class RequestListings:
     requests): kept apart from the one request's reads and writes it inherits them beside."""
 
     s: Session
-
-    def _assemble(self, rows: Sequence[RequestRow | Any]) -> list[AccessRequest]:
-        raise NotImplementedError
+    # SqlRequests's: the rows read, made into whole requests (their reviews and grants too)
+    _assemble: Callable[[Sequence[RequestRow | Any]], list[AccessRequest]]
 
     def _listing(
         self, org_id: UUID, flt: RequestFilter, *columns: SQLColumnExpression[Any]

@@ -23,11 +23,10 @@ from jitpam.adapters.sql.models import (
 )
 from jitpam.adapters.sql.prepared import Prepared
 from jitpam.adapters.sql.queries import (
-    after_key,
     chunks,
-    encode_cursor,
     labels,
     named_from_memory,
+    page_by_key,
 )
 from jitpam.domain.directory import User, UserKind
 from jitpam.domain.separation import Stewardship
@@ -115,15 +114,7 @@ class SqlUsers:
         self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
     ) -> Page[User]:
         stmt = select(UserRow).where(UserRow.org_id == org_id)
-        after = after_key(cursor)
-        if after is not None:
-            stmt = stmt.where(UserRow.upn > after)
-        stmt = stmt.order_by(UserRow.upn)
-        rows = list(self.s.scalars(stmt if limit is None else stmt.limit(limit + 1)))
-        nxt = None
-        if limit is not None and len(rows) > limit:
-            rows = rows[:limit]
-            nxt = encode_cursor(rows[-1].upn)
+        rows, nxt = page_by_key(self.s, stmt, UserRow.upn, cursor=cursor, limit=limit)
         return Page([_user(r) for r in rows], nxt)
 
     def group_ids(self, user_id: UUID) -> frozenset[UUID]:
