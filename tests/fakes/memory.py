@@ -1175,8 +1175,8 @@ class MemoryAudit:
             if r.seq > after and r.outcome is Outcome.SUCCESS and r.operation not in ignore
         ]
 
-    def records(self, org_id: UUID) -> Iterator[AuditRecord]:
-        return iter(self.t.audit.get(org_id, ()))
+    def records(self, org_id: UUID, *, after: int = 0) -> Iterator[AuditRecord]:
+        return iter([r for r in self.t.audit.get(org_id, ()) if r.seq > after])
 
     def search(
         self, org_id: UUID, flt: AuditFilter, *, cursor: str | None, limit: int

@@ -4,15 +4,21 @@ queueing behind the writer."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from jitpam.bootstrap import build_context
-from jitpam.services import auth, organizations
+from jitpam.domain.audit import AuditRecord, ChainReport
+from jitpam.services import audit_log, auth, directory, organizations
 from jitpam.services.context import Caller
+from jitpam.services.ports import AuditFilter
 
 
 def test_a_token_is_recognised_while_another_transaction_writes(
@@ -49,5 +55,56 @@ def test_a_token_is_recognised_while_another_transaction_writes(
             thread.join(30)
         assert caller == Caller(org.id, admin.id)
         assert waited < 10, f"waited {waited:.1f} s for the writer"
+    finally:
+        own_engine.dispose()
+
+
+def test_other_changes_commit_while_the_audit_chain_is_verified(
+    database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verifying walks the whole chain, which takes long on a big log: it reads without the
+    write lock, so a change made meanwhile commits at once (and the walk still verifies)."""
+    ctx, own_engine = build_context(database_url=database_url, migrate=False)
+    try:
+        suffix = uuid.uuid4().hex[:8]
+        org, admin = organizations.create_organization(
+            ctx,
+            name=f"verify-{suffix}",
+            admin_upn=f"admin@{suffix}.test",
+            admin_display_name="Admin",
+            catalogs=(),
+        )
+        caller = Caller(org.id, admin.id)
+        directory.change_assignment(
+            ctx, caller=caller, role="jitpam\\Audit Reader", user=admin.upn, add=True
+        )
+        committed: list[str] = []
+        walk = audit_log.verify_chain
+
+        def change_meanwhile() -> None:
+            group = directory.add_group(
+                ctx, caller=caller, name=f"Added during the walk {suffix}", email=None
+            )
+            committed.append(group.group.name)
+
+        def verify_while_another_change_commits(
+            records: Iterable[AuditRecord], **options: Any
+        ) -> ChainReport:
+            records = iter(records)
+            first = next(records)  # the walk has begun
+            writer = threading.Thread(target=change_meanwhile)
+            writer.start()
+            writer.join(30)
+            assert committed, "the change waited for the walk to end"
+            return walk(itertools.chain([first], records), **options)
+
+        monkeypatch.setattr(audit_log, "verify_chain", verify_while_another_change_commits)
+        result = audit_log.verify_audit(ctx, caller=caller)
+        assert result.report.ok, result.report.problem
+        monkeypatch.setattr(audit_log, "verify_chain", walk)
+        after = audit_log.verify_audit(ctx, caller=caller)
+        assert after.report.ok, after.report.problem
+        found = audit_log.search_audit(ctx, caller=caller, flt=AuditFilter(operation="New-Group"))
+        assert [r.target for r in found.items] == committed
     finally:
         own_engine.dispose()

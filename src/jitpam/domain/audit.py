@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -230,14 +230,16 @@ class ChainReport:
 def verify_chain(
     records: Iterable[AuditRecord],
     *,
-    stored_head: tuple[int, str] | None = None,
+    stored_head: tuple[int, str] | Callable[[], tuple[int, str]] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> ChainReport:
     """Walk the chain from its start in sequence order and report the first break.
 
-    ``stored_head`` is the chain head row (its own copy of the last seq and hash); ``checkpoint``
-    an exported, already signature-checked checkpoint. Detects changed, deleted, inserted and
-    reordered records, and a tail truncated before a checkpoint.
+    ``stored_head`` is the chain head row (its own copy of the last seq and hash), or a function
+    that reads it when the walk is over (so records appended during a walk are compared with the
+    head that names them); ``checkpoint`` an exported, already signature-checked checkpoint.
+    Detects changed, deleted, inserted and reordered records, and a tail truncated before a
+    checkpoint.
     """
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     before_last = GENESIS_HASH  # the hash the last record follows
@@ -295,6 +297,8 @@ def verify_chain(
         before_last, prev_hash = prev_hash, rec.hash
         expected_seq += 1
     head_seq = expected_seq - 1
+    if callable(stored_head):
+        stored_head = stored_head()
     if (
         stored_head is not None
         and head_seq > 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from uuid import UUID
 
 from jitpam.domain.audit import (
     Actor,
@@ -16,7 +18,7 @@ from jitpam.domain.errors import InvalidInput
 from jitpam.domain.operations import AuditOperation
 from jitpam.services.authorization import authorize
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.ports import AuditFilter, Page
+from jitpam.services.ports import AuditFilter, AuditRepository, Page
 from jitpam.services.use_case import use_case
 
 OPERATION = AuditOperation.SEARCH_AUDIT_LOG
@@ -34,9 +36,39 @@ def search_audit(
     """Records newest first; needs jitpam\\Audit Reader (Search-AuditLog)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
-    with use_case(ctx, caller=caller, operation=OPERATION, target="audit log") as uow:
-        authorize(uow, caller, OPERATION, ctx.clock.now())
+    with use_case(
+        ctx, caller=caller, operation=OPERATION, target="audit log", reads_only=True
+    ) as uow:
+        authorize(uow, caller, OPERATION, ctx.clock.now(), hold_grant=False)
         return uow.audit.search(caller.org_id, flt or AuditFilter(), cursor=cursor, limit=limit)
+
+
+class _ChainWalk:
+    """The chain's records while writers go on appending: the walk reads no lock, so other
+    changes commit during it. When it reaches the end it reads the head, and if the head names
+    records appended meanwhile it walks on to them; the head it read last is the one to compare
+    (a record past that head is one the chain never admitted). Inside a snapshot (SQLite's
+    reading transaction) the first head read is already the last."""
+
+    CATCH_UPS = 100
+
+    def __init__(self, audit: AuditRepository, org_id: UUID) -> None:
+        self.audit, self.org_id = audit, org_id
+        self.head: tuple[int, str] | None = None
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        last = 0
+        for _ in range(self.CATCH_UPS):
+            before = last
+            for record in self.audit.records(self.org_id, after=last):
+                last = record.seq
+                yield record
+            self.head = self.audit.head(self.org_id)
+            if self.head[0] <= last or last == before:
+                return  # caught up, or the head names records that are not there
+
+    def final_head(self) -> tuple[int, str]:
+        return self.head if self.head is not None else self.audit.head(self.org_id)
 
 
 @dataclass(frozen=True)
@@ -50,8 +82,10 @@ def verify_audit(
 ) -> VerifyResult:
     """Walk the whole chain; with a checkpoint (exported earlier), also detect a truncated tail.
     A checkpoint whose signature does not verify fails the check."""
-    with use_case(ctx, caller=caller, operation=OPERATION, target="audit log") as uow:
-        authorize(uow, caller, OPERATION, ctx.clock.now())
+    with use_case(
+        ctx, caller=caller, operation=OPERATION, target="audit log", reads_only=True
+    ) as uow:
+        authorize(uow, caller, OPERATION, ctx.clock.now(), hold_grant=False)
         signature_ok: bool | None = None
         if checkpoint is not None:
             if checkpoint.org_id != caller.org_id:
@@ -61,10 +95,9 @@ def verify_audit(
                 payload=checkpoint.payload(),
                 signature=checkpoint.signature,
             )
+        walk = _ChainWalk(uow.audit, caller.org_id)
         report = verify_chain(
-            uow.audit.records(caller.org_id),
-            stored_head=uow.audit.head(caller.org_id),
-            checkpoint=checkpoint if signature_ok else None,
+            walk, stored_head=walk.final_head, checkpoint=checkpoint if signature_ok else None
         )
         if signature_ok is False:
             report = ChainReport(

@@ -70,12 +70,22 @@ def may_each(
 
 
 def authorize(
-    uow: UnitOfWork, caller: Caller, operation: AuditOperation, at: datetime
+    uow: UnitOfWork,
+    caller: Caller,
+    operation: AuditOperation,
+    at: datetime,
+    *,
+    hold_grant: bool = True,
 ) -> tuple[User, Decision]:
-    """Return the calling user when they may run ``jitpam\\<operation>``; raises NotPermitted."""
+    """Return the calling user when they may run ``jitpam\\<operation>``; raises NotPermitted.
+
+    A use case that changes something holds the grant that allows it until it commits
+    (``hold_grant``). One that only reads decides from its transaction's snapshot instead: it
+    sees a revocation committed before it began, and one committed later does not wait for it
+    (a long read, such as verifying the audit chain, must not hold a revocation back)."""
     user = caller_user(uow, caller)
     decision = may(uow, user=user, operation=operation, at=at)
-    if decision.allowed and decision.authorization_id is not None:
+    if hold_grant and decision.allowed and decision.authorization_id is not None:
         # Allowed by a grant: hold it until commit, so a revocation either lands first (and we
         # refuse) or waits for this use case to finish.
         grant = uow.requests.lock_grant(decision.authorization_id)

@@ -412,8 +412,8 @@ class AuditRepository(Protocol):
         """Successful records after ``after``, in order, leaving out ``ignore``'s operations."""
         ...
 
-    def records(self, org_id: UUID) -> Iterator[AuditRecord]:
-        """Every record of the organization in sequence order."""
+    def records(self, org_id: UUID, *, after: int = 0) -> Iterator[AuditRecord]:
+        """The organization's records after sequence number ``after``, in sequence order."""
         ...
 
     def search(

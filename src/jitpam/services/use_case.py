@@ -19,11 +19,19 @@ from jitpam.services.ports import UnitOfWork
 
 @contextmanager
 def use_case(
-    ctx: ServiceContext, *, caller: Caller, operation: AuditOperation, target: str
+    ctx: ServiceContext,
+    *,
+    caller: Caller,
+    operation: AuditOperation,
+    target: str,
+    reads_only: bool = False,
 ) -> Iterator[UnitOfWork]:
-    """Open the use case's transaction; if it refuses with a JitpamError, audit the refusal."""
+    """Open the use case's transaction; if it refuses with a JitpamError, audit the refusal.
+
+    A use case that only reads (``reads_only``) runs in a reading transaction: on SQLite it
+    leaves the write lock to the writers, however long it reads."""
     try:
-        with ctx.uow() as uow:
+        with ctx.reader() if reads_only else ctx.uow() as uow:
             yield uow
     except AuditUnavailable:
         raise

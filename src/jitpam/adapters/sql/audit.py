@@ -141,8 +141,8 @@ class SqlAudit:
         ).all()
         return [_record(r) for r in rows]
 
-    def records(self, org_id: UUID) -> Iterator[AuditRecord]:
-        last = 0
+    def records(self, org_id: UUID, *, after: int = 0) -> Iterator[AuditRecord]:
+        last = after
         while True:
             rows = self.s.scalars(
                 select(AuditRow)
