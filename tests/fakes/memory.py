@@ -1184,7 +1184,7 @@ class MemoryAudit:
         before: int | None = None
         if cursor:
             (seq,) = _decode_cursor(cursor, 1)
-            if not seq.isdigit():
+            if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):
                 raise InvalidInput("the page cursor is not valid")
             before = int(seq)
 

@@ -11,6 +11,7 @@ insert, reorder, truncate: 5 of 5 detected (the truncation against a checkpoint 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from jitpam.domain.errors import (
     AuditUnavailable,
     ConcurrentChange,
     ErrorKind,
+    InvalidInput,
     NotFound,
     SelfApprovalNotAllowed,
 )
@@ -227,6 +229,29 @@ def test_a_change_the_database_refuses_is_not_blamed_on_the_audit_log(
         ("New-Group", Outcome.REFUSED, ConcurrentChange.code)
     ]
     assert verify(world).report.ok
+
+
+def test_a_change_that_loses_the_race_for_the_chains_next_place_is_a_conflict(
+    engine: Engine, world: World
+) -> None:
+    """Another writer took the chain's next sequence number first (here plain SQL that did not
+    move the head): the change is refused as the lost race it is (409, try again), not as an
+    audit log that cannot be written (503), and nothing of it is kept."""
+    seq, _ = head(world)
+    sql(
+        engine,
+        world,
+        "INSERT INTO audit_records (org_id, seq, at, actor_id, actor_name, operation, target, "
+        "outcome, details, prev_hash, hash) SELECT org_id, :next, at, actor_id, actor_name, "
+        "operation, target, outcome, details, prev_hash, hash FROM audit_records "
+        "WHERE org_id = :org AND seq = :seq",
+        next=seq + 1,
+        seq=seq,
+    )
+    with pytest.raises(ConcurrentChange):
+        directory.add_group(world.ctx, caller=world.admin.caller, name="Approvers")
+    with pytest.raises(NotFound):
+        directory.get_group(world.ctx, caller=world.admin.caller, name="Approvers")
 
 
 # --- guarantee 13: tamper evidence ---------------------------------------------------------------
@@ -567,3 +592,12 @@ def test_a_record_mangled_beyond_reading_is_reported_not_a_crash(
 
     assert (report.ok, report.bad_seq) == (False, rec.seq)
     assert f"record {rec.seq}" in (report.problem or "")
+
+
+@pytest.mark.parametrize("seq", ["²", "-1", "9" * 40, "12a"])
+def test_an_audit_cursor_that_names_no_record_number_is_invalid_input(
+    world: World, seq: str
+) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps([seq]).encode()).decode()
+    with pytest.raises(InvalidInput, match="cursor"):
+        audit_log.search_audit(world.ctx, caller=world.admin.caller, cursor=cursor)

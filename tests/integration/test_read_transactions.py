@@ -9,13 +9,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from jitpam.adapters.sql import db
+from jitpam.adapters.sql.db import make_engine
 from jitpam.bootstrap import build_context
 from jitpam.domain.audit import AuditRecord, ChainReport
+from jitpam.domain.errors import DatabaseUnavailable, ErrorKind
 from jitpam.services import audit_log, auth, directory, organizations
 from jitpam.services.context import Caller
 from jitpam.services.ports import AuditFilter
@@ -108,3 +112,30 @@ def test_other_changes_commit_while_the_audit_chain_is_verified(
         assert [r.target for r in found.items] == committed
     finally:
         own_engine.dispose()
+
+
+def test_a_write_that_waits_too_long_for_the_write_lock_is_told_to_try_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite this process's writers queue for one lock; one that waits past the busy timeout
+    gets a clean "try again" (503), not a driver error (a 500)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}")
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with engine.begin():
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(DatabaseUnavailable) as refused, engine.begin():
+            pass
+        assert refused.value.kind is ErrorKind.UNAVAILABLE
+    finally:
+        release.set()
+        thread.join(30)
+        engine.dispose()

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from jitpam.adapters.sql.db import is_duplicate, is_race
 from jitpam.adapters.sql.memo import AUDIT_HEADS, Memo
 from jitpam.adapters.sql.models import (
     AuditHeadRow,
@@ -30,7 +31,7 @@ from jitpam.adapters.sql.queries import (
     encode_cursor,
 )
 from jitpam.domain.audit import AuditEvent, AuditRecord, Outcome, chain
-from jitpam.domain.errors import AuditUnavailable, InvalidInput
+from jitpam.domain.errors import AuditUnavailable, ConcurrentChange, InvalidInput
 from jitpam.domain.timeutil import canonical_json
 from jitpam.services.ports import (
     AuditFilter,
@@ -112,6 +113,12 @@ class SqlAudit:
                 _MOVE_HEAD.execute(self.s, org=org_id, new_seq=seq, new_hash=prev)
                 self._memo.put(AUDIT_HEADS, org_id, (seq, prev))
         except DBAPIError as exc:
+            if is_duplicate(exc.orig) or is_race(exc.orig):
+                # Another transaction joined the chain first (its head was not held): the
+                # change is refused as any lost race is, not reported as a broken audit log.
+                raise ConcurrentChange(
+                    "another change was recorded at the same time; nothing was changed, try again"
+                ) from exc
             raise AuditUnavailable(
                 "the audit log could not be written, so nothing was changed"
             ) from exc
@@ -176,7 +183,7 @@ class SqlAudit:
             stmt = stmt.where(AuditRow.outcome == flt.outcome.value)
         if cursor:
             (seq,) = decode_cursor(cursor, 1)
-            if not seq.isdigit():
+            if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):
                 raise InvalidInput("the page cursor is not valid")
             stmt = stmt.where(AuditRow.seq < int(seq))
         rows = self.s.scalars(stmt.order_by(AuditRow.seq.desc()).limit(limit + 1)).all()

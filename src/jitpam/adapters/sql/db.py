@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from jitpam.domain.errors import DatabaseUnavailable
+
 
 def normalize_url(url: str) -> URL:
     """Accept ``postgresql://`` and ``sqlite:///path`` as written; map to the installed drivers."""
@@ -70,6 +72,31 @@ def _writer_lock(path: str) -> threading.Lock:
         return _WRITERS.setdefault(os.path.realpath(path), threading.Lock())
 
 
+# Refusals that mean "someone else was first": on PostgreSQL (SQLSTATE) serialization failure,
+# deadlock, lock not taken; on SQLite (primary result code) the database or a table is locked.
+_RACES = {"40001", "40P01", "55P03"}
+_SQLITE_RACES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def is_race(error: BaseException | None) -> bool:
+    """Whether the driver's error says another transaction held what this one needed."""
+    if getattr(error, "sqlstate", None) in _RACES:
+        return True
+    code = getattr(error, "sqlite_errorcode", None)  # an extended code: its low byte is primary
+    return isinstance(code, int) and code & 0xFF in _SQLITE_RACES
+
+
+_DUPLICATES = {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
+
+
+def is_duplicate(error: BaseException | None) -> bool:
+    """Whether the driver's error is a unique key taken by another row (not some other
+    constraint, such as a trigger's refusal)."""
+    if getattr(error, "sqlstate", None) == "23505":
+        return True
+    return getattr(error, "sqlite_errorcode", None) in _DUPLICATES
+
+
 def reading(engine: Engine) -> Engine:
     """The engine for transactions that only read. On SQLite they do not take the write lock
     (WAL lets them read beside a writer), so a read made while the same thread holds a write
@@ -118,7 +145,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             reads_only = conn.get_execution_options().get(READ_ONLY, False)
             if not reads_only and writers is not None and not conn.info.get(_HOLDS):
                 if not writers.acquire(timeout=BUSY_TIMEOUT_S):
-                    raise sqlite3.OperationalError("database is locked")
+                    # Raised before SQLAlchemy sees a driver call, so it is not wrapped: say
+                    # what it means to the caller here (503, try again), not as a driver error.
+                    raise DatabaseUnavailable(
+                        "the database is busy with other changes; nothing was changed, try again"
+                    )
                 conn.info[_HOLDS] = True  # until the connection goes back to the pool
             # On the driver's connection: BEGIN runs once per transaction, and through
             # SQLAlchemy's statement machinery it cost a third of a small write transaction.

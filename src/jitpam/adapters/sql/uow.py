@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
@@ -15,6 +14,7 @@ from jitpam.adapters.sql.assignments import SqlAssignments
 from jitpam.adapters.sql.audit import SqlAudit
 from jitpam.adapters.sql.catalog import SqlCatalog
 from jitpam.adapters.sql.credentials import SqlCredentials
+from jitpam.adapters.sql.db import is_race
 from jitpam.adapters.sql.groups import SqlGroups
 from jitpam.adapters.sql.organizations import SqlOrganizations
 from jitpam.adapters.sql.outbox import SqlOutbox
@@ -118,12 +118,6 @@ class SqlUnitOfWork:
             self.session.invalidate()
 
 
-# Refusals that mean "someone else was first": on PostgreSQL (SQLSTATE) serialization failure,
-# deadlock, lock not taken; on SQLite (primary result code) the database or a table is locked.
-_RACES = {"40001", "40P01", "55P03"}
-_SQLITE_RACES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-
-
 def _domain_error(exc: DBAPIError) -> ConcurrentChange | DatabaseUnavailable | InvalidInput:
     """What a failed database call means to the user: someone else was first, the database
     could not be reached, or it refused a value it cannot store. Told apart by the error's
@@ -131,20 +125,12 @@ def _domain_error(exc: DBAPIError) -> ConcurrentChange | DatabaseUnavailable | I
     them: the audit repository reports it as AuditUnavailable where it happens.)"""
     if isinstance(exc, DataError):
         return InvalidInput("a value given cannot be stored (too long, or not valid text)")
-    if isinstance(exc, IntegrityError) or _is_race(exc.orig):
+    if isinstance(exc, IntegrityError) or is_race(exc.orig):
         return ConcurrentChange(
             "another change to the same data was made at the same time; nothing was changed, "
             "try again"
         )
     return DatabaseUnavailable("the database could not be reached or failed; try again")
-
-
-def _is_race(error: BaseException | None) -> bool:
-    """Whether the driver's error says another transaction held what this one needed."""
-    if getattr(error, "sqlstate", None) in _RACES:
-        return True
-    code = getattr(error, "sqlite_errorcode", None)  # an extended code: its low byte is primary
-    return isinstance(code, int) and code & 0xFF in _SQLITE_RACES
 
 
 def unit_of_work_factory(engine: Engine) -> sessionmaker[Session]:
