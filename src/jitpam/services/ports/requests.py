@@ -1,0 +1,109 @@
+"""The port of access requests, with the filter their listings take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from jitpam.domain.check import Grant
+from jitpam.domain.policy import PolicyType
+from jitpam.domain.requests import AccessRequest, RequestStatus
+from jitpam.services.ports.common import Page
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """Who reviews through their groups: the requests under policies whose approver group is one
+    of ``groups``, and under policies without a group of their own when the organization's
+    default approver group (``default_group``) is one of them."""
+
+    groups: frozenset[UUID]
+    default_group: UUID | None
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    requester_id: UUID | None = None
+    status: RequestStatus | None = None
+    reviewer: Reviewer | None = None  # visible to this reviewer through their policies ...
+    or_requester_id: UUID | None = None  # ... or because the caller asked for it
+    # Pending requests this user neither asked for nor reviewed yet, and in whose vote the
+    # requester has no hand (review_refusal's SQL twin, separation of duties included).
+    awaiting_vote_of: UUID | None = None
+    target_contains: str | None = None
+    search: str | None = None  # in the requester's UPN or the target, any case
+    oldest_first: bool = False
+
+
+# A search by substring cannot use an index: each page examines at most this many requests (the
+# newest first, under the other filters) and says where it stopped, so a page stays fast at any
+# size; the next cursor goes on from there, and following every cursor finds every match.
+SEARCH_WINDOW = 10_000
+
+
+class RequestRepository(Protocol):
+    def add(self, request: AccessRequest) -> None: ...
+    def get(self, request_id: UUID, *, for_update: bool = False) -> AccessRequest | None: ...
+    def save(self, request: AccessRequest) -> None:
+        """Write status, reviews and authorization; raises RequestNotPending if the row moved."""
+        ...
+
+    def open_for(
+        self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
+    ) -> AccessRequest | None:
+        """The requester's pending-and-not-expired or approved-and-active request for the target."""
+        ...
+
+    def page(
+        self, org_id: UUID, flt: RequestFilter, *, at: datetime, cursor: str | None, limit: int
+    ) -> Page[AccessRequest]:
+        """One keyset page by creation time. With a search, a page may hold fewer than ``limit``
+        items (even none) and still name a next cursor: see SEARCH_WINDOW."""
+        ...
+
+    def count(self, org_id: UUID, flt: RequestFilter, *, at: datetime, limit: int) -> int:
+        """How many requests match ``flt`` (no search), counted up to ``limit``."""
+        ...
+
+    def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:
+        """The user's authorizations that are not yet over at ``at``."""
+        ...
+
+    def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]: ...
+    def pending_for_user(
+        self, org_id: UUID, user_id: UUID, at: datetime
+    ) -> list[AccessRequest]: ...
+    def jit_holders(
+        self, org_id: UUID, type: PolicyType, target: str, at: datetime
+    ) -> list[AccessRequest]: ...
+    def to_settle(
+        self, org_id: UUID, at: datetime, limit: int, *, lock: bool = True
+    ) -> list[AccessRequest]:
+        """Requests whose stored status the clock has overtaken (lapsed pending, ended grants);
+        ``lock`` takes them (skipping rows another sweep holds)."""
+        ...
+
+    def granted(
+        self,
+        org_id: UUID,
+        user_id: UUID | None,
+        *,
+        active_at: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[AccessRequest]:
+        """Requests that were granted (one user's or everyone's): newest grant first; or, with
+        ``active_at``, only the grants active then, soonest ending first."""
+        ...
+
+    def ending(self, org_id: UUID, after: datetime, until: datetime) -> list[tuple[UUID, UUID]]:
+        """(request id, authorization id) of the grants active at ``after`` that end by
+        ``until``, soonest ending first."""
+        ...
+
+    def id_for_authorization(self, authorization_id: UUID) -> UUID | None: ...
+    def lock_grant(self, authorization_id: UUID) -> Grant | None:
+        """The authorization as committed now, locked against revocation until commit."""
+        ...
