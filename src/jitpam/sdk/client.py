@@ -89,6 +89,23 @@ _Step = Call[Any] | Listing[Any]
 with its answer) or a listing (answered with the list of all its items)."""
 
 
+class _Conversation(Generic[T]):
+    """Steps carried out one by one by a client: ``next`` takes the last step's answer and gives
+    the next step, or None at the end, when ``result`` is what they ended with."""
+
+    result: T
+
+    def __init__(self, steps: Generator[_Step, Any, T]) -> None:
+        self.steps = steps
+
+    def next(self, answer: Any) -> _Step | None:
+        try:
+            return self.steps.send(answer)
+        except StopIteration as end:
+            self.result = end.value
+            return None
+
+
 def _whole_role(name: str, kind: str) -> Generator[_Step, Any, Role]:
     """A role with every page of its tasks and members followed, as steps for either client."""
     first: RolePage = yield calls.role_page(name, kind=kind, page_size=ROLE_PAGE)
@@ -383,17 +400,11 @@ class Client(_Operations):
 
     def role(self, name: str, *, kind: str = "role") -> Role:
         """A role (or role group, ``kind="role_group"``) with all its tasks and members."""
-        return self._converse(_whole_role(name, kind))
-
-    def _converse(self, steps: Generator[_Step, Any, T]) -> T:
-        """Carry out ``steps`` one by one; what they end with."""
-        answer: Any = None
-        while True:
-            try:
-                step = steps.send(answer)
-            except StopIteration as end:
-                return end.value  # type: ignore[no-any-return] # the generator's T
-            answer = self.send(step) if isinstance(step, Call) else list(self.each(step))
+        role = _Conversation(_whole_role(name, kind))
+        step = role.next(None)
+        while step is not None:
+            step = role.next(self.send(step) if isinstance(step, Call) else list(self.each(step)))
+        return role.result
 
 
 class AsyncClient(_Operations):
@@ -516,17 +527,11 @@ class AsyncClient(_Operations):
 
     async def role(self, name: str, *, kind: str = "role") -> Role:
         """A role (or role group, ``kind="role_group"``) with all its tasks and members."""
-        return await self._converse(_whole_role(name, kind))
-
-    async def _converse(self, steps: Generator[_Step, Any, T]) -> T:
-        """Carry out ``steps`` one by one; what they end with."""
-        answer: Any = None
-        while True:
-            try:
-                step = steps.send(answer)
-            except StopIteration as end:
-                return end.value  # type: ignore[no-any-return] # the generator's T
+        role = _Conversation(_whole_role(name, kind))
+        step = role.next(None)
+        while step is not None:
             if isinstance(step, Call):
-                answer = await self.send(step)
+                step = role.next(await self.send(step))
             else:
-                answer = [item async for item in self.each(step)]
+                step = role.next([item async for item in self.each(step)])
+        return role.result
