@@ -16,16 +16,16 @@ from typing import Any, Self, Union, get_args, get_origin, get_type_hints
 UNREACHABLE = "server_unreachable"
 
 # How a field is read from the JSON key of its name, beside its declared type (``metadata``):
-# ``WHEN_ABSENT`` holds what it takes when the key is absent, ``REQUIRED`` (absent: KeyError) or
-# ``NOT_READ`` (never read: the SDK fills it itself). Without it, an absent key gives the field's
+# ``_WHEN_ABSENT`` holds what it takes when the key is absent, ``_REQUIRED`` (absent: KeyError) or
+# ``_NOT_READ`` (never read: the SDK fills it itself). Without it, an absent key gives the field's
 # default, else None, False, () or {} by its type, else a KeyError.
-WHEN_ABSENT = "jitpam.when_absent"
-REQUIRED: Any = object()
-NOT_READ: Any = object()
+_WHEN_ABSENT = "jitpam.when_absent"
+_REQUIRED: Any = object()
+_NOT_READ: Any = object()
 
 
 def _absent(value: Any) -> dict[str, Any]:
-    return {WHEN_ABSENT: value}
+    return {_WHEN_ABSENT: value}
 
 
 def _reader(kind: Any) -> Callable[[Any], Any]:
@@ -50,9 +50,9 @@ def _reader(kind: Any) -> Callable[[Any], Any]:
 
 
 def _when_absent(f: Field[Any], kind: Any) -> Any:
-    """What field ``f`` takes when its key is absent (``REQUIRED``: none)."""
-    if WHEN_ABSENT in f.metadata:
-        return f.metadata[WHEN_ABSENT]
+    """What field ``f`` takes when its key is absent (``_REQUIRED``: none)."""
+    if _WHEN_ABSENT in f.metadata:
+        return f.metadata[_WHEN_ABSENT]
     if f.default is not MISSING:
         return f.default
     origin = get_origin(kind)
@@ -64,7 +64,7 @@ def _when_absent(f: Field[Any], kind: Any) -> Any:
         return ()
     if origin is dict:
         return {}
-    return REQUIRED
+    return _REQUIRED
 
 
 _Plan = tuple[tuple[tuple[str, Callable[[Any], Any], Any], ...], bool]
@@ -79,7 +79,7 @@ def _plan(cls: type[Any]) -> _Plan:
         reads = tuple(
             (f.name, _reader(hints[f.name]), _when_absent(f, hints[f.name]))
             for f in fields(cls)
-            if f.name != "raw" and f.metadata.get(WHEN_ABSENT) is not NOT_READ
+            if f.name != "raw" and f.metadata.get(_WHEN_ABSENT) is not _NOT_READ
         )
         _PLANS[cls] = reads, any(f.name == "raw" for f in fields(cls))
     return _PLANS[cls]
@@ -96,7 +96,7 @@ class _Model:
         for name, read, absent in reads:
             if name in doc:
                 values[name] = read(doc[name])
-            elif absent is REQUIRED:
+            elif absent is _REQUIRED:
                 raise KeyError(name)
             else:
                 values[name] = absent
@@ -115,7 +115,7 @@ class Decision(_Model):
     reason: str = field(metadata=_absent(""))
     authorization_id: str | None = None
     exempt: bool = False
-    detail: str = field(default="", metadata=_absent(NOT_READ))  # the SDK's own
+    detail: str = field(default="", metadata=_absent(_NOT_READ))  # the SDK's own
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -161,7 +161,7 @@ class RequestSignature(_Model):
     """Whether a request still matches the signature made when it was submitted."""
 
     id: str
-    signature_valid: bool = field(metadata=_absent(REQUIRED))
+    signature_valid: bool = field(metadata=_absent(_REQUIRED))
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -205,7 +205,7 @@ class AccessControl(_Model):
     """An organization's access control: on or off, its default approver group, the exempt
     system accounts and its settings."""
 
-    enabled: bool = field(metadata=_absent(REQUIRED))
+    enabled: bool = field(metadata=_absent(_REQUIRED))
     default_approver_group: str | None
     system_accounts: tuple[str, ...]
     ticket_pattern: str | None
@@ -223,7 +223,7 @@ class User(_Model):
     display_name: str
     email: str | None
     kind: str  # person, service, application or guest
-    enabled: bool = field(metadata=_absent(REQUIRED))
+    enabled: bool = field(metadata=_absent(_REQUIRED))
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -269,9 +269,9 @@ class RolePage(_Model):
 
     name: str
     type: str  # role or role_group
-    tasks: tuple[str, ...] = field(metadata=_absent(REQUIRED))
+    tasks: tuple[str, ...] = field(metadata=_absent(_REQUIRED))
     tasks_next_cursor: str | None
-    members: tuple[RoleMember, ...] = field(metadata=_absent(REQUIRED))
+    members: tuple[RoleMember, ...] = field(metadata=_absent(_REQUIRED))
     members_next_cursor: str | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -381,7 +381,7 @@ class ChainReport(_Model):
     """The audit chain verified: ``ok``, or the ``problem`` and the first ``bad_seq``;
     ``checkpoint_signature_valid`` is None when no checkpoint was given."""
 
-    ok: bool = field(metadata=_absent(REQUIRED))
+    ok: bool = field(metadata=_absent(_REQUIRED))
     records: int
     head_seq: int
     head_hash: str
