@@ -3,13 +3,18 @@ library is not imported until a call is made."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from jitpam.sdk import AsyncClient, Client, calls
+
+T = TypeVar("T")
 
 
 def test_a_name_is_one_path_segment_whatever_it_holds() -> None:
@@ -105,3 +110,59 @@ def test_secrets_in_answers_never_show_in_their_repr() -> None:
     assert hook.secret == "whsec-s3cr3t"
     assert "s3cr3t" not in repr(token)
     assert "s3cr3t" not in repr(hook)
+
+
+def _role_pages() -> dict[str | None, dict[str, Any]]:
+    """A role's pages by members' cursor: its first page names more tasks and more members."""
+    member = {"kind": "user", "name": "bob@contoso.com", "just_in_time": False}
+    first = {
+        "name": "Movers",
+        "type": "role",
+        "tasks": ["t1"],
+        "tasks_next_cursor": "tasks-2",
+        "members": [member],
+        "members_next_cursor": "members-2",
+    }
+    second = {
+        **first,
+        "members": [{**member, "name": "cy@contoso.com"}],
+        "members_next_cursor": None,
+    }
+    return {None: first, "members-2": second}
+
+
+class _ScriptedClient(Client):
+    def send(self, call: calls.Call[T]) -> T:
+        return call.parse(_role_pages()[call.params.get("members_cursor")])
+
+    def each(self, listing: calls.Listing[T]) -> Iterator[T]:
+        assert listing.params["cursor"] == "tasks-2"
+        yield from (listing.item({"name": name}) for name in ("t2", "t3"))
+
+
+class _ScriptedAsyncClient(AsyncClient):
+    async def send(self, call: calls.Call[T]) -> T:
+        return call.parse(_role_pages()[call.params.get("members_cursor")])
+
+    async def each(self, listing: calls.Listing[T]) -> AsyncIterator[T]:
+        assert listing.params["cursor"] == "tasks-2"
+        for name in ("t2", "t3"):
+            yield listing.item({"name": name})
+
+
+def test_both_clients_follow_every_page_of_a_role() -> None:
+    for role in (
+        _ScriptedClient("http://jitpam.invalid").role("Movers"),
+        asyncio.run(_ScriptedAsyncClient("http://jitpam.invalid").role("Movers")),
+    ):
+        assert role.tasks == ("t1", "t2", "t3")
+        assert [m.name for m in role.members] == ["bob@contoso.com", "cy@contoso.com"]
+        assert role.raw["tasks"] == ["t1", "t2", "t3"]
+        assert role.raw["members_next_cursor"] is None
+
+
+def test_each_client_shows_its_own_answer_in_a_calls_signature() -> None:
+    assert inspect.signature(Client.users).return_annotation == "Iterator[User]"
+    assert inspect.signature(AsyncClient.users).return_annotation == "AsyncIterator[User]"
+    assert inspect.signature(Client.get_user).return_annotation == "User"
+    assert inspect.signature(AsyncClient.get_user).return_annotation == "Awaitable[User]"

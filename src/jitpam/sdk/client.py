@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from jitpam.sdk import calls
 from jitpam.sdk.calls import API, ROLE_PAGE, Call, Listing
-from jitpam.sdk.models import UNREACHABLE, Decision, Role, RoleMember, RolePage
+from jitpam.sdk.models import UNREACHABLE, CatalogEntry, Decision, Role, RolePage
 
 if TYPE_CHECKING:
     import httpx
@@ -83,8 +84,45 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _whole_role(first: RolePage, tasks: list[str], members: list[RoleMember]) -> Role:
-    """The role of ``first`` with every page of its tasks and members followed."""
+_Step = Call[Any] | Listing[Any]
+"""What a client is asked to carry out, in a conversation of several calls: a call (answered
+with its answer) or a listing (answered with the list of all its items)."""
+
+
+class _Conversation(Generic[T]):
+    """Steps carried out one by one by a client: ``next`` takes the last step's answer and gives
+    the next step, or None at the end, when ``result`` is what they ended with."""
+
+    result: T
+
+    def __init__(self, steps: Generator[_Step, Any, T]) -> None:
+        self.steps = steps
+
+    def next(self, answer: Any) -> _Step | None:
+        try:
+            return self.steps.send(answer)
+        except StopIteration as end:
+            self.result = end.value
+            return None
+
+
+def _whole_role(name: str, kind: str) -> Generator[_Step, Any, Role]:
+    """A role with every page of its tasks and members followed, as steps for either client."""
+    first: RolePage = yield calls.role_page(name, kind=kind, page_size=ROLE_PAGE)
+    tasks, members = list(first.tasks), list(first.members)
+    if first.tasks_next_cursor:
+        more = calls.catalog_tasks(
+            role=first.name, cursor=first.tasks_next_cursor, page_size=ROLE_PAGE
+        )
+        entries: list[CatalogEntry] = yield more
+        tasks += [t.name for t in entries]
+    cursor = first.members_next_cursor
+    while cursor:
+        page: RolePage = yield calls.role_page(
+            name, kind=kind, members_cursor=cursor, page_size=ROLE_PAGE
+        )
+        members += page.members
+        cursor = page.members_next_cursor
     raw = {
         **first.raw,
         "tasks": tasks,
@@ -95,50 +133,158 @@ def _whole_role(first: RolePage, tasks: list[str], members: list[RoleMember]) ->
     return Role(first.name, first.type, tuple(tasks), tuple(members), raw=raw)
 
 
-# Each endpoint becomes a method of both clients: the call is built by its declaration in
-# ``calls`` and sent by the client's ``send`` (or followed by its ``each``, for a listing).
-def _method(build: Callable[..., Any], run: Callable[..., Any], returns: str) -> Callable[..., Any]:
-    """A method that builds the call with ``build`` and hands it to ``run``; its signature (for
-    ``help``) is the declaration's, answering ``returns`` (``{}`` stands for the call's type)."""
+# Each endpoint becomes a method of both clients, declared once in ``_Operations``: the call is
+# built by its declaration in ``calls`` and sent by the client's ``send`` (or followed by its
+# ``each``, for a listing); on an ``AsyncClient`` the method is awaited (or iterated with
+# ``async for``). ``__get__``'s overloads give mypy each client's typed method.
+class _Operation(Generic[P, T]):
+    """An endpoint as a method of ``Client`` and ``AsyncClient``; ``run`` is ``"send"`` or
+    ``"each"``, the client's method that carries the call out."""
 
-    def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return run(self, build(*args, **kwargs))
+    run = "send"
 
-    signature = inspect.signature(build)
-    declared = str(signature.return_annotation)  # "Call[User]", "Listing[User]"
-    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    method.__signature__ = signature.replace(  # type: ignore[attr-defined] # read by inspect
-        parameters=[this, *signature.parameters.values()],
-        return_annotation=returns.format(declared[declared.find("[") + 1 : -1]),
-    )
-    method.__name__ = build.__name__
-    method.__qualname__ = build.__qualname__
-    method.__doc__ = build.__doc__
-    return method
+    def __init__(self, build: Callable[P, Any]) -> None:
+        self.build = build
+        self.methods: dict[type[Any], Callable[..., Any]] = {}
 
+    def method(self, owner: type[Any]) -> Callable[..., Any]:
+        """The method on ``owner``; its signature (for ``help``) is the declaration's, answering
+        as ``owner`` does (``owner.answers``: "{}" stands for the call's type)."""
+        if owner not in self.methods:
+            run, build = self.run, self.build
 
-def _sent(build: Callable[P, Call[T]]) -> Callable[Concatenate[Client, P], T]:
-    return _method(build, lambda client, call: client.send(call), "{}")
+            def method(client: Any, /, *args: Any, **kwargs: Any) -> Any:
+                return getattr(client, run)(build(*args, **kwargs))
 
+            signature = inspect.signature(build)
+            declared = str(signature.return_annotation)  # "Call[User]", "Listing[User]"
+            this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+            answers = owner.answers[run].format(declared[declared.find("[") + 1 : -1])
+            method.__signature__ = signature.replace(  # type: ignore[attr-defined] # for inspect
+                parameters=[this, *signature.parameters.values()], return_annotation=answers
+            )
+            method.__name__ = build.__name__
+            method.__qualname__ = build.__qualname__
+            method.__doc__ = build.__doc__
+            self.methods[owner] = method
+        return self.methods[owner]
 
-def _listed(build: Callable[P, Listing[T]]) -> Callable[Concatenate[Client, P], Iterator[T]]:
-    return _method(build, lambda client, listing: client.each(listing), "Iterator[{}]")
-
-
-def _awaited(
-    build: Callable[P, Call[T]],
-) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
-    return _method(build, lambda client, call: client.send(call), "Awaitable[{}]")
-
-
-def _async_listed(
-    build: Callable[P, Listing[T]],
-) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]:
-    return _method(build, lambda client, listing: client.each(listing), "AsyncIterator[{}]")
+    def bound(self, client: object | None, owner: type[Any]) -> Any:
+        method = self.method(owner)
+        return method if client is None else types.MethodType(method, client)
 
 
-class Client:
+class _Sent(_Operation[P, T]):
+    """A call, sent: its answer."""
+
+    def __init__(self, build: Callable[P, Call[T]]) -> None:
+        super().__init__(build)
+
+    @overload
+    def __get__(self, client: None, owner: type[Client]) -> Callable[Concatenate[Client, P], T]: ...
+    @overload
+    def __get__(
+        self, client: None, owner: type[AsyncClient]
+    ) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]: ...
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, client: object | None, owner: type[Any]) -> Any:
+        return self.bound(client, owner)
+
+
+class _Listed(_Operation[P, T]):
+    """A listing, followed: its items."""
+
+    run = "each"
+
+    def __init__(self, build: Callable[P, Listing[T]]) -> None:
+        super().__init__(build)
+
+    @overload
+    def __get__(
+        self, client: None, owner: type[Client]
+    ) -> Callable[Concatenate[Client, P], Iterator[T]]: ...
+    @overload
+    def __get__(
+        self, client: None, owner: type[AsyncClient]
+    ) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]: ...
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
+    def __get__(self, client: object | None, owner: type[Any]) -> Any:
+        return self.bound(client, owner)
+
+
+class _Operations:
+    """Every endpoint (but the checks, whose lost answer is a denial) as a method of a client."""
+
+    login = _Sent(calls.login)
+    logout = _Sent(calls.logout)
+    me = _Sent(calls.me)
+    change_password = _Sent(calls.change_password)
+    set_password = _Sent(calls.set_password)
+    create_token = _Sent(calls.create_token)
+    tokens = _Listed(calls.tokens)
+    revoke_token = _Sent(calls.revoke_token)
+    users = _Listed(calls.users)
+    new_user = _Sent(calls.new_user)
+    get_user = _Sent(calls.get_user)
+    set_user = _Sent(calls.set_user)
+    groups = _Listed(calls.groups)
+    new_group = _Sent(calls.new_group)
+    get_group = _Sent(calls.get_group)
+    remove_group = _Sent(calls.remove_group)
+    add_group_member = _Sent(calls.add_group_member)
+    remove_group_member = _Sent(calls.remove_group_member)
+    roles = _Listed(calls.roles)
+    role_page = _Sent(calls.role_page)
+    assign = _Sent(calls.assign)
+    unassign = _Sent(calls.unassign)
+    catalog_tasks = _Listed(calls.catalog_tasks)
+    import_catalog = _Sent(calls.import_catalog)
+    access_control = _Sent(calls.access_control)
+    enable_control = _Sent(calls.enable_control)
+    disable_control = _Sent(calls.disable_control)
+    set_organization_config = _Sent(calls.set_organization_config)
+    policies = _Listed(calls.policies)
+    new_policy = _Sent(calls.new_policy)
+    get_policy = _Sent(calls.get_policy)
+    set_policy = _Sent(calls.set_policy)
+    remove_policy = _Sent(calls.remove_policy)
+    requests = _Listed(calls.requests)
+    request_access = _Sent(calls.request_access)
+    get_request = _Sent(calls.get_request)
+    approve = _Sent(calls.approve)
+    deny = _Sent(calls.deny)
+    cancel = _Sent(calls.cancel)
+    verify_request = _Sent(calls.verify_request)
+    authorizations = _Listed(calls.authorizations)
+    revoke = _Sent(calls.revoke)
+    audit = _Listed(calls.audit)
+    export_audit = _Sent(calls.export_audit)
+    audit_checkpoint = _Sent(calls.audit_checkpoint)
+    verify_audit = _Sent(calls.verify_audit)
+    webhooks = _Listed(calls.webhooks)
+    add_webhook = _Sent(calls.add_webhook)
+    remove_webhook = _Sent(calls.remove_webhook)
+    test_webhook = _Sent(calls.test_webhook)
+    outbox = _Listed(calls.outbox)
+    retry_message = _Sent(calls.retry_message)
+    task_definitions = _Listed(calls.task_definitions)
+    get_task_definition = _Sent(calls.get_task_definition)
+    run_task = _Sent(calls.run_task)
+    alive = _Sent(calls.alive)
+    ready = _Sent(calls.ready)
+    metrics = _Sent(calls.metrics)
+
+
+class Client(_Operations):
     """A blocking client for one server and one bearer token."""
+
+    answers: ClassVar[dict[str, str]] = {"send": "{}", "each": "Iterator[{}]"}
 
     def __init__(
         self, url: str, token: str | None = None, *, timeout: float = 15.0, retries: int = 2
@@ -254,84 +400,17 @@ class Client:
 
     def role(self, name: str, *, kind: str = "role") -> Role:
         """A role (or role group, ``kind="role_group"``) with all its tasks and members."""
-        first = self.send(calls.role_page(name, kind=kind, page_size=ROLE_PAGE))
-        tasks, members = list(first.tasks), list(first.members)
-        if first.tasks_next_cursor:
-            more = calls.catalog_tasks(
-                role=first.name, cursor=first.tasks_next_cursor, page_size=ROLE_PAGE
-            )
-            tasks += [t.name for t in self.each(more)]
-        cursor = first.members_next_cursor
-        while cursor:
-            page = self.send(
-                calls.role_page(name, kind=kind, members_cursor=cursor, page_size=ROLE_PAGE)
-            )
-            members += page.members
-            cursor = page.members_next_cursor
-        return _whole_role(first, tasks, members)
-
-    login = _sent(calls.login)
-    logout = _sent(calls.logout)
-    me = _sent(calls.me)
-    change_password = _sent(calls.change_password)
-    set_password = _sent(calls.set_password)
-    create_token = _sent(calls.create_token)
-    tokens = _listed(calls.tokens)
-    revoke_token = _sent(calls.revoke_token)
-    users = _listed(calls.users)
-    new_user = _sent(calls.new_user)
-    get_user = _sent(calls.get_user)
-    set_user = _sent(calls.set_user)
-    groups = _listed(calls.groups)
-    new_group = _sent(calls.new_group)
-    get_group = _sent(calls.get_group)
-    remove_group = _sent(calls.remove_group)
-    add_group_member = _sent(calls.add_group_member)
-    remove_group_member = _sent(calls.remove_group_member)
-    roles = _listed(calls.roles)
-    role_page = _sent(calls.role_page)
-    assign = _sent(calls.assign)
-    unassign = _sent(calls.unassign)
-    catalog_tasks = _listed(calls.catalog_tasks)
-    import_catalog = _sent(calls.import_catalog)
-    access_control = _sent(calls.access_control)
-    enable_control = _sent(calls.enable_control)
-    disable_control = _sent(calls.disable_control)
-    set_organization_config = _sent(calls.set_organization_config)
-    policies = _listed(calls.policies)
-    new_policy = _sent(calls.new_policy)
-    get_policy = _sent(calls.get_policy)
-    set_policy = _sent(calls.set_policy)
-    remove_policy = _sent(calls.remove_policy)
-    requests = _listed(calls.requests)
-    request_access = _sent(calls.request_access)
-    get_request = _sent(calls.get_request)
-    approve = _sent(calls.approve)
-    deny = _sent(calls.deny)
-    cancel = _sent(calls.cancel)
-    verify_request = _sent(calls.verify_request)
-    authorizations = _listed(calls.authorizations)
-    revoke = _sent(calls.revoke)
-    audit = _listed(calls.audit)
-    export_audit = _sent(calls.export_audit)
-    audit_checkpoint = _sent(calls.audit_checkpoint)
-    verify_audit = _sent(calls.verify_audit)
-    webhooks = _listed(calls.webhooks)
-    add_webhook = _sent(calls.add_webhook)
-    remove_webhook = _sent(calls.remove_webhook)
-    test_webhook = _sent(calls.test_webhook)
-    outbox = _listed(calls.outbox)
-    retry_message = _sent(calls.retry_message)
-    task_definitions = _listed(calls.task_definitions)
-    get_task_definition = _sent(calls.get_task_definition)
-    run_task = _sent(calls.run_task)
-    alive = _sent(calls.alive)
-    ready = _sent(calls.ready)
-    metrics = _sent(calls.metrics)
+        role = _Conversation(_whole_role(name, kind))
+        step = role.next(None)
+        while step is not None:
+            step = role.next(self.send(step) if isinstance(step, Call) else list(self.each(step)))
+        return role.result
 
 
-class AsyncClient:
+class AsyncClient(_Operations):
     """The same calls for asyncio code."""
+
+    answers: ClassVar[dict[str, str]] = {"send": "Awaitable[{}]", "each": "AsyncIterator[{}]"}
 
     def __init__(
         self, url: str, token: str | None = None, *, timeout: float = 15.0, retries: int = 2
@@ -448,77 +527,11 @@ class AsyncClient:
 
     async def role(self, name: str, *, kind: str = "role") -> Role:
         """A role (or role group, ``kind="role_group"``) with all its tasks and members."""
-        first = await self.send(calls.role_page(name, kind=kind, page_size=ROLE_PAGE))
-        tasks, members = list(first.tasks), list(first.members)
-        if first.tasks_next_cursor:
-            more = calls.catalog_tasks(
-                role=first.name, cursor=first.tasks_next_cursor, page_size=ROLE_PAGE
-            )
-            tasks += [t.name async for t in self.each(more)]
-        cursor = first.members_next_cursor
-        while cursor:
-            page = await self.send(
-                calls.role_page(name, kind=kind, members_cursor=cursor, page_size=ROLE_PAGE)
-            )
-            members += page.members
-            cursor = page.members_next_cursor
-        return _whole_role(first, tasks, members)
-
-    login = _awaited(calls.login)
-    logout = _awaited(calls.logout)
-    me = _awaited(calls.me)
-    change_password = _awaited(calls.change_password)
-    set_password = _awaited(calls.set_password)
-    create_token = _awaited(calls.create_token)
-    tokens = _async_listed(calls.tokens)
-    revoke_token = _awaited(calls.revoke_token)
-    users = _async_listed(calls.users)
-    new_user = _awaited(calls.new_user)
-    get_user = _awaited(calls.get_user)
-    set_user = _awaited(calls.set_user)
-    groups = _async_listed(calls.groups)
-    new_group = _awaited(calls.new_group)
-    get_group = _awaited(calls.get_group)
-    remove_group = _awaited(calls.remove_group)
-    add_group_member = _awaited(calls.add_group_member)
-    remove_group_member = _awaited(calls.remove_group_member)
-    roles = _async_listed(calls.roles)
-    role_page = _awaited(calls.role_page)
-    assign = _awaited(calls.assign)
-    unassign = _awaited(calls.unassign)
-    catalog_tasks = _async_listed(calls.catalog_tasks)
-    import_catalog = _awaited(calls.import_catalog)
-    access_control = _awaited(calls.access_control)
-    enable_control = _awaited(calls.enable_control)
-    disable_control = _awaited(calls.disable_control)
-    set_organization_config = _awaited(calls.set_organization_config)
-    policies = _async_listed(calls.policies)
-    new_policy = _awaited(calls.new_policy)
-    get_policy = _awaited(calls.get_policy)
-    set_policy = _awaited(calls.set_policy)
-    remove_policy = _awaited(calls.remove_policy)
-    requests = _async_listed(calls.requests)
-    request_access = _awaited(calls.request_access)
-    get_request = _awaited(calls.get_request)
-    approve = _awaited(calls.approve)
-    deny = _awaited(calls.deny)
-    cancel = _awaited(calls.cancel)
-    verify_request = _awaited(calls.verify_request)
-    authorizations = _async_listed(calls.authorizations)
-    revoke = _awaited(calls.revoke)
-    audit = _async_listed(calls.audit)
-    export_audit = _awaited(calls.export_audit)
-    audit_checkpoint = _awaited(calls.audit_checkpoint)
-    verify_audit = _awaited(calls.verify_audit)
-    webhooks = _async_listed(calls.webhooks)
-    add_webhook = _awaited(calls.add_webhook)
-    remove_webhook = _awaited(calls.remove_webhook)
-    test_webhook = _awaited(calls.test_webhook)
-    outbox = _async_listed(calls.outbox)
-    retry_message = _awaited(calls.retry_message)
-    task_definitions = _async_listed(calls.task_definitions)
-    get_task_definition = _awaited(calls.get_task_definition)
-    run_task = _awaited(calls.run_task)
-    alive = _awaited(calls.alive)
-    ready = _awaited(calls.ready)
-    metrics = _awaited(calls.metrics)
+        role = _Conversation(_whole_role(name, kind))
+        step = role.next(None)
+        while step is not None:
+            if isinstance(step, Call):
+                step = role.next(await self.send(step))
+            else:
+                step = role.next([item async for item in self.each(step)])
+        return role.result

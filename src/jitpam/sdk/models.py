@@ -8,52 +8,129 @@ strings (UTC, with a ``Z``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import types
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, Self, Union, get_args, get_origin, get_type_hints
 
 UNREACHABLE = "server_unreachable"
 
+# How a field is read from the JSON key of its name, beside its declared type (``metadata``):
+# ``_WHEN_ABSENT`` holds what it takes when the key is absent, ``_REQUIRED`` (absent: KeyError) or
+# ``_NOT_READ`` (never read: the SDK fills it itself). Without it, an absent key gives the field's
+# default, else None, False, () or {} by its type, else a KeyError.
+_WHEN_ABSENT = "jitpam.when_absent"
+_REQUIRED: Any = object()
+_NOT_READ: Any = object()
 
-def _strings(values: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in values or ())
+
+def _absent(value: Any) -> dict[str, Any]:
+    return {_WHEN_ABSENT: value}
+
+
+def _reader(kind: Any) -> Callable[[Any], Any]:
+    """How a JSON value becomes a value of the declared type ``kind``."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]  # only ``X | None`` is declared
+        read = _reader(inner)
+        return lambda value: None if value is None else read(value)
+    if kind is bool:
+        return lambda value: value is True
+    if kind in (str, int):
+        return kind  # type: ignore[no-any-return] # str or int itself
+    if origin is tuple:
+        item = _reader(args[0])
+        return lambda value: tuple(item(v) for v in value or ())
+    if origin is dict:
+        return lambda value: dict(value or {})
+    if isinstance(kind, type) and issubclass(kind, _Model):
+        return kind.from_json
+    raise TypeError(f"no JSON reader for {kind!r}")
+
+
+def _when_absent(f: Field[Any], kind: Any) -> Any:
+    """What field ``f`` takes when its key is absent (``_REQUIRED``: none)."""
+    if _WHEN_ABSENT in f.metadata:
+        return f.metadata[_WHEN_ABSENT]
+    if f.default is not MISSING:
+        return f.default
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        return None
+    if kind is bool:
+        return False
+    if origin is tuple:
+        return ()
+    if origin is dict:
+        return {}
+    return _REQUIRED
+
+
+_Plan = tuple[tuple[tuple[str, Callable[[Any], Any], Any], ...], bool]
+_PLANS: dict[type[Any], _Plan] = {}
+
+
+def _plan(cls: type[Any]) -> _Plan:
+    """Each field ``cls`` reads from JSON (its name, its reader and what it takes when absent),
+    and whether it keeps the document in ``raw``."""
+    if cls not in _PLANS:
+        hints = get_type_hints(cls)
+        reads = tuple(
+            (f.name, _reader(hints[f.name]), _when_absent(f, hints[f.name]))
+            for f in fields(cls)
+            if f.name != "raw" and f.metadata.get(_WHEN_ABSENT) is not _NOT_READ
+        )
+        _PLANS[cls] = reads, any(f.name == "raw" for f in fields(cls))
+    return _PLANS[cls]
+
+
+class _Model:
+    """Gives a model dataclass its ``from_json``: each field from the JSON key of its name, read
+    by its declared type, and the whole document in ``raw`` (the models that have one)."""
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Self:
+        reads, keeps_raw = _plan(cls)
+        values: dict[str, Any] = {}
+        for name, read, absent in reads:
+            if name in doc:
+                values[name] = read(doc[name])
+            elif absent is _REQUIRED:
+                raise KeyError(name)
+            else:
+                values[name] = absent
+        if keeps_raw:
+            values["raw"] = doc
+        return cls(**values)
 
 
 @dataclass(frozen=True)
-class Decision:
+class Decision(_Model):
     """The answer to a check. ``reason`` is one of the server's reason codes, or
     ``server_unreachable`` when no answer came: then ``allowed`` is False (never a silent allow)
     and ``detail`` says why."""
 
     allowed: bool
-    reason: str
+    reason: str = field(metadata=_absent(""))
     authorization_id: str | None = None
     exempt: bool = False
-    detail: str = ""
+    detail: str = field(default="", metadata=_absent(_NOT_READ))  # the SDK's own
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Decision:
-        return cls(
-            allowed=doc.get("allowed") is True,
-            reason=str(doc.get("reason", "")),
-            authorization_id=doc.get("authorization_id"),
-            exempt=doc.get("exempt") is True,
-            raw=doc,
-        )
 
 
 @dataclass(frozen=True)
-class Review:
+class Review(_Model):
     """One approver's vote on a request: ``decision`` approved or denied."""
 
     approver: str
     decision: str
-    comment: str
+    comment: str = field(metadata=_absent(""))
     at: str
 
 
 @dataclass(frozen=True)
-class AccessRequest:
+class AccessRequest(_Model):
     """A request for just-in-time access, as it is now (``status`` counts the clock: a pending
     request past its deadline is expired), with its votes and, once approved, its grant."""
 
@@ -78,50 +155,18 @@ class AccessRequest:
     revocation_comment: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> AccessRequest:
-        return cls(
-            id=doc["id"],
-            status=doc["status"],
-            requester=doc["requester"],
-            type=doc["type"],
-            target=doc["target"],
-            reason=doc["reason"],
-            duration_hours=int(doc["duration_hours"]),
-            approvals_required=int(doc["approvals_required"]),
-            created_at=doc["created_at"],
-            pending_until=doc["pending_until"],
-            authorization_id=doc.get("authorization_id"),
-            valid_until=doc.get("valid_until"),
-            reviews=tuple(
-                Review(r["approver"], r["decision"], r.get("comment", ""), r["at"])
-                for r in doc.get("reviews", [])
-            ),
-            policy_id=doc.get("policy_id"),
-            decided_at=doc.get("decided_at"),
-            approved_at=doc.get("approved_at"),
-            revoked_at=doc.get("revoked_at"),
-            revoked_by=doc.get("revoked_by"),
-            revocation_comment=doc.get("revocation_comment"),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class RequestSignature:
+class RequestSignature(_Model):
     """Whether a request still matches the signature made when it was submitted."""
 
     id: str
-    signature_valid: bool
+    signature_valid: bool = field(metadata=_absent(_REQUIRED))
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RequestSignature:
-        return cls(id=doc["id"], signature_valid=doc["signature_valid"] is True, raw=doc)
 
 
 @dataclass(frozen=True)
-class Authorization:
+class Authorization(_Model):
     """A grant an approval made; ``status`` is its request's: approved while it lasts, completed
     once over, or revoked."""
 
@@ -137,25 +182,9 @@ class Authorization:
     revoked_by: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Authorization:
-        return cls(
-            id=doc["id"],
-            request_id=doc["request_id"],
-            user=doc["user"],
-            type=doc["type"],
-            target=doc["target"],
-            status=doc["status"],
-            valid_from=doc["valid_from"],
-            valid_until=doc["valid_until"],
-            revoked_at=doc.get("revoked_at"),
-            revoked_by=doc.get("revoked_by"),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class Policy:
+class Policy(_Model):
     """An approval policy: who may ask for a task, role or role group, and who approves."""
 
     id: str
@@ -170,29 +199,13 @@ class Policy:
     created_at: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Policy:
-        return cls(
-            id=doc["id"],
-            type=doc["type"],
-            target=doc["target"],
-            approval_type=doc["approval_type"],
-            approver_group=doc.get("approver_group"),
-            eligible=_strings(doc.get("eligible")),
-            approvals_required=int(doc["approvals_required"]),
-            max_duration_hours=doc.get("max_duration_hours"),
-            require_ticket=doc.get("require_ticket") is True,
-            created_at=doc["created_at"],
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class AccessControl:
+class AccessControl(_Model):
     """An organization's access control: on or off, its default approver group, the exempt
     system accounts and its settings."""
 
-    enabled: bool
+    enabled: bool = field(metadata=_absent(_REQUIRED))
     default_approver_group: str | None
     system_accounts: tuple[str, ...]
     ticket_pattern: str | None
@@ -200,21 +213,9 @@ class AccessControl:
     pending_hours: int
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> AccessControl:
-        return cls(
-            enabled=doc["enabled"] is True,
-            default_approver_group=doc.get("default_approver_group"),
-            system_accounts=_strings(doc.get("system_accounts")),
-            ticket_pattern=doc.get("ticket_pattern"),
-            max_policies=doc.get("max_policies"),
-            pending_hours=int(doc["pending_hours"]),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class User:
+class User(_Model):
     """A user of the organization."""
 
     id: str
@@ -222,60 +223,33 @@ class User:
     display_name: str
     email: str | None
     kind: str  # person, service, application or guest
-    enabled: bool
+    enabled: bool = field(metadata=_absent(_REQUIRED))
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> User:
-        return cls(
-            id=doc["id"],
-            upn=doc["upn"],
-            display_name=doc["display_name"],
-            email=doc.get("email"),
-            kind=doc["kind"],
-            enabled=doc["enabled"] is True,
-            raw=doc,
-        )
 
 
 @dataclass(frozen=True)
-class Group:
+class Group(_Model):
     """A group (approver groups are groups)."""
 
     id: str
     name: str
     email: str | None
-    description: str
+    description: str = field(metadata=_absent(""))
     members: tuple[str, ...]  # the members' UPNs
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Group:
-        return cls(
-            id=doc["id"],
-            name=doc["name"],
-            email=doc.get("email"),
-            description=doc.get("description", ""),
-            members=_strings(doc.get("members")),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class CatalogEntry:
+class CatalogEntry(_Model):
     """A task, role or role group of the catalog, by name (``type`` for roles and role groups)."""
 
     name: str
     type: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> CatalogEntry:
-        return cls(name=doc["name"], type=doc.get("type"), raw=doc)
-
 
 @dataclass(frozen=True)
-class RoleMember:
+class RoleMember(_Model):
     """A holder of a role: ``kind`` user or group; ``via`` the role group or group it holds it
     through, if any; a just-in-time member holds it ``until`` its authorization ends."""
 
@@ -287,47 +261,23 @@ class RoleMember:
     authorization_id: str | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RoleMember:
-        return cls(
-            kind=doc["kind"],
-            name=doc["name"],
-            via=doc.get("via"),
-            just_in_time=doc.get("just_in_time") is True,
-            until=doc.get("until"),
-            authorization_id=doc.get("authorization_id"),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class RolePage:
+class RolePage(_Model):
     """A role or role group with the first page of its tasks and one page of its members; the
     cursors go on (``None`` at the end)."""
 
     name: str
     type: str  # role or role_group
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...] = field(metadata=_absent(_REQUIRED))
     tasks_next_cursor: str | None
-    members: tuple[RoleMember, ...]
+    members: tuple[RoleMember, ...] = field(metadata=_absent(_REQUIRED))
     members_next_cursor: str | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RolePage:
-        return cls(
-            name=doc["name"],
-            type=doc["type"],
-            tasks=_strings(doc["tasks"]),
-            tasks_next_cursor=doc.get("tasks_next_cursor"),
-            members=tuple(RoleMember.from_json(m) for m in doc["members"]),
-            members_next_cursor=doc.get("members_next_cursor"),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class Role:
+class Role(_Model):
     """A role or role group with all its tasks and members. ``raw`` is the server's document
     for it with every page followed (its cursors ``None``)."""
 
@@ -339,7 +289,7 @@ class Role:
 
 
 @dataclass(frozen=True)
-class Assignment:
+class Assignment(_Model):
     """A standing role (or role group) assignment made or removed."""
 
     type: str
@@ -349,20 +299,9 @@ class Assignment:
     removed: bool
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Assignment:
-        return cls(
-            type=doc["type"],
-            target=doc["target"],
-            principal_kind=doc["principal_kind"],
-            principal=doc["principal"],
-            removed=doc.get("removed") is True,
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class CatalogImported:
+class CatalogImported(_Model):
     """What an imported catalog holds: its scope and how many tasks, roles and role groups."""
 
     scope: str
@@ -371,19 +310,9 @@ class CatalogImported:
     role_groups: int
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> CatalogImported:
-        return cls(
-            scope=doc["scope"],
-            tasks=int(doc["tasks"]),
-            roles=int(doc["roles"]),
-            role_groups=int(doc["role_groups"]),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class IssuedToken:
+class IssuedToken(_Model):
     """A new bearer token: ``token`` is its secret, shown this once (never in the repr)."""
 
     token: str = field(repr=False)
@@ -392,19 +321,9 @@ class IssuedToken:
     expires_at: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> IssuedToken:
-        return cls(
-            token=doc["token"],
-            id=doc["id"],
-            user=doc["user"],
-            expires_at=doc["expires_at"],
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class ApiToken:
+class ApiToken(_Model):
     """A token as listed (never its secret)."""
 
     id: str
@@ -416,68 +335,35 @@ class ApiToken:
     created_by: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> ApiToken:
-        return cls(
-            id=doc["id"],
-            user=doc["user"],
-            name=doc["name"],
-            created_at=doc["created_at"],
-            expires_at=doc["expires_at"],
-            revoked_at=doc.get("revoked_at"),
-            created_by=doc["created_by"],
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class RevokedToken:
+class RevokedToken(_Model):
     """A token revoked: from now on every call made with it is refused."""
 
     id: str
     revoked: bool
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RevokedToken:
-        return cls(id=doc["id"], revoked=doc.get("revoked") is True, raw=doc)
-
 
 @dataclass(frozen=True)
-class AuditRecord:
+class AuditRecord(_Model):
     """One record of the audit chain. Read leniently: a field the server leaves out is empty."""
 
     seq: int
-    at: str
+    at: str = field(metadata=_absent(""))
     actor: str | None
     actor_id: str | None
-    operation: str
+    operation: str = field(metadata=_absent(""))
     target: str | None
-    outcome: str
+    outcome: str = field(metadata=_absent(""))
     details: dict[str, Any]
-    prev_hash: str
-    hash: str
+    prev_hash: str = field(metadata=_absent(""))
+    hash: str = field(metadata=_absent(""))
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> AuditRecord:
-        return cls(
-            seq=int(doc["seq"]),
-            at=str(doc.get("at", "")),
-            actor=doc.get("actor"),
-            actor_id=doc.get("actor_id"),
-            operation=str(doc.get("operation", "")),
-            target=doc.get("target"),
-            outcome=str(doc.get("outcome", "")),
-            details=dict(doc.get("details") or {}),
-            prev_hash=str(doc.get("prev_hash", "")),
-            hash=str(doc.get("hash", "")),
-            raw=doc,
-        )
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(_Model):
     """A signed chain head, to keep outside the database; ``raw`` is what to store, and what
     ``verify_audit`` takes back."""
 
@@ -489,25 +375,13 @@ class Checkpoint:
     signature: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Checkpoint:
-        return cls(
-            org_id=doc["org_id"],
-            seq=int(doc["seq"]),
-            head_hash=doc["head_hash"],
-            at=doc["at"],
-            key_id=doc["key_id"],
-            signature=doc["signature"],
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class ChainReport:
+class ChainReport(_Model):
     """The audit chain verified: ``ok``, or the ``problem`` and the first ``bad_seq``;
     ``checkpoint_signature_valid`` is None when no checkpoint was given."""
 
-    ok: bool
+    ok: bool = field(metadata=_absent(_REQUIRED))
     records: int
     head_seq: int
     head_hash: str
@@ -516,22 +390,9 @@ class ChainReport:
     checkpoint_signature_valid: bool | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> ChainReport:
-        return cls(
-            ok=doc["ok"] is True,
-            records=int(doc["records"]),
-            head_seq=int(doc["head_seq"]),
-            head_hash=doc["head_hash"],
-            problem=doc.get("problem"),
-            bad_seq=doc.get("bad_seq"),
-            checkpoint_signature_valid=doc.get("checkpoint_signature_valid"),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class Webhook:
+class Webhook(_Model):
     """A webhook endpoint; ``secret`` (its signing secret) only in the answer that added it."""
 
     id: str
@@ -542,21 +403,9 @@ class Webhook:
     secret: str | None = field(default=None, repr=False)  # never in the repr
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Webhook:
-        return cls(
-            id=doc["id"],
-            url=doc["url"],
-            events=_strings(doc.get("events")),
-            format=doc["format"],
-            created_at=doc["created_at"],
-            secret=doc.get("secret"),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class OutboxMessage:
+class OutboxMessage(_Model):
     """A notification waiting, delivered or dead (``state``)."""
 
     id: str
@@ -572,31 +421,14 @@ class OutboxMessage:
     recipients: tuple[str, ...]
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> OutboxMessage:
-        return cls(
-            id=doc["id"],
-            channel=doc["channel"],
-            event=doc["event"],
-            state=doc["state"],
-            attempts=int(doc["attempts"]),
-            next_attempt_at=doc["next_attempt_at"],
-            last_error=doc.get("last_error"),
-            created_at=doc["created_at"],
-            delivered_at=doc.get("delivered_at"),
-            destination=doc.get("destination"),
-            recipients=_strings(doc.get("recipients")),
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class TaskDefinition:
+class TaskDefinition(_Model):
     """A task jitpam runs: its parameters (name, type, required, description, pattern,
     choices) and limits; never its secrets."""
 
     task: str
-    description: str
+    description: str = field(metadata=_absent(""))
     executor: str
     parameters: tuple[dict[str, Any], ...]
     timeout_seconds: int
@@ -604,22 +436,9 @@ class TaskDefinition:
     keeps_output: bool
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> TaskDefinition:
-        return cls(
-            task=doc["task"],
-            description=doc.get("description", ""),
-            executor=doc["executor"],
-            parameters=tuple(doc.get("parameters") or ()),
-            timeout_seconds=int(doc["timeout_seconds"]),
-            concurrency=int(doc["concurrency"]),
-            keeps_output=doc.get("keeps_output") is True,
-            raw=doc,
-        )
-
 
 @dataclass(frozen=True)
-class TaskRun:
+class TaskRun(_Model):
     """A task run by the server, ended: its output (secrets masked) and exit code."""
 
     run_id: str
@@ -627,23 +446,8 @@ class TaskRun:
     outcome: str  # succeeded, failed or timed_out
     exit_code: int | None
     http_status: int | None
-    duration_ms: int
-    output: str
+    duration_ms: int = field(metadata=_absent(0))
+    output: str = field(metadata=_absent(""))
     error: str | None
     outlived_grant: bool
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> TaskRun:
-        return cls(
-            run_id=doc["run_id"],
-            task=doc["task"],
-            outcome=doc["outcome"],
-            exit_code=doc.get("exit_code"),
-            http_status=doc.get("http_status"),
-            duration_ms=int(doc.get("duration_ms", 0)),
-            output=doc.get("output", ""),
-            error=doc.get("error"),
-            outlived_grant=doc.get("outlived_grant") is True,
-            raw=doc,
-        )
