@@ -35,6 +35,10 @@ class AccessControl:
     system_account_designators: Mapping[UUID, UUID | None] = field(
         default_factory=dict, compare=False
     )
+    # Customer Lockbox (domain/lockbox.py): whether the organization's approvers must approve
+    # every data access request of the operator's engineers, and the longest access it allows.
+    lockbox_approval_required: bool = False
+    lockbox_max_hours: int = 4
 
 
 def check_ticket_pattern(pattern: str | None) -> str | None:

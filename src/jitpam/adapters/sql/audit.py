@@ -87,7 +87,9 @@ class SqlAudit:
     def append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         try:
-            for org_id in dict.fromkeys(e.org_id for e in events):
+            # Heads in one order (a change recorded in two chains, such as a lockbox step, must
+            # not wait for a change holding them the other way round).
+            for org_id in sorted({e.org_id for e in events}):
                 seq, prev = self.head(org_id, lock=True)
                 rows = []
                 for event in (e for e in events if e.org_id == org_id):

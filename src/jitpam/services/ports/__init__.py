@@ -1,6 +1,6 @@
 """The ports the use cases need (adapters and ``jitpam.runtime`` implement them, ``bootstrap``
 wires them), by aggregate: ``directory`` (organizations, users, groups, credentials), ``catalog``
-(tasks, roles, assignments), ``policies``, ``requests``, ``audit``, ``delivery`` (outbox,
+(tasks, roles, assignments), ``policies``, ``requests``, ``lockbox`` (Customer Lockbox), ``audit``, ``delivery`` (outbox,
 webhooks), ``security`` (hasher, login throttle, signer), ``unit_of_work``, ``runtime`` (the
 runtime's machinery) and ``common`` (Clock, Page). Import them from here."""
 
@@ -16,6 +16,7 @@ from jitpam.services.ports.directory import (
     RoleMember,
     UserRepository,
 )
+from jitpam.services.ports.lockbox import LockboxFilter, LockboxRepository, Operator
 from jitpam.services.ports.policies import PolicyRepository
 from jitpam.services.ports.requests import SEARCH_WINDOW, RequestFilter, RequestRepository, Reviewer
 from jitpam.services.ports.runtime import AsyncGroupCommit, DecisionIndex, GroupCommit, WriteQueue
@@ -35,7 +36,10 @@ __all__ = [
     "GroupCommit",
     "GroupRepository",
     "GroupSummary",
+    "LockboxFilter",
+    "LockboxRepository",
     "LoginThrottle",
+    "Operator",
     "OrganizationRepository",
     "OutboxRepository",
     "Page",

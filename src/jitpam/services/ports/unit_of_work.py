@@ -20,6 +20,7 @@ from jitpam.services.ports.directory import (
     OrganizationRepository,
     UserRepository,
 )
+from jitpam.services.ports.lockbox import LockboxRepository
 from jitpam.services.ports.policies import PolicyRepository
 from jitpam.services.ports.requests import RequestRepository
 
@@ -38,6 +39,7 @@ class UnitOfWork(Protocol):
     assignments: AssignmentRepository
     policies: PolicyRepository
     requests: RequestRepository
+    lockbox: LockboxRepository
     audit: AuditRepository
     credentials: CredentialRepository
     outbox: OutboxRepository
