@@ -1,8 +1,9 @@
 """The ports the use cases need (adapters and ``jitpam.runtime`` implement them, ``bootstrap``
 wires them), by aggregate: ``directory`` (organizations, users, groups, credentials), ``catalog``
-(tasks, roles, assignments), ``policies``, ``requests``, ``lockbox`` (Customer Lockbox), ``audit``, ``delivery`` (outbox,
-webhooks), ``security`` (hasher, login throttle, signer), ``unit_of_work``, ``runtime`` (the
-runtime's machinery) and ``common`` (Clock, Page). Import them from here."""
+(tasks, roles, assignments), ``policies``, ``requests``, ``lockbox`` (Customer Lockbox),
+``audit``, ``delivery`` (outbox, webhooks), ``security`` (hasher, login throttle, signer),
+``unit_of_work``, ``runtime`` (the runtime's machinery) and ``common`` (Clock, Page). Import them
+from here."""
 
 from jitpam.services.ports.audit import AuditFilter, AuditRepository
 from jitpam.services.ports.catalog import AssignmentRepository, CatalogRepository
