@@ -30,10 +30,19 @@ class Reason(StrEnum):
     SYSTEM_ACCOUNT = "system_account"
     AUTHORIZED = "authorized"
     NOT_PROTECTED = "not_protected"
+    # Customer Lockbox checks (an operator's engineer and a customer's service)
+    LOCKBOX_APPROVED = "lockbox_approved"
+    LOCKBOX_REQUEST_REQUIRED = "lockbox_request_required"
 
 
 ALLOWING = frozenset(
-    {Reason.CONTROL_DISABLED, Reason.SYSTEM_ACCOUNT, Reason.AUTHORIZED, Reason.NOT_PROTECTED}
+    {
+        Reason.CONTROL_DISABLED,
+        Reason.SYSTEM_ACCOUNT,
+        Reason.AUTHORIZED,
+        Reason.NOT_PROTECTED,
+        Reason.LOCKBOX_APPROVED,
+    }
 )
 
 

@@ -88,6 +88,18 @@ class AuditOperation(StrEnum):
     REVOKE_AUTHORIZATION = "Revoke-ElevatedAccessAuthorization", DecisionEffect.GRANTS
     COMPLETE_AUTHORIZATION = "Complete-ElevatedAccessAuthorization", DecisionEffect.NONE
 
+    # Customer Lockbox (domain/lockbox.py): recorded in the customer's chain and the operator's.
+    # A lockbox grant is decided from the lockbox requests themselves, never from the decision
+    # index, so none of them changes a decision the index keeps.
+    SET_LOCKBOX_OPERATOR = "Set-LockboxOperator", DecisionEffect.NONE
+    NEW_LOCKBOX_REQUEST = "New-AccessToCustomerDataRequest", DecisionEffect.NONE
+    SET_LOCKBOX_REQUEST = "Set-AccessToCustomerDataRequest", DecisionEffect.NONE
+    GET_LOCKBOX_REQUEST = "Get-AccessToCustomerDataRequest", DecisionEffect.NONE
+    REVOKE_LOCKBOX_REQUEST = "Revoke-AccessToCustomerDataRequest", DecisionEffect.NONE
+    EXPIRE_LOCKBOX_REQUEST = "Expire-AccessToCustomerDataRequest", DecisionEffect.NONE
+    COMPLETE_LOCKBOX_REQUEST = "Complete-AccessToCustomerDataRequest", DecisionEffect.NONE
+    TEST_CUSTOMER_DATA_ACCESS = "Test-AccessToCustomerData", DecisionEffect.NONE
+
     # The directory: users, groups, standing role assignments.
     NEW_USER = "New-User", DecisionEffect.ORGANIZATION
     SET_USER = "Set-User", DecisionEffect.ORGANIZATION

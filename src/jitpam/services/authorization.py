@@ -31,6 +31,9 @@ REASON_TEXT = {
     Reason.SYSTEM_ACCOUNT: "system account, exempt from access control",
     Reason.AUTHORIZED: "allowed by an active authorization",
     Reason.NOT_PROTECTED: "allowed by role; no policy covers the task",
+    Reason.LOCKBOX_APPROVED: "allowed by an approved lockbox request of the customer",
+    Reason.LOCKBOX_REQUEST_REQUIRED: "the engineer holds no approved, unexpired lockbox request "
+    "for this customer and service: file one first",
 }
 
 

@@ -15,6 +15,7 @@ from jitpam.domain.audit import Actor, AuditEvent
 from jitpam.domain.errors import InvalidInput, JitpamError, NotFound
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.domain.operations import AuditOperation
+from jitpam.services import lockbox
 from jitpam.services.authorization import authorize
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.ports import Page
@@ -110,6 +111,12 @@ def run_sweeps(ctx: ServiceContext, *, warning: timedelta) -> int:
                     break
         with contextlib.suppress(JitpamError):
             done += warn_expiring(ctx, org_id=org_id, within=warning)
+    with contextlib.suppress(JitpamError):  # Customer Lockbox requests, installation-wide
+        for _ in range(SETTLE_BATCHES):
+            settled = lockbox.settle_requests(ctx)
+            done += settled
+            if settled < lockbox.SETTLE_BATCH:
+                break
     return done
 
 

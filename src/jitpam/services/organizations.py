@@ -33,6 +33,7 @@ from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
+from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
 from jitpam.services.directory import names_in
@@ -106,6 +107,23 @@ def create_organization(
                     operation=AuditOperation.IMPORT_TASK_CATALOG,
                     target=catalog.scope,
                     details=catalog_summary(catalog),
+                )
+            )
+        operator = uow.lockbox.operator()
+        if operator is not None:  # every chain says who the installation's operator is
+            operator_name = uow.orgs.get(operator.org_id)
+            uow.record(
+                AuditEvent(
+                    org_id=org.id,
+                    at=at,
+                    actor=JITPAM,
+                    operation=AuditOperation.SET_LOCKBOX_OPERATOR,
+                    target=operator_name.name if operator_name else str(operator.org_id),
+                    details={
+                        "operator": operator_name.name if operator_name else None,
+                        "since": iso(operator.since),
+                        "is_this_organization": False,
+                    },
                 )
             )
         admin = User(
