@@ -40,6 +40,7 @@ from jitpam.domain.errors import (
     InvalidInput,
     RequestNotPending,
 )
+from jitpam.domain.lockbox import LockboxRequest
 from jitpam.domain.names import SEPARATOR, QualifiedName
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
@@ -56,6 +57,9 @@ from jitpam.services.ports import (
     CredentialRepository,
     GroupRepository,
     GroupSummary,
+    LockboxFilter,
+    LockboxRepository,
+    Operator,
     OrganizationRepository,
     OutboxRepository,
     Page,
@@ -152,6 +156,8 @@ class _Tables:
     assignments: dict[UUID, tuple[Assignment, datetime]] = field(default_factory=dict)
     policies: dict[UUID, Policy] = field(default_factory=dict)
     requests: dict[UUID, tuple[AccessRequest, int]] = field(default_factory=dict)  # version
+    lockbox: dict[UUID, tuple[LockboxRequest, int]] = field(default_factory=dict)  # version
+    operator: dict[int, Operator] = field(default_factory=dict)  # at most one row, key 1
     heads: dict[UUID, tuple[int, str]] = field(default_factory=dict)
     audit: dict[UUID, tuple[AuditRecord, ...]] = field(default_factory=dict)
     passwords: dict[UUID, str] = field(default_factory=dict)
@@ -1141,6 +1147,116 @@ def _stored(record: AuditRecord) -> AuditRecord:
     return replace(record, details=json.loads(canonical_json(record.details)))
 
 
+class MemoryLockbox:
+    """The SQL adapter's twin (adapters/sql/lockbox.py): saved by compare-and-set on the version
+    the transaction read."""
+
+    def __init__(self, t: _Tables, changed: Callable[[], None]) -> None:
+        self.t, self._changed = t, changed
+        self._loaded: dict[UUID, int] = {}  # the version each request was read at
+
+    def operator(self) -> Operator | None:
+        return self.t.operator.get(1)
+
+    def set_operator(self, org_id: UUID | None, *, at: datetime) -> None:
+        self._changed()
+        self.t.operator.clear()
+        if org_id is not None:
+            self.t.operator[1] = Operator(org_id, at)
+
+    def _read(self, request_id: UUID) -> LockboxRequest:
+        stored, version = self.t.lockbox[request_id]
+        self._loaded[request_id] = version
+        return replace(stored)
+
+    def add(self, request: LockboxRequest) -> None:
+        if request.id in self.t.lockbox:
+            raise _taken(f"lockbox request {request.id}")
+        self._changed()
+        self.t.lockbox[request.id] = (replace(request), 1)
+        self._loaded[request.id] = 1
+
+    def get(self, request_id: UUID, *, for_update: bool = False) -> LockboxRequest | None:
+        return self._read(request_id) if request_id in self.t.lockbox else None
+
+    def save(self, request: LockboxRequest) -> None:
+        if request.id not in self._loaded:
+            raise LookupError(f"{request.describe()} was not read in this transaction")
+        stored, version = self.t.lockbox[request.id]
+        if self._loaded[request.id] != version:
+            raise RequestNotPending(
+                f"{request.describe()} was changed by someone else at the same time"
+            )
+        self._changed()
+        # As the SQL adapter writes it: what a decision, a revocation or the sweeper changes.
+        kept = replace(
+            stored,
+            status=request.status,
+            decided_at=request.decided_at,
+            decided_by=request.decided_by,
+            decision_comment=request.decision_comment,
+            start=request.start,
+            end=request.end,
+            revoked_at=request.revoked_at,
+            revoked_by=request.revoked_by,
+            revocation_comment=request.revocation_comment,
+        )
+        self.t.lockbox[request.id] = (kept, version + 1)
+        self._loaded[request.id] = version + 1
+
+    @staticmethod
+    def _listed(r: LockboxRequest, flt: LockboxFilter, at: datetime) -> bool:
+        return (
+            (flt.customer_org_id is None or r.customer_org_id == flt.customer_org_id)
+            and (flt.operator_org_id is None or r.operator_org_id == flt.operator_org_id)
+            and (flt.requester_id is None or r.requester_id == flt.requester_id)
+            and (flt.statuses is None or r.status_at(at) in flt.statuses)
+            and (flt.created_after is None or r.created_at > flt.created_after)
+            and (flt.request_id is None or r.id == flt.request_id)
+        )
+
+    def page(
+        self, flt: LockboxFilter, *, at: datetime, cursor: str | None, limit: int
+    ) -> Page[LockboxRequest]:
+        if flt.customer_org_id is None and flt.operator_org_id is None:
+            raise ValueError("a lockbox listing is of a customer or of the operator")
+        position = _time_and_id(*_decode_cursor(cursor, 2)) if cursor else None
+        found = sorted(
+            (
+                r
+                for r, _ in self.t.lockbox.values()
+                if self._listed(r, flt, at)
+                and (position is None or (r.created_at, r.id) < position)
+            ),
+            key=lambda r: (r.created_at, r.id),
+            reverse=True,
+        )
+        page = _page(found, limit, lambda r: (iso(r.created_at), str(r.id)))
+        return Page([self._read(r.id) for r in page.items], page.next_cursor)
+
+    def approved(self, customer_org_id: UUID, user_id: UUID) -> list[LockboxRequest]:
+        found = sorted(
+            (
+                r
+                for r, _ in self.t.lockbox.values()
+                if r.customer_org_id == customer_org_id
+                and r.requester_id == user_id
+                and r.status is RequestStatus.APPROVED
+            ),
+            key=lambda r: (r.created_at, r.id),
+        )
+        return [self._read(r.id) for r in found]
+
+    def due(self, at: datetime, *, limit: int) -> list[LockboxRequest]:
+        found: list[tuple[datetime, UUID]] = []
+        for r, _ in self.t.lockbox.values():
+            if r.status is RequestStatus.PENDING and r.pending_until <= at:
+                found.append((r.pending_until, r.id))
+            elif r.status is RequestStatus.APPROVED and r.end is not None and r.end <= at:
+                found.append((r.end, r.id))
+        return [self._read(i) for _, i in sorted(found)[:limit]]
+
+
 class MemoryAudit:
     def __init__(self, t: _Tables, changed: Callable[[], None], db: MemoryDatabase) -> None:
         self.t, self._changed, self._db = t, changed, db
@@ -1370,6 +1486,7 @@ class MemoryUnitOfWork:
     assignments: AssignmentRepository
     policies: PolicyRepository
     requests: RequestRepository
+    lockbox: LockboxRepository
     audit: AuditRepository
     credentials: CredentialRepository
     outbox: OutboxRepository
@@ -1393,6 +1510,7 @@ class MemoryUnitOfWork:
         self.assignments = MemoryAssignments(t, writes("assignments"))
         self.policies = MemoryPolicies(t, writes("policies"))
         self.requests = MemoryRequests(t, writes("requests"))
+        self.lockbox = MemoryLockbox(t, writes("lockbox", "operator"))
         self.audit = MemoryAudit(t, writes("audit", "heads"), self._db)
         self.credentials = MemoryCredentials(t, writes("passwords", "tokens", "oidc"))
         self.outbox = MemoryOutbox(t, writes("outbox"))

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, event, inspect, text
@@ -24,7 +25,12 @@ from sqlalchemy.engine import make_url
 from jitpam.adapters.clock import FixedClock
 from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.db import make_engine
-from jitpam.adapters.sql.migrate import SchemaTooNewError, head_revision, upgrade
+from jitpam.adapters.sql.migrate import (
+    SchemaTooNewError,
+    alembic_config,
+    head_revision,
+    upgrade,
+)
 from jitpam.adapters.sql.models import Base
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.services import organizations
@@ -151,3 +157,31 @@ def test_a_database_migrated_by_a_newer_jitpam_is_refused_untouched(
                 )
             ).scalar_one()
             assert held == 0  # the migration lock was released: other servers may start
+
+
+def test_organizations_made_before_customer_lockbox_get_its_default_settings(
+    empty_database: Engine,
+) -> None:
+    with empty_database.begin() as conn:
+        command.upgrade(alembic_config(conn), "0006")
+    name = "fabrikam"
+    with empty_database.begin() as conn:  # as jitpam before 0007 wrote it
+        conn.execute(
+            text(
+                "INSERT INTO organizations (id, name, created_at, control_enabled, pending_hours) "
+                "VALUES (:id, :name, :at, :enabled, 24)"
+            ),
+            {"id": uuid4().hex, "name": name, "at": "2026-11-24 09:00:00.000000", "enabled": False},
+        )
+
+    upgrade(empty_database)
+
+    with empty_database.connect() as conn:
+        settings = conn.execute(
+            text(
+                "SELECT lockbox_approval_required, lockbox_max_hours FROM organizations "
+                "WHERE name = :name"
+            ),
+            {"name": name},
+        ).one()
+    assert (bool(settings[0]), settings[1]) == (False, 4)

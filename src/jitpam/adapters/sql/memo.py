@@ -64,6 +64,8 @@ ORG_CONTROLS: Slot[UUID, AccessControl] = Slot("orgs.control")
 # it ends, so the lock taken before deciding serves the append too.
 AUDIT_HEADS: Slot[UUID, tuple[int, str]] = Slot("audit.heads")
 REQUESTS: Slot[UUID, RequestAsRead] = Slot("requests.as_read")
+# The version of each lockbox request as this transaction read (or wrote) it: compared and set.
+LOCKBOX_VERSIONS: Slot[UUID, int] = Slot("lockbox.version")
 # The dialect and DBAPI connection of the transaction (found once for it, see prepared.py).
 DRIVER: Slot[None, tuple[Any, Any]] = Slot("driver")
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -73,6 +74,12 @@ class OrganizationRow(Base):
     pending_hours: Mapped[int] = mapped_column(Integer, default=24)
     # Who last set the default approver group (None: the installation, or set before 0006).
     default_approver_group_set_by: Mapped[uuid.UUID | None]
+    # Customer Lockbox: whether the organization's approvers must approve the operator's data
+    # access requests, and the longest access it allows (organizations made before 0007: off, 4).
+    lockbox_approval_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    lockbox_max_hours: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
 
 
 class SystemAccountRow(Base):
@@ -234,6 +241,62 @@ class RequestRow(Base):
     decided_at: Mapped[datetime | None]
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class InstallationOperatorRow(Base):
+    """The installation's operator organization (Customer Lockbox): at most one row, its key
+    fixed at 1."""
+
+    __tablename__ = "installation_operator"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    since: Mapped[datetime]
+
+
+class LockboxRequestRow(Base):
+    """A Customer Lockbox request of the operator's engineer to a customer (domain/lockbox.py)."""
+
+    __tablename__ = "lockbox_requests"
+    __table_args__ = (
+        # The listings, newest first: the customer's, the operator's, one engineer's.
+        Index("ix_lockbox_requests_customer", "customer_org_id", "created_at", "id"),
+        Index("ix_lockbox_requests_operator", "operator_org_id", "created_at", "id"),
+        Index(
+            "ix_lockbox_requests_requester",
+            "operator_org_id",
+            "requester_id",
+            "created_at",
+            "id",
+        ),
+        # The check: one engineer's approved requests to one customer.
+        Index("ix_lockbox_requests_check", "customer_org_id", "requester_id", "status"),
+        # The sweeper: pending past the deadline, approved past the end.
+        Index("ix_lockbox_requests_pending", "status", "pending_until"),
+        Index("ix_lockbox_requests_end", "status", "end_at"),
+        CheckConstraint("duration_hours > 0", name="positive_duration"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    customer_org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    operator_org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    requester_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    requester_upn: Mapped[str] = mapped_column(String(256))
+    service: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    case_reference: Mapped[str] = mapped_column(String(64))
+    duration_hours: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    pending_until: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[uuid.UUID | None]  # None once decided: automatically
+    decision_comment: Mapped[str] = mapped_column(Text)
+    start_at: Mapped[datetime | None]
+    end_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[uuid.UUID | None]
+    revocation_comment: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 

@@ -36,6 +36,8 @@ _READ_ORG = select(
     _ORGS.c.max_policies,
     _ORGS.c.pending_hours,
     _ORGS.c.default_approver_group_set_by,
+    _ORGS.c.lockbox_approval_required,
+    _ORGS.c.lockbox_max_hours,
 ).where(_ORGS.c.id == bindparam("id"))
 _GET_ORG = Prepared(_READ_ORG)
 _LOCK_ORG = Prepared(_READ_ORG.with_for_update())
@@ -114,6 +116,8 @@ class SqlOrganizations:
             pending_hours=row.pending_hours,
             default_approver_group_set_by=row.default_approver_group_set_by,
             system_account_designators=accounts,
+            lockbox_approval_required=row.lockbox_approval_required,
+            lockbox_max_hours=row.lockbox_max_hours,
         )
         self._memo.put(ORG_CONTROLS, org_id, control)
         return control
@@ -127,6 +131,8 @@ class SqlOrganizations:
         row.max_policies = control.max_policies
         row.pending_hours = control.pending_hours
         row.default_approver_group_set_by = control.default_approver_group_set_by
+        row.lockbox_approval_required = control.lockbox_approval_required
+        row.lockbox_max_hours = control.lockbox_max_hours
         self.s.execute(delete(SystemAccountRow).where(SystemAccountRow.org_id == control.org_id))
         for user_id in sorted(control.system_account_ids):
             self.s.add(

@@ -16,6 +16,7 @@ from jitpam.adapters.sql.catalog import SqlCatalog
 from jitpam.adapters.sql.credentials import SqlCredentials
 from jitpam.adapters.sql.db import is_race
 from jitpam.adapters.sql.groups import SqlGroups
+from jitpam.adapters.sql.lockbox import SqlLockbox
 from jitpam.adapters.sql.organizations import SqlOrganizations
 from jitpam.adapters.sql.outbox import SqlOutbox
 from jitpam.adapters.sql.policies import SqlPolicies
@@ -35,6 +36,7 @@ from jitpam.services.ports import (
     CatalogRepository,
     CredentialRepository,
     GroupRepository,
+    LockboxRepository,
     OrganizationRepository,
     OutboxRepository,
     PolicyRepository,
@@ -58,6 +60,7 @@ class SqlUnitOfWork:
         self.assignments: AssignmentRepository = SqlAssignments(self.session)
         self.policies: PolicyRepository = SqlPolicies(self.session)
         self.requests: RequestRepository = SqlRequests(self.session)
+        self.lockbox: LockboxRepository = SqlLockbox(self.session)
         self.audit: AuditRepository = SqlAudit(self.session)
         self.credentials: CredentialRepository = SqlCredentials(self.session)
         self.outbox: OutboxRepository = SqlOutbox(self.session)
