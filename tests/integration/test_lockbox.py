@@ -8,11 +8,14 @@ organizations, the 12-hour expiry written down by the sweeper) run on the databa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
 from jitpam.adapters.clock import FixedClock
+from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.domain.audit import AuditRecord, Outcome
 from jitpam.domain.check import Reason
 from jitpam.domain.errors import (
@@ -26,7 +29,9 @@ from jitpam.domain.requests import RequestStatus
 from jitpam.services import audit_log, directory, lockbox, requests
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import AuditFilter
-from tests.integration.world import Person, World
+from tests.conftest import database_of_its_own
+from tests.integration.conftest import SIGNER
+from tests.integration.world import Person, World, own_process
 
 APPROVER_ROLE = "jitpam\\Customer Lockbox Access Approver"
 REQUESTER_ROLE = "jitpam\\Lockbox Requester"
@@ -94,16 +99,27 @@ def scene(ctx: ServiceContext, clock: FixedClock) -> Scene:
 
 
 @pytest.fixture
-def db_scene(db_ctx: ServiceContext, clock: FixedClock) -> Scene:
-    return make_scene(db_ctx, clock)
+def db_scene(database_url: str, tmp_path: Path, clock: FixedClock) -> Iterator[Scene]:
+    """On a database of its own: the operator is the whole installation's, and designating it
+    writes to every organization's chain (the shared database holds chains that tamper tests
+    broke on purpose)."""
+    with database_of_its_own(database_url, tmp_path) as engine:
+        sessions = unit_of_work_factory(engine)
+        ctx = own_process(
+            ServiceContext(uow=lambda: SqlUnitOfWork(sessions), clock=clock, signer=SIGNER)
+        )
+        yield make_scene(ctx, clock)
 
 
-def chain(world: World, operation: str | None = None) -> list[AuditRecord]:
+def chain(
+    world: World, operation: str | None = None, outcome: Outcome | None = None
+) -> list[AuditRecord]:
     with world.ctx.uow() as uow:
         return [
             r
             for r in uow.audit.records(world.org.id)
-            if operation is None or r.operation == operation
+            if (operation is None or r.operation == operation)
+            and (outcome is None or r.outcome is outcome)
         ]
 
 
@@ -173,7 +189,11 @@ def test_with_approval_required_the_customers_approver_decides(scene: Scene) -> 
     )
     assert view.status is RequestStatus.APPROVED
     assert scene.check() is Reason.LOCKBOX_APPROVED
-    (decided,) = chain(scene.customer, "Set-AccessToCustomerDataRequest")
+    refused = chain(scene.customer, "Set-AccessToCustomerDataRequest", Outcome.REFUSED)
+    assert [r.actor_name for r in refused] == [plain.upn]
+    (tried,) = chain(scene.operator, "Set-AccessToCustomerDataRequest", Outcome.REFUSED)
+    assert tried.actor_name == scene.engineer.upn
+    (decided,) = chain(scene.customer, "Set-AccessToCustomerDataRequest", Outcome.SUCCESS)
     assert decided.actor_name == scene.approver.upn
     assert decided.details["ApprovalDecision"] == "Approve"
 

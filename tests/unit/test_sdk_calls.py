@@ -3,7 +3,6 @@ library is not imported until a call is made."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from jitpam.sdk import AsyncClient, Client, calls
+from tests.loops import on_a_loop
 
 T = TypeVar("T")
 
@@ -153,7 +153,7 @@ class _ScriptedAsyncClient(AsyncClient):
 def test_both_clients_follow_every_page_of_a_role() -> None:
     for role in (
         _ScriptedClient("http://jitpam.invalid").role("Movers"),
-        asyncio.run(_ScriptedAsyncClient("http://jitpam.invalid").role("Movers")),
+        on_a_loop(lambda: _ScriptedAsyncClient("http://jitpam.invalid").role("Movers")),
     ):
         assert role.tasks == ("t1", "t2", "t3")
         assert [m.name for m in role.members] == ["bob@contoso.com", "cy@contoso.com"]
