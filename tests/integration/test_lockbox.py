@@ -9,7 +9,7 @@ organizations, the 12-hour expiry written down by the sweeper) run on the databa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,8 @@ from jitpam.domain.errors import (
     RequestNotPending,
 )
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import audit_log, directory, lockbox, requests
-from jitpam.services.context import ServiceContext
+from jitpam.services import audit_log, directory, lockbox, organizations, requests
+from jitpam.services.context import KEEP, ServiceContext
 from jitpam.services.ports import AuditFilter
 from tests.conftest import database_of_its_own
 from tests.integration.conftest import SIGNER
@@ -72,16 +72,13 @@ class Scene:
         ).reason
 
     def require_approval(self, max_hours: int | None = None) -> None:
-        with self.customer.ctx.uow() as uow:  # the customer's setting, as its admin sets it
-            control = uow.orgs.control(self.customer.org.id, for_update=True)
-            uow.orgs.save_control(
-                replace(
-                    control,
-                    lockbox_approval_required=True,
-                    lockbox_max_hours=max_hours or control.lockbox_max_hours,
-                )
-            )
-            uow.commit()
+        """The customer's administrator requires approval (and may lower the cap)."""
+        organizations.set_organization_config(
+            self.customer.ctx,
+            caller=self.customer.admin.caller,
+            lockbox_approval_required=True,
+            lockbox_max_hours=KEEP if max_hours is None else max_hours,
+        )
 
 
 def make_scene(ctx: ServiceContext, clock: FixedClock) -> Scene:
@@ -402,3 +399,22 @@ def test_a_customers_access_checker_may_ask_too(scene: Scene) -> None:
     plain = scene.customer.user("plain")
     with pytest.raises(NotPermitted):
         scene.check(who=plain)
+
+
+def test_the_customers_settings_are_validated_and_audited(scene: Scene) -> None:
+    for bad in (0, 5):
+        with pytest.raises(InvalidInput, match="1 to 4"):
+            organizations.set_organization_config(
+                scene.customer.ctx, caller=scene.customer.admin.caller, lockbox_max_hours=bad
+            )
+    with pytest.raises(NotPermitted):
+        organizations.set_organization_config(
+            scene.customer.ctx, caller=scene.approver.caller, lockbox_approval_required=True
+        )
+    scene.require_approval(max_hours=3)
+    (changed,) = chain(scene.customer, "Set-OrganizationConfig", Outcome.SUCCESS)
+    assert changed.details == {
+        "lockbox_approval_required": True,
+        "lockbox_max_hours": 3,
+        "allowed_by": "control_disabled",  # allowed by the admin's role
+    }

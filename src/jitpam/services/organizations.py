@@ -30,6 +30,7 @@ from jitpam.domain.directory import (
     upn_domain,
 )
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
+from jitpam.domain.lockbox import check_max_hours
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
@@ -344,8 +345,12 @@ def set_organization_config(
     ticket_pattern: str | Keep | None = KEEP,
     max_policies: int | Keep | None = KEEP,
     pending_hours: int | Keep = KEEP,
+    lockbox_approval_required: bool | Keep = KEEP,
+    lockbox_max_hours: int | Keep = KEEP,
 ) -> ControlView:
-    """Change the ticket pattern, the policy limit (None = unlimited) or the pending deadline."""
+    """Change the ticket pattern, the policy limit (None = unlimited), the pending deadline, or
+    the Customer Lockbox settings: whether the organization's approvers must approve every data
+    access request of the operator's engineers, and the longest access it allows (1 to 4)."""
     op = AuditOperation.SET_ORGANIZATION_CONFIG
     with use_case(ctx, caller=caller, operation=op, target="organization") as uow:
         at = ctx.clock.now()
@@ -358,6 +363,12 @@ def set_organization_config(
             changes["max_policies"] = check_max_policies(max_policies)
         if pending_hours is not KEEP:
             changes["pending_hours"] = check_pending_hours(pending_hours)
+        if lockbox_approval_required is not KEEP:
+            if not isinstance(lockbox_approval_required, bool):
+                raise InvalidInput("whether lockbox requests need approval must be true or false")
+            changes["lockbox_approval_required"] = lockbox_approval_required
+        if lockbox_max_hours is not KEEP:
+            changes["lockbox_max_hours"] = check_max_hours(lockbox_max_hours)
         updated = replace(control, **changes)
         uow.orgs.save_control(updated)
         uow.record(
