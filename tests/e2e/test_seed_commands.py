@@ -50,7 +50,15 @@ NAMES = {
     "28560ed0-419d-4cc3-8f5b-603911cbd450": REQUEST,
     "a4bc1bdf-00a1-42b4-be65-b6c63d6be279": REQUEST,
     "<identity GUID of the policy you want to delete>": POLICY,
+    "<policy identity>": POLICY,
 }
+# The cmdlets no seed uses yet, run the same way (their effects checked as a seed line's would be).
+EXTRA = [
+    "Get-ElevatedAccessApprovalPolicy | ft Identity, Type, Task, ApprovalType",
+    "Set-ElevatedAccessApprovalPolicy -Identity <policy identity> -ApprovalType Auto",
+    "Get-ElevatedAccessAuthorization | select Identity, AuthorizedAccess, Revoked",
+    "Revoke-ElevatedAccessAuthorization -RequestId <request id> -Comment 'case closed'",
+]
 # The order the cmdlets run in, so that each line has what it needs.
 ORDER = [
     "Enable-ElevatedAccessControl",
@@ -90,6 +98,11 @@ def seed_lines() -> list[SeedLine]:
     return sorted(found, key=lambda s: ORDER.index(s.cmdlet))
 
 
+def every_line() -> list[SeedLine]:
+    extra = [SeedLine(f"EXTRA[{n}]", text) for n, text in enumerate(EXTRA)]
+    return sorted(seed_lines() + extra, key=lambda s: ORDER.index(s.cmdlet))
+
+
 def substituted(text: str) -> str:
     for placeholder, value in NAMES.items():
         text = text.replace(placeholder, value)
@@ -113,12 +126,13 @@ class Demo:
             return next((p.raw for p in api.policies() if p.target == target), None)
 
     def ensure_policy(self, target: str, kind: str = "task") -> str:
+        with self.api(ADMIN) as api:
+            if not api.access_control().enabled:
+                api.enable_control(admin_group="pamapprovers", system_accounts=["sys@contoso.com"])
         found = self.policy_for(target)
         if found:
             return str(found["id"])
         with self.api(ADMIN) as api:
-            if not api.access_control().enabled:
-                api.enable_control(admin_group="pamapprovers", system_accounts=["sys@contoso.com"])
             made = api.new_policy(
                 type=kind, target=target, approval_type="manual", approver_group="pamapprovers"
             )
@@ -191,6 +205,15 @@ def _selected(line: str) -> list[str]:
     return []
 
 
+def _formatted(line: str) -> list[str]:
+    """The properties a line's ``| ft`` or ``| fl`` names."""
+    last = parse(line).commands[-1]
+    if last.name.lower() in ("ft", "fl", "format-table", "format-list") and last.elements:
+        value = last.elements[0].value
+        return list(value) if isinstance(value, tuple) else [str(value)]
+    return []
+
+
 def prepare_new_policy(demo: Demo, bound: dict[str, Any]) -> dict[str, str]:
     demo.remove_policy(_target(bound)[1])  # one policy per target: the line makes it anew
     return {}
@@ -258,11 +281,24 @@ def prepare_approved(demo: Demo, bound: dict[str, Any]) -> dict[str, str]:
 def check_revoked(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out: str) -> None:
     doc = demo.request(bound["RequestId"])
     assert doc["status"] == "revoked"
-    assert _fl(out)[0]["Revoked"] == "True"
+    shown = _fl(out)[0]
+    assert shown["Revoked"] == "True"
+    assert shown["AuthorizedBy"] == BOB  # who approved it when it was prepared
+    assert shown["RevocationComment"] == bound["Comment"]
 
 
 def check_listed(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out: str) -> None:
-    assert all("Identity" in each for each in _fl(out))
+    """Every object printed, as a list or as a table, with the properties asked for."""
+    wanted = _selected(ids["line"]) or _formatted(ids["line"])
+    if re.search(r"\|\s*(ft|format-table)\b", ids["line"], flags=re.I):
+        header = out.splitlines()[0].split()
+        assert not wanted or header == wanted, header
+        assert len(out.splitlines()) >= 3  # a header, its rule and a row at least
+        return
+    shown = _fl(out)
+    assert shown
+    for each in shown:
+        assert not wanted or sorted(each) == sorted(wanted), each
 
 
 def prepare_policy(demo: Demo, bound: dict[str, Any]) -> dict[str, str]:
@@ -293,6 +329,7 @@ def check_set_policy(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out
         policy = api.get_policy(bound["Identity"])
     if "ApprovalType" in bound:
         assert policy.approval_type == bound["ApprovalType"].lower()
+        assert _fl(out)[0]["ApprovalType"] == bound["ApprovalType"]
 
 
 EFFECTS: dict[str, Effect] = {
@@ -346,7 +383,7 @@ def test_the_seeds_hold_cmdlet_lines() -> None:
 def test_every_seed_line_runs_as_written(demo: Demo, demo_server: Server, tmp_path: Path) -> None:
     cli = Cli(demo_server, tmp_path / "config")
     malformed = 0
-    for seed in seed_lines():
+    for seed in every_line():
         text = substituted(seed.text)
         effect = EFFECTS[seed.cmdlet]
         refused = _parse_error(text)

@@ -307,7 +307,10 @@ def test_shapes_use_m365_names() -> None:
             "revoked_at": "2026-01-01T00:00:00Z",
             "type": "task",
             "request": {
-                "reviews": [{"approver": "bob@contoso.com", "decision": "approved"}],
+                "reviews": [
+                    {"approver": "bob@contoso.com", "decision": "approve"},
+                    {"approver": "carol@contoso.com", "decision": "deny"},
+                ],
                 "revocation_comment": "done",
             },
         }

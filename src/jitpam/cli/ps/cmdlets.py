@@ -31,6 +31,9 @@ def _service(target: str) -> str | None:
     return scope if sep else None
 
 
+_VOTES = {"approve": "approved", "deny": "denied"}  # a review's decision, as a past tense
+
+
 def _signature(doc: Doc) -> str | None:
     sig = doc.get("signature")
     if isinstance(sig, dict):
@@ -62,7 +65,7 @@ def request_shape(doc: Doc) -> Doc:
         "EndTimeUtc": doc.get("valid_until"),
         "AuthorizationId": doc.get("authorization_id"),
         "Reviews": [
-            f"{r.get('approver')} {r.get('decision')}"
+            f"{r.get('approver')} {_VOTES.get(str(r.get('decision')), r.get('decision'))}"
             + (f": {r.get('comment')}" if r.get("comment") else "")
             for r in doc.get("reviews") or []
         ],
@@ -112,7 +115,7 @@ def authorization_shape(doc: Doc) -> Doc:
     approvers = [
         str(r.get("approver"))
         for r in request.get("reviews") or []
-        if r.get("decision") == "approved"
+        if r.get("decision") == "approve"
     ]
     kind = str(doc.get("type", ""))
     return {
