@@ -172,3 +172,17 @@ def test_the_readme_ps_commands_run_as_written(cli: Cli) -> None:
         "Reviews       : {bob@contoso.com approved: Go ahead}",
     ]
     assert outputs[5].startswith("RequestStatus : Approved\n\nType Task")
+
+
+def test_usage_mistakes_and_an_unreachable_server(cli: Cli, tmp_path: Path) -> None:
+    script = tmp_path / "one.ps1"
+    script.write_text("Get-ElevatedAccessRequest\n", encoding="utf-8")
+    both = cli.run("ps", "Get-ElevatedAccessRequest", "-f", str(script))
+    assert both.returncode == 2
+    assert "not both" in both.stderr
+    quoted = cli.run("ps", 'Approve-ElevatedAccessRequest -RequestId "a`nb" -Comment c')
+    assert quoted.returncode == 2
+    assert quoted.stderr.count("\n") == 1  # the value's line break does not split the message
+    down = cli.run("ps", "Get-ElevatedAccessRequest", "--server", "http://127.0.0.1:9")
+    assert down.returncode == 5
+    assert down.stderr.startswith("Get-ElevatedAccessRequest : cannot reach")

@@ -100,13 +100,16 @@ def run(
     def where(line: Line) -> str:
         return f"line {line.number}: " if several else ""
 
+    def report(line: Line, failed: Failed) -> int:
+        error(where(line) + " ".join(str(failed).split("\n")))  # one line, whatever it quotes
+        return failed.code
+
     parsed: list[tuple[Line, Pipeline]] = []
     for line in lines:
         try:
             parsed.append((line, _parsed(line)))
         except Failed as exc:
-            error(f"{where(line)}{exc}")
-            return exc.code
+            return report(line, exc)
     if not parsed:
         return 0
     with client() as api:
@@ -115,8 +118,7 @@ def run(
             try:
                 text = run_line(api, tree, as_json)
             except Failed as exc:
-                error(f"{where(line)}{exc}")
-                return exc.code
+                return report(line, exc)
             if text:
                 if printed_before and not as_json:
                     write("\n")
