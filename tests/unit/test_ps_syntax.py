@@ -197,6 +197,14 @@ def test_a_switch_takes_no_value_and_can_be_turned_off() -> None:
     assert accounts["SystemAccounts"] == ["a", "b"]
 
 
+def test_confirm_false_is_accepted_and_confirm_refused() -> None:
+    line = "Remove-ElevatedAccessApprovalPolicy 28560ed0-419d-4cc3-8f5b-603911cbd450"
+    assert _bound(line + " -Confirm:$false") == {"Identity": "28560ed0-419d-4cc3-8f5b-603911cbd450"}
+    with pytest.raises(BindError, match="asks no confirmation"):
+        _bound(line + " -Confirm")
+    assert _bound("Disable-ElevatedAccessControl -confirm:$False") == {}
+
+
 def test_an_unknown_cmdlet_is_named() -> None:
     with pytest.raises(cmdlets.UnknownCmdlet, match="'Get-Mailbox' is not recognized"):
         cmdlets.find("Get-Mailbox")

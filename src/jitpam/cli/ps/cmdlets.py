@@ -248,6 +248,11 @@ class Cmdlet:
 
     def bind(self, command: Command) -> Bound:
         bound = bind(self.name, self.params, command.elements)
+        if bound.pop("Confirm", False):
+            raise BindError(
+                f"{self.name} : jitpam ps asks no confirmation: give -Confirm:$false or leave "
+                "-Confirm out."
+            )
         if self.one_of:
             given = [n for n in self.one_of if n in bound]
             if len(given) != 1:
@@ -268,6 +273,8 @@ _POLICY_OPTIONS = (
     Param("MaxDurationHours", "int", minimum=1),
     Param("RequireTicket", "switch"),
 )
+# Accepted where M365 scripts write -Confirm:$false (nothing is asked: -Confirm alone is refused).
+_CONFIRM = Param("Confirm", "switch")
 _REQUEST_ID = Param("RequestId", "guid", required=True, position=0, aliases=("Identity",))
 _COMMENT = Param("Comment", required=True)
 
@@ -281,7 +288,7 @@ CMDLETS: tuple[Cmdlet, ...] = (
     ),
     Cmdlet(
         "Disable-ElevatedAccessControl",
-        (),
+        (_CONFIRM,),
         lambda api, b: [api.disable_control().raw],
         control_shape,
         synopsis="turn access control off (policies and requests are kept)",
@@ -307,7 +314,7 @@ CMDLETS: tuple[Cmdlet, ...] = (
     ),
     Cmdlet(
         "Remove-ElevatedAccessApprovalPolicy",
-        (Param("Identity", "guid", True, position=0),),
+        (Param("Identity", "guid", True, position=0), _CONFIRM),
         lambda api, b: [api.remove_policy(b["Identity"]).raw],
         policy_shape,
     ),
@@ -348,7 +355,7 @@ CMDLETS: tuple[Cmdlet, ...] = (
     ),
     Cmdlet(
         "Revoke-ElevatedAccessAuthorization",
-        (_REQUEST_ID, _COMMENT),
+        (_REQUEST_ID, _COMMENT, _CONFIRM),
         _revoke,
         authorization_shape,
     ),
