@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +11,7 @@ import typer
 from jitpam.cli import client as cmd
 from jitpam.cli import output, session
 from jitpam.cli.output import show
+from jitpam.cli.ps import command as ps_command
 from jitpam.sdk import UNREACHABLE, ApiError, Client, TaskRun, Unreachable
 
 app = typer.Typer(
@@ -156,6 +158,42 @@ def run(
         if done.outlived_grant:
             typer.echo("jitpam: the authorization ended while the task ran", err=True)
     raise typer.Exit(_exit_code(done))
+
+
+@app.command("ps")
+def ps(
+    line: Annotated[
+        str | None, typer.Argument(help="One cmdlet line (none: read lines from stdin).")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Run each line of this file.")
+    ] = None,
+    server: Server = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each line's objects as one JSON array.")
+    ] = False,
+) -> None:
+    """Run Microsoft 365 PAM cmdlets (Enable-ElevatedAccessControl, New-ElevatedAccessRequest,
+    ...) as the signed-in user, with | select, where, fl and ft. Stops at the first failing line."""
+    if line is not None and file is not None:
+        output.fail("give a line or --file, not both", output.USAGE)
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            output.fail(f"cannot read {file}: {exc}", output.USAGE)
+    else:
+        text = sys.stdin.read() if line is None else line
+    lines = ps_command.lines_of(text)
+    code = ps_command.run(
+        lambda: session.client(server),
+        lines,
+        as_json=as_json,
+        write=sys.stdout.write,
+        error=lambda message: typer.echo(message, err=True),
+        several=line is None,
+    )
+    raise typer.Exit(code)
 
 
 def _exit_code(done: TaskRun) -> int:

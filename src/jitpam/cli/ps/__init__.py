@@ -1,0 +1,1 @@
+"""``jitpam ps``: Microsoft 365 PAM cmdlet lines run against a jitpam server."""
