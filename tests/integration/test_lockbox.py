@@ -390,6 +390,17 @@ def test_the_twelve_hour_expiry_on_the_databases(db_scene: Scene) -> None:
     assert lockbox.settle_requests(db_scene.operator.ctx) >= 1
     (written,) = chain(db_scene.customer, "Expire-AccessToCustomerDataRequest")
     assert written.target == request_id
+    # The notices, read from the outbox tables: the customer's approvers (found through the
+    # assignments' SQL listing: the approver directly, the admin through Global Administrator)
+    # and the engineer, each side in its own messages.
+    approvers = sorted([db_scene.approver.upn, db_scene.customer.admin.upn])
+    for world, to in ((db_scene.customer, approvers), (db_scene.operator, [db_scene.engineer.upn])):
+        with world.ctx.uow() as uow:
+            queued = uow.outbox.listing(world.org.id, state=None, cursor=None, limit=50).items
+        assert sorted((m.event.value, tuple(sorted(m.payload["to"]))) for m in queued) == [
+            ("lockbox.created", tuple(to)),
+            ("lockbox.expired", tuple(to)),
+        ]
 
 
 def test_a_customers_access_checker_may_ask_too(scene: Scene) -> None:

@@ -5,6 +5,10 @@ members with the requester in CC; a decision (approved, auto-approved, denied) g
 requester with the group in CC; an expiry without decision to the requester and the group; a
 revocation and a grant about to end to the requester; a system account's exempt use to the
 organization's default approver group.
+
+Customer Lockbox notices go to two organizations, never in one message: the customer's approvers
+get the customer's copy and the operator's engineer the operator's, so the operator never learns
+who at the customer holds the approver role or decided (see ``lockbox_audience``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ class EventType(StrEnum):
     AUTHORIZATION_EXPIRING = "authorization.expiring"
     SYSTEM_ACCOUNT_EXEMPTED = "system_account.exempted"
     WEBHOOK_TEST = "webhook.test"
+    LOCKBOX_CREATED = "lockbox.created"
+    LOCKBOX_AUTO_APPROVED = "lockbox.auto_approved"
+    LOCKBOX_APPROVED = "lockbox.approved"
+    LOCKBOX_DENIED = "lockbox.denied"
+    LOCKBOX_CANCELLED = "lockbox.cancelled"
+    LOCKBOX_REVOKED = "lockbox.revoked"
+    LOCKBOX_EXPIRED = "lockbox.expired"
+
+
+LOCKBOX_EVENTS = frozenset(e for e in EventType if e.value.startswith("lockbox."))
 
 
 class Channel(StrEnum):
@@ -69,7 +83,31 @@ def audience(event: EventType, *, requester: str, group: tuple[str, ...]) -> Aud
             return Audience(group)
         case EventType.WEBHOOK_TEST:
             return Audience(())
-    raise AssertionError(event)
+    raise AssertionError(event)  # lockbox events: lockbox_audience
+
+
+@dataclass(frozen=True)
+class LockboxAudience:
+    """Who a lockbox event's messages are for, one message per side: ``customer`` the customer's
+    approvers' addresses, ``operator`` the engineer's (empty: that side gets no email)."""
+
+    customer: tuple[str, ...]
+    operator: tuple[str, ...]
+
+
+def lockbox_audience(
+    event: EventType, *, engineer: str, approvers: tuple[str, ...]
+) -> LockboxAudience:
+    """The recipients of a lockbox ``event``: a new request asks the customer's approvers (the
+    engineer gets a receipt); an automatic approval tells the approvers it was filed and
+    approved; a decision goes to the engineer with the approvers in copy (a copy of their own);
+    a cancelled request tells the approvers it needs no decision any more; a revocation and an
+    expiry go to both."""
+    if event not in LOCKBOX_EVENTS:
+        raise AssertionError(event)
+    if event is EventType.LOCKBOX_CANCELLED:
+        return LockboxAudience(approvers, ())
+    return LockboxAudience(approvers, (engineer,))
 
 
 @dataclass

@@ -447,14 +447,30 @@ def role_members_page(
         caller_user(uow, caller)
         kind = PolicyType.ROLE_GROUP if role_group else PolicyType.ROLE
         target = str(resolve_target(uow, caller.org_id, kind, role))
-        holders: list[tuple[PolicyType, str]] = [(kind, target)]
-        if kind is PolicyType.ROLE:
-            groups = uow.catalog.role_group_roles(caller.org_id)
-            holders += [
-                (PolicyType.ROLE_GROUP, g) for g, roles in sorted(groups.items()) if target in roles
-            ]
-        page = uow.assignments.holders(caller.org_id, holders, at=at, cursor=cursor, limit=limit)
+        page = role_holders(uow, caller.org_id, kind, target, at=at, cursor=cursor, limit=limit)
         return target, page
+
+
+def role_holders(
+    uow: UnitOfWork,
+    org_id: UUID,
+    kind: PolicyType,
+    target: str,
+    *,
+    at: datetime,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> Page[RoleMember]:
+    """One page of who holds the role (or role group) ``target`` (its full name) at ``at``, in
+    the caller's transaction: its standing assignments and just-in-time grants, then the same
+    for each role group that holds it. Groups are listed as groups."""
+    holders: list[tuple[PolicyType, str]] = [(kind, target)]
+    if kind is PolicyType.ROLE:
+        groups = uow.catalog.role_group_roles(org_id)
+        holders += [
+            (PolicyType.ROLE_GROUP, g) for g, roles in sorted(groups.items()) if target in roles
+        ]
+    return uow.assignments.holders(org_id, holders, at=at, cursor=cursor, limit=limit)
 
 
 def group_summaries(

@@ -27,6 +27,7 @@ from jitpam.domain.lockbox import (
     parse_decision,
     service_name,
 )
+from jitpam.domain.notifications import EventType
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import RequestStatus
@@ -34,6 +35,7 @@ from jitpam.domain.text import require_storable
 from jitpam.services.authorization import authorize, caller_user, grant_details, may
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.inputs import parse_enum
+from jitpam.services.lockbox_notices import queue_lockbox_event
 from jitpam.services.ports import LockboxFilter, Operator, Page, UnitOfWork
 from jitpam.services.use_case import use_case
 
@@ -275,6 +277,15 @@ def file_request(
             )
         uow.lockbox.add(request)
         uow.record_all(events)
+        queue_lockbox_event(
+            ctx,
+            uow,
+            event=EventType.LOCKBOX_CREATED
+            if settings.approval_required
+            else EventType.LOCKBOX_AUTO_APPROVED,
+            request=request,
+            at=at,
+        )
         view = _view(uow, request, engineer, at)
         uow.commit()
         return view
@@ -289,6 +300,13 @@ def _locked(uow: UnitOfWork, request_id: UUID | str) -> LockboxRequest:
     if request is None:
         raise NotFound(f"no lockbox request {rid}")
     return request
+
+
+_DECIDED = {
+    ApprovalDecision.APPROVE: EventType.LOCKBOX_APPROVED,
+    ApprovalDecision.DENY: EventType.LOCKBOX_DENIED,
+    ApprovalDecision.CANCEL: EventType.LOCKBOX_CANCELLED,
+}
 
 
 def set_request(
@@ -339,6 +357,7 @@ def set_request(
                 },
             )
         )
+        queue_lockbox_event(ctx, uow, event=_DECIDED[chosen], request=request, at=at)
         view = _view(uow, request, user, at)
         uow.commit()
         return view
@@ -375,6 +394,7 @@ def revoke_request(
                 details={"comment": request.revocation_comment, **how},
             )
         )
+        queue_lockbox_event(ctx, uow, event=EventType.LOCKBOX_REVOKED, request=request, at=at)
         view = _view(uow, request, user, at)
         uow.commit()
         return view
@@ -593,6 +613,10 @@ def settle_requests(ctx: ServiceContext, *, limit: int = SETTLE_BATCH) -> int:
                     details={"status": new.value},
                 )
             )
+            if new is RequestStatus.EXPIRED:
+                queue_lockbox_event(
+                    ctx, uow, event=EventType.LOCKBOX_EXPIRED, request=request, at=at
+                )
             settled += 1
         uow.commit()
         return settled

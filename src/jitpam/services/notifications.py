@@ -140,7 +140,7 @@ def queue_request_event(
     copies = tuple(c for c in dict.fromkeys(who.cc) if c not in recipients)
     if recipients:
         queued += uow.outbox.add(
-            _email(
+            email_message(
                 org_id=request.org_id,
                 event=event,
                 key=f"{base_key}:email",
@@ -250,7 +250,7 @@ def queue_exempt_use(
     if not who.to:
         return queued
     queued += uow.outbox.add(
-        _email(
+        email_message(
             org_id=org_id,
             event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
             key=f"{key}:email",
@@ -271,7 +271,7 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _email(
+def email_message(
     *,
     org_id: UUID,
     event: EventType,
