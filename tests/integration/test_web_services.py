@@ -5,26 +5,32 @@ for (``requestable``), searching and paging the request list, and which pages a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import Engine, Uuid, bindparam, text
 
+from jitpam.adapters.clock import FixedClock
 from jitpam.domain.directory import UserKind
 from jitpam.domain.errors import (
+    AuthorizationNotActive,
     InvalidInput,
+    NotAnApprover,
     NotFound,
     NotPermitted,
     RequesterNotEligible,
+    RequestNotPending,
     RequestTampered,
     TaskNotHeld,
 )
 from jitpam.domain.policy import Policy, PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import audit_log, directory, organizations, policies, requests
+from jitpam.services import audit_log, directory, lockbox, organizations, policies, requests
 from jitpam.services.abilities import Abilities, abilities
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import AuditFilter
@@ -612,3 +618,82 @@ def test_a_policy_on_a_jitpam_task_hides_its_page_until_approved(scene: Scene) -
     search_audit()
     world.later(hours=1)
     assert not reads_audit()
+
+
+# --- Customer Lockbox -----------------------------------------------------------------------------
+
+
+def test_the_lockbox_page_offers_what_the_lockbox_use_cases_then_allow(
+    ctx: ServiceContext, clock: FixedClock
+) -> None:
+    operator, customer = World(ctx, clock), World(ctx, clock)
+    lockbox.designate_operator(ctx, org_name=operator.org.name)
+    engineer = operator.user("engineer", roles=("jitpam\\Lockbox Requester",))
+    colleague = operator.user("colleague")
+    approver = customer.user("approver", roles=("jitpam\\Customer Lockbox Access Approver",))
+    bystander = customer.user("bystander")
+    organizations.set_organization_config(
+        ctx, caller=customer.admin.caller, lockbox_approval_required=True
+    )
+    people = (engineer, colleague, operator.admin, approver, bystander, customer.admin)
+
+    def file(who: Person = engineer) -> UUID:
+        return lockbox.file_request(
+            ctx,
+            caller=who.caller,
+            customer=customer.org.name,
+            service="Exchange",
+            reason="support case",
+            case_reference="EXSR-1",
+            duration_hours=1,
+        ).request.id
+
+    def allowed(run: Callable[[], object]) -> bool:
+        try:
+            run()
+        except (NotPermitted, NotFound, RequestNotPending, AuthorizationNotActive, NotAnApprover):
+            return False
+        return True
+
+    # The filing form: shown to whoever file_request then accepts, the engineer alone here.
+    for who in people:
+        shown = abilities(ctx, caller=who.caller).file_lockbox
+        assert shown is allowed(partial(file, who)), who.upn
+    assert abilities(ctx, caller=engineer.caller).file_lockbox
+
+    tries: dict[str, Callable[[Person, UUID], object]] = {
+        "decide": lambda who, rid: lockbox.set_request(
+            ctx, caller=who.caller, request_id=rid, decision="Approve"
+        ),
+        "cancel": lambda who, rid: lockbox.set_request(
+            ctx, caller=who.caller, request_id=rid, decision="Cancel"
+        ),
+        "revoke": lambda who, rid: lockbox.revoke_request(ctx, caller=who.caller, request_id=rid),
+    }
+    offered: dict[str, set[str]] = {}
+    for state in ("pending", "approved"):
+        for who in people:
+            for action, attempt in tries.items():
+                rid = file()
+                if state == "approved":
+                    lockbox.set_request(
+                        ctx, caller=approver.caller, request_id=rid, decision="Approve"
+                    )
+                try:
+                    actions = lockbox.request_page(ctx, caller=who.caller, request_id=rid).actions
+                except NotFound:  # the page is not theirs to see, nor the request to act on
+                    assert not allowed(partial(attempt, who, rid)), who.upn
+                    continue
+                button = getattr(actions, action)
+                assert button is allowed(partial(attempt, who, rid)), (
+                    state,
+                    who.upn,
+                    action,
+                )
+                if button:
+                    offered.setdefault(f"{state} {action}", set()).add(who.upn)
+    assert offered == {
+        "pending decide": {approver.upn, customer.admin.upn},
+        "pending cancel": {engineer.upn},
+        "approved revoke": {engineer.upn, approver.upn, customer.admin.upn},
+    }

@@ -15,6 +15,7 @@ from jitpam.domain.operations import AuditOperation
 from jitpam.services.auth import token_caller
 from jitpam.services.authorization import caller_user, may_each
 from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.lockbox import may_file
 from jitpam.services.ports import UnitOfWork
 from jitpam.services.requests import awaiting_vote
 
@@ -31,6 +32,7 @@ class Abilities:
     manage_policies: bool
     see_all_requests: bool
     read_audit: bool
+    file_lockbox: bool = False  # the operator's Lockbox Requesters: the lockbox request form
 
 
 def abilities(ctx: ServiceContext, *, caller: Caller) -> Abilities:
@@ -87,4 +89,5 @@ def _abilities(uow: UnitOfWork, caller: Caller, user: User, at: datetime) -> Abi
         manage_policies=policies,
         see_all_requests=see_all,
         read_audit=audit,
+        file_lockbox=may_file(uow, user, at),
     )

@@ -32,7 +32,13 @@ from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.domain.text import require_storable
-from jitpam.services.authorization import authorize, caller_user, grant_details, may
+from jitpam.services.authorization import (
+    authorize,
+    caller_user,
+    grant_details,
+    may,
+    may_each,
+)
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.inputs import parse_enum
 from jitpam.services.lockbox_notices import queue_lockbox_event
@@ -435,6 +441,84 @@ def get_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID | str) 
         if request.requester_id != user.id and not _sees_all(uow, user, at):
             raise NotFound(f"no lockbox request {rid}")
         return _view(uow, request, user, at)
+
+
+@dataclass(frozen=True)
+class LockboxActions:
+    """What the viewer may do to a lockbox request now, by the rules ``set_request`` and
+    ``revoke_request`` apply: ``decide`` approve or deny (the customer's approvers, while
+    pending), ``cancel`` (the engineer who filed it, while pending), ``revoke`` (the customer's
+    holders of Revoke-AccessToCustomerDataRequest, or the engineer, while approved)."""
+
+    decide: bool
+    cancel: bool
+    revoke: bool
+
+
+@dataclass(frozen=True)
+class LockboxPage:
+    """What a page shows of one lockbox request: the request as the viewer may see it, and what
+    they may do to it now."""
+
+    view: LockboxView
+    actions: LockboxActions
+
+
+def request_page(ctx: ServiceContext, *, caller: Caller, request_id: UUID | str) -> LockboxPage:
+    """``get_request`` and the viewer's actions at once, in one transaction; NotFound as
+    ``get_request``. Showing a button is a courtesy: each action is decided again when taken."""
+    with ctx.reader() as uow:
+        at = ctx.clock.now()
+        user = caller_user(uow, caller)
+        try:
+            rid = request_id if isinstance(request_id, UUID) else UUID(str(request_id))
+        except ValueError:
+            raise InvalidInput(f"{request_id!r} is not a lockbox request id") from None
+        request = uow.lockbox.get(rid)
+        if request is None or caller.org_id not in (
+            request.customer_org_id,
+            request.operator_org_id,
+        ):
+            raise NotFound(f"no lockbox request {rid}")
+        mine = request.requester_id == user.id
+        if not mine and not _sees_all(uow, user, at):
+            raise NotFound(f"no lockbox request {rid}")
+        status = request.status_at(at)
+        decide = revoke = False
+        if caller.org_id == request.customer_org_id:
+            may_decide, may_revoke = (
+                d.allowed
+                for d in may_each(
+                    uow,
+                    user=user,
+                    operations=(
+                        AuditOperation.SET_LOCKBOX_REQUEST,
+                        AuditOperation.REVOKE_LOCKBOX_REQUEST,
+                    ),
+                    at=at,
+                )
+            )
+            decide = may_decide and (
+                request.decision_refusal(approver=user, holds_approver_role=True, at=at) is None
+            )
+            revoke = may_revoke and status is RequestStatus.APPROVED
+        elif mine:
+            revoke = status is RequestStatus.APPROVED
+        actions = LockboxActions(
+            decide=decide,
+            cancel=mine and status is RequestStatus.PENDING,
+            revoke=revoke,
+        )
+        return LockboxPage(_view(uow, request, user, at), actions)
+
+
+def may_file(uow: UnitOfWork, user: User, at: datetime) -> bool:
+    """Whether ``user`` may file lockbox requests now (``file_request``'s own rules: a holder of
+    New-AccessToCustomerDataRequest in the operator organization), asked without acting."""
+    operator = uow.lockbox.operator()
+    if operator is None or operator.org_id != user.org_id:
+        return False
+    return may(uow, user=user, operation=AuditOperation.NEW_LOCKBOX_REQUEST, at=at).allowed
 
 
 def list_requests(

@@ -24,6 +24,7 @@ from jitpam.api.routes.audit import export_response
 from jitpam.api.running import run_use_case
 from jitpam.domain.audit import ChainReport, Outcome
 from jitpam.domain.errors import InvalidInput, JitpamError, NotFound, NotPermitted, NotSignedIn
+from jitpam.domain.lockbox import MAX_ACCESS_HOURS, REQUESTED_ACCESS, SERVICES, ApprovalDecision
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.domain.timeutil import iso
@@ -31,6 +32,7 @@ from jitpam.services import (
     audit_log,
     auth,
     directory,
+    lockbox,
     organizations,
     policies,
     requests,
@@ -74,6 +76,8 @@ TEMPLATES = Environment(
 )
 PAGE = 50
 STATUSES = [s.value for s in RequestStatus]
+# The View list offers the statuses, then the lockbox requests (as the seeds' admin center does).
+LOCKBOX_VIEW = "customer_lockbox"
 KINDS = {t.value: t.label for t in PolicyType}
 
 
@@ -336,6 +340,8 @@ async def request_list(
     cursor: str = Query(default="", max_length=500),
 ) -> HTMLResponse:
     def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        if status == LOCKBOX_VIEW:
+            return _lockbox_list(request, ctx, user, cursor)
         found = requests.list_requests(
             ctx,
             caller=user.caller,
@@ -356,6 +362,8 @@ async def request_list(
             user,
             items=[views.request(v) for v in found.items],
             statuses=STATUSES,
+            lockbox_view=LOCKBOX_VIEW,
+            lockbox_label=REQUESTED_ACCESS,
             status=status,
             q=q,
             sort=sort,
@@ -474,6 +482,165 @@ async def decide_request(
     return await form(request, work)
 
 
+# -- Customer Lockbox -----------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    return iso(moment) if moment is not None else ""
+
+
+def _lockbox(v: lockbox.LockboxView, organization: str) -> dict[str, Any]:
+    """A lockbox request as a page shows it; ``organization`` is the viewer's, so the page names
+    the other side (the operator to a customer, the customer to the operator)."""
+    r = v.request
+    customer_side = organization == v.customer
+    return {
+        "id": str(r.id),
+        "service": r.service,
+        "requester": r.requester_upn,
+        "customer": v.customer,
+        "operator": v.operator,
+        "other": v.operator if customer_side else v.customer,
+        "other_label": "Operator" if customer_side else "Customer",
+        "case": r.case_reference,
+        "reason": r.reason,
+        "duration_hours": r.duration_hours,
+        "status": v.status.value,
+        "created_at": iso(r.created_at),
+        "pending_until": iso(r.pending_until),
+        "decided_at": _when(r.decided_at),
+        "decided_by": v.decided_by or "",
+        "comment": r.decision_comment,
+        "start": _when(r.start),
+        "end": _when(r.end),
+        "revoked_at": _when(r.revoked_at),
+        "revoked_by": v.revoked_by or "",
+        "revocation_comment": r.revocation_comment or "",
+    }
+
+
+def _lockbox_list(
+    request: Request, ctx: ServiceContext, user: WebUser, cursor: str
+) -> HTMLResponse:
+    """The Requests page's "Customer Lockbox" view: the caller's lockbox requests (for a
+    customer's approver those addressed to the organization, for the operator its own)."""
+    found = lockbox.list_requests(ctx, caller=user.caller, cursor=cursor or None, limit=PAGE)
+    more = None
+    if found.next_cursor:
+        more = "/requests?" + urlencode({"status": LOCKBOX_VIEW, "cursor": found.next_cursor})
+    return render(
+        request,
+        "requests.html",
+        user,
+        lockbox_items=[_lockbox(v, user.abilities.organization) for v in found.items],
+        statuses=STATUSES,
+        lockbox_view=LOCKBOX_VIEW,
+        lockbox_label=REQUESTED_ACCESS,
+        status=LOCKBOX_VIEW,
+        q="",
+        sort="newest",
+        more=more,
+        kinds=KINDS,
+    )
+
+
+@router.get("/lockbox/new", response_class=HTMLResponse)
+async def new_lockbox_page(request: Request) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        del ctx
+        if not user.abilities.file_lockbox:
+            return not_permitted(request, user, "jitpam\\Lockbox Requester role")
+        return render(
+            request,
+            "new_lockbox.html",
+            user,
+            services=SERVICES,
+            max_hours=MAX_ACCESS_HOURS,
+        )
+
+    return await page(request, work)
+
+
+@router.post("/lockbox")
+async def new_lockbox_request(request: Request) -> RedirectResponse:
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        try:
+            hours = whole_number(values, "hours", "duration")
+            if hours is None:
+                raise InvalidInput("the duration is required")
+            v = lockbox.file_request(
+                ctx,
+                caller=user.caller,
+                customer=text(values, "customer"),
+                service=text(values, "service"),
+                reason=text(values, "reason"),
+                case_reference=text(values, "case"),
+                duration_hours=hours,
+            )
+        except JitpamError as exc:
+            return back(request, "/lockbox/new", exc.message, error=True)
+        return back(
+            request,
+            f"/lockbox/{v.request.id}",
+            f"Lockbox request to {v.customer} for {v.request.service}: {v.status.value}",
+        )
+
+    return await form(request, work)
+
+
+@router.get("/lockbox/{request_id}", response_class=HTMLResponse)
+async def lockbox_detail(request: Request, request_id: UUID) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        shown = lockbox.request_page(ctx, caller=user.caller, request_id=request_id)
+        return render(
+            request,
+            "lockbox.html",
+            user,
+            r=_lockbox(shown.view, user.abilities.organization),
+            actions=shown.actions,
+        )
+
+    return await page(request, work)
+
+
+LOCKBOX_DECISIONS = {
+    "approve": ApprovalDecision.APPROVE,
+    "deny": ApprovalDecision.DENY,
+    "cancel": ApprovalDecision.CANCEL,
+}
+
+
+@router.post("/lockbox/{request_id}/{action}")
+async def decide_lockbox_request(
+    request: Request,
+    request_id: UUID,
+    action: Literal["approve", "deny", "cancel", "revoke"],
+) -> RedirectResponse:
+    here = f"/lockbox/{request_id}"
+
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        comment = text(values, "comment") or None
+
+        def run() -> str:
+            if action == "revoke":
+                v = lockbox.revoke_request(
+                    ctx, caller=user.caller, request_id=request_id, comment=comment
+                )
+            else:
+                v = lockbox.set_request(
+                    ctx,
+                    caller=user.caller,
+                    request_id=request_id,
+                    decision=LOCKBOX_DECISIONS[action],
+                    comment=comment,
+                )
+            return f"The lockbox request is now {v.status.value}"
+
+        return act(request, here, here, run)
+
+    return await form(request, work)
+
+
 # -- privileged access settings ------------------------------------------------------------------
 
 
@@ -493,6 +660,7 @@ async def settings_page(request: Request) -> HTMLResponse:
             default_group=shown["default_approver_group"] or "",
             system_accounts=shown["system_accounts"],
             groups=_group_choices(ctx, user),
+            lockbox_max=MAX_ACCESS_HOURS,
         )
 
     return await page(request, work)
@@ -515,6 +683,33 @@ async def save_settings(request: Request) -> RedirectResponse:
                 system_accounts=accounts,
             )
             return "Approvals for privileged access are required"
+
+        return act(request, "/settings", "/settings", run)
+
+    return await form(request, work)
+
+
+@router.post("/settings/lockbox")
+async def save_lockbox_settings(request: Request) -> RedirectResponse:
+    """The Customer Lockbox settings: a form of their own on the settings page, one use case."""
+
+    def work(ctx: ServiceContext, user: Session, values: Form) -> RedirectResponse:
+        def run() -> str:
+            hours = whole_number(values, "lockbox_max_hours", "the longest lockbox access")
+            if hours is None:
+                raise InvalidInput("the longest lockbox access is required")
+            required = text(values, "lockbox_approval_required") == "on"
+            organizations.set_organization_config(
+                ctx,
+                caller=user.caller,
+                lockbox_approval_required=required,
+                lockbox_max_hours=hours,
+            )
+            return (
+                "Customer Lockbox: "
+                + ("approval required" if required else "approved automatically")
+                + f", access at most {hours} h"
+            )
 
         return act(request, "/settings", "/settings", run)
 
