@@ -114,19 +114,20 @@ def _view(uow: UnitOfWork, request: LockboxRequest, viewer: User, at: datetime) 
 
 
 def _both_chains(
+    uow: UnitOfWork,
     request: LockboxRequest,
     *,
     operation: AuditOperation,
     actor: Actor,
     actor_side: UUID,
-    customer_name: str,
-    operator_name: str,
     at: datetime,
     details: Mapping[str, Any],
     outcome: Outcome = Outcome.SUCCESS,
 ) -> list[AuditEvent]:
     """One step's record in the customer's chain and in the operator's. The side the actor does
     not belong to sees the other organization as the actor when it is the customer's person."""
+    customer_name = _org(uow, request.customer_org_id).name
+    operator_name = _org(uow, request.operator_org_id).name
     common = {
         "service": request.service,
         "case": request.case_reference,
@@ -252,7 +253,6 @@ def file_request(
             settings=settings,
             at=at,
         )
-        operator_name = _org(uow, operator.org_id).name
         filed = {
             "reason": request.reason,
             "duration_hours": request.duration_hours,
@@ -260,24 +260,22 @@ def file_request(
             **grant_details(how),
         }
         events = _both_chains(
+            uow,
             request,
             operation=op,
             actor=Actor.of(engineer),
             actor_side=engineer.org_id,
-            customer_name=target.name,
-            operator_name=operator_name,
             at=at,
             details=filed,
         )
         if not settings.approval_required:
             request.approve_automatically(at=at)
             events += _both_chains(
+                uow,
                 request,
                 operation=AuditOperation.SET_LOCKBOX_REQUEST,
                 actor=JITPAM,
                 actor_side=target.id,
-                customer_name=target.name,
-                operator_name=operator_name,
                 at=at,
                 details={"ApprovalDecision": ApprovalDecision.APPROVE, "automatic": True},
             )
@@ -349,12 +347,11 @@ def set_request(
         uow.lockbox.save(request)
         uow.record_all(
             _both_chains(
+                uow,
                 request,
                 operation=op,
                 actor=Actor.of(user),
                 actor_side=user.org_id,
-                customer_name=_org(uow, request.customer_org_id).name,
-                operator_name=_org(uow, request.operator_org_id).name,
                 at=at,
                 details={
                     "ApprovalDecision": chosen,
@@ -390,12 +387,11 @@ def revoke_request(
         uow.lockbox.save(request)
         uow.record_all(
             _both_chains(
+                uow,
                 request,
                 operation=op,
                 actor=Actor.of(user),
                 actor_side=user.org_id,
-                customer_name=_org(uow, request.customer_org_id).name,
-                operator_name=_org(uow, request.operator_org_id).name,
                 at=at,
                 details={"comment": request.revocation_comment, **how},
             )
@@ -687,12 +683,11 @@ def settle_requests(ctx: ServiceContext, *, limit: int = SETTLE_BATCH) -> int:
             )
             uow.record_all(
                 _both_chains(
+                    uow,
                     request,
                     operation=op,
                     actor=JITPAM,
                     actor_side=request.operator_org_id,
-                    customer_name=_org(uow, request.customer_org_id).name,
-                    operator_name=_org(uow, request.operator_org_id).name,
                     at=at,
                     details={"status": new.value},
                 )
