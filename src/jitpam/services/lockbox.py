@@ -10,7 +10,7 @@ names the customer organization as the actor of the customer's steps).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -295,11 +295,15 @@ def file_request(
         return view
 
 
-def _locked(uow: UnitOfWork, request_id: UUID | str) -> LockboxRequest:
+def _request_id(request_id: UUID | str) -> UUID:
     try:
-        rid = request_id if isinstance(request_id, UUID) else UUID(str(request_id))
+        return request_id if isinstance(request_id, UUID) else UUID(str(request_id))
     except ValueError:
         raise InvalidInput(f"{request_id!r} is not a lockbox request id") from None
+
+
+def _locked(uow: UnitOfWork, request_id: UUID | str) -> LockboxRequest:
+    rid = _request_id(request_id)
     request = uow.lockbox.get(rid, for_update=True)
     if request is None:
         raise NotFound(f"no lockbox request {rid}")
@@ -418,25 +422,27 @@ def _visible(uow: UnitOfWork, caller: Caller, request_id: UUID | str) -> Lockbox
     return request
 
 
+def _seen(uow: UnitOfWork, user: User, request_id: UUID | str, at: datetime) -> LockboxRequest:
+    """The request, if ``user`` may see it: of one of its two sides, and its engineer or a
+    holder of Get-AccessToCustomerDataRequest (NotFound otherwise, as for no request at all)."""
+    rid = _request_id(request_id)
+    request = uow.lockbox.get(rid)
+    if (
+        request is None
+        or user.org_id not in (request.customer_org_id, request.operator_org_id)
+        or (request.requester_id != user.id and not _sees_all(uow, user, at))
+    ):
+        raise NotFound(f"no lockbox request {rid}")
+    return request
+
+
 def get_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID | str) -> LockboxView:
     """One lockbox request: the customer's holders of Get-AccessToCustomerDataRequest, the
     operator's, and the engineer who filed it."""
     with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
-        try:
-            rid = request_id if isinstance(request_id, UUID) else UUID(str(request_id))
-        except ValueError:
-            raise InvalidInput(f"{request_id!r} is not a lockbox request id") from None
-        request = uow.lockbox.get(rid)
-        if request is None or caller.org_id not in (
-            request.customer_org_id,
-            request.operator_org_id,
-        ):
-            raise NotFound(f"no lockbox request {rid}")
-        if request.requester_id != user.id and not _sees_all(uow, user, at):
-            raise NotFound(f"no lockbox request {rid}")
-        return _view(uow, request, user, at)
+        return _view(uow, _seen(uow, user, request_id, at), user, at)
 
 
 @dataclass(frozen=True)
@@ -466,19 +472,8 @@ def request_page(ctx: ServiceContext, *, caller: Caller, request_id: UUID | str)
     with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
-        try:
-            rid = request_id if isinstance(request_id, UUID) else UUID(str(request_id))
-        except ValueError:
-            raise InvalidInput(f"{request_id!r} is not a lockbox request id") from None
-        request = uow.lockbox.get(rid)
-        if request is None or caller.org_id not in (
-            request.customer_org_id,
-            request.operator_org_id,
-        ):
-            raise NotFound(f"no lockbox request {rid}")
+        request = _seen(uow, user, request_id, at)
         mine = request.requester_id == user.id
-        if not mine and not _sees_all(uow, user, at):
-            raise NotFound(f"no lockbox request {rid}")
         status = request.status_at(at)
         decide = revoke = False
         if caller.org_id == request.customer_org_id:
@@ -533,33 +528,27 @@ def list_requests(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
     wanted = None if status is None else parse_enum(RequestStatus, status, "status")
-    rid = None
-    if request_id is not None:
-        try:
-            rid = request_id if isinstance(request_id, UUID) else UUID(str(request_id))
-        except ValueError:
-            raise InvalidInput(f"{request_id!r} is not a lockbox request id") from None
+    rid = None if request_id is None else _request_id(request_id)
     with ctx.reader() as uow:
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         operator = uow.lockbox.operator()
         sees_all = _sees_all(uow, user, at)
-        if operator is not None and caller.org_id == operator.org_id:
-            flt = LockboxFilter(
-                operator_org_id=caller.org_id, requester_id=None if sees_all else user.id
-            )
-        elif sees_all:
-            flt = LockboxFilter(customer_org_id=caller.org_id)
-        else:
-            return Page([], None)  # a customer's user without the role sees none
-        flt = LockboxFilter(
-            customer_org_id=flt.customer_org_id,
-            operator_org_id=flt.operator_org_id,
-            requester_id=flt.requester_id,
+        narrowed = LockboxFilter(
             statuses=frozenset({wanted}) if wanted is not None else None,
             created_after=created_after,
             request_id=rid,
         )
+        if operator is not None and caller.org_id == operator.org_id:
+            flt = replace(
+                narrowed,
+                operator_org_id=caller.org_id,
+                requester_id=None if sees_all else user.id,
+            )
+        elif sees_all:
+            flt = replace(narrowed, customer_org_id=caller.org_id)
+        else:
+            return Page([], None)  # a customer's user without the role sees none
         found = uow.lockbox.page(flt, at=at, cursor=cursor, limit=limit)
         return Page([_view(uow, r, user, at) for r in found.items], found.next_cursor)
 
