@@ -3,7 +3,7 @@ designated on the server (``jitpam lockbox operator``), an operator's engineer f
 CLI, the customer's administrator requires approval and approves with the API, the check over
 HTTP allows, the customer revokes and the check refuses (on PostgreSQL, on a second server
 process on the same database too); bad input answers problem+json; ``access`` filters the
-request listings by kind.
+request listings by kind. And the README's Customer Lockbox commands run as written.
 
 One database of its own per run: designating the operator writes to every organization's chain.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,59 @@ def access_filter(server: Server, admin: str, engineer: str, rid: str, cli: Cli)
     problem(call(server, admin, "GET", "/requests", params={"access": "lockbox"}), 422)
     listed = cli.json("request", "list", "--access", "customer-lockbox")
     assert [r["id"] for r in listed] == [rid]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+# The exit code each command of the README's Customer Lockbox walk-through ends with, in order:
+# the check denies while the request is pending and after the revocation.
+README_EXPECTED = [0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 3]
+
+
+def readme_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Customer Lockbox") :]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.S)
+    assert block, "the README's Customer Lockbox section has its commands"
+    joined = block.group(1).replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip() and line[0] != "#"]
+
+
+def test_the_readme_lockbox_commands_run_as_written(tmp_path: Path) -> None:
+    lines = readme_commands()
+    assert lines[0].startswith("export ")
+    commands = lines[1:]
+    assert len(commands) == len(README_EXPECTED)
+    server = start_server(tmp_path, "--demo")
+    env = {
+        **os.environ,
+        **FAST,
+        "JITPAM_URL": server.url,
+        "JITPAM_CONFIG_DIR": str(tmp_path / "config"),
+        "JITPAM_DATA_DIR": str(server.data_dir),  # the server commands open its database
+        "PATH": f"{Path(JITPAM).parent}:{os.environ['PATH']}",
+    }
+    env.pop("JITPAM_TOKEN", None)
+    env.pop("JITPAM_DATABASE_URL", None)
+    lockbox_id = None
+    try:
+        for command, expected in zip(commands, README_EXPECTED, strict=True):
+            if lockbox_id is not None:
+                command = command.replace("LOCKBOX_ID", lockbox_id)
+            done = subprocess.run(
+                ["bash", "-c", command],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
+            if command.startswith("jitpam lockbox request "):
+                found = re.search(r"^id\s+(\S+)", done.stdout, flags=re.M)
+                assert found, done.stdout
+                lockbox_id = found.group(1)
+            if command.startswith("jitpam lockbox revoke "):
+                assert re.search(r"^status\s+revoked$", done.stdout, flags=re.M), done.stdout
+    finally:
+        server.stop()
+    assert lockbox_id is not None
