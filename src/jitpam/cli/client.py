@@ -1011,6 +1011,7 @@ def lockbox_list(
 
 @lockbox_app.command("show")
 def lockbox_show(request_id: str, server: Server = None, as_json: Json = False) -> None:
+    """One lockbox request, as your side of it sees it."""
     request_id = _id(request_id, "lockbox request id")
     with client(server) as api:
         show(api.lockbox_request(request_id).raw, as_json)
