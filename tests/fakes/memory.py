@@ -924,6 +924,8 @@ class MemoryRequests:
             return False
         if flt.status is not None and r.status_at(at) is not flt.status:
             return False
+        if flt.types is not None and r.type not in flt.types:
+            return False
         if flt.reviewer is not None:
             policy = self.t.policies.get(r.policy_id)
             asked = flt.or_requester_id is not None and r.requester_id == flt.or_requester_id

@@ -21,6 +21,7 @@ from jitpam.adapters.clock import FixedClock
 from jitpam.adapters.sql import request_listings
 from jitpam.adapters.sql.models import RequestRow
 from jitpam.bootstrap import build_context
+from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
 from jitpam.services import requests
 from jitpam.services.context import Caller, ServiceContext
@@ -235,3 +236,26 @@ def test_authorizations_page_by_cursor_newest_grant_first_or_soonest_ending_firs
                 break
             cursor = page.next_cursor
         assert seen == wanted, user
+
+
+def test_a_kind_filter_keeps_the_requests_of_those_kinds_and_an_empty_one_none(
+    made: Generated, everything: tuple[ServiceContext, Engine, list[AccessRequest]]
+) -> None:
+    base, _, all_requests = everything
+    moment = datetime.now(UTC)
+    ctx = at(base, moment)
+    admin = caller_for(ctx, made, made.admin_upn)
+    kinds = {r.type for r in all_requests}
+    assert kinds == {PolicyType.TASK}  # the generator's requests are all for tasks
+    everyone = in_order(all_requests, oldest_first=False)
+    pending = [r for r in everyone if r.status_at(moment) is RequestStatus.PENDING]
+    assert pending
+    for types, status, expected in (
+        ([PolicyType.TASK], None, everyone),
+        ([PolicyType.TASK, PolicyType.ROLE], "pending", pending),
+        ([PolicyType.ROLE, PolicyType.ROLE_GROUP], None, []),
+        ([], None, []),  # a kind no access request is (a data access request)
+    ):
+        for limit in (7, 500):
+            seen, _ = every_page(ctx, admin, limit, types=types, status=status)
+            assert [r.id for r in seen] == [r.id for r in expected], (types, status, limit)

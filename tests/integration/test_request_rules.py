@@ -873,3 +873,34 @@ def test_list_searches_the_target_text(db_scene: Scene) -> None:
     assert ids(
         requests.list_requests(world.ctx, caller=scene.rita.caller, target_contains="exchange")
     ) == {q.move.request.id}
+
+
+def test_a_kind_filter_lists_the_requests_of_those_kinds(scene: Scene) -> None:
+    kinds_listed(scene)
+
+
+def test_a_kind_filter_lists_the_requests_of_those_kinds_from_the_database(
+    db_scene: Scene,
+) -> None:
+    kinds_listed(db_scene)
+
+
+def kinds_listed(scene: Scene) -> None:
+    world = scene.world
+    world.policy(MOVE, approver_group="Approvers")
+    world.policy("Exchange\\Mailbox Search", type=PolicyType.ROLE, approver_group="Approvers")
+    task = ask(world, scene.rita)
+    world.later(seconds=1)
+    role = ask(world, scene.rita, "Exchange\\Mailbox Search", type=PolicyType.ROLE)
+    admin = world.admin.caller
+
+    def listed(types: list[Any] | None) -> set[Any]:
+        return ids(requests.list_requests(world.ctx, caller=admin, types=types))
+
+    assert listed(None) == {task.request.id, role.request.id}
+    assert listed([PolicyType.TASK]) == {task.request.id}
+    assert listed(["role"]) == {role.request.id}
+    assert listed([PolicyType.ROLE_GROUP]) == set()
+    assert listed([]) == set()  # a kind no access request is (a data access request)
+    with pytest.raises(InvalidInput):
+        listed(["lockbox"])

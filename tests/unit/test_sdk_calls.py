@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from jitpam.sdk import AsyncClient, Client, calls
+from jitpam.sdk import AccessRequest, AsyncClient, Client, Decision, LockboxRequest, calls
 from tests.loops import on_a_loop
 
 T = TypeVar("T")
@@ -166,3 +166,64 @@ def test_each_client_shows_its_own_answer_in_a_calls_signature() -> None:
     assert inspect.signature(AsyncClient.users).return_annotation == "AsyncIterator[User]"
     assert inspect.signature(Client.get_user).return_annotation == "User"
     assert inspect.signature(AsyncClient.get_user).return_annotation == "Awaitable[User]"
+
+
+def test_a_customer_lockbox_check_is_the_check_with_an_organization_and_a_service() -> None:
+    task = calls.check("Exchange\\New-MoveRequest", "alice@contoso.com")
+    assert task.json == {"task": "Exchange\\New-MoveRequest", "user": "alice@contoso.com"}
+    lockbox = calls.check(None, "engineer@fabrikam.com", organization="contoso", service="Exchange")
+    assert (lockbox.method, lockbox.path) == ("POST", "/api/v1/check")
+    assert lockbox.json == {
+        "organization": "contoso",
+        "service": "Exchange",
+        "user": "engineer@fabrikam.com",
+    }
+    sent: list[Any] = []
+
+    class Recording(Client):
+        def send(self, call: Any) -> Any:
+            sent.append(call)
+            return Decision(True, "lockbox_approved")
+
+    assert Recording("http://127.0.0.1:9").check_customer_data(None, "contoso", "Exchange").allowed
+    assert sent[0].json == {"organization": "contoso", "service": "Exchange", "user": None}
+
+
+def test_a_listing_of_requests_reads_each_kind_as_its_model() -> None:
+    listing = calls.requests(access="customer_lockbox")
+    assert listing.params["access"] == "customer_lockbox"
+    lockbox = listing.item(
+        {
+            "id": "l1",
+            "requested_access": "Customer Lockbox",
+            "status": "pending",
+            "customer": "contoso",
+            "operator": "fabrikam",
+            "requester": "engineer@fabrikam.com",
+            "service": "Exchange",
+            "reason": "repair",
+            "case_reference": "EXSR123456",
+            "duration_hours": 2,
+            "created_at": "2026-01-01T00:00:00.000000Z",
+            "pending_until": "2026-01-01T12:00:00.000000Z",
+        }
+    )
+    assert isinstance(lockbox, LockboxRequest)
+    assert (lockbox.customer, lockbox.case_reference) == ("contoso", "EXSR123456")
+    task = listing.item(
+        {
+            "id": "r1",
+            "requested_access": "Task",
+            "status": "pending",
+            "requester": "alice@contoso.com",
+            "type": "task",
+            "target": "Exchange\\New-MoveRequest",
+            "reason": "fix",
+            "duration_hours": 4,
+            "approvals_required": 1,
+            "created_at": "2026-01-01T00:00:00.000000Z",
+            "pending_until": "2026-01-02T00:00:00.000000Z",
+        }
+    )
+    assert isinstance(task, AccessRequest)
+    assert task.requested_access == "Task"

@@ -15,7 +15,16 @@ from jitpam.api.inputs import storable_parameters
 from jitpam.api.metrics import Metrics
 from jitpam.api.middleware import BodyLimit, Measure
 from jitpam.api.openapi import DocumentedAPI
-from jitpam.api.routes import access, audit, auth, directory, health, notifications, tasks
+from jitpam.api.routes import (
+    access,
+    audit,
+    auth,
+    directory,
+    health,
+    lockbox,
+    notifications,
+    tasks,
+)
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 from jitpam.worker import Worker
@@ -59,6 +68,7 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         auth.router,
         directory.router,
         access.router,
+        lockbox.router,
         audit.router,
         notifications.router,
         tasks.router,

@@ -10,10 +10,12 @@ from uuid import UUID
 from jitpam.domain.audit import AuditRecord
 from jitpam.domain.check import Decision
 from jitpam.domain.directory import User
+from jitpam.domain.lockbox import REQUESTED_ACCESS
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.timeutil import iso
 from jitpam.services.auth import TokenView
 from jitpam.services.directory import GroupView
+from jitpam.services.lockbox import LockboxView
 from jitpam.services.organizations import ControlView
 from jitpam.services.policies import PolicyView
 from jitpam.services.ports import RoleMember
@@ -61,6 +63,8 @@ def control(v: ControlView) -> dict[str, Any]:
         "ticket_pattern": c.ticket_pattern,
         "max_policies": c.max_policies,
         "pending_hours": c.pending_hours,
+        "lockbox_approval_required": c.lockbox_approval_required,
+        "lockbox_max_hours": c.lockbox_max_hours,
     }
 
 
@@ -85,6 +89,7 @@ def request(v: RequestView) -> dict[str, Any]:
     auth = r.authorization
     return {
         "id": str(r.id),
+        "requested_access": r.type.label,
         "status": v.status.value,
         "requester": r.requester_upn,
         "type": r.type.value,
@@ -112,6 +117,37 @@ def request(v: RequestView) -> dict[str, Any]:
             for rv in r.reviews
         ],
         "signature": {"key_id": r.key_id, "value": r.signature},
+    }
+
+
+def lockbox_request(v: LockboxView) -> dict[str, Any]:
+    """A Customer Lockbox request as the caller's side sees it (``decided_by`` and
+    ``revoked_by`` are "customer" for the operator's users other than the requester, "automatic"
+    when the customer's setting approved it). ``end`` and ``valid_until`` are the same instant:
+    the end of the access, named as the other request documents name it."""
+    r = v.request
+    return {
+        "id": str(r.id),
+        "requested_access": REQUESTED_ACCESS,
+        "status": v.status.value,
+        "customer": v.customer,
+        "operator": v.operator,
+        "requester": r.requester_upn,
+        "service": r.service,
+        "reason": r.reason,
+        "case_reference": r.case_reference,
+        "duration_hours": r.duration_hours,
+        "created_at": iso(r.created_at),
+        "pending_until": iso(r.pending_until),
+        "decided_at": when(r.decided_at),
+        "decided_by": v.decided_by,
+        "decision_comment": r.decision_comment,
+        "start": when(r.start),
+        "end": when(r.end),
+        "valid_until": when(r.end),
+        "revoked_at": when(r.revoked_at),
+        "revoked_by": v.revoked_by,
+        "revocation_comment": r.revocation_comment,
     }
 
 

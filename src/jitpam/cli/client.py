@@ -25,6 +25,16 @@ Server = Annotated[str | None, typer.Option("--server", help="Server URL (defaul
 REQUEST_COLUMNS = ["id", "status", "requester", "type", "target", "duration_hours", "created_at"]
 POLICY_COLUMNS = ["id", "type", "target", "approval_type", "approver_group", "approvals_required"]
 AUTH_COLUMNS = ["id", "request_id", "user", "type", "target", "status", "valid_until", "revoked_at"]
+LOCKBOX_COLUMNS = [
+    "id",
+    "status",
+    "customer",
+    "requester",
+    "service",
+    "case_reference",
+    "duration_hours",
+    "created_at",
+]
 
 
 KINDS = ("person", "service", "application", "guest")
@@ -33,6 +43,9 @@ APPROVAL_TYPES = ("manual", "auto")
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "revoked", "completed")
 EXPORT_FORMATS = ("jsonl", "csv")
 OUTCOMES = ("success", "refused")
+# The kinds of request (RequestedAccess) as ``--access`` names them; the API's are the same with
+# an underscore.
+ACCESS_KINDS = ("task", "role", "role-group", "data-access", "customer-lockbox")
 
 
 def _choice(*values: str) -> Callable[[str | None], str | None]:
@@ -548,17 +561,27 @@ def request_list(
     mine: Annotated[bool, typer.Option()] = False,
     requester: Annotated[str | None, typer.Option()] = None,
     target: Annotated[str | None, typer.Option(help="Search the target.")] = None,
+    access: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this kind of request: " + ", ".join(ACCESS_KINDS),
+            callback=_choice(*ACCESS_KINDS),
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after N requests.")] = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
+    """Get-ElevatedAccessRequest (--access customer-lockbox: your Customer Lockbox requests)."""
+    kind = access.replace("-", "_") if access else None
     rows = _list(
         server,
         lambda api: api.requests(
-            status=status, mine=mine, requester=requester, target=target, limit=limit
+            status=status, mine=mine, requester=requester, target=target, access=kind, limit=limit
         ),
     )
-    show(rows, as_json, columns=REQUEST_COLUMNS)
+    lockbox = kind == "customer_lockbox"
+    show(rows, as_json, columns=LOCKBOX_COLUMNS if lockbox else REQUEST_COLUMNS)
 
 
 @request_app.command("show")
@@ -873,3 +896,169 @@ def task_show(task: str, server: Server = None, as_json: Json = False) -> None:
     task = _named(task, "task")
     with client(server) as api:
         show(api.get_task_definition(task).raw, as_json)
+
+
+# ---------------------------------------------------------------- organization settings
+config_app = typer.Typer(
+    help="Settings: the organization's (set) and the server's (show).", no_args_is_help=True
+)
+
+
+@config_app.command("set")
+def config_set(
+    ticket_pattern: Annotated[
+        str | None, typer.Option(help="The regular expression a ticketed reason must contain.")
+    ] = None,
+    clear_ticket_pattern: Annotated[bool, typer.Option()] = False,
+    max_policies: Annotated[int | None, typer.Option(min=1)] = None,
+    clear_max_policies: Annotated[bool, typer.Option()] = False,
+    pending_hours: Annotated[int | None, typer.Option(min=1, max=720)] = None,
+    lockbox_approval_required: Annotated[
+        bool | None,
+        typer.Option(
+            "--lockbox-approval-required/--no-lockbox-approval-required",
+            help="Whether your approvers must approve every Customer Lockbox request of the "
+            "operator's engineers (off: approved automatically, still filed and audited).",
+        ),
+    ] = None,
+    lockbox_max_hours: Annotated[
+        int | None, typer.Option(min=1, max=4, help="The longest lockbox access you allow.")
+    ] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Set-OrganizationConfig: what is given changes."""
+    with client(server) as api:
+        changed = api.set_organization_config(
+            ticket_pattern=ticket_pattern,
+            clear_ticket_pattern=clear_ticket_pattern,
+            max_policies=max_policies,
+            clear_max_policies=clear_max_policies,
+            pending_hours=pending_hours,
+            lockbox_approval_required=lockbox_approval_required,
+            lockbox_max_hours=lockbox_max_hours,
+        )
+    show(changed.raw, as_json)
+
+
+# ---------------------------------------------------------------- Customer Lockbox
+lockbox_app = typer.Typer(
+    help="Customer Lockbox: the operator's engineers ask a customer before touching its data.",
+    no_args_is_help=True,
+)
+LOCKBOX_STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "revoked", "completed")
+LOCKBOX_FIELDS = [
+    "id",
+    "requested_access",
+    "status",
+    "customer",
+    "requester",
+    "service",
+    "case_reference",
+    "duration_hours",
+    "pending_until",
+    "decided_by",
+    "valid_until",
+]
+
+
+@lockbox_app.command("request")
+def lockbox_request(
+    customer: Annotated[str, typer.Argument(help="The customer organization.")],
+    service: Annotated[
+        str, typer.Option(help="Exchange, SharePoint, Teams, EOP or a scope of its catalog.")
+    ],
+    reason: Annotated[str, typer.Option()],
+    case: Annotated[str, typer.Option("--case", help="The support case reference.")],
+    hours: Annotated[int, typer.Option("--hours", min=1, max=4, help="How long (1 to 4).")] = 1,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """New-AccessToCustomerDataRequest (the operator's jitpam\\Lockbox Requester)."""
+    customer = _named(customer, "customer organization")
+    with client(server) as api:
+        filed = api.file_lockbox_request(
+            customer, service=service, reason=reason, case_reference=case, duration_hours=hours
+        )
+    show(filed.raw, as_json, fields=LOCKBOX_FIELDS)
+
+
+@lockbox_app.command("list")
+def lockbox_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help=", ".join(LOCKBOX_STATUSES), callback=_choice(*LOCKBOX_STATUSES)),
+    ] = None,
+    created_after: Annotated[
+        str | None, typer.Option(help="ISO 8601; naive means UTC.", callback=_instant)
+    ] = None,
+    request_id: Annotated[str | None, typer.Option("--id", help="One request's id.")] = None,
+    limit: Limit = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Get-AccessToCustomerDataRequest: those addressed to your organization (or, for the
+    operator, those it filed), newest first."""
+    wanted = _id(request_id, "lockbox request id") if request_id is not None else None
+    rows = _list(
+        server,
+        lambda api: api.lockbox_requests(
+            status=status, created_after=created_after, request_id=wanted, limit=limit
+        ),
+    )
+    show(rows, as_json, columns=LOCKBOX_COLUMNS)
+
+
+@lockbox_app.command("show")
+def lockbox_show(request_id: str, server: Server = None, as_json: Json = False) -> None:
+    """One lockbox request, as your side of it sees it."""
+    request_id = _id(request_id, "lockbox request id")
+    with client(server) as api:
+        show(api.lockbox_request(request_id).raw, as_json)
+
+
+def _lockbox_decide(
+    request_id: str, decision: str, comment: str | None, server: str | None, as_json: bool
+) -> None:
+    request_id = _id(request_id, "lockbox request id")
+    with client(server) as api:
+        decided = api.decide_lockbox_request(request_id, decision, comment=comment)
+    show(decided.raw, as_json, fields=LOCKBOX_FIELDS)
+
+
+Comment = Annotated[str | None, typer.Option()]
+
+
+@lockbox_app.command("approve")
+def lockbox_approve(
+    request_id: str, comment: Comment = None, server: Server = None, as_json: Json = False
+) -> None:
+    """Set-AccessToCustomerDataRequest -ApprovalDecision Approve (the customer's approver)."""
+    _lockbox_decide(request_id, "Approve", comment, server, as_json)
+
+
+@lockbox_app.command("deny")
+def lockbox_deny(
+    request_id: str, comment: Comment = None, server: Server = None, as_json: Json = False
+) -> None:
+    """Set-AccessToCustomerDataRequest -ApprovalDecision Deny (the customer's approver)."""
+    _lockbox_decide(request_id, "Deny", comment, server, as_json)
+
+
+@lockbox_app.command("cancel")
+def lockbox_cancel(
+    request_id: str, comment: Comment = None, server: Server = None, as_json: Json = False
+) -> None:
+    """Set-AccessToCustomerDataRequest -ApprovalDecision Cancel (the engineer who filed it)."""
+    _lockbox_decide(request_id, "Cancel", comment, server, as_json)
+
+
+@lockbox_app.command("revoke")
+def lockbox_revoke(
+    request_id: str, comment: Comment = None, server: Server = None, as_json: Json = False
+) -> None:
+    """Revoke-AccessToCustomerDataRequest: end approved access now."""
+    request_id = _id(request_id, "lockbox request id")
+    with client(server) as api:
+        revoked = api.revoke_lockbox_request(request_id, comment)
+    show(revoked.raw, as_json, fields=[*LOCKBOX_FIELDS, "revoked_at", "revoked_by"])

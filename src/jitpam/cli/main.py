@@ -36,6 +36,8 @@ for name, sub in (
     ("webhook", cmd.webhook_app),
     ("outbox", cmd.outbox_app),
     ("task", cmd.task_app),
+    ("config", cmd.config_app),
+    ("lockbox", cmd.lockbox_app),
 ):
     app.add_typer(sub, name=name)
 
@@ -98,16 +100,34 @@ def passwd(
 
 @app.command()
 def check(
-    task: Annotated[str, typer.Option(help="Scope\\Name, or a bare name when unambiguous.")],
+    task: Annotated[
+        str | None, typer.Option(help="Scope\\Name, or a bare name when unambiguous.")
+    ] = None,
+    organization: Annotated[
+        str | None,
+        typer.Option(help="Customer Lockbox: the customer organization (with --service)."),
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Customer Lockbox: the customer's service (Exchange, ...).")
+    ] = None,
     user: Annotated[
         str | None, typer.Option(help="Ask about another user (jitpam\\Access Checker).")
     ] = None,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    """May this user run this task now? Exit 0 when allowed, 3 when denied."""
+    """May this user run this task now (--task), or reach this service of this customer's data
+    (--organization and --service: Customer Lockbox)? Exit 0 when allowed, 3 when denied."""
+    lockbox = organization is not None or service is not None
+    if (task is not None and lockbox) or (
+        task is None and (organization is None or service is None)
+    ):
+        output.fail("give --task, or --organization and --service together", output.USAGE)
     with session.client(server) as api:
-        decision = api.check(task, user)
+        if task is not None:
+            decision = api.check(task, user)
+        else:
+            decision = api.check_customer_data(user, str(organization), str(service))
     if decision.reason == UNREACHABLE:  # the SDK's denial for no answer: not the server's
         output.fail(decision.detail, output.UNREACHABLE)
     if as_json:
@@ -115,7 +135,8 @@ def check(
     else:
         verdict = "allowed" if decision.allowed else "denied"
         granted = decision.authorization_id
-        suffix = f" (authorization {granted})" if granted else ""
+        what = "authorization" if task is not None else "lockbox request"
+        suffix = f" ({what} {granted})" if granted else ""
         typer.echo(f"{verdict}: {decision.reason}{suffix}")
     if not decision.allowed:
         raise typer.Exit(output.DENIED)

@@ -170,8 +170,48 @@ def register(app: typer.Typer) -> None:
             output.fail(str(exc))
         show({"schema_revision": revision}, as_json)
 
-    config_app = typer.Typer(help="Settings.", no_args_is_help=True)
-    app.add_typer(config_app, name="config")
+    # ``jitpam config`` and ``jitpam lockbox`` are the client's groups (cli/client.py); the
+    # commands that open the database join them here.
+    from jitpam.cli.client import config_app, lockbox_app
+
+    @lockbox_app.command("operator")
+    def lockbox_operator(
+        name: Annotated[
+            str | None, typer.Argument(help="The organization to make the operator.")
+        ] = None,
+        none: Annotated[
+            bool, typer.Option("--none", help="No organization is the operator any more.")
+        ] = False,
+        db: Db = None,
+        config: Config = None,
+        as_json: Json = False,
+    ) -> None:
+        """The installation's Customer Lockbox operator: show it, designate NAME, or --none.
+        On the server only (it opens the database); every organization's audit chain records
+        the change."""
+        from jitpam.domain.errors import JitpamError
+        from jitpam.domain.timeutil import iso
+        from jitpam.services import lockbox
+
+        if name is not None and none:
+            output.fail("give an organization or --none, not both", output.USAGE)
+        runtime = _runtime(_settings(config, database_url=db))
+        try:
+            if name is not None or none:
+                lockbox.designate_operator(runtime.ctx, org_name=None if none else name)
+            current = lockbox.current_operator(runtime.ctx)
+        except JitpamError as exc:
+            output.fail(exc.message)
+        finally:
+            runtime.close()
+        org, since = current if current is not None else (None, None)
+        show(
+            {
+                "operator": org.name if org is not None else None,
+                "since": iso(since) if since is not None else None,
+            },
+            as_json,
+        )
 
     @config_app.command("show")
     def config_show(config: Config = None, as_json: Json = False) -> None:

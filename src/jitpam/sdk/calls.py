@@ -30,6 +30,7 @@ from jitpam.sdk.models import (
     Decision,
     Group,
     IssuedToken,
+    LockboxRequest,
     OutboxMessage,
     Policy,
     RequestSignature,
@@ -359,11 +360,19 @@ def set_organization_config(
     pending_hours: int | None = None,
     clear_ticket_pattern: bool = False,
     clear_max_policies: bool = False,
+    lockbox_approval_required: bool | None = None,
+    lockbox_max_hours: int | None = None,
 ) -> Call[AccessControl]:
-    """Set-OrganizationConfig: what is given changes; ``clear_*`` removes a setting."""
+    """Set-OrganizationConfig: what is given changes; ``clear_*`` removes a setting.
+    ``lockbox_approval_required``: whether the organization's approvers must approve every
+    Customer Lockbox request; ``lockbox_max_hours``: the longest lockbox access (1 to 4)."""
     body = {
         **_given(
-            ticket_pattern=ticket_pattern, max_policies=max_policies, pending_hours=pending_hours
+            ticket_pattern=ticket_pattern,
+            max_policies=max_policies,
+            pending_hours=pending_hours,
+            lockbox_approval_required=lockbox_approval_required,
+            lockbox_max_hours=lockbox_max_hours,
         ),
         "clear_ticket_pattern": clear_ticket_pattern,
         "clear_max_policies": clear_max_policies,
@@ -453,6 +462,12 @@ def remove_policy(policy_id: str) -> Call[Policy]:
 
 
 # ---------------------------------------------------------------- requests and grants
+def _request_of_kind(doc: Any) -> AccessRequest | LockboxRequest:
+    if doc.get("requested_access") == "Customer Lockbox":
+        return LockboxRequest.from_json(doc)
+    return AccessRequest.from_json(doc)
+
+
 @endpoint("GET", "/requests")
 def requests(
     *,
@@ -460,18 +475,23 @@ def requests(
     mine: bool = False,
     requester: str | None = None,
     target: str | None = None,
+    access: str | None = None,
     limit: int | None = None,
     page_size: int | None = None,
-) -> Listing[AccessRequest]:
-    """The requests the caller may see, newest first; ``target`` searches the target."""
+) -> Listing[AccessRequest | LockboxRequest]:
+    """The requests the caller may see, newest first; ``target`` searches the target.
+    ``access`` keeps one kind (RequestedAccess): task, role, role_group, data_access or
+    customer_lockbox (then the items are ``LockboxRequest``\\s, the caller's lockbox requests,
+    and only ``status`` applies besides)."""
     params = {
         "status": status,
         "mine": mine,
         "requester": requester,
         "target": target,
+        "access": access,
         "limit": page_size,
     }
-    return Listing(item=AccessRequest.from_json, params=params, limit=limit)
+    return Listing(item=_request_of_kind, params=params, limit=limit)
 
 
 @endpoint("POST", "/requests")
@@ -540,9 +560,21 @@ def revoke(request_id: str, comment: str | None = None) -> Call[Authorization]:
 
 
 @endpoint("POST", "/check")
-def check(task: str, user: str | None = None) -> Call[Decision]:
-    """May ``user`` (default: the caller) run ``task`` now? Audited."""
-    return Call(parse=Decision.from_json, json={"task": task, "user": user})
+def check(
+    task: str | None = None,
+    user: str | None = None,
+    *,
+    organization: str | None = None,
+    service: str | None = None,
+) -> Call[Decision]:
+    """May ``user`` (default: the caller) run ``task`` now? Or, with ``organization`` and
+    ``service`` instead of a task (Customer Lockbox), may the operator's engineer ``user`` reach
+    this service of this customer's data now (``authorization_id``: the lockbox request that
+    allows it)? Audited."""
+    if task is not None:
+        return Call(parse=Decision.from_json, json={"task": task, "user": user})
+    body = {"organization": organization, "service": service, "user": user}
+    return Call(parse=Decision.from_json, json=body)
 
 
 def _decisions(doc: Any) -> list[Decision]:
@@ -554,6 +586,67 @@ def check_batch(checks: list[tuple[str, str | None]]) -> Call[list[Decision]]:
     """Up to 1,000 (task, user) checks at one instant; the answers in the same order."""
     body = {"checks": [{"task": task, "user": user} for task, user in checks]}
     return Call(parse=_decisions, json=body)
+
+
+# ---------------------------------------------------------------- Customer Lockbox
+@endpoint("POST", "/lockbox/requests")
+def file_lockbox_request(
+    customer: str, *, service: str, reason: str, case_reference: str, duration_hours: int
+) -> Call[LockboxRequest]:
+    """New-AccessToCustomerDataRequest: the operator's engineer (jitpam\\Lockbox Requester)
+    asks ``customer`` for ``service`` (Exchange, SharePoint, Teams, EOP or a workload scope of
+    the customer's catalog) for 1 to 4 hours. Approved at once unless the customer requires
+    approval."""
+    body = {
+        "customer": customer,
+        "service": service,
+        "reason": reason,
+        "case_reference": case_reference,
+        "duration_hours": duration_hours,
+    }
+    return Call(parse=LockboxRequest.from_json, json=body)
+
+
+@endpoint("GET", "/lockbox/requests")
+def lockbox_requests(
+    *,
+    status: str | None = None,
+    created_after: str | datetime | None = None,
+    request_id: str | None = None,
+    limit: int | None = None,
+    page_size: int | None = None,
+) -> Listing[LockboxRequest]:
+    """Get-AccessToCustomerDataRequest: the lockbox requests addressed to the caller's
+    organization (for the operator: those it filed), newest first."""
+    params = {
+        "status": status,
+        "created_after": _instant(created_after),
+        "request_id": request_id,
+        "limit": page_size,
+    }
+    return Listing(item=LockboxRequest.from_json, params=params, limit=limit)
+
+
+@endpoint("GET", "/lockbox/requests/{request_id}")
+def lockbox_request(request_id: str) -> Call[LockboxRequest]:
+    return Call(parse=LockboxRequest.from_json, segments={"request_id": request_id})
+
+
+@endpoint("POST", "/lockbox/requests/{request_id}/decision")
+def decide_lockbox_request(
+    request_id: str, decision: str, *, comment: str | None = None, service: str | None = None
+) -> Call[LockboxRequest]:
+    """Set-AccessToCustomerDataRequest: ``decision`` Approve or Deny (the customer's
+    approvers), Cancel (the engineer who filed it)."""
+    body = {"decision": decision, "comment": comment, "service": service}
+    return Call(parse=LockboxRequest.from_json, segments={"request_id": request_id}, json=body)
+
+
+@endpoint("POST", "/lockbox/requests/{request_id}/revoke")
+def revoke_lockbox_request(request_id: str, comment: str | None = None) -> Call[LockboxRequest]:
+    """Revoke-AccessToCustomerDataRequest: end approved lockbox access now."""
+    body = {"comment": comment}
+    return Call(parse=LockboxRequest.from_json, segments={"request_id": request_id}, json=body)
 
 
 # ---------------------------------------------------------------- the audit log

@@ -263,6 +263,11 @@ class _Operations:
     verify_request = _Sent(calls.verify_request)
     authorizations = _Listed(calls.authorizations)
     revoke = _Sent(calls.revoke)
+    file_lockbox_request = _Sent(calls.file_lockbox_request)
+    lockbox_requests = _Listed(calls.lockbox_requests)
+    lockbox_request = _Sent(calls.lockbox_request)
+    decide_lockbox_request = _Sent(calls.decide_lockbox_request)
+    revoke_lockbox_request = _Sent(calls.revoke_lockbox_request)
     audit = _Listed(calls.audit)
     export_audit = _Sent(calls.export_audit)
     audit_checkpoint = _Sent(calls.audit_checkpoint)
@@ -383,12 +388,27 @@ class Client(_Operations):
             Listing(item=lambda doc: doc, params=params or {}, limit=limit, path=API + path)
         )
 
-    def check(self, task: str, user: str | None = None) -> Decision:
-        """May ``user`` (default: the caller) run ``task`` now? No answer is a denial."""
+    def check(
+        self,
+        task: str | None = None,
+        user: str | None = None,
+        *,
+        organization: str | None = None,
+        service: str | None = None,
+    ) -> Decision:
+        """May ``user`` (default: the caller) run ``task`` now (or, with ``organization`` and
+        ``service``, reach that customer's data: ``check_customer_data``)? No answer is a
+        denial."""
         try:
-            return self.send(calls.check(task, user))
+            return self.send(calls.check(task, user, organization=organization, service=service))
         except Unreachable as exc:
             return _denied(self.url, exc)
+
+    def check_customer_data(self, user: str | None, organization: str, service: str) -> Decision:
+        """Customer Lockbox: may the operator's engineer ``user`` (None: the caller) reach
+        ``service`` of the customer ``organization`` now? ``authorization_id`` is the lockbox
+        request that allows it. No answer is a denial."""
+        return self.check(None, user, organization=organization, service=service)
 
     def check_batch(self, checks: list[tuple[str, str | None]]) -> list[Decision]:
         """Up to 1,000 (task, user) checks at one instant; answers in the same order. No answer
@@ -510,12 +530,30 @@ class AsyncClient(_Operations):
             Listing(item=lambda doc: doc, params=params or {}, limit=limit, path=API + path)
         )
 
-    async def check(self, task: str, user: str | None = None) -> Decision:
-        """May ``user`` (default: the caller) run ``task`` now? No answer is a denial."""
+    async def check(
+        self,
+        task: str | None = None,
+        user: str | None = None,
+        *,
+        organization: str | None = None,
+        service: str | None = None,
+    ) -> Decision:
+        """May ``user`` (default: the caller) run ``task`` now (or, with ``organization`` and
+        ``service``, reach that customer's data: ``check_customer_data``)? No answer is a
+        denial."""
         try:
-            return await self.send(calls.check(task, user))
+            return await self.send(
+                calls.check(task, user, organization=organization, service=service)
+            )
         except Unreachable as exc:
             return _denied(self.url, exc)
+
+    async def check_customer_data(
+        self, user: str | None, organization: str, service: str
+    ) -> Decision:
+        """Customer Lockbox: may the operator's engineer ``user`` (None: the caller) reach
+        ``service`` of the customer ``organization`` now? No answer is a denial."""
+        return await self.check(None, user, organization=organization, service=service)
 
     async def check_batch(self, checks: list[tuple[str, str | None]]) -> list[Decision]:
         """Up to 1,000 (task, user) checks at one instant; answers in the same order. No answer

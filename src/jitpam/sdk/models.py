@@ -144,12 +144,44 @@ class AccessRequest(_Model):
     approvals_required: int
     created_at: str
     pending_until: str
+    requested_access: str = ""  # Task, Role or RoleGroup
     authorization_id: str | None = None
     valid_until: str | None = None
     reviews: tuple[Review, ...] = ()
     policy_id: str | None = None
     decided_at: str | None = None
     approved_at: str | None = None
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    revocation_comment: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LockboxRequest(_Model):
+    """A Customer Lockbox request: the operator's engineer (``requester``) asks the
+    ``customer`` to reach one ``service`` of its data for ``duration_hours``. ``decided_by`` is
+    "automatic" when the customer's setting approved it, "customer" for the operator's users
+    other than the requester; ``valid_until`` (``end``) is when approved access ends."""
+
+    id: str
+    status: str
+    customer: str
+    operator: str
+    requester: str
+    service: str
+    reason: str
+    case_reference: str
+    duration_hours: int
+    created_at: str
+    pending_until: str
+    requested_access: str = "Customer Lockbox"
+    decided_at: str | None = None
+    decided_by: str | None = None
+    decision_comment: str = field(default="", metadata=_absent(""))
+    start: str | None = None
+    end: str | None = None
+    valid_until: str | None = None
     revoked_at: str | None = None
     revoked_by: str | None = None
     revocation_comment: str | None = None
@@ -211,6 +243,8 @@ class AccessControl(_Model):
     ticket_pattern: str | None
     max_policies: int | None
     pending_hours: int
+    lockbox_approval_required: bool = False
+    lockbox_max_hours: int = 4
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -486,11 +486,13 @@ def list_requests(
     target_contains: str | None = None,
     search: str | None = None,
     oldest_first: bool = False,
+    types: Iterable[PolicyType | str] | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[RequestView]:
     """The requests the caller may see, newest first (or oldest first), with keyset pagination.
-    ``search`` matches the requester's UPN or the target."""
+    ``search`` matches the requester's UPN or the target; ``types`` keeps the requests of these
+    kinds only (None: every kind; empty: none)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be from 1 to {MAX_PAGE}")
     with ctx.reader() as uow:
@@ -501,6 +503,9 @@ def list_requests(
             target_contains=target_contains,
             search=search.strip() if search and search.strip() else None,
             oldest_first=oldest_first,
+            types=None
+            if types is None
+            else frozenset(parse_enum(PolicyType, t, "kind") for t in types),
         )
         if mine:
             flt = replace(flt, requester_id=user.id)

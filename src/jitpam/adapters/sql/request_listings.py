@@ -148,6 +148,9 @@ class RequestListings:
         stmt = select(*columns).select_from(RequestRow).where(RequestRow.org_id == org_id)
         if flt.requester_id is not None:
             stmt = stmt.where(RequestRow.requester_id == flt.requester_id)
+        if flt.types is not None:
+            kinds = sorted(t.value for t in flt.types)
+            stmt = stmt.where(RequestRow.type.in_(kinds) if kinds else false())
         if flt.reviewer is not None:
             stmt = stmt.outerjoin(PolicyRow, PolicyRow.id == RequestRow.policy_id)
             visible = [_reviewed_by(flt.reviewer)]

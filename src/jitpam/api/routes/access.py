@@ -6,19 +6,23 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jitpam.api import views
 from jitpam.api.deps import AsCaller
 from jitpam.api.inputs import Body
+from jitpam.domain.errors import InvalidInput
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import access, organizations, policies, requests
+from jitpam.services import access, lockbox, organizations, policies, requests
 from jitpam.services.context import KEEP, Caller, ServiceContext
 
 router = APIRouter(tags=["access"])
 
 TypeParam = Literal["task", "role", "role_group"]
+# The kinds of request (RequestedAccess): an access request's type, a data access request, a
+# Customer Lockbox request.
+AccessParam = Literal["task", "role", "role_group", "data_access", "customer_lockbox"]
 
 
 class EnableControl(Body):
@@ -32,6 +36,8 @@ class OrgConfig(Body):
     pending_hours: int | None = Field(default=None, ge=1, le=720)
     clear_ticket_pattern: bool = False
     clear_max_policies: bool = False
+    lockbox_approval_required: bool | None = None
+    lockbox_max_hours: int | None = Field(default=None, ge=1, le=4)
 
 
 class NewPolicy(Body):
@@ -72,6 +78,25 @@ class Comment(Body):
 class CheckBody(Body):
     user: str | None = Field(default=None, max_length=256)
     task: str = Field(max_length=260)
+
+
+class OneCheck(Body):
+    """A task check (``task``), or a Customer Lockbox check (``organization`` and ``service``
+    together: may the operator's engineer reach this service of this customer's data now?)."""
+
+    user: str | None = Field(default=None, max_length=256)
+    task: str | None = Field(default=None, max_length=260)
+    organization: str | None = Field(default=None, max_length=256)
+    service: str | None = Field(default=None, max_length=260)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> OneCheck:
+        lockbox = self.organization is not None or self.service is not None
+        if self.task is not None and lockbox:
+            raise ValueError("give a task, or an organization and a service, not both")
+        if self.task is None and (self.organization is None or self.service is None):
+            raise ValueError("give a task, or an organization and a service together")
+        return self
 
 
 class BatchBody(Body):
@@ -119,6 +144,10 @@ async def set_config(body: OrgConfig, calls: AsCaller) -> dict[str, Any]:
             if body.clear_max_policies
             else (body.max_policies if body.max_policies else KEEP),
             pending_hours=body.pending_hours if body.pending_hours else KEEP,
+            lockbox_approval_required=KEEP
+            if body.lockbox_approval_required is None
+            else body.lockbox_approval_required,
+            lockbox_max_hours=body.lockbox_max_hours if body.lockbox_max_hours else KEEP,
         )
         return views.control(c)
 
@@ -209,8 +238,18 @@ async def remove_policy(policy_id: UUID, calls: AsCaller) -> dict[str, Any]:
     )
 
 
+def _kinds(access: AccessParam | None) -> list[PolicyType] | None:
+    """The access requests' types an ``access`` filter keeps (none for a data access request:
+    jitpam files none yet)."""
+    if access is None:
+        return None
+    return [] if access == "data_access" else [PolicyType(access)]
+
+
 @router.get(
-    "/requests", summary="Get-ElevatedAccessRequest: the requests the caller may see, newest first"
+    "/requests",
+    summary="Get-ElevatedAccessRequest: the requests the caller may see, newest first "
+    "(access=customer_lockbox: the caller's Customer Lockbox requests)",
 )
 async def list_requests(
     calls: AsCaller,
@@ -218,10 +257,21 @@ async def list_requests(
     mine: bool = False,
     requester: str | None = None,
     target: str | None = Query(default=None, max_length=260),
+    access: AccessParam | None = None,
     cursor: str | None = Query(default=None, max_length=500),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
     def work(ctx: ServiceContext, caller: Caller) -> dict[str, Any]:
+        if access == "customer_lockbox":
+            if mine or requester is not None or target is not None:
+                raise InvalidInput(
+                    "access=customer_lockbox takes status, cursor and limit only "
+                    "(GET /api/v1/lockbox/requests filters further)"
+                )
+            found = lockbox.list_requests(
+                ctx, caller=caller, status=status, cursor=cursor, limit=limit
+            )
+            return views.page([views.lockbox_request(v) for v in found.items], found.next_cursor)
         page = requests.list_requests(
             ctx,
             caller=caller,
@@ -229,6 +279,7 @@ async def list_requests(
             mine=mine,
             requester=requester,
             target_contains=target,
+            types=_kinds(access),
             cursor=cursor,
             limit=limit,
         )
@@ -330,9 +381,22 @@ async def revoke(authorization_id: UUID, body: Comment, calls: AsCaller) -> dict
     return await calls.run(work, writes=True)
 
 
-@router.post("/check", summary="May this user run this task now? (audited)")
-async def check(body: CheckBody, calls: AsCaller, response: Response) -> dict[str, Any]:
-    (decision,) = await calls.check([(body.user, body.task)])
+@router.post(
+    "/check",
+    summary="May this user run this task now, or reach this service of this customer's data "
+    "(organization and service: Customer Lockbox)? (audited)",
+)
+async def check(body: OneCheck, calls: AsCaller, response: Response) -> dict[str, Any]:
+    if body.task is not None:
+        (decision,) = await calls.check([(body.user, body.task)])
+    else:
+        organization, service = str(body.organization), str(body.service)
+        decision = await calls.run(
+            lambda ctx, caller: lockbox.check_customer_data_access(
+                ctx, caller=caller, organization=organization, service=service, user=body.user
+            ),
+            writes=True,
+        )
     response.headers["x-jitpam-allowed"] = "true" if decision.allowed else "false"
     return views.decision(decision)
 

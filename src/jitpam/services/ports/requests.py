@@ -35,6 +35,9 @@ class RequestFilter:
     target_contains: str | None = None
     search: str | None = None  # in the requester's UPN or the target, any case
     oldest_first: bool = False
+    # Only requests of these kinds (None: every kind; an empty set: none at all, as for a kind
+    # that no access request is, like a data access request).
+    types: frozenset[PolicyType] | None = None
 
 
 # A search by substring cannot use an index: each page examines at most this many requests (the
