@@ -74,6 +74,17 @@ CLASSIFIED = {
     "Test-Webhook": NONE,
     "Get-Outbox": NONE,
     "Retry-OutboxMessage": NONE,
+    "Install-Application": ORGANIZATION,  # creates the application's account
+    "Test-DataAccess": NONE,
+    # Customer Lockbox: decided from the lockbox requests, never from the decision index
+    "Set-LockboxOperator": NONE,
+    "New-AccessToCustomerDataRequest": NONE,
+    "Set-AccessToCustomerDataRequest": NONE,
+    "Get-AccessToCustomerDataRequest": NONE,
+    "Revoke-AccessToCustomerDataRequest": NONE,
+    "Expire-AccessToCustomerDataRequest": NONE,
+    "Complete-AccessToCustomerDataRequest": NONE,
+    "Test-AccessToCustomerData": NONE,
 }
 
 

@@ -9,8 +9,10 @@ Anything not shown to be allowed is denied (RELIABILITY.md guarantees 1 and 8).
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import product
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -161,12 +163,13 @@ def test_held_task_without_a_policy_is_allowed_as_not_protected() -> None:
 
 
 def test_every_reason_code_is_either_allowing_or_denying_as_documented() -> None:
-    assert {
-        Reason.CONTROL_DISABLED,
-        Reason.SYSTEM_ACCOUNT,
-        Reason.AUTHORIZED,
-        Reason.NOT_PROTECTED,
-    } == ALLOWING
+    """docs/reference.md's reason tables say, for every code, whether it allows."""
+    reference = (Path(__file__).parents[2] / "docs" / "reference.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+)` \| (yes|no) \|", reference, re.M)
+    documented = {code: allowed == "yes" for code, allowed in rows}
+    assert set(documented) == {r.value for r in Reason}
+    assert {Reason(code) for code, allows in documented.items() if allows} == ALLOWING
+    assert len({(code, allowed) for code, allowed in rows}) == len(documented)  # no code both
 
 
 # --- just-in-time roles and role groups ---------------------------------------------------------

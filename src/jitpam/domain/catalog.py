@@ -16,6 +16,12 @@ A catalog is a TOML document::
     name = "Organization Management"
     roles = ["Move Mailboxes"]
 
+    [data_scopes]
+    "Mail.Read" = "Read the mail of the mailboxes a request names"
+
+Data scopes are what an application asks to read or change of a service's data (a data access
+request); policies cover them as they cover tasks.
+
 ``parse_catalog`` validates the whole document and reports every problem with the file, line and
 field it concerns.
 """
@@ -55,6 +61,7 @@ class Catalog:
     tasks: dict[QualifiedName, str] = field(default_factory=dict)
     roles: tuple[RoleDefinition, ...] = ()
     role_groups: tuple[RoleGroupDefinition, ...] = ()
+    data_scopes: dict[QualifiedName, str] = field(default_factory=dict)
 
 
 class _Lines:
@@ -111,7 +118,8 @@ def parse_catalog(text: str, *, source: str, allow_builtin: bool = False) -> Cat
     def problem(line: int, field_name: str, message: str) -> None:
         problems.append(f"{source}, line {line}, field {field_name}: {message}")
 
-    for key in sorted(set(doc) - {"scope", "description", "tasks", "roles", "role_groups"}):
+    known_fields = {"scope", "description", "tasks", "roles", "role_groups", "data_scopes"}
+    for key in sorted(set(doc) - known_fields):
         problem(where.of(None, key=key), key, "unknown field")
 
     scope = _name_part(doc.get("scope"))
@@ -129,20 +137,29 @@ def parse_catalog(text: str, *, source: str, allow_builtin: bool = False) -> Cat
         problem(where.of(None, key="description"), "description", "must be a string")
         description = ""
 
-    tasks: dict[QualifiedName, str] = {}
-    raw_tasks = doc.get("tasks", {})
-    if not isinstance(raw_tasks, dict):
-        problem(where.of(None, key="tasks"), "tasks", "must be a table of task name = description")
-        raw_tasks = {}
-    for name, desc in raw_tasks.items():
-        line = where.of("tasks", key=name)
-        part = _name_part(name)
-        if part is None:
-            problem(line, f"tasks.{name}", "not a valid task name (write it without a scope)")
-        elif not isinstance(desc, str):
-            problem(line, f"tasks.{name}", "the description must be a string")
-        else:
-            tasks[QualifiedName(scope, part)] = desc
+    def described(table: str, what: str) -> dict[QualifiedName, str]:
+        found: dict[QualifiedName, str] = {}
+        raw = doc.get(table, {})
+        if not isinstance(raw, dict):
+            problem(
+                where.of(None, key=table), table, f"must be a table of {what} name = description"
+            )
+            raw = {}
+        for name, desc in raw.items():
+            line = where.of(table, key=name)
+            part = _name_part(name)
+            if part is None:
+                problem(
+                    line, f"{table}.{name}", f"not a valid {what} name (write it without a scope)"
+                )
+            elif not isinstance(desc, str):
+                problem(line, f"{table}.{name}", "the description must be a string")
+            else:
+                found[QualifiedName(scope, part)] = desc
+        return found
+
+    tasks = described("tasks", "task")
+    data_scopes = described("data_scopes", "data scope")
     task_keys = {t.name.casefold(): t for t in tasks}
 
     def members(
@@ -212,5 +229,10 @@ def parse_catalog(text: str, *, source: str, allow_builtin: bool = False) -> Cat
     if problems:
         raise CatalogInvalid(problems)
     return Catalog(
-        scope=scope, description=description, tasks=tasks, roles=roles, role_groups=groups
+        scope=scope,
+        description=description,
+        tasks=tasks,
+        roles=roles,
+        role_groups=groups,
+        data_scopes=data_scopes,
     )

@@ -33,6 +33,8 @@ class Reason(StrEnum):
     # Customer Lockbox checks (an operator's engineer and a customer's service)
     LOCKBOX_APPROVED = "lockbox_approved"
     LOCKBOX_REQUEST_REQUIRED = "lockbox_request_required"
+    # Data access checks (an application's scope on a resource)
+    RESOURCE_NOT_COVERED = "resource_not_covered"
 
 
 ALLOWING = frozenset(

@@ -88,6 +88,11 @@ class AuditOperation(StrEnum):
     REVOKE_AUTHORIZATION = "Revoke-ElevatedAccessAuthorization", DecisionEffect.GRANTS
     COMPLETE_AUTHORIZATION = "Complete-ElevatedAccessAuthorization", DecisionEffect.NONE
 
+    # Applications and their data access requests: installing one creates its account (as
+    # New-User does) and files its requests; a check of its data access changes nothing.
+    INSTALL_APPLICATION = "Install-Application", DecisionEffect.ORGANIZATION
+    TEST_DATA_ACCESS = "Test-DataAccess", DecisionEffect.NONE
+
     # Customer Lockbox (domain/lockbox.py): recorded in the customer's chain and the operator's.
     # A lockbox grant is decided from the lockbox requests themselves, never from the decision
     # index, so none of them changes a decision the index keeps.

@@ -18,13 +18,26 @@ DEFAULT_DURATION_HOURS = 4
 
 
 class PolicyType(StrEnum):
+    """What a policy covers and a request asks for. ``DATA_ACCESS`` is a data scope of a
+    service (``Office365\\Mail.Read``), asked for an application when it is installed."""
+
     TASK = "task"
     ROLE = "role"
     ROLE_GROUP = "role_group"
+    DATA_ACCESS = "data_access"
 
     @property
     def label(self) -> str:
-        return {"task": "Task", "role": "Role", "role_group": "RoleGroup"}[self.value]
+        """M365's RequestedAccess for the kind."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    PolicyType.TASK: "Task",
+    PolicyType.ROLE: "Role",
+    PolicyType.ROLE_GROUP: "RoleGroup",
+    PolicyType.DATA_ACCESS: "Data Access Request",
+}
 
 
 class ApprovalType(StrEnum):

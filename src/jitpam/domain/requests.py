@@ -22,6 +22,7 @@ from jitpam.domain.errors import (
     NotPermitted,
     RequestNotPending,
     SelfApprovalNotAllowed,
+    SeparationOfDuties,
 )
 from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import PolicyType
@@ -82,6 +83,35 @@ class Authorization:
         return self.start <= at < self.end
 
 
+RESOURCE_KINDS = ("group", "mailbox", "user", "site")
+MAX_RESOURCES = 100
+
+
+def check_resources(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The data a data access request covers, each ``kind:name`` (``group:Sales``,
+    ``mailbox:ceo@contoso.com``, ``user:…``, ``site:…``), kinds and mail names in lower case; at
+    least one, each once."""
+    if isinstance(values, str) or not values:
+        raise InvalidInput(
+            "name the data the request covers, e.g. group:Sales or mailbox:ceo@contoso.com"
+        )
+    if len(values) > MAX_RESOURCES:
+        raise InvalidInput(f"a request covers at most {MAX_RESOURCES} resources")
+    out: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or ":" not in value:
+            raise InvalidInput(f"{value!r} is not kind:name (kinds: {', '.join(RESOURCE_KINDS)})")
+        kind, _, name = value.partition(":")
+        kind, name = kind.strip().lower(), name.strip()
+        if kind not in RESOURCE_KINDS or not name:
+            raise InvalidInput(f"{value!r} is not kind:name (kinds: {', '.join(RESOURCE_KINDS)})")
+        name = check_text(name, field_name="the resource", limit=256)
+        if kind in ("mailbox", "user"):
+            name = name.lower()
+        out.append(f"{kind}:{name}")
+    return tuple(dict.fromkeys(out))
+
+
 def check_reason(reason: str) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("a reason is required")
@@ -114,6 +144,22 @@ class AccessRequest:
     authorization: Authorization | None = None
     key_id: str = ""
     signature: str = ""
+    # A data access request is filed by a person (the requester of record, RequestorUPN) for an
+    # application account (the subject, who receives the grant), for the data ``resources`` name
+    # (``group:Sales``, ``mailbox:ceo@contoso.com``). Other requests are their requester's own.
+    subject_id: UUID | None = None
+    subject_upn: str | None = None
+    resources: tuple[str, ...] = ()
+
+    @property
+    def grantee_id(self) -> UUID:
+        """Who the authorization is for: the application of a data access request, otherwise
+        the requester."""
+        return self.subject_id if self.subject_id is not None else self.requester_id
+
+    @property
+    def grantee_upn(self) -> str:
+        return self.subject_upn if self.subject_upn is not None else self.requester_upn
 
     @classmethod
     def open(
@@ -129,8 +175,14 @@ class AccessRequest:
         approvals_required: int,
         at: datetime,
         pending_hours: int,
+        subject: User | None = None,
+        resources: tuple[str, ...] = (),
     ) -> AccessRequest:
         at = require_utc(at)
+        if (type is PolicyType.DATA_ACCESS) != (subject is not None):
+            raise InvalidInput("a data access request is filed for an application, and only it")
+        if subject is not None and (subject.org_id != org_id or subject.id == requester.id):
+            raise InvalidInput("the application must be another account of the organization")
         return cls(
             id=uuid4(),
             org_id=org_id,
@@ -144,6 +196,9 @@ class AccessRequest:
             approvals_required=approvals_required,
             created_at=at,
             pending_until=at + hours(pending_hours),
+            subject_id=subject.id if subject is not None else None,
+            subject_upn=subject.upn if subject is not None else None,
+            resources=check_resources(resources) if subject is not None else (),
         )
 
     def describe(self) -> str:
@@ -161,9 +216,20 @@ class AccessRequest:
         return self.status
 
     def signing_payload(self) -> bytes:
-        """What the server signs: the request's content and the requester's identity."""
+        """What the server signs: the request's content and the requester's identity (and, for
+        a data access request, the application and the data it covers)."""
+        subject = (
+            {}
+            if self.subject_id is None
+            else {
+                "subject_id": str(self.subject_id),
+                "subject_upn": self.subject_upn,
+                "resources": list(self.resources),
+            }
+        )
         return canonical_json(
             {
+                **subject,
                 "id": str(self.id),
                 "org_id": str(self.org_id),
                 "requester_id": str(self.requester_id),
@@ -191,7 +257,7 @@ class AccessRequest:
             id=uuid4(),
             org_id=self.org_id,
             request_id=self.id,
-            user_id=self.requester_id,
+            user_id=self.grantee_id,
             type=self.type,
             target=self.target,
             start=at,
@@ -214,6 +280,7 @@ class AccessRequest:
         at: datetime,
         current_approvers: frozenset[UUID] | None = None,
         hand: Hand | None = None,
+        steers_subject: bool = False,
     ) -> RequestStatus:
         """Count one approver's vote; returns the status after it.
 
@@ -226,7 +293,11 @@ class AccessRequest:
         """
         at = require_utc(at)
         refusal = self.review_refusal(
-            approver=approver, in_approver_group=in_approver_group, at=at, hand=hand
+            approver=approver,
+            in_approver_group=in_approver_group,
+            at=at,
+            hand=hand,
+            steers_subject=steers_subject,
         )
         if refusal is not None:
             raise refusal
@@ -245,10 +316,13 @@ class AccessRequest:
         in_approver_group: bool,
         at: datetime,
         hand: Hand | None = None,
+        steers_subject: bool = False,
     ) -> JitpamError | None:
         """Why ``approver`` may not review this request now, or None when they may (``hand``: how
-        the requester has a hand in this approver's vote, from domain/separation.py)."""
-        if approver.id == self.requester_id:
+        the requester has a hand in this approver's vote, from domain/separation.py;
+        ``steers_subject``: the approver created the application account of a data access
+        request or set one of its credentials)."""
+        if approver.id in (self.requester_id, self.subject_id):
             return SelfApprovalNotAllowed(SELF_APPROVAL_MESSAGE)
         current = self.status_at(at)
         if current is not RequestStatus.PENDING:
@@ -271,6 +345,11 @@ class AccessRequest:
                 requester=self.requester_upn,
                 voter=approver.upn,
                 describe=self.describe(),
+            )
+        if steers_subject:
+            return SeparationOfDuties(
+                f"{approver.upn} cannot vote on {self.describe()}: they created the application "
+                f"account {self.subject_upn} or set one of its credentials (separation of duties)"
             )
         if any(r.approver_id == approver.id for r in self.reviews):
             return AlreadyVoted(f"{approver.upn} has already reviewed {self.describe()}")

@@ -34,6 +34,8 @@ REASON_TEXT = {
     Reason.LOCKBOX_APPROVED: "allowed by an approved lockbox request of the customer",
     Reason.LOCKBOX_REQUEST_REQUIRED: "the engineer holds no approved, unexpired lockbox request "
     "for this customer and service: file one first",
+    Reason.RESOURCE_NOT_COVERED: "the application's active data access authorization for the "
+    "scope does not cover this resource",
 }
 
 
