@@ -19,7 +19,16 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import DEMO_PASSWORD, FAST, JITPAM, Cli, Server, start_server, token_for
+from tests.e2e.conftest import (
+    DEMO_PASSWORD,
+    FAST,
+    JITPAM,
+    Cli,
+    Server,
+    on_the_server,
+    start_server,
+    token_for,
+)
 
 CUSTOMER, OPERATOR = "contoso", "fabrikam"
 ADMIN, ALICE, OPERATOR_ADMIN = "admin@contoso.com", "alice@contoso.com", "admin@fabrikam.com"
@@ -54,20 +63,6 @@ def check(server: Server, token: str) -> dict[str, Any]:
     body = {"user": ENGINEER, "organization": CUSTOMER, "service": "Exchange"}
     doc: dict[str, Any] = ok(call(server, token, "POST", "/check", json=body))
     return doc
-
-
-def on_the_server(db: str, *args: str) -> Any:
-    """A server command (it opens the database itself), its JSON answer."""
-    done = subprocess.run(
-        [JITPAM, *args, "--db", db, "--json"],
-        env={**os.environ, **FAST},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def set_up_operator(tmp: Path, db: str) -> tuple[Server, str]:
