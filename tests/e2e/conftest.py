@@ -162,6 +162,20 @@ def token_for(server: Server, upn: str) -> str:
     return str(response.json()["token"])
 
 
+def on_the_server(db: str, *args: str) -> Any:
+    """A server command (it opens the database itself), its JSON answer."""
+    done = subprocess.run(
+        [JITPAM, *args, "--db", db, "--json"],
+        env={**os.environ, **FAST},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 @contextmanager
 def fresh_postgresql_database(prefix: str, *, migrated: bool = True) -> Iterator[str]:
     """A new database on the test PostgreSQL server, dropped afterwards: a copy of a database

@@ -2,8 +2,10 @@
 designated on the server (``jitpam lockbox operator``), an operator's engineer files with the
 CLI, the customer's administrator requires approval and approves with the API, the check over
 HTTP allows, the customer revokes and the check refuses (on PostgreSQL, on a second server
-process on the same database too); bad input answers problem+json; ``access`` filters the
-request listings by kind. And the README's Customer Lockbox commands run as written.
+process on the same database too); the engineer withdraws another with ``jitpam ps``
+(``Set-AccessToCustomerDataRequest -ApprovalDecision Cancel``); bad input answers
+problem+json; ``access`` filters the request listings by kind. And the README's Customer
+Lockbox commands run as written.
 
 One database of its own per run: designating the operator writes to every organization's chain.
 """
@@ -19,7 +21,16 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import DEMO_PASSWORD, FAST, JITPAM, Cli, Server, start_server, token_for
+from tests.e2e.conftest import (
+    DEMO_PASSWORD,
+    FAST,
+    JITPAM,
+    Cli,
+    Server,
+    on_the_server,
+    start_server,
+    token_for,
+)
 
 CUSTOMER, OPERATOR = "contoso", "fabrikam"
 ADMIN, ALICE, OPERATOR_ADMIN = "admin@contoso.com", "alice@contoso.com", "admin@fabrikam.com"
@@ -54,20 +65,6 @@ def check(server: Server, token: str) -> dict[str, Any]:
     body = {"user": ENGINEER, "organization": CUSTOMER, "service": "Exchange"}
     doc: dict[str, Any] = ok(call(server, token, "POST", "/check", json=body))
     return doc
-
-
-def on_the_server(db: str, *args: str) -> Any:
-    """A server command (it opens the database itself), its JSON answer."""
-    done = subprocess.run(
-        [JITPAM, *args, "--db", db, "--json"],
-        env={**os.environ, **FAST},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def set_up_operator(tmp: Path, db: str) -> tuple[Server, str]:
@@ -233,6 +230,24 @@ def flow(server: Server, operator_admin: str, db: str, tmp: Path) -> None:
         "Revoke-AccessToCustomerDataRequest",
         "Test-AccessToCustomerData",
     } <= operations
+
+    # The engineer withdraws a second request with jitpam ps, which spells it as M365 does.
+    withdrawn = ok(call(server, engineer, "POST", "/lockbox/requests", json=_filing()), 201)["id"]
+    lines = [
+        f"Set-AccessToCustomerDataRequest -ApprovalDecision Cancel -RequestId {withdrawn} "
+        "-ServiceName Exchange | select ApprovalStatus, DecidedBy",
+        "Get-AccessToCustomerDataRequest -ApprovalStatus Canceled | select RequestId, TenantName",
+    ]
+    by_ps = engineer_cli.run("ps", stdin="\n".join(lines))
+    assert by_ps.returncode == 0, by_ps.stderr
+    assert by_ps.stdout.splitlines() == [
+        "ApprovalStatus : Canceled",
+        f"DecidedBy      : {ENGINEER}",
+        "",
+        f"RequestId  : {withdrawn}",
+        f"TenantName : {CUSTOMER}",
+    ]
+    assert ok(call(server, admin, "GET", f"/lockbox/requests/{withdrawn}"))["status"] == "cancelled"
 
 
 def _filing() -> dict[str, Any]:

@@ -9,7 +9,7 @@ checked by their cmdlet's effect, not one by one: a line added to the seeds is c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,19 @@ import pytest
 from jitpam.cli.ps import cmdlets
 from jitpam.cli.ps.syntax import ParseError, parse
 from jitpam.sdk import ApiError, Client
-from tests.e2e.conftest import Cli, Server, token_for
+from tests.e2e.conftest import DEMO_PASSWORD, Cli, Server, on_the_server, start_server, token_for
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
+README = Path(__file__).resolve().parents[2] / "README.md"
 ADMIN, ALICE, BOB = "admin@contoso.com", "alice@contoso.com", "bob@contoso.com"
+# Customer Lockbox: the operator organization (designated before the server starts) and its
+# engineer, who files the requests contoso's administrator (a Global Administrator) decides.
+OPERATOR, OPERATOR_ADMIN, ENGINEER = "fabrikam", "admin@fabrikam.com", "engineer@fabrikam.com"
 MOVE = "Exchange\\New-MoveRequest"
 SPARE = "Exchange\\Set-Mailbox"  # a task the demo has no policy for
 # Filled in by a line's preparation (ids that parse and bind, standing for the real ones).
 REQUEST, POLICY = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+LOCKBOX = "00000000-0000-4000-8000-00000000000c"
 
 # The seeds' placeholders and example names -> the demo organization's objects.
 NAMES = {
@@ -51,6 +56,7 @@ NAMES = {
     "a4bc1bdf-00a1-42b4-be65-b6c63d6be279": REQUEST,
     "<identity GUID of the policy you want to delete>": POLICY,
     "<policy identity>": POLICY,
+    "<lockbox request id>": LOCKBOX,
 }
 # The cmdlets no seed uses yet, run the same way (their effects checked as a seed line's would be).
 EXTRA = [
@@ -58,6 +64,15 @@ EXTRA = [
     "Set-ElevatedAccessApprovalPolicy -Identity <policy identity> -ApprovalType Auto",
     "Get-ElevatedAccessAuthorization | select Identity, AuthorizedAccess, Revoked",
     "Revoke-ElevatedAccessAuthorization -RequestId <request id> -Comment 'case closed'",
+    # The README's example (test_the_readme_lockbox_example_is_run_here holds them equal).
+    "Get-AccessToCustomerDataRequest -ApprovalStatus Pending | ft Identity, RequestorUPN, "
+    "ServiceName, CaseReference, DurationHours",
+    "Get-AccessToCustomerDataRequest -RequestId <lockbox request id> -CreatedAfter 1/1/2026 | "
+    "select Identity, ApprovalStatus, TenantName, RequestedAccess",
+    "Set-AccessToCustomerDataRequest -ApprovalDecision Approve -RequestId <lockbox request id> "
+    "-Comment 'Case reviewed' -ServiceName Exchange",
+    "Set-AccessToCustomerDataRequest -ApprovalDecision deny -RequestId <lockbox request id> "
+    "-Comment 'Not for this case'",
 ]
 # The order the cmdlets run in, so that each line has what it needs.
 ORDER = [
@@ -71,6 +86,8 @@ ORDER = [
     "Deny-ElevatedAccessRequest",
     "Get-ElevatedAccessAuthorization",
     "Revoke-ElevatedAccessAuthorization",
+    "Get-AccessToCustomerDataRequest",
+    "Set-AccessToCustomerDataRequest",
     "Remove-ElevatedAccessApprovalPolicy",
     "Disable-ElevatedAccessControl",
 ]
@@ -114,9 +131,15 @@ def substituted(text: str) -> str:
 class Demo:
     """The demo organization, through the SDK, as its people."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, operator_admin: str) -> None:
         self.server = server
-        self.tokens = {upn: token_for(server, upn) for upn in (ADMIN, ALICE, BOB)}
+        with Client(server.url, operator_admin) as api:  # the operator's engineer
+            api.new_user(ENGINEER)
+            api.assign(role="jitpam\\Lockbox Requester", user=ENGINEER)
+            api.set_password(ENGINEER, password=DEMO_PASSWORD)
+        self.tokens = {upn: token_for(server, upn) for upn in (ADMIN, ALICE, BOB, ENGINEER)}
+        with self.api(ADMIN) as api:  # contoso decides every lockbox request itself
+            api.set_organization_config(lockbox_approval_required=True)
 
     def api(self, upn: str) -> Client:
         return Client(self.server.url, self.tokens[upn])
@@ -165,6 +188,22 @@ class Demo:
     def request(self, request_id: str) -> dict[str, Any]:
         with self.api(ADMIN) as api:
             return api.get_request(request_id).raw
+
+    def pending_lockbox_request(self) -> str:
+        with self.api(ENGINEER) as api:
+            filed = api.file_lockbox_request(
+                "contoso",
+                service="Exchange",
+                reason="Seed test: a mailbox repair",
+                case_reference="EXSR123456",
+                duration_hours=2,
+            )
+        assert filed.status == "pending"
+        return filed.id
+
+    def lockbox_request(self, request_id: str) -> dict[str, Any]:
+        with self.api(ADMIN) as api:
+            return api.lockbox_request(request_id).raw
 
 
 @dataclass(frozen=True)
@@ -332,6 +371,48 @@ def check_set_policy(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out
         assert _fl(out)[0]["ApprovalType"] == bound["ApprovalType"]
 
 
+def prepare_lockbox(demo: Demo, bound: dict[str, Any]) -> dict[str, str]:
+    return {LOCKBOX: demo.pending_lockbox_request()}
+
+
+def check_lockbox_listed(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out: str) -> None:
+    with demo.api(ADMIN) as api:
+        status = bound.get("ApprovalStatus", "").lower().replace("canceled", "cancelled") or None
+        found = list(
+            api.lockbox_requests(
+                status=status,
+                created_after=bound.get("CreatedAfter"),
+                request_id=bound.get("RequestId"),
+            )
+        )
+    assert found  # the request the line's preparation filed, at least
+    check_listed(demo, bound, ids, out)
+    if re.search(r"\|\s*(ft|format-table)\b", ids["line"], flags=re.I):
+        assert len(out.splitlines()) == 2 + len(found)  # a header, its rule, a row each
+        return
+    shown = _fl(out)
+    assert [s["Identity"] for s in shown] == [r.id for r in found]
+    for each in shown:
+        assert each.get("ApprovalStatus", "Pending") == "Pending"
+        assert each.get("TenantName", "contoso") == "contoso"
+        assert each.get("RequestedAccess", "Customer Lockbox") == "Customer Lockbox"
+
+
+def check_lockbox_decided(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out: str) -> None:
+    doc = demo.lockbox_request(bound["RequestId"])
+    status = {"Approve": "approved", "Deny": "denied"}[bound["ApprovalDecision"]]
+    assert doc["status"] == status
+    assert doc["decided_by"] == ADMIN
+    assert doc["decision_comment"] == bound.get("Comment", "")
+    shown = _fl(out)[0]
+    assert shown["Identity"] == shown["RequestId"] == bound["RequestId"]
+    assert shown["ApprovalStatus"] == status.capitalize()
+    assert shown["DecidedBy"] == ADMIN
+    assert shown["TenantName"] == "contoso"
+    assert shown["ServiceName"] == "Exchange"
+    assert bool(shown["StartTimeUtc"]) is (status == "approved")
+
+
 EFFECTS: dict[str, Effect] = {
     "Enable-ElevatedAccessControl": Effect(ADMIN, _nothing, check_control(True)),
     "Disable-ElevatedAccessControl": Effect(ADMIN, _nothing, check_control(False)),
@@ -345,6 +426,8 @@ EFFECTS: dict[str, Effect] = {
     "Deny-ElevatedAccessRequest": Effect(BOB, prepare_pending, _decided("denied")),
     "Get-ElevatedAccessAuthorization": Effect(ALICE, _nothing, check_listed),
     "Revoke-ElevatedAccessAuthorization": Effect(BOB, prepare_approved, check_revoked),
+    "Get-AccessToCustomerDataRequest": Effect(ADMIN, prepare_lockbox, check_lockbox_listed),
+    "Set-AccessToCustomerDataRequest": Effect(ADMIN, prepare_lockbox, check_lockbox_decided),
 }
 
 
@@ -357,12 +440,42 @@ def _parse_error(text: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def demo(demo_server: Server) -> Demo:
-    return Demo(demo_server)
+def lockbox_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """The demo server with an operator organization designated for Customer Lockbox, made on
+    its database before it starts (a server command on SQLite wants the database to itself);
+    and the operator's administrator's token."""
+    tmp = tmp_path_factory.mktemp("demo")
+    db = f"sqlite:///{tmp / 'jitpam.db'}"
+    made = on_the_server(db, "org", "create", OPERATOR, "--admin", OPERATOR_ADMIN)
+    on_the_server(db, "lockbox", "operator", OPERATOR)
+    server = start_server(tmp, "--demo", "--db", db)
+    yield server, str(made["token"])
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_server(lockbox_demo: tuple[Server, str]) -> Server:
+    """This module's demo server is the one with a lockbox operator."""
+    return lockbox_demo[0]
+
+
+@pytest.fixture(scope="module")
+def demo(lockbox_demo: tuple[Server, str]) -> Demo:
+    return Demo(*lockbox_demo)
 
 
 def test_every_cmdlet_has_its_effect_declared() -> None:
     assert sorted(EFFECTS) == sorted(cmdlets.names()) == sorted(ORDER)
+
+
+def test_the_readme_lockbox_example_is_run_here() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text[
+        text.index("## The seeds' commands as written") : text.index("## Customer Lockbox")
+    ]
+    shown = re.findall(r'^jitpam ps "(\S+-AccessToCustomerDataRequest[^"]*)"$', section, flags=re.M)
+    assert shown, "the README shows a Customer Lockbox cmdlet"
+    assert set(shown) <= set(EXTRA)
 
 
 def test_the_seeds_hold_cmdlet_lines() -> None:

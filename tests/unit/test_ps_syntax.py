@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -326,3 +328,174 @@ def test_shapes_use_m365_names() -> None:
     assert grant["AuthorizedBy"] == "bob@contoso.com"
     assert grant["Revoked"] is True
     assert grant["RevocationComment"] == "done"
+
+
+LOCKBOX_ID = "5b0a4c2e-93a1-4f7e-9f3c-0d8e2b6a7c11"
+
+
+@pytest.mark.parametrize(
+    ("line", "bound"),
+    [
+        ("Get-AccessToCustomerDataRequest", {}),
+        (
+            "get-accesstocustomerdatarequest -approvalstatus canceled -createdafter 2026-01-15",
+            {"ApprovalStatus": "Canceled", "CreatedAfter": "2026-01-15T00:00:00Z"},
+        ),
+        (
+            "Get-AccessToCustomerDataRequest -CreatedAfter '1/15/2026 08:30' -Identity "
+            + LOCKBOX_ID.upper(),
+            {"CreatedAfter": "2026-01-15T08:30:00Z", "RequestId": LOCKBOX_ID},
+        ),
+        (
+            "Get-AccessToCustomerDataRequest -CreatedAfter 2026-01-15T10:00:00+02:00",
+            {"CreatedAfter": "2026-01-15T08:00:00Z"},
+        ),
+        (
+            f"Set-AccessToCustomerDataRequest -ApprovalDecision approve -RequestId {LOCKBOX_ID} "
+            "-Comment 'Case reviewed' -ServiceName exchange",
+            {
+                "ApprovalDecision": "Approve",
+                "RequestId": LOCKBOX_ID,
+                "Comment": "Case reviewed",
+                "ServiceName": "Exchange",
+            },
+        ),
+        (
+            f"Set-AccessToCustomerDataRequest -Appr Cancel -Req {LOCKBOX_ID}",
+            {"ApprovalDecision": "Cancel", "RequestId": LOCKBOX_ID},
+        ),
+    ],
+)
+def test_the_lockbox_cmdlets_bind_m365_parameters(line: str, bound: dict[str, object]) -> None:
+    assert _bound(line) == bound
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "Get-AccessToCustomerDataRequest -ApprovalStatus Expired",
+            "Get-AccessToCustomerDataRequest : Cannot validate argument on parameter "
+            "'ApprovalStatus'. The argument \"Expired\" does not belong to the set "
+            '"Approved,Canceled,Denied,Pending".',
+        ),
+        (
+            "Get-AccessToCustomerDataRequest -CreatedAfter 2026-02-30",
+            "Get-AccessToCustomerDataRequest : Cannot bind parameter 'CreatedAfter'. Cannot "
+            'convert value "2026-02-30" to type "System.DateTime".',
+        ),
+        (
+            f"Set-AccessToCustomerDataRequest -RequestId {LOCKBOX_ID}",
+            "Set-AccessToCustomerDataRequest : Cannot process command because of one or more "
+            "missing mandatory parameters: ApprovalDecision.",
+        ),
+        (
+            f"Set-AccessToCustomerDataRequest -ApprovalDecision Approve -RequestId {LOCKBOX_ID} "
+            "-ServiceName Yammer",
+            "Set-AccessToCustomerDataRequest : Cannot validate argument on parameter "
+            "'ServiceName'. The argument \"Yammer\" does not belong to the set "
+            '"EOP,Exchange,SharePoint,Teams".',
+        ),
+    ],
+)
+def test_the_lockbox_cmdlets_refuse_as_powershell_words_it(line: str, message: str) -> None:
+    with pytest.raises(BindError) as refused:
+        _bound(line)
+    assert str(refused.value) == message
+
+
+class _LockboxApi:
+    """What the lockbox cmdlets ask of the SDK client, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+
+    def lockbox_requests(self, **kwargs: object) -> list[object]:
+        self.calls.append(("lockbox_requests", (), kwargs))
+        return []
+
+    def decide_lockbox_request(self, *args: object, **kwargs: object) -> object:
+        self.calls.append(("decide_lockbox_request", args, kwargs))
+        return SimpleNamespace(raw={"id": LOCKBOX_ID, "status": "cancelled"})
+
+
+def test_the_lockbox_cmdlets_call_the_sdk_with_jitpam_names() -> None:
+    api = _LockboxApi()
+    get = cmdlets.find("Get-AccessToCustomerDataRequest")
+    get.call(api, _bound("Get-AccessToCustomerDataRequest -ApprovalStatus Canceled"))  # type: ignore[arg-type]
+    get.call(api, _bound("Get-AccessToCustomerDataRequest -ApprovalStatus Pending"))  # type: ignore[arg-type]
+    line = (
+        f"Set-AccessToCustomerDataRequest -ApprovalDecision Deny -RequestId {LOCKBOX_ID} "
+        "-Comment no -ServiceName Teams"
+    )
+    done = cmdlets.find(line.split()[0]).call(api, _bound(line))  # type: ignore[arg-type]
+    assert api.calls == [
+        (
+            "lockbox_requests",
+            (),
+            {"status": "cancelled", "created_after": None, "request_id": None},
+        ),
+        ("lockbox_requests", (), {"status": "pending", "created_after": None, "request_id": None}),
+        ("decide_lockbox_request", (LOCKBOX_ID, "Deny"), {"comment": "no", "service": "Teams"}),
+    ]
+    assert cmdlets.lockbox_shape(done[0])["ApprovalStatus"] == "Canceled"
+
+
+def test_the_lockbox_shape_uses_m365_names() -> None:
+    shown = cmdlets.lockbox_shape(
+        {
+            "id": LOCKBOX_ID,
+            "requested_access": "Customer Lockbox",
+            "status": "approved",
+            "customer": "contoso",
+            "operator": "fabrikam",
+            "requester": "engineer@fabrikam.com",
+            "service": "Exchange",
+            "reason": "repair",
+            "case_reference": "EXSR123456",
+            "duration_hours": 2,
+            "created_at": "2026-01-15T08:00:00Z",
+            "pending_until": "2026-01-15T20:00:00Z",
+            "decided_at": "2026-01-15T08:05:00Z",
+            "decided_by": "admin@contoso.com",
+            "decision_comment": "",
+            "start": "2026-01-15T08:05:00Z",
+            "end": "2026-01-15T10:05:00Z",
+            "valid_until": "2026-01-15T10:05:00Z",
+            "revoked_at": None,
+            "revoked_by": None,
+            "revocation_comment": None,
+        }
+    )
+    assert shown["Identity"] == shown["RequestId"] == LOCKBOX_ID
+    assert shown["ApprovalStatus"] == "Approved"
+    assert shown["RequestedAccess"] == "Customer Lockbox"
+    assert (shown["TenantName"], shown["ServiceName"]) == ("contoso", "Exchange")
+    assert (shown["CaseReference"], shown["DurationHours"]) == ("EXSR123456", 2)
+    assert (shown["DecidedBy"], shown["DecisionComment"]) == ("admin@contoso.com", None)
+    assert (shown["StartTimeUtc"], shown["EndTimeUtc"]) == (
+        "2026-01-15T08:05:00Z",
+        "2026-01-15T10:05:00Z",
+    )
+    assert shown["RevocationDateTimeUtc"] is None
+    statuses = ["pending", "approved", "denied", "cancelled", "expired", "revoked", "completed"]
+    assert [cmdlets.lockbox_shape({"status": s})["ApprovalStatus"] for s in statuses] == [
+        "Pending",
+        "Approved",
+        "Denied",
+        "Canceled",
+        "Expired",
+        "Revoked",
+        "Completed",
+    ]
+
+
+def test_the_reference_documents_every_cmdlet_and_lockbox_property() -> None:
+    reference = (Path(__file__).parents[2] / "docs" / "reference.md").read_text(encoding="utf-8")
+    start = reference.index("### `jitpam ps`")
+    section = reference[start : reference.index("\n## ", start)]
+    missing = [name for name in cmdlets.names() if f"`{name}`" not in section]
+    assert not missing, missing
+    rows = section[section.index("| lockbox request |") :]
+    properties = cmdlets.lockbox_shape({})
+    assert [p for p in properties if f"`{p}`" not in rows] == []

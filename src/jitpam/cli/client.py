@@ -794,6 +794,9 @@ def audit_verify(
 
 # ---------------------------------------------------------------- webhooks and the outbox
 webhook_app = typer.Typer(help="Webhook endpoints for notifications.", no_args_is_help=True)
+# The server's event types an endpoint may subscribe to (all but webhook.test, which a test
+# delivery sends); written out, as the client knows the server only through its API
+# (tests/unit/test_webhook_events.py holds it to the server's list).
 EVENTS = (
     "request.created",
     "request.approved",
@@ -803,6 +806,13 @@ EVENTS = (
     "authorization.revoked",
     "authorization.expiring",
     "system_account.exempted",
+    "lockbox.created",
+    "lockbox.auto_approved",
+    "lockbox.approved",
+    "lockbox.denied",
+    "lockbox.cancelled",
+    "lockbox.revoked",
+    "lockbox.expired",
 )
 
 

@@ -4,20 +4,23 @@ converted to the parameter's type. Pure code, no I/O."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jitpam.cli.ps.syntax import Argument, Element, ScriptBlock, Value
 
-Kind = Literal["string", "strings", "int", "switch", "guid", "choice", "script", "any"]
+Kind = Literal["string", "strings", "int", "switch", "guid", "date", "choice", "script", "any"]
 _TYPE_NAMES = {
     "string": "System.String",
     "strings": "System.String[]",
     "int": "System.Int32",
     "switch": "System.Management.Automation.SwitchParameter",
     "guid": "System.Guid",
+    "date": "System.DateTime",
     "choice": "System.String",
     "script": "System.Management.Automation.ScriptBlock",
     "any": "System.Object",
@@ -78,6 +81,27 @@ def _show(value: Value) -> str:
     return value
 
 
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+
+
+def parse_date(text: str) -> datetime | None:
+    """A date as a script writes one: ISO 8601 (``2026-01-15``, ``2026-01-15T08:30:00Z``, with
+    or without an offset) or the invariant culture's ``1/15/2026 [08:30[:00]]``. No offset means
+    UTC. None when it is neither."""
+    text = text.strip()
+    found = _US_DATE.fullmatch(text)
+    try:
+        if found:
+            month, day, year, hour, minute, second = found.groups()
+            h, m, sec = (int(part or 0) for part in (hour, minute, second))
+            at = datetime(int(year), int(month), int(day), h, m, sec, tzinfo=UTC)
+        else:
+            at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 def _flat(value: Value) -> list[Value]:
     if isinstance(value, tuple):
         return [v for item in value for v in _flat(item)]
@@ -132,6 +156,11 @@ def convert(cmdlet: str, param: Param, value: Value) -> Any:
             return str(uuid.UUID(value.strip()))
         except ValueError:
             raise refuse() from None
+    if param.kind == "date":
+        at = parse_date(value)
+        if at is None:
+            raise refuse()
+        return at.isoformat().replace("+00:00", "Z")
     if param.kind == "choice":
         for choice in param.choices:
             if choice.lower() == value.strip().lower():

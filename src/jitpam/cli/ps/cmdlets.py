@@ -135,6 +135,42 @@ def authorization_shape(doc: Doc) -> Doc:
     }
 
 
+# M365 spells it "Canceled"; the other statuses are jitpam's, capitalized.
+_LOCKBOX_STATUS = {"cancelled": "Canceled"}
+LOCKBOX_STATUSES = ("Approved", "Canceled", "Denied", "Pending")  # -ApprovalStatus takes these
+
+
+def lockbox_shape(doc: Doc) -> Doc:
+    """A Customer Lockbox request as Get-/Set-AccessToCustomerDataRequest print it: TenantName
+    is the customer, CaseReference the service request number, DurationHours the estimated
+    access time (who decided or revoked reads "customer" for the operator's users other than
+    the requester)."""
+    status = str(doc.get("status") or "")
+    return {
+        "Identity": doc.get("id"),
+        "RequestId": doc.get("id"),
+        "ApprovalStatus": _LOCKBOX_STATUS.get(status) or _label(status),
+        "RequestedAccess": doc.get("requested_access") or "Customer Lockbox",
+        "TenantName": doc.get("customer"),
+        "Operator": doc.get("operator"),
+        "ServiceName": doc.get("service"),
+        "RequestorUPN": doc.get("requester"),
+        "Reason": doc.get("reason"),
+        "CaseReference": doc.get("case_reference"),
+        "DurationHours": doc.get("duration_hours"),
+        "CreatedUtc": doc.get("created_at"),
+        "PendingUntilUtc": doc.get("pending_until"),
+        "DecidedUtc": doc.get("decided_at"),
+        "DecidedBy": doc.get("decided_by"),
+        "DecisionComment": doc.get("decision_comment") or None,
+        "StartTimeUtc": doc.get("start"),
+        "EndTimeUtc": doc.get("end") or doc.get("valid_until"),
+        "RevokedBy": doc.get("revoked_by"),
+        "RevocationDateTimeUtc": doc.get("revoked_at"),
+        "RevocationComment": doc.get("revocation_comment"),
+    }
+
+
 # ---------------------------------------------------------------- the calls
 def _target(bound: Bound) -> tuple[str, str]:
     given = [(name, bound[name]) for name in TARGETS if bound.get(name) is not None]
@@ -231,6 +267,26 @@ def _get_authorizations(api: Client, b: Bound) -> list[Doc]:
 
 def _revoke(api: Client, b: Bound) -> list[Doc]:
     return _with_requests(api, [api.revoke(b["RequestId"], b["Comment"]).raw])
+
+
+def _get_lockbox(api: Client, b: Bound) -> list[Doc]:
+    status = b.get("ApprovalStatus")
+    found = api.lockbox_requests(
+        status=None if status is None else "cancelled" if status == "Canceled" else status.lower(),
+        created_after=b.get("CreatedAfter"),
+        request_id=b.get("RequestId"),
+    )
+    return [r.raw for r in found]
+
+
+def _set_lockbox(api: Client, b: Bound) -> list[Doc]:
+    decided = api.decide_lockbox_request(
+        b["RequestId"],
+        b["ApprovalDecision"],
+        comment=b.get("Comment"),
+        service=b.get("ServiceName"),
+    )
+    return [decided.raw]
 
 
 # ---------------------------------------------------------------- the table
@@ -358,6 +414,30 @@ CMDLETS: tuple[Cmdlet, ...] = (
         (_REQUEST_ID, _COMMENT, _CONFIRM),
         _revoke,
         authorization_shape,
+    ),
+    Cmdlet(
+        "Get-AccessToCustomerDataRequest",
+        (
+            Param("ApprovalStatus", "choice", choices=LOCKBOX_STATUSES),
+            Param("CreatedAfter", "date", help="a date, UTC unless it names an offset"),
+            Param("RequestId", "guid", aliases=("Identity",)),
+        ),
+        _get_lockbox,
+        lockbox_shape,
+        synopsis="Customer Lockbox requests addressed to your organization (filed by it, for "
+        "the operator), newest first",
+    ),
+    Cmdlet(
+        "Set-AccessToCustomerDataRequest",
+        (
+            Param("ApprovalDecision", "choice", True, choices=("Approve", "Deny", "Cancel")),
+            Param("RequestId", "guid", True, aliases=("Identity",)),
+            Param("Comment"),
+            Param("ServiceName", "choice", choices=("EOP", "Exchange", "SharePoint", "Teams")),
+        ),
+        _set_lockbox,
+        lockbox_shape,
+        synopsis="the customer approves or denies a lockbox request, the engineer cancels it",
     ),
 )
 
