@@ -192,6 +192,34 @@ ROUTES: list[tuple[str, str, Any, dict[str, int | str]]] = [
         {"parameters": {"Identity": "alice@contoso.com", "TargetDatabase": "DB01"}},
         {R: 403, P: 403, D: 403, OUT: 404},
     ),
+    # Customer Lockbox: no operator is designated here, nobody holds Lockbox Requester, and
+    # {request_id} names an access request, which is no lockbox request.
+    (
+        "POST",
+        "/lockbox/requests",
+        {
+            "customer": "fabrikam",
+            "service": "Exchange",
+            "reason": "matrix",
+            "case_reference": "EXSR1",
+            "duration_hours": 1,
+        },
+        {R: 403, P: 403, D: 403, OUT: 403},
+    ),
+    ("GET", "/lockbox/requests", None, {R: 200, P: 200, D: 200, OUT: 200}),
+    ("GET", "/lockbox/requests/{request_id}", None, {R: 404, P: 404, D: 404, OUT: 404}),
+    (
+        "POST",
+        "/lockbox/requests/{request_id}/decision",
+        {"decision": "Approve"},
+        {R: 404, P: 404, D: 404, OUT: 404},
+    ),
+    (
+        "POST",
+        "/lockbox/requests/{request_id}/revoke",
+        {"comment": "x"},
+        {R: 404, P: 404, D: 404, OUT: 404},
+    ),
     ("POST", "/auth/logout", None, {}),
 ]
 UNAUTHENTICATED = {"/auth/login"}
