@@ -939,6 +939,8 @@ class MemoryRequests:
     def _visible(self, r: AccessRequest, flt: RequestFilter, at: datetime) -> bool:
         if flt.requester_id is not None and r.requester_id != flt.requester_id:
             return False
+        if flt.subject_id is not None and r.subject_id != flt.subject_id:
+            return False
         if flt.status is not None and r.status_at(at) is not flt.status:
             return False
         if flt.types is not None and r.type not in flt.types:

@@ -395,6 +395,15 @@ def data_access_story(world: World) -> dict[str, Any]:
 
         found["open for the app"] = open_for(uow, ann, app) == request.id
         found["open for another app"] = open_for(uow, installer, other_app)
+        found["the app's requests"] = {
+            p.upn.split("@")[0]: [
+                r.id == request.id
+                for r in uow.requests.page(
+                    org, RequestFilter(subject_id=p.caller.user_id), at=at, cursor=None, limit=5
+                ).items
+            ]
+            for p in (app, other_app, installer)
+        }
         found["pending for the app"] = [
             r.id == request.id for r in uow.requests.pending_for_user(org, app.caller.user_id, at)
         ]
@@ -443,6 +452,7 @@ def test_a_data_access_request_round_trips_on_the_fake_as_on_the_database(
     assert story["read"] == ("mailer", ("group:Sales", "mailbox:ceo@example.com"), "mailer")
     assert (story["open for the app"], story["open for another app"]) == (True, None)
     assert story["pending for the app"] == [True]
+    assert story["the app's requests"] == {"mailer": [True], "other-app": [], "installer": []}
     # only ann may vote: not the installer, nor the application, nor whoever steers it
     assert story["awaiting"] == {
         "ann": (1, 1),

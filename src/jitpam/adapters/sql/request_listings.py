@@ -169,6 +169,8 @@ class RequestListings:
         stmt = select(*columns).select_from(RequestRow).where(RequestRow.org_id == org_id)
         if flt.requester_id is not None:
             stmt = stmt.where(RequestRow.requester_id == flt.requester_id)
+        if flt.subject_id is not None:
+            stmt = stmt.where(RequestRow.subject_id == flt.subject_id)
         if flt.types is not None:
             kinds = sorted(t.value for t in flt.types)
             stmt = stmt.where(RequestRow.type.in_(kinds) if kinds else false())

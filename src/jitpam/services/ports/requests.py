@@ -26,6 +26,8 @@ class Reviewer:
 @dataclass(frozen=True)
 class RequestFilter:
     requester_id: UUID | None = None
+    # The requests of one application account (data access requests filed for it).
+    subject_id: UUID | None = None
     status: RequestStatus | None = None
     reviewer: Reviewer | None = None  # visible to this reviewer through their policies ...
     or_requester_id: UUID | None = None  # ... or because the caller asked for it
