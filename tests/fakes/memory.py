@@ -127,7 +127,12 @@ def _page(found: list[_T], limit: int | None, key: Callable[[_T], tuple[str, ...
     return Page(found[:limit], _encode_cursor(*key(found[limit - 1])))
 
 
-_KIND = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role_group"}
+_KIND = {
+    PolicyType.TASK: "task",
+    PolicyType.ROLE: "role",
+    PolicyType.ROLE_GROUP: "role_group",
+    PolicyType.DATA_ACCESS: "data_access",
+}
 
 
 @dataclass
@@ -472,6 +477,8 @@ class MemoryCatalog:
         for group in catalog.role_groups:
             changed += self._put(entries, "role_group", group.name, group.description)
             changed += self._link(entries, "role_group", group.name, (r.key for r in group.roles))
+        for scope, desc in catalog.data_scopes.items():
+            changed += self._put(entries, _KIND[PolicyType.DATA_ACCESS], scope, desc)
         return changed
 
     def _entries(self, org_id: UUID, kind: str) -> list[_Entry]:
@@ -904,10 +911,20 @@ class MemoryRequests:
         self._loaded[request.id] = version + 1
 
     def open_for(
-        self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
+        self,
+        org_id: UUID,
+        requester_id: UUID,
+        type: PolicyType,
+        target: str,
+        at: datetime,
+        *,
+        subject_id: UUID | None = None,
     ) -> AccessRequest | None:
         for r in self._all(org_id):
-            if (r.requester_id, r.type, str(r.target)) != (requester_id, type, target):
+            # An application's request whoever filed it, or the requester's own.
+            whose = r.subject_id if subject_id is not None else r.requester_id
+            wanted = subject_id if subject_id is not None else requester_id
+            if (whose, r.type, str(r.target)) != (wanted, type, target):
                 continue
             pending = r.status is RequestStatus.PENDING and r.pending_until > at
             active = (
@@ -922,6 +939,8 @@ class MemoryRequests:
     def _visible(self, r: AccessRequest, flt: RequestFilter, at: datetime) -> bool:
         if flt.requester_id is not None and r.requester_id != flt.requester_id:
             return False
+        if flt.subject_id is not None and r.subject_id != flt.subject_id:
+            return False
         if flt.status is not None and r.status_at(at) is not flt.status:
             return False
         if flt.types is not None and r.type not in flt.types:
@@ -933,9 +952,11 @@ class MemoryRequests:
                 return False
         if flt.awaiting_vote_of is not None:
             voter = flt.awaiting_vote_of
-            if r.requester_id == voter or any(v.approver_id == voter for v in r.reviews):
+            if voter in (r.requester_id, r.subject_id):
                 return False
-            if self._has_a_hand(r, voter):
+            if any(v.approver_id == voter for v in r.reviews):
+                return False
+            if self._has_a_hand(r, voter) or self._steers_subject(r, voter):
                 return False
         return True
 
@@ -955,6 +976,18 @@ class MemoryRequests:
             frontier = stewards - found - {voter}
             found |= frontier
         return frozenset(found)
+
+    def _steers_subject(self, r: AccessRequest, voter: UUID) -> bool:
+        """The SQL adapter's twin of ``steers_subject`` (its ``_steers_subject``): the voter
+        steers the request's application account, directly or through accounts they steer."""
+        if r.subject_id is None:
+            return False
+        steered: set[UUID] = set()
+        frontier = {voter}
+        while frontier:
+            frontier = {u for u, s, _ in self.t.stewards if s in frontier} - steered
+            steered |= frontier
+        return r.subject_id in steered
 
     def _has_a_hand(self, r: AccessRequest, voter: UUID) -> bool:
         """The SQL adapter's twin of ``hand_in_vote`` for the pages' counts (see its
@@ -1047,13 +1080,16 @@ class MemoryRequests:
         return [c for r in found if (c := self._read(r.id)) is not None]
 
     def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
-        return self._by_auth(org_id, at, lambda r: r.requester_id == user_id)
+        # The grants the user holds: an application's data access, not its installer's.
+        return self._by_auth(
+            org_id, at, lambda r: r.authorization is not None and r.authorization.user_id == user_id
+        )
 
     def pending_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
         return [
             c
             for r in self._all(org_id)
-            if r.requester_id == user_id
+            if user_id in (r.requester_id, r.subject_id)
             and r.status is RequestStatus.PENDING
             and r.pending_until > at
             and (c := self._read(r.id)) is not None

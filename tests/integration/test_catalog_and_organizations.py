@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
+from jitpam.catalogs import shipped_catalog
 from jitpam.domain.catalog import parse_catalog
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
+from jitpam.domain.names import QualifiedName
 from jitpam.domain.policy import PolicyType
 from jitpam.services import organizations
 from jitpam.services.context import ServiceContext
@@ -187,3 +190,68 @@ def test_an_upgrade_that_ships_the_same_builtin_catalog_changes_no_organization(
         )
     assert organizations.refresh_builtin_catalog(memory_ctx) == 0
     assert organizations.refresh_builtin_catalog(memory_ctx) == 0
+
+
+def _office365(ctx: ServiceContext) -> dict[str, Any]:
+    """An organization made with the shipped office365 catalog: what its data scopes read as,
+    and what storing the catalog again and changing one description count."""
+    suffix = uuid4().hex[:12]
+    org = organizations.create_organization(
+        ctx,
+        name=f"o365-{suffix}",
+        admin_upn=f"admin@{suffix}.o365.example.com",
+        admin_display_name="Admin",
+        catalogs=("office365",),
+    )[0]
+    shipped = parse_catalog(shipped_catalog("office365"), source="office365.toml")
+    kind = PolicyType.DATA_ACCESS
+    with ctx.reader() as uow:
+        scopes = [str(s) for s in uow.catalog.entries(org.id, kind)]
+        first = uow.catalog.page(org.id, kind, cursor=None, limit=5)
+        second = uow.catalog.page(org.id, kind, cursor=first.next_cursor, limit=5)
+        found = {
+            "entries": scopes,
+            "pages": [[str(s) for s in first.items], [str(s) for s in second.items]],
+            "by name": uow.catalog.names(org.id, kind, "mail.read"),
+            "as a task": uow.catalog.names(org.id, PolicyType.TASK, "Mail.Read"),
+            "lookup": [str(s) for s in uow.catalog.lookup(org.id, kind, "Office365\\Mail", 3)],
+            "lookup by name": [str(s) for s in uow.catalog.lookup(org.id, kind, "cal", 5)],
+            "tasks": [str(t) for t in uow.catalog.entries(org.id, PolicyType.TASK)],
+        }
+    with ctx.uow() as uow:
+        found["stored again"] = uow.catalog.store(org.id, shipped)
+        reworded = {**shipped.data_scopes}
+        mail_read = next(s for s in reworded if s.name == "Mail.Read")
+        reworded[mail_read] = "Read mail"
+        found["reworded"] = uow.catalog.store(org.id, replace(shipped, data_scopes=reworded))
+        uow.commit()
+    found["expected"] = sorted((str(s) for s in shipped.data_scopes), key=str.casefold)
+    return found
+
+
+def test_the_shipped_office365_catalog_stores_its_data_scopes(db_ctx: ServiceContext) -> None:
+    _data_scopes_stored(db_ctx)
+
+
+def test_the_fake_stores_data_scopes_as_the_databases_do(memory_ctx: ServiceContext) -> None:
+    _data_scopes_stored(memory_ctx)
+
+
+def _data_scopes_stored(ctx: ServiceContext) -> None:
+    found = _office365(ctx)
+    assert len(found["expected"]) == 12
+    assert found["entries"] == found["expected"]
+    assert found["pages"] == [found["expected"][:5], found["expected"][5:10]]
+    assert found["by name"] == [QualifiedName("Office365", "Mail.Read")]
+    assert found["as a task"] == []  # a data scope is no task
+    assert found["lookup"] == [
+        "Office365\\Mail.Read",
+        "Office365\\Mail.ReadWrite",
+        "Office365\\Mail.Send",
+    ]
+    assert found["lookup by name"] == [
+        "Office365\\Calendars.Read",
+        "Office365\\Calendars.ReadWrite",
+    ]
+    assert not [t for t in found["tasks"] if t.startswith("Office365")]
+    assert (found["stored again"], found["reworded"]) == (0, 1)

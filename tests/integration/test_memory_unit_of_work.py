@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import Engine
@@ -25,16 +25,17 @@ from jitpam.domain.errors import (
     ConcurrentChange,
     JitpamError,
 )
+from jitpam.domain.names import QualifiedName
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
-from jitpam.domain.requests import Review, ReviewDecision
+from jitpam.domain.requests import AccessRequest, RequestStatus, Review, ReviewDecision
 from jitpam.services import access, audit_log, directory, organizations, policies, requests
 from jitpam.services.context import ServiceContext
-from jitpam.services.ports import AuditFilter, UnitOfWork
+from jitpam.services.ports import AuditFilter, RequestFilter, UnitOfWork
 from tests.fakes.memory import MemoryDatabase, factory
 from tests.integration.conftest import SIGNER, START
 from tests.integration.test_audit_integrity import audit_storage_fails
-from tests.integration.world import World, own_process
+from tests.integration.world import Person, World, own_process
 
 MOVE = "Exchange\\New-MoveRequest"
 SEARCH = "Exchange\\Search-Mailbox"
@@ -319,3 +320,152 @@ def test_a_second_review_by_the_same_approver_is_already_voted(
         # The rule refuses a second vote before it is written; the store refuses it too.
         with pytest.raises(AlreadyVoted):
             vote_again(ctx, rid, Review(ann.caller.user_id, ReviewDecision.APPROVE, "", START))
+
+
+# --- data access requests ----------------------------------------------------------------------
+
+MAIL_READ = QualifiedName("Office365", "Mail.Read")
+
+
+def _user(ctx: ServiceContext, person: Person) -> User:
+    with ctx.reader() as uow:
+        found = uow.users.get(person.caller.user_id)
+    assert found is not None
+    return found
+
+
+def _awaiting(ctx: ServiceContext, org: Any, voter: Person, at: datetime) -> tuple[int, int]:
+    """How many pending requests wait on ``voter``'s vote: listed, and counted."""
+    flt = RequestFilter(status=RequestStatus.PENDING, awaiting_vote_of=voter.caller.user_id)
+    with ctx.reader() as uow:
+        listed = uow.requests.page(org, flt, at=at, cursor=None, limit=50).items
+        return len(listed), uow.requests.count(org, flt, at=at, limit=50)
+
+
+def data_access_story(world: World) -> dict[str, Any]:
+    """An installer files a data access request for an application account that a steward made
+    (and the steward's own maker steers through them): the request reads back whole, is the
+    application's one open request for the scope, waits on the vote of none of those who steer
+    the application, and its grant is the application's."""
+    ctx, org, at = world.ctx, world.org.id, world.clock.now()
+    boss = world.user("boss", role_groups=(GLOBAL_ADMIN,))
+    steward = world.user("steward", role_groups=(GLOBAL_ADMIN,), by=boss)
+    app = world.user("mailer", kind=UserKind.APPLICATION, by=steward)
+    other_app = world.user("other-app", kind=UserKind.APPLICATION)
+    installer, ann = world.user("installer"), world.user("ann")
+    ann_user = _user(ctx, ann)
+    request = AccessRequest.open(
+        org_id=org,
+        requester=_user(ctx, installer),
+        policy_id=uuid4(),
+        type=PolicyType.DATA_ACCESS,
+        target=MAIL_READ,
+        reason="the mail archiver",
+        duration_hours=8,
+        approvals_required=1,
+        at=at,
+        pending_hours=24,
+        subject=_user(ctx, app),
+        resources=("group:Sales", "mailbox:CEO@example.com"),
+    )
+    with ctx.uow() as uow:
+        uow.requests.add(request)
+        uow.commit()
+    found: dict[str, Any] = {}
+
+    def open_for(uow: UnitOfWork, requester: Person, subject: Person | None) -> UUID | None:
+        got = uow.requests.open_for(
+            org,
+            requester.caller.user_id,
+            PolicyType.DATA_ACCESS,
+            str(MAIL_READ),
+            at,
+            subject_id=subject.caller.user_id if subject else None,
+        )
+        return got.id if got else None
+
+    with ctx.reader() as uow:
+        read = uow.requests.get(request.id)
+        found["read back whole"] = read == request
+        found["read"] = read and (
+            (read.subject_upn or "").split("@")[0],
+            read.resources,
+            read.grantee_upn.split("@")[0],
+        )
+
+        found["open for the app"] = open_for(uow, ann, app) == request.id
+        found["open for another app"] = open_for(uow, installer, other_app)
+        found["the app's requests"] = {
+            p.upn.split("@")[0]: [
+                r.id == request.id
+                for r in uow.requests.page(
+                    org, RequestFilter(subject_id=p.caller.user_id), at=at, cursor=None, limit=5
+                ).items
+            ]
+            for p in (app, other_app, installer)
+        }
+        found["pending for the app"] = [
+            r.id == request.id for r in uow.requests.pending_for_user(org, app.caller.user_id, at)
+        ]
+    found["awaiting"] = {
+        p.upn.split("@")[0]: _awaiting(ctx, org, p, at)
+        for p in (ann, installer, app, steward, boss, world.admin)
+    }
+    with ctx.uow() as uow:
+        stored = uow.requests.get(request.id, for_update=True)
+        assert stored is not None
+        stored.review(
+            approver=ann_user,
+            in_approver_group=True,
+            decision=ReviewDecision.APPROVE,
+            comment="ok",
+            at=at,
+        )
+        uow.requests.save(stored)
+        uow.commit()
+    with ctx.reader() as uow:
+        approved = uow.requests.get(request.id)
+        assert approved is not None
+        assert approved.authorization is not None
+        found["grantee"] = approved.authorization.user_id == app.caller.user_id
+        found["grants"] = {
+            p.upn.split("@")[0]: [
+                (g.type, g.target) for g in uow.requests.grants(org, p.caller.user_id, at)
+            ]
+            for p in (app, installer)
+        }
+        found["active"] = {
+            p.upn.split("@")[0]: len(uow.requests.active_for_user(org, p.caller.user_id, at))
+            for p in (app, installer)
+        }
+        found["still open for the app"] = open_for(uow, ann, app) == request.id
+    return found
+
+
+def test_a_data_access_request_round_trips_on_the_fake_as_on_the_database(
+    db_ctx: ServiceContext, memory: MemoryDatabase
+) -> None:
+    seen = {name: data_access_story(world) for name, world in both(db_ctx, memory)}
+    assert seen["memory"] == seen["database"]
+    story = seen["database"]
+    assert story["read back whole"] is True
+    assert story["read"] == ("mailer", ("group:Sales", "mailbox:ceo@example.com"), "mailer")
+    assert (story["open for the app"], story["open for another app"]) == (True, None)
+    assert story["pending for the app"] == [True]
+    assert story["the app's requests"] == {"mailer": [True], "other-app": [], "installer": []}
+    # only ann may vote: not the installer, nor the application, nor whoever steers it
+    assert story["awaiting"] == {
+        "ann": (1, 1),
+        "installer": (0, 0),
+        "mailer": (0, 0),
+        "steward": (0, 0),
+        "boss": (0, 0),
+        "admin": (0, 0),
+    }
+    assert story["grantee"] is True
+    assert story["grants"] == {
+        "mailer": [(PolicyType.DATA_ACCESS, str(MAIL_READ))],
+        "installer": [],
+    }
+    assert story["active"] == {"mailer": 1, "installer": 0}
+    assert story["still open for the app"] is True

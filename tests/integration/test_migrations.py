@@ -185,3 +185,67 @@ def test_organizations_made_before_customer_lockbox_get_its_default_settings(
             {"name": name},
         ).one()
     assert (bool(settings[0]), settings[1]) == (False, 4)
+
+
+def test_requests_made_before_data_access_requests_get_no_application_and_no_data(
+    empty_database: Engine,
+) -> None:
+    with empty_database.begin() as conn:
+        command.upgrade(alembic_config(conn), "0007")
+    org, user, request = uuid4(), uuid4(), uuid4()
+    at = "2026-11-24 09:00:00.000000"
+    with empty_database.begin() as conn:  # as jitpam before 0008 wrote them
+        uuid = (lambda u: u.hex) if conn.dialect.name == "sqlite" else str
+        conn.execute(
+            text(
+                "INSERT INTO organizations (id, name, created_at, control_enabled, pending_hours) "
+                "VALUES (:id, 'fabrikam', :at, :enabled, 24)"
+            ),
+            {"id": uuid(org), "at": at, "enabled": True},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO users (id, org_id, upn, display_name, email, kind, enabled, "
+                "created_at) VALUES (:id, :org, 'rita@fabrikam.com', 'Rita', "
+                "'rita@fabrikam.com', 'person', :enabled, :at)"
+            ),
+            {"id": uuid(user), "org": uuid(org), "enabled": True, "at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO requests (id, org_id, requester_id, requester_upn, policy_id, type, "
+                "target, reason, duration_hours, approvals_required, created_at, pending_until, "
+                "status, decided_at, key_id, signature, version) VALUES (:id, :org, :user, "
+                "'rita@fabrikam.com', :policy, 'task', 'Exchange\\New-MoveRequest', 'stuck', 2, "
+                "1, :at, :at, 'denied', :at, 'k', 's', 2)"
+            ),
+            {
+                "id": uuid(request),
+                "org": uuid(org),
+                "user": uuid(user),
+                "policy": uuid(uuid4()),
+                "at": at,
+            },
+        )
+        # a review refers to the request: the migration must keep both
+        conn.execute(
+            text(
+                "INSERT INTO reviews (request_id, approver_id, decision, comment, at) "
+                "VALUES (:request, :user, 'deny', 'no', :at)"
+            ),
+            {"request": uuid(request), "user": uuid(user), "at": at},
+        )
+
+    upgrade(empty_database)
+
+    assert differences(empty_database) == []
+    with empty_database.connect() as conn:
+        stored = conn.execute(text("SELECT subject_id, subject_upn, resources FROM requests")).one()
+        assert conn.execute(text("SELECT count(*) FROM reviews")).scalar_one() == 1
+    assert tuple(stored) == (None, None, "[]")
+    with SqlUnitOfWork(unit_of_work_factory(empty_database)) as uow:
+        read = uow.requests.get(request)
+    assert read is not None
+    assert (read.subject_id, read.subject_upn, read.resources) == (None, None, ())
+    assert (read.grantee_id, read.grantee_upn) == (user, "rita@fabrikam.com")
+    assert [r.comment for r in read.reviews] == ["no"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import Engine, Table, and_, select
@@ -28,13 +29,16 @@ from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.prepared import STATEMENTS, Prepared
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.adapters.webhooks import OutboundUrls
+from jitpam.domain.directory import UserKind
+from jitpam.domain.names import QualifiedName
 from jitpam.domain.notifications import new_webhook_secret
 from jitpam.domain.policy import PolicyType
+from jitpam.domain.requests import AccessRequest
 from jitpam.services import access, audit_log, auth, organizations, requests, webhooks
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork
 from tests.integration.conftest import START
-from tests.integration.world import World
+from tests.integration.world import Person, World
 
 
 def _named_statements() -> dict[str, Prepared]:
@@ -147,6 +151,7 @@ def watching() -> Iterator[Watched]:
 
 
 TASK = "Exchange\\New-MoveRequest"
+MAIL_READ = QualifiedName("Office365", "Mail.Read")
 ROLE = "Move Mailboxes"
 
 
@@ -189,6 +194,44 @@ def _run_paths(engine: Engine) -> None:
     requests.get_request(ctx, caller=admin, request_id=made.request.id)
     requests.revoke_authorization(ctx, caller=admin, request_id=made.request.id, comment="done")
     audit_log.verify_audit(ctx, caller=admin)
+    _data_access_request(ctx, w, requester)
+
+
+def _data_access_request(ctx: ServiceContext, w: World, installer: Person) -> None:
+    """A data access request for an application, stored and found as its open request (through
+    the repository until the use case of installing an application files one)."""
+    app = w.user("mailer", kind=UserKind.APPLICATION)
+    at = ctx.clock.now()
+    with ctx.uow() as uow:
+        filer, subject = uow.users.get(installer.caller.user_id), uow.users.get(app.caller.user_id)
+        assert filer is not None
+        assert subject is not None
+        request = AccessRequest.open(
+            org_id=w.org.id,
+            requester=filer,
+            policy_id=uuid4(),
+            type=PolicyType.DATA_ACCESS,
+            target=MAIL_READ,
+            reason="the mail archiver",
+            duration_hours=8,
+            approvals_required=1,
+            at=at,
+            pending_hours=24,
+            subject=subject,
+            resources=("group:Sales", "mailbox:ceo@example.com"),
+        )
+        uow.requests.add(request)
+        uow.commit()
+    with ctx.reader() as uow:
+        found = uow.requests.open_for(
+            w.org.id,
+            installer.caller.user_id,
+            PolicyType.DATA_ACCESS,
+            str(MAIL_READ),
+            at,
+            subject_id=app.caller.user_id,
+        )
+    assert found == request
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ SHIPPED = ("jitpam", "exchange", "office365")
 
 
 def shipped_catalog(name: str) -> str:
-    """The text of a shipped catalog (``jitpam``, ``exchange`` or ``office365``); raises KeyError otherwise."""
+    """The text of a shipped catalog (``jitpam``, ``exchange`` or ``office365``); raises
+    KeyError otherwise."""
     if name not in SHIPPED:
         raise KeyError(name)
     return resources.files(__package__).joinpath(f"{name}.toml").read_text(encoding="utf-8")

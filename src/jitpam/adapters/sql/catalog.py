@@ -1,4 +1,4 @@
-"""The catalog: tasks, roles and role groups, and which holds which."""
+"""The catalog: tasks, roles, role groups and data scopes, and which holds which."""
 
 from __future__ import annotations
 
@@ -34,7 +34,14 @@ from jitpam.services.ports import (
     Page,
 )
 
-_KIND = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role_group"}
+# The catalog_entries kind of each kind of policy target (data scopes: "data_access").
+_KIND = {
+    PolicyType.TASK: "task",
+    PolicyType.ROLE: "role",
+    PolicyType.ROLE_GROUP: "role_group",
+    PolicyType.DATA_ACCESS: "data_access",
+}
+_DATA_SCOPE = _KIND[PolicyType.DATA_ACCESS]
 
 
 _FEW_TASKS = 5_000  # up to this many tasks, a role's tasks are read and sorted
@@ -110,6 +117,7 @@ class SqlCatalog:
             *(("task", task, desc) for task, desc in catalog.tasks.items()),
             *(("role", role.name, role.description) for role in catalog.roles),
             *(("role_group", group.name, group.description) for group in catalog.role_groups),
+            *((_DATA_SCOPE, scope, desc) for scope, desc in catalog.data_scopes.items()),
         ]
         e = CatalogEntryRow
         found: dict[tuple[str, str], tuple[UUID, str]] = {}

@@ -141,7 +141,7 @@ class AccountStewardRow(Base):
 
 
 class CatalogEntryRow(Base):
-    """A task, role or role group: one table, told apart by ``kind``."""
+    """A task, role, role group or data scope: one table, told apart by ``kind``."""
 
     __tablename__ = "catalog_entries"
     __table_args__ = (
@@ -151,7 +151,7 @@ class CatalogEntryRow(Base):
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # task | role | role_group
+    kind: Mapped[str] = mapped_column(String(16))  # task | role | role_group | data_access
     scope: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(String(260))  # casefolded Scope\Name
@@ -223,6 +223,8 @@ class RequestRow(Base):
         Index("ix_requests_org_created", "org_id", "created_at", "id"),
         Index("ix_requests_status", "org_id", "status", "created_at", "id"),
         Index("ix_requests_requester", "org_id", "requester_id", "created_at", "id"),
+        # The requests of an application (data access requests), and its one open request.
+        Index("ix_requests_subject", "org_id", "subject_id", "created_at", "id"),
         CheckConstraint("duration_hours > 0", name="positive_duration"),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -242,6 +244,12 @@ class RequestRow(Base):
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # A data access request's application account (who receives the grant) and the data it
+    # covers, a JSON array of "kind:name" strings; other requests (and those made before 0008):
+    # no subject, "[]".
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    subject_upn: Mapped[str | None] = mapped_column(String(256))
+    resources: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 class InstallationOperatorRow(Base):

@@ -98,6 +98,27 @@ def _steering(session: Session, voter: UUID) -> frozenset[UUID]:
     return frozenset(found)
 
 
+def _steers_subject(voter: UUID) -> ColumnElement[bool]:
+    """The SQL twin of ``review_refusal``'s ``steers_subject``: the request is a data access
+    request whose application account ``voter`` created or set a credential of, directly or
+    through accounts they steer (services/separation.py's ``steers``). The accounts the voter
+    steers are walked by a recursive query, so no list of them is read however many accounts
+    the voter set up; requests without an application never match."""
+    stewards = cast(Table, AccountStewardRow.__table__)
+    step = stewards.alias("steered_step")
+    steered = (
+        select(stewards.c.user_id.label("id"))
+        .where(stewards.c.steward_id == voter)
+        .cte("steered", recursive=True)
+    )
+    # UNION, not UNION ALL: an account reached twice, or a cycle, is walked once.
+    steered = steered.union(select(step.c.user_id).join(steered, step.c.steward_id == steered.c.id))
+    return and_(
+        RequestRow.subject_id.is_not(None),
+        select(steered.c.id).where(steered.c.id == RequestRow.subject_id).exists(),
+    )
+
+
 def _requester_has_a_hand(voter: UUID, steering: frozenset[UUID]) -> ColumnElement[bool]:
     """The SQL twin of domain/separation.py's ``hand_in_vote`` for one voter, self-approval
     aside, for the pages' counts only (a vote itself is judged by the domain rule): the
@@ -148,6 +169,8 @@ class RequestListings:
         stmt = select(*columns).select_from(RequestRow).where(RequestRow.org_id == org_id)
         if flt.requester_id is not None:
             stmt = stmt.where(RequestRow.requester_id == flt.requester_id)
+        if flt.subject_id is not None:
+            stmt = stmt.where(RequestRow.subject_id == flt.subject_id)
         if flt.types is not None:
             kinds = sorted(t.value for t in flt.types)
             stmt = stmt.where(RequestRow.type.in_(kinds) if kinds else false())
@@ -164,7 +187,10 @@ class RequestListings:
             )
             stmt = stmt.where(
                 RequestRow.requester_id != flt.awaiting_vote_of,
+                # the application of a data access request votes on none of its own
+                or_(RequestRow.subject_id.is_(None), RequestRow.subject_id != flt.awaiting_vote_of),
                 ~voted.exists(),
+                ~_steers_subject(flt.awaiting_vote_of),
                 ~_requester_has_a_hand(
                     flt.awaiting_vote_of, _steering(self.s, flt.awaiting_vote_of)
                 ),
@@ -304,12 +330,13 @@ class RequestListings:
         return self._assemble(self.s.scalars(stmt).all())
 
     def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
-        return self._by_auth(org_id, at, RequestRow.requester_id == user_id)
+        # The grants the user holds: an application's data access, not its installer's.
+        return self._by_auth(org_id, at, AuthorizationRow.user_id == user_id)
 
     def pending_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
         stmt = select(RequestRow).where(
             RequestRow.org_id == org_id,
-            RequestRow.requester_id == user_id,
+            or_(RequestRow.requester_id == user_id, RequestRow.subject_id == user_id),
             RequestRow.status == "pending",
             RequestRow.pending_until > at,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -74,18 +75,31 @@ _MOVE_REQUEST = Prepared(
         version=bindparam("new_version"),
     )
 )
+_STILL_OPEN = or_(
+    and_(_REQUESTS.c.status == "pending", _REQUESTS.c.pending_until > bindparam("at")),
+    and_(_REQUESTS.c.status == "approved", _AUTHORIZATIONS.c.end_at > bindparam("at")),
+)
+_OPEN_REQUESTS = select(*_REQUESTS.c).outerjoin(
+    _AUTHORIZATIONS, _AUTHORIZATIONS.c.request_id == _REQUESTS.c.id
+)
+# The requester's own open request for the target (tasks, roles, role groups) ...
 _OPEN_FOR = Prepared(
-    select(*_REQUESTS.c)
-    .outerjoin(_AUTHORIZATIONS, _AUTHORIZATIONS.c.request_id == _REQUESTS.c.id)
-    .where(
+    _OPEN_REQUESTS.where(
         _REQUESTS.c.org_id == bindparam("org"),
         _REQUESTS.c.requester_id == bindparam("requester"),
         _REQUESTS.c.type == bindparam("type"),
         _REQUESTS.c.target == bindparam("target"),
-        or_(
-            and_(_REQUESTS.c.status == "pending", _REQUESTS.c.pending_until > bindparam("at")),
-            and_(_REQUESTS.c.status == "approved", _AUTHORIZATIONS.c.end_at > bindparam("at")),
-        ),
+        _STILL_OPEN,
+    )
+)
+# ... and an application's open data access request for the scope, whoever filed it.
+_OPEN_FOR_SUBJECT = Prepared(
+    _OPEN_REQUESTS.where(
+        _REQUESTS.c.org_id == bindparam("org"),
+        _REQUESTS.c.subject_id == bindparam("subject"),
+        _REQUESTS.c.type == bindparam("type"),
+        _REQUESTS.c.target == bindparam("target"),
+        _STILL_OPEN,
     )
 )
 _GRANTS = Prepared(
@@ -125,6 +139,12 @@ def _authorization(a: Any) -> Authorization:
         revoked_by=a.revoked_by,
         revocation_comment=a.revocation_comment,
     )
+
+
+def _resources(stored: str | None) -> tuple[str, ...]:
+    """The data a request covers, stored as a JSON array of "kind:name" strings."""
+    found = json.loads(stored) if stored else []
+    return tuple(str(r) for r in found)
 
 
 def _revocation(auth: Authorization | None) -> tuple[Any, ...] | None:
@@ -185,6 +205,9 @@ class SqlRequests(RequestListings):
                 authorization=auth,
                 key_id=row.key_id,
                 signature=row.signature,
+                subject_id=row.subject_id,
+                subject_upn=row.subject_upn,
+                resources=_resources(row.resources),
             )
             self._memo.put(
                 REQUESTS, row.id, RequestAsRead(row.version, len(req.reviews), _revocation(auth))
@@ -212,6 +235,9 @@ class SqlRequests(RequestListings):
             key_id=request.key_id,
             signature=request.signature,
             version=1,
+            subject_id=request.subject_id,
+            subject_upn=request.subject_upn,
+            resources=json.dumps(list(request.resources)),
         )
         self._store_reviews_and_grant(request, RequestAsRead(1, 0, None))
 
@@ -289,11 +315,23 @@ class SqlRequests(RequestListings):
         )
 
     def open_for(
-        self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
+        self,
+        org_id: UUID,
+        requester_id: UUID,
+        type: PolicyType,
+        target: str,
+        at: datetime,
+        *,
+        subject_id: UUID | None = None,
     ) -> AccessRequest | None:
-        row = _OPEN_FOR.first(
-            self.s, org=org_id, requester=requester_id, type=type.value, target=target, at=at
-        )
+        if subject_id is not None:
+            row = _OPEN_FOR_SUBJECT.first(
+                self.s, org=org_id, subject=subject_id, type=type.value, target=target, at=at
+            )
+        else:
+            row = _OPEN_FOR.first(
+                self.s, org=org_id, requester=requester_id, type=type.value, target=target, at=at
+            )
         return self._assemble([row])[0] if row is not None else None
 
     def grants(self, org_id: UUID, user_id: UUID, at: datetime) -> tuple[Grant, ...]:

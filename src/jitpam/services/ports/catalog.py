@@ -17,12 +17,14 @@ from jitpam.services.ports.directory import RoleMember
 
 class CatalogRepository(Protocol):
     def store(self, org_id: UUID, catalog: Catalog) -> int:
-        """Add or update the catalog's tasks, roles and role groups (nothing is deleted); returns
-        how many entries and memberships were added or changed."""
+        """Add or update the catalog's tasks, roles, role groups and data scopes (entries of
+        kind PolicyType.DATA_ACCESS; nothing is deleted); returns how many entries and
+        memberships were added or changed."""
         ...
 
     def names(self, org_id: UUID, kind: PolicyType, bare_name: str) -> list[QualifiedName]:
-        """Every task, role or role group whose name (without scope) is ``bare_name``."""
+        """Every task, role, role group or data scope whose name (without scope) is
+        ``bare_name``."""
         ...
 
     def task_exists(self, org_id: UUID, task: str) -> bool: ...

@@ -26,11 +26,15 @@ class Reviewer:
 @dataclass(frozen=True)
 class RequestFilter:
     requester_id: UUID | None = None
+    # The requests of one application account (data access requests filed for it).
+    subject_id: UUID | None = None
     status: RequestStatus | None = None
     reviewer: Reviewer | None = None  # visible to this reviewer through their policies ...
     or_requester_id: UUID | None = None  # ... or because the caller asked for it
-    # Pending requests this user neither asked for nor reviewed yet, and in whose vote the
-    # requester has no hand (review_refusal's SQL twin, separation of duties included).
+    # Pending requests this user neither asked for, nor is the application of, nor reviewed
+    # yet, in whose vote the requester has no hand, and whose application (a data access
+    # request's subject) the user does not steer (review_refusal's SQL twin, separation of
+    # duties included).
     awaiting_vote_of: UUID | None = None
     target_contains: str | None = None
     search: str | None = None  # in the requester's UPN or the target, any case
@@ -54,9 +58,19 @@ class RequestRepository(Protocol):
         ...
 
     def open_for(
-        self, org_id: UUID, requester_id: UUID, type: PolicyType, target: str, at: datetime
+        self,
+        org_id: UUID,
+        requester_id: UUID,
+        type: PolicyType,
+        target: str,
+        at: datetime,
+        *,
+        subject_id: UUID | None = None,
     ) -> AccessRequest | None:
-        """The requester's pending-and-not-expired or approved-and-active request for the target."""
+        """The pending-and-not-expired or approved-and-active request for the target: the
+        requester's own; or, given ``subject_id`` (a data access request), the application's,
+        whoever filed it (``requester_id`` is then not compared): one open request per
+        application and data scope."""
         ...
 
     def page(
@@ -74,10 +88,17 @@ class RequestRepository(Protocol):
         """The user's authorizations that are not yet over at ``at``."""
         ...
 
-    def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]: ...
-    def pending_for_user(
-        self, org_id: UUID, user_id: UUID, at: datetime
-    ) -> list[AccessRequest]: ...
+    def active_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
+        """The approved requests whose grant ``user_id`` holds and that have not ended: the
+        requester's own, and an application's data access (not its installer's), soonest
+        ending first."""
+        ...
+
+    def pending_for_user(self, org_id: UUID, user_id: UUID, at: datetime) -> list[AccessRequest]:
+        """The pending, not expired requests ``user_id`` filed or, an application, is the
+        subject of."""
+        ...
+
     def jit_holders(
         self, org_id: UUID, type: PolicyType, target: str, at: datetime
     ) -> list[AccessRequest]: ...
