@@ -52,12 +52,18 @@ def find_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
 
 
 def resolve_target(uow: UnitOfWork, org_id: UUID, kind: PolicyType, typed: str) -> QualifiedName:
-    """The catalog task, role or role group a typed name means (bare names when unambiguous)."""
+    """The catalog task, role, role group or data scope a typed name means (bare names when
+    unambiguous)."""
     _, bare = split_name(typed)
-    label = {PolicyType.TASK: "task", PolicyType.ROLE: "role", PolicyType.ROLE_GROUP: "role group"}[
-        kind
-    ]
-    return resolve_name(typed, uow.catalog.names(org_id, kind, bare), kind=label)
+    return resolve_name(typed, uow.catalog.names(org_id, kind, bare), kind=_WHAT[kind])
+
+
+_WHAT = {
+    PolicyType.TASK: "task",
+    PolicyType.ROLE: "role",
+    PolicyType.ROLE_GROUP: "role group",
+    PolicyType.DATA_ACCESS: "data scope",
+}
 
 
 def add_user(

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from jitpam.domain.audit import JITPAM, Actor, AuditEvent
 from jitpam.domain.check import holds_task
+from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
 from jitpam.domain.errors import (
     ControlDisabled,
@@ -24,6 +25,7 @@ from jitpam.domain.errors import (
     RequestTampered,
     TaskNotHeld,
 )
+from jitpam.domain.names import QualifiedName
 from jitpam.domain.notifications import EventType
 from jitpam.domain.operations import REQUESTER, AuditOperation
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, Policy, PolicyType
@@ -42,7 +44,13 @@ from jitpam.services.facts import gather_facts, roles_held
 from jitpam.services.inputs import parse_enum
 from jitpam.services.notifications import queue_request_event
 from jitpam.services.ports import Page, RequestFilter, Reviewer, Signer, UnitOfWork
-from jitpam.services.separation import approver_group, hand_in, hands_in_votes, refuse_setup
+from jitpam.services.separation import (
+    approver_group,
+    hand_in,
+    hands_in_votes,
+    refuse_setup,
+    steers_subject,
+)
 from jitpam.services.use_case import use_case
 
 MAX_PAGE = 500
@@ -71,7 +79,7 @@ def _named(requests: Iterable[AccessRequest]) -> set[UUID]:
     return ids
 
 
-def _views(
+def request_views(
     uow: UnitOfWork, org_id: UUID, requests: Sequence[AccessRequest], at: datetime
 ) -> list[RequestView]:
     """The requests as their callers show them, with the names they need read in ``uow``'s
@@ -125,17 +133,13 @@ def new_request(
                 "access control is disabled in this organization: requests are not accepted"
             )
         kind = parse_enum(PolicyType, type, "type")
-        try:
-            name = resolve_target(uow, caller.org_id, kind, target)
-        except NotFound:
-            raise NoPolicy(f"no privileged access policy covers {kind.label} '{target}'") from None
-        policy = uow.policies.for_target(caller.org_id, kind, name)
-        if policy is None:
-            raise NoPolicy(f"no privileged access policy covers {kind.label} '{name}'")
-        policy.ensure_eligible(requester.id, uow.users.group_ids(requester.id))
-        # No vote could count on a request whose approval setup the requester chose, and Auto
-        # approval would be theirs alone: refused now, not left pending for ever.
-        refuse_setup(uow, requester=requester.id, policy=policy, control=control)
+        if kind is PolicyType.DATA_ACCESS:
+            raise InvalidInput(
+                "data access is asked for an application when it is installed "
+                "(jitpam app install), not for oneself"
+            )
+        policy, name = covering_policy(uow, caller.org_id, kind, target)
+        admit(uow, requester=requester, policy=policy, control=control)
         if kind is PolicyType.TASK:
             facts = gather_facts(uow, user=requester, task=str(name), control=control, at=at)
             if not holds_task(facts, at):
@@ -143,73 +147,142 @@ def new_request(
                     f"you hold no role that contains the task '{name}': "
                     "an approval would not let you run it"
                 )
-        clean_reason = check_reason(reason)
-        policy.check_reason(clean_reason, control.ticket_pattern)
-        hours = policy.check_duration(duration_hours)
-        existing = uow.requests.open_for(caller.org_id, requester.id, kind, str(name), at)
-        if existing is not None:
-            raise DuplicateRequest(
-                f"you already have a {existing.status_at(at).value} request for "
-                f"{kind.label} '{name}': {existing.id}"
-            )
-        request = AccessRequest.open(
-            org_id=caller.org_id,
+        request = open_request(
+            ctx,
+            uow,
             requester=requester,
-            policy_id=policy.id,
-            type=kind,
-            target=name,
-            reason=clean_reason,
-            duration_hours=hours,
-            approvals_required=policy.approvals_required,
+            policy=policy,
+            control=control,
+            reason=reason,
+            duration_hours=duration_hours,
             at=at,
-            pending_hours=control.pending_hours,
         )
-        _sign(ctx.signer, request)
-        uow.requests.add(request)
+        (view,) = request_views(uow, caller.org_id, [request], at)
+        uow.commit()
+        return view
+
+
+def covering_policy(
+    uow: UnitOfWork, org_id: UUID, kind: PolicyType, target: str
+) -> tuple[Policy, QualifiedName]:
+    """The policy covering ``target`` and its canonical name; NoPolicy when none does."""
+    try:
+        name = resolve_target(uow, org_id, kind, target)
+    except NotFound:
+        raise NoPolicy(f"no privileged access policy covers {kind.label} '{target}'") from None
+    policy = uow.policies.for_target(org_id, kind, name)
+    if policy is None:
+        raise NoPolicy(f"no privileged access policy covers {kind.label} '{name}'")
+    return policy, name
+
+
+def admit(uow: UnitOfWork, *, requester: User, policy: Policy, control: AccessControl) -> None:
+    """Refuse a requester the policy does not name as eligible, or who chose its approval setup:
+    no vote on their request could count, and Auto approval would be theirs alone (refused now,
+    not left pending for ever)."""
+    policy.ensure_eligible(requester.id, uow.users.group_ids(requester.id))
+    refuse_setup(uow, requester=requester.id, policy=policy, control=control)
+
+
+def open_request(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    *,
+    requester: User,
+    policy: Policy,
+    control: AccessControl,
+    reason: str,
+    duration_hours: int,
+    at: datetime,
+    subject: User | None = None,
+    resources: Sequence[str] = (),
+) -> AccessRequest:
+    """File a request under ``policy`` (that ``admit`` let the requester use) in ``uow``'s
+    transaction, audited and notified, approved at once under an Auto policy: refused for a
+    reason or a duration the policy refuses, and as a duplicate of an open request for the same
+    target (for a data access request: of the same application)."""
+    kind, name = policy.type, policy.target
+    clean_reason = check_reason(reason)
+    policy.check_reason(clean_reason, control.ticket_pattern)
+    hours = policy.check_duration(duration_hours)
+    existing = uow.requests.open_for(
+        requester.org_id,
+        requester.id,
+        kind,
+        str(name),
+        at,
+        subject_id=subject.id if subject is not None else None,
+    )
+    if existing is not None:
+        whose = "you already have" if subject is None else f"{subject.upn} already has"
+        raise DuplicateRequest(
+            f"{whose} a {existing.status_at(at).value} request for "
+            f"{kind.label} '{name}': {existing.id}"
+        )
+    request = AccessRequest.open(
+        org_id=requester.org_id,
+        requester=requester,
+        policy_id=policy.id,
+        type=kind,
+        target=name,
+        reason=clean_reason,
+        duration_hours=hours,
+        approvals_required=policy.approvals_required,
+        at=at,
+        pending_hours=control.pending_hours,
+        subject=subject,
+        resources=tuple(resources),
+    )
+    _sign(ctx.signer, request)
+    uow.requests.add(request)
+    for_application = (
+        {"application": request.subject_upn, "resources": list(request.resources)}
+        if subject is not None
+        else {}
+    )
+    uow.record(
+        AuditEvent(
+            org_id=requester.org_id,
+            actor=Actor.of(requester),
+            operation=AuditOperation.NEW_REQUEST,
+            target=str(request.id),
+            at=at,
+            details={
+                "type": kind.value,
+                "target": str(name),
+                "reason": clean_reason,
+                "duration_hours": hours,
+                "policy_id": str(policy.id),
+                "approval_type": policy.approval_type.value,
+                "pending_until": iso(request.pending_until),
+                **for_application,
+            },
+        )
+    )
+    if policy.approval_type is ApprovalType.AUTO:
+        request.approve_automatically(at=at)
+        uow.requests.save(request)
         uow.record(
             AuditEvent(
-                org_id=caller.org_id,
-                actor=Actor.of(requester),
-                operation=op,
-                target=str(request.id),
+                org_id=requester.org_id,
                 at=at,
+                actor=JITPAM,
+                operation=AuditOperation.APPROVE_REQUEST,
+                target=str(request.id),
                 details={
-                    "type": kind.value,
-                    "target": str(name),
-                    "reason": clean_reason,
-                    "duration_hours": hours,
-                    "policy_id": str(policy.id),
-                    "approval_type": policy.approval_type.value,
-                    "pending_until": iso(request.pending_until),
+                    "approval_type": "auto",
+                    REQUESTER: request.grantee_upn,
+                    **_window(request),
                 },
             )
         )
-        if policy.approval_type is ApprovalType.AUTO:
-            request.approve_automatically(at=at)
-            uow.requests.save(request)
-            uow.record(
-                AuditEvent(
-                    org_id=caller.org_id,
-                    at=at,
-                    actor=JITPAM,
-                    operation=AuditOperation.APPROVE_REQUEST,
-                    target=str(request.id),
-                    details={
-                        "approval_type": "auto",
-                        REQUESTER: requester.upn,
-                        **_window(request),
-                    },
-                )
-            )
-        notice = (
-            EventType.REQUEST_AUTO_APPROVED
-            if request.status is RequestStatus.APPROVED
-            else EventType.REQUEST_CREATED
-        )
-        queue_request_event(ctx, uow, event=notice, request=request, at=at)
-        (view,) = _views(uow, caller.org_id, [request], at)
-        uow.commit()
-        return view
+    notice = (
+        EventType.REQUEST_AUTO_APPROVED
+        if request.status is RequestStatus.APPROVED
+        else EventType.REQUEST_CREATED
+    )
+    queue_request_event(ctx, uow, event=notice, request=request, at=at)
+    return request
 
 
 def _load(
@@ -255,7 +328,7 @@ def _current_approvers(
         control=uow.orgs.control(caller.org_id),
         voter_ids=able,
     )
-    return frozenset(v for v in able if hands[v] is None)
+    return frozenset(v for v in able if hands[v] is None and not steers_subject(uow, request, v))
 
 
 def _hand(
@@ -315,6 +388,7 @@ def review_request(
             decision=decision,
             current_approvers=_current_approvers(uow, caller, request, policy),
             hand=_hand(uow, caller, request, policy, approver),
+            steers_subject=steers_subject(uow, request, approver.id),
             comment=comment,
             at=at,
         )
@@ -329,7 +403,7 @@ def review_request(
                 details={
                     "comment": request.reviews[-1].comment,
                     "status": status.value,
-                    REQUESTER: request.requester_upn,
+                    REQUESTER: request.grantee_upn,
                     "approvals": request.approvals,
                     "approvals_required": request.approvals_required,
                     **_window(request),
@@ -342,7 +416,7 @@ def review_request(
         }
         if status in decided:
             queue_request_event(ctx, uow, event=decided[status], request=request, at=at)
-        (view,) = _views(uow, caller.org_id, [request], at)
+        (view,) = request_views(uow, caller.org_id, [request], at)
         uow.commit()
         return view
 
@@ -397,7 +471,7 @@ def cancel_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> 
                 at=at,
             )
         )
-        (view,) = _views(uow, caller.org_id, [request], at)
+        (view,) = request_views(uow, caller.org_id, [request], at)
         uow.commit()
         return view
 
@@ -414,9 +488,9 @@ def revoke_authorization(
         user = caller_user(uow, caller)
         request_id = uow.requests.id_for_authorization(request_id) or request_id
         request = _load(uow, caller, request_id, for_update=True)
-        details: dict[str, Any] = {REQUESTER: request.requester_upn}
-        if user.id == request.requester_id:
-            details["revoked_as"] = "grantee"
+        details: dict[str, Any] = {REQUESTER: request.grantee_upn}
+        if user.id in (request.requester_id, request.grantee_id):
+            details["revoked_as"] = "grantee" if user.id == request.grantee_id else "requester"
         elif user.can_approve and _is_approver(uow, caller, request, user):
             details["revoked_as"] = "approver"
         else:
@@ -451,7 +525,7 @@ def revoke_authorization(
             at=at,
             extra={"Revoked by": user.upn, "Comment": auth.revocation_comment or "-"},
         )
-        (view,) = _views(uow, caller.org_id, [request], at)
+        (view,) = request_views(uow, caller.org_id, [request], at)
         uow.commit()
         return view
 
@@ -473,7 +547,7 @@ def get_request(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> Req
         request = _load(uow, caller, request_id)
         if not _visible(uow, caller, user, request, at):
             raise NotFound(f"no request {request_id} in this organization")
-        return _views(uow, caller.org_id, [request], at)[0]
+        return request_views(uow, caller.org_id, [request], at)[0]
 
 
 def list_requests(
@@ -514,7 +588,7 @@ def list_requests(
         if not mine and not may(uow, user=user, operation=SEE_ALL, at=at).allowed:
             flt = replace(flt, reviewer=_reviewer(uow, caller, user), or_requester_id=user.id)
         page = uow.requests.page(caller.org_id, flt, at=at, cursor=cursor, limit=limit)
-        return Page(_views(uow, caller.org_id, page.items, at), page.next_cursor)
+        return Page(request_views(uow, caller.org_id, page.items, at), page.next_cursor)
 
 
 def _reviewer(uow: UnitOfWork, caller: Caller, user: User) -> Reviewer:
@@ -562,6 +636,7 @@ def _actions(
             in_approver_group=approver,
             at=at,
             hand=_hand(uow, caller, request, policy, user),
+            steers_subject=steers_subject(uow, request, user.id),
         )
         is None
     )
@@ -603,7 +678,7 @@ def request_page(ctx: ServiceContext, *, caller: Caller, request_id: UUID) -> Re
         if not _visible(uow, caller, user, request, at):
             raise NotFound(f"no request {request_id} in this organization")
         actions = _actions(ctx, uow, caller, user, request, at)
-        (view,) = _views(uow, caller.org_id, [request], at)
+        (view,) = request_views(uow, caller.org_id, [request], at)
         return RequestPage(view, actions, _verified(ctx.signer, request))
 
 
@@ -700,7 +775,7 @@ def my_authorizations(ctx: ServiceContext, *, caller: Caller) -> list[RequestVie
         at = ctx.clock.now()
         user = caller_user(uow, caller)
         active = uow.requests.active_for_user(caller.org_id, user.id, at)
-        return _views(uow, caller.org_id, active, at)
+        return request_views(uow, caller.org_id, active, at)
 
 
 def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = SWEEP_BATCH) -> int:
@@ -731,7 +806,7 @@ def settle_requests(ctx: ServiceContext, *, org_id: UUID, limit: int = SWEEP_BAT
                     actor=JITPAM,
                     operation=op,
                     target=str(request.id),
-                    details={REQUESTER: request.requester_upn, "status": new.value},
+                    details={REQUESTER: request.grantee_upn, "status": new.value},
                 )
             )
             if new is RequestStatus.EXPIRED:
@@ -768,7 +843,7 @@ def list_authorizations(
         page = uow.requests.granted(
             caller.org_id, target, active_at=at if active else None, cursor=cursor, limit=limit
         )
-        return Page(_views(uow, caller.org_id, page.items, at), page.next_cursor)
+        return Page(request_views(uow, caller.org_id, page.items, at), page.next_cursor)
 
 
 def warn_expiring(ctx: ServiceContext, *, org_id: UUID, within: timedelta) -> int:

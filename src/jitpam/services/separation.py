@@ -93,6 +93,12 @@ def hand_in(
     ]
 
 
+def steers_subject(uow: UnitOfWork, request: AccessRequest, voter_id: UUID) -> bool:
+    """Whether ``voter_id`` created the application account of a data access request or set one
+    of its credentials (directly, or through accounts they steer): their vote does not count."""
+    return request.subject_id is not None and request.subject_id in steers(uow, voter_id)
+
+
 def refuse_setup(
     uow: UnitOfWork, *, requester: UUID, policy: Policy, control: AccessControl
 ) -> None:
