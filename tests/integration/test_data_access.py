@@ -247,3 +247,36 @@ def test_data_access_requests_are_listed_by_their_kind(scene: Scene) -> None:
         ).items
         == []
     )
+
+
+def test_an_organization_approves_access_to_its_own_data_only(scene: Scene) -> None:
+    other = World(scene.world.ctx, scene.world.clock)
+    for foreign in (f"mailbox:ceo@{other.domain}", "group:NoSuchGroup"):
+        with pytest.raises(InvalidInput, match="organization"):
+            scene.install(resources=[foreign])
+    (filed,) = scene.install().requests
+    approve(scene, scene.dana, filed.request.id)
+    app = filed.request.grantee_upn
+    assert scene.check(app, f"mailbox:ceo@{other.domain}") is Reason.RESOURCE_NOT_COVERED
+
+
+def test_who_approved_an_application_does_not_take_its_credentials_after(scene: Scene) -> None:
+    """The steward rule's other half: a vote first, the credentials after, is refused too."""
+    installed = scene.install()
+    (filed,) = installed.requests
+    eve = scene.world.user("eve", roles=("jitpam\\Role Management",))  # may mint app tokens
+    directory.change_membership(
+        scene.world.ctx,
+        caller=scene.world.admin.caller,
+        group="DataApprovers",
+        upn=eve.upn,
+        add=True,
+    )
+    approve(scene, eve, filed.request.id)
+    app = installed.application.upn
+    with pytest.raises(SeparationOfDuties, match="approved"):
+        auth.create_token(scene.world.ctx, caller=eve.caller, user=app)
+    requests.revoke_authorization(
+        scene.world.ctx, caller=eve.caller, request_id=filed.request.id, comment="done"
+    )
+    auth.create_token(scene.world.ctx, caller=eve.caller, user=app)  # nothing open any more

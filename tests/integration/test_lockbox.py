@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -140,9 +141,10 @@ def test_by_default_a_request_is_approved_automatically_but_never_skipped(scene:
         ]
     scene.operator.later(hours=2)
     assert scene.check() is Reason.LOCKBOX_REQUEST_REQUIRED  # the window closed
+    # The customer's chain has the checks of an engineer who asked it for access; the first,
+    # before any request, told the customer nothing and is the operator's alone.
     checks = chain(scene.customer, "Test-AccessToCustomerData")
     assert [(c.outcome, c.details["reason"]) for c in checks] == [
-        (Outcome.REFUSED, "lockbox_request_required"),
         (Outcome.SUCCESS, "lockbox_approved"),
         (Outcome.REFUSED, "lockbox_request_required"),
         (Outcome.REFUSED, "lockbox_request_required"),
@@ -429,3 +431,119 @@ def test_the_customers_settings_are_validated_and_audited(scene: Scene) -> None:
         "lockbox_max_hours": 3,
         "allowed_by": "control_disabled",  # allowed by the admin's role
     }
+
+
+# --- what each side learns of the other (review findings) ----------------------------------------
+
+
+def test_a_customer_learns_nothing_of_engineers_who_never_asked_it(scene: Scene) -> None:
+    """A customer's Access Checker gets "no request" for anyone who never filed against it
+    (existing, disabled or unknown alike), and its probes stay out of the operator's chain."""
+    checker = scene.customer.user("checker", roles=("jitpam\\Access Checker",))
+    stranger = scene.operator.user("stranger", roles=(REQUESTER_ROLE,))
+    before = len(chain(scene.operator))
+    for upn in (stranger.upn, "nobody@nowhere.test", scene.approver.upn):
+        decision = lockbox.check_customer_data_access(
+            scene.customer.ctx,
+            caller=checker.caller,
+            organization=scene.customer.org.name,
+            service="Exchange",
+            user=upn,
+        )
+        assert decision.reason is Reason.LOCKBOX_REQUEST_REQUIRED
+    assert len(chain(scene.operator)) == before
+    assert len(chain(scene.customer, "Test-AccessToCustomerData")) == 3
+
+
+def test_an_operator_probe_of_a_stranger_stays_in_the_operators_chain(scene: Scene) -> None:
+    checker = scene.operator.user("opschecker", roles=("jitpam\\Access Checker",))
+    stranger = scene.operator.user("stranger")
+    lockbox.check_customer_data_access(
+        scene.operator.ctx,
+        caller=checker.caller,
+        organization=scene.customer.org.name,
+        service="Exchange",
+        user=stranger.upn,
+    )
+    assert chain(scene.customer, "Test-AccessToCustomerData") == []
+    scene.file()
+    lockbox.check_customer_data_access(
+        scene.operator.ctx,
+        caller=checker.caller,
+        organization=scene.customer.org.name,
+        service="Exchange",
+        user=scene.engineer.upn,
+    )
+    (seen,) = chain(scene.customer, "Test-AccessToCustomerData")
+    assert seen.actor_name == f"operator {scene.operator.org.name}"  # not the checker's name
+    assert seen.details["user"] == scene.engineer.upn
+
+
+def test_how_a_side_was_allowed_stays_on_its_side(scene: Scene) -> None:
+    scene.require_approval()
+    request_id = scene.file()
+    lockbox.set_request(
+        scene.customer.ctx, caller=scene.approver.caller, request_id=request_id, decision="Deny"
+    )
+    (theirs,) = chain(scene.operator, "Set-AccessToCustomerDataRequest", Outcome.SUCCESS)
+    (ours,) = chain(scene.customer, "Set-AccessToCustomerDataRequest", Outcome.SUCCESS)
+    assert "allowed_by" in ours.details
+    assert "allowed_by" not in theirs.details
+    (filed,) = chain(scene.customer, "New-AccessToCustomerDataRequest")
+    assert "allowed_by" not in filed.details
+
+
+def test_a_cap_lowered_after_filing_bounds_the_approval(scene: Scene) -> None:
+    scene.require_approval()
+    request_id = scene.file(hours=4)
+    organizations.set_organization_config(
+        scene.customer.ctx, caller=scene.customer.admin.caller, lockbox_max_hours=1
+    )
+    view = lockbox.set_request(
+        scene.customer.ctx, caller=scene.approver.caller, request_id=request_id, decision="Approve"
+    )
+    assert view.request.start is not None
+    assert view.request.end is not None
+    assert view.request.end - view.request.start == timedelta(hours=1)
+
+
+def test_a_refused_filing_is_recorded_at_the_customer_and_names_no_workload(scene: Scene) -> None:
+    with pytest.raises(InvalidInput, match="1 to 4 hours"):  # not "no service named"
+        scene.file(hours=99, service="Payroll")
+    (refused,) = chain(scene.customer, "New-AccessToCustomerDataRequest", Outcome.REFUSED)
+    assert refused.actor_name == scene.engineer.upn
+
+
+def test_a_former_operators_request_is_not_approved(scene: Scene) -> None:
+    scene.require_approval()
+    request_id = scene.file()
+    other = World(scene.operator.ctx, scene.operator.clock)
+    lockbox.designate_operator(scene.operator.ctx, org_name=other.org.name)
+    with pytest.raises(NotPermitted, match="no longer"):
+        lockbox.set_request(
+            scene.customer.ctx,
+            caller=scene.approver.caller,
+            request_id=request_id,
+            decision="Approve",
+        )
+    view = lockbox.set_request(
+        scene.customer.ctx, caller=scene.approver.caller, request_id=request_id, decision="Deny"
+    )
+    assert view.status is RequestStatus.DENIED
+
+
+def test_operator_views_name_the_engineer_and_say_automatic_only_for_approvals(
+    scene: Scene,
+) -> None:
+    scene.require_approval()
+    request_id = scene.file()
+    lockbox.set_request(
+        scene.operator.ctx, caller=scene.engineer.caller, request_id=request_id, decision="Cancel"
+    )
+    boss = scene.operator.user("boss", roles=(REQUESTER_ROLE,))
+    seen = lockbox.get_request(scene.operator.ctx, caller=boss.caller, request_id=request_id)
+    assert seen.decided_by == scene.engineer.upn
+    expiring = scene.file(service="Teams")
+    scene.operator.later(hours=12)
+    lapsed = lockbox.get_request(scene.operator.ctx, caller=boss.caller, request_id=expiring)
+    assert (lapsed.status, lapsed.decided_by) == (RequestStatus.EXPIRED, None)

@@ -257,3 +257,12 @@ def test_every_refusal_is_a_jitpam_error() -> None:
     ):
         with pytest.raises(JitpamError):
             action()
+
+
+def test_a_time_before_the_first_instant_is_invalid_input_not_a_crash() -> None:
+    from datetime import timezone
+
+    from jitpam.domain.timeutil import require_utc
+
+    with pytest.raises(InvalidInput, match="years 1 to 9999"):
+        require_utc(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))

@@ -74,6 +74,16 @@ def check_max_hours(value: object) -> int:
     return value
 
 
+def check_duration(value: object) -> int:
+    """A lockbox request's hours: a whole number from 1 to 4 (the customer's cap is checked when
+    the request is filed against it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("the duration must be a whole number of hours")
+    if not 1 <= value <= MAX_ACCESS_HOURS:
+        raise InvalidInput(f"the duration must be from 1 to {MAX_ACCESS_HOURS} hours")
+    return value
+
+
 def service_name(text: str, *, catalog_scopes: tuple[str, ...] = ()) -> str:
     """The service as the lockbox names it (``Exchange``, ``SharePoint``, ``Teams``, ``EOP`` or a
     scope of the customer's catalog), in its own spelling whatever the case given."""
@@ -186,10 +196,12 @@ class LockboxRequest:
         if current is not RequestStatus.PENDING:
             raise RequestNotPending(f"{self.describe()} is {current.value}, not pending")
 
-    def _grant(self, *, by: UUID | None, comment: str, at: datetime) -> None:
+    def _grant(
+        self, *, by: UUID | None, comment: str, at: datetime, max_hours: int = MAX_ACCESS_HOURS
+    ) -> None:
         self.status = RequestStatus.APPROVED
         self.decided_at = self.start = at
-        self.end = at + hours(self.duration_hours)
+        self.end = at + hours(min(self.duration_hours, max_hours, MAX_ACCESS_HOURS))
         self.decided_by = by
         self.decision_comment = comment
 
@@ -227,8 +239,11 @@ class LockboxRequest:
         decision: str,
         comment: str | None,
         at: datetime,
+        max_hours: int = MAX_ACCESS_HOURS,
     ) -> RequestStatus:
-        """The customer's approver approves or denies; returns the new status."""
+        """The customer's approver approves or denies; returns the new status. Access lasts the
+        requested duration, but no longer than the customer's cap when it approves
+        (``max_hours``: the customer may have lowered it since the request was filed)."""
         at = require_utc(at)
         decision = parse_decision(decision)
         if decision == ApprovalDecision.CANCEL:
@@ -240,7 +255,7 @@ class LockboxRequest:
             raise refusal
         text = check_comment(comment)
         if decision == ApprovalDecision.APPROVE:
-            self._grant(by=approver.id, comment=text, at=at)
+            self._grant(by=approver.id, comment=text, at=at, max_hours=max_hours)
         else:
             self.status = RequestStatus.DENIED
             self.decided_at, self.decided_by, self.decision_comment = at, approver.id, text

@@ -13,7 +13,10 @@ def require_utc(at: datetime) -> datetime:
     """Return ``at`` in UTC; a naive datetime is a bug and raises InvalidInput."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise InvalidInput("times must carry a time zone (naive datetime given)")
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        raise InvalidInput("the time is outside the years 1 to 9999 in UTC") from None
 
 
 def iso(at: datetime) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from jitpam.domain.audit import Actor, AuditEvent, Outcome
 from jitpam.domain.check import Decision, Reason
@@ -101,7 +101,7 @@ def install_application(
             raise AlreadyExists(f"a user named {upn} already exists")
         if isinstance(scopes, str) or not scopes or len(scopes) > MAX_SCOPES:
             raise InvalidInput(f"name from 1 to {MAX_SCOPES} data scopes of {service!r}")
-        covered = check_resources(list(resources))
+        covered = _own_data(uow, caller.org_id, check_resources(list(resources)))
         require_storable(service, "the service")
         wanted = [f"{service.strip()}\\{scope.strip()}" for scope in dict.fromkeys(scopes)]
         policies = [covering_policy(uow, caller.org_id, PolicyType.DATA_ACCESS, w) for w in wanted]
@@ -146,13 +146,28 @@ def install_application(
         return Installed(application, views)
 
 
+def _own_data(uow: UnitOfWork, org_id: UUID, resources: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse data that is not the organization's: a mailbox or user outside its domains, or a
+    group it does not have (an organization approves access to its own data only)."""
+    for resource in resources:
+        kind, _, name = resource.partition(":")
+        if kind in ("mailbox", "user") and uow.orgs.domain_owner(upn_domain(name)) != org_id:
+            raise InvalidInput(f"{resource} is not in a domain of this organization")
+        if kind == "group" and uow.groups.find(org_id, name) is None:
+            raise InvalidInput(f"{resource}: no such group in this organization")
+    return resources
+
+
 def _covers(uow: UnitOfWork, request: AccessRequest, resource: str) -> bool:
     """Whether the request's data covers ``resource``: named in it, or (a user's mailbox or
     profile) the user is a member of a group it names, now."""
+    kind, _, name = resource.partition(":")
+    personal = kind in ("mailbox", "user")
+    if personal and uow.orgs.domain_owner(upn_domain(name)) != request.org_id:
+        return False  # another organization's data is never covered
     if resource in request.resources:
         return True
-    kind, _, name = resource.partition(":")
-    if kind not in ("mailbox", "user"):
+    if not personal:
         return False
     person = uow.users.get_by_upn(name)
     if person is None or person.org_id != request.org_id:

@@ -31,7 +31,11 @@ from jitpam.services.authorization import authorize, caller_user, grant_details,
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user
 from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
-from jitpam.services.separation import is_exempt, set_up_account
+from jitpam.services.separation import (
+    is_exempt,
+    refuse_steering_what_one_approved,
+    set_up_account,
+)
 from jitpam.services.use_case import use_case
 
 NOT_SIGNED_IN = "not signed in: the token is missing, unknown, expired or revoked"
@@ -332,6 +336,7 @@ def set_password(
                     f"only {target.upn} can change their password; a forgotten one is reset by a "
                     "system account"
                 )
+            refuse_steering_what_one_approved(uow, account=target, by=actor, at=at)
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(target.id, at=at)
             # Whoever set someone's password could have signed in as them: for good, their
             # votes on this actor's requests no longer count (separation of duties).
@@ -378,6 +383,7 @@ def create_token(
                     f"accounts; {target.upn} is a {target.kind.value}"
                 )
             _, how = authorize(uow, caller, MANAGE_TOKENS, at)
+            refuse_steering_what_one_approved(uow, account=target, by=actor, at=at)
             details.update(grant_details(how))
             details[STEWARD] = actor.upn
             if set_up_account(uow, account=target, by=actor, how=Stewardship.API_TOKEN, at=at):

@@ -19,18 +19,20 @@ from jitpam.domain.audit import JITPAM, Actor, AuditEvent, Outcome
 from jitpam.domain.catalog import BUILTIN_SCOPE
 from jitpam.domain.check import Decision, Reason
 from jitpam.domain.directory import Organization, User
-from jitpam.domain.errors import InvalidInput, NotFound, NotPermitted
+from jitpam.domain.errors import AuditUnavailable, InvalidInput, JitpamError, NotFound, NotPermitted
 from jitpam.domain.lockbox import (
     ApprovalDecision,
     LockboxRequest,
     LockboxSettings,
+    check_case_reference,
+    check_duration,
     parse_decision,
     service_name,
 )
 from jitpam.domain.notifications import EventType
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
-from jitpam.domain.requests import RequestStatus
+from jitpam.domain.requests import RequestStatus, check_reason
 from jitpam.domain.text import require_storable
 from jitpam.services.authorization import (
     authorize,
@@ -46,6 +48,7 @@ from jitpam.services.ports import LockboxFilter, Operator, Page, UnitOfWork
 from jitpam.services.use_case import use_case
 
 MAX_PAGE = 500
+MAX_SERVICE = 100
 SETTLE_BATCH = 200
 
 
@@ -96,19 +99,20 @@ def _view(uow: UnitOfWork, request: LockboxRequest, viewer: User, at: datetime) 
     def named(user_id: UUID | None) -> str | None:
         if user_id is None:
             return None
-        if not customer_side and user_id != viewer.id:
+        if user_id == request.requester_id:
+            return request.requester_upn
+        if not customer_side:
             return "customer"  # who decided at the customer is the customer's business
         user = uow.users.get(user_id)
         return user.upn if user is not None else str(user_id)
 
+    automatic = request.decided_by is None and request.start is not None
     return LockboxView(
         request=request,
         status=request.status_at(at),
         customer=_org(uow, request.customer_org_id).name,
         operator=_org(uow, request.operator_org_id).name,
-        decided_by=named(request.decided_by)
-        if request.decided_by is not None
-        else ("automatic" if request.status_at(at) is not RequestStatus.PENDING else None),
+        decided_by="automatic" if automatic else named(request.decided_by),
         revoked_by=named(request.revoked_by),
     )
 
@@ -123,9 +127,11 @@ def _both_chains(
     at: datetime,
     details: Mapping[str, Any],
     outcome: Outcome = Outcome.SUCCESS,
+    own: Mapping[str, Any] | None = None,
 ) -> list[AuditEvent]:
-    """One step's record in the customer's chain and in the operator's. The side the actor does
-    not belong to sees the other organization as the actor when it is the customer's person."""
+    """One step's record in the customer's chain and in the operator's. The operator's chain
+    names the customer organization, not its person, as the actor of the customer's steps;
+    ``own`` (how the actor was allowed: a role, a grant) goes to the actor's side only."""
     customer_name = _org(uow, request.customer_org_id).name
     operator_name = _org(uow, request.operator_org_id).name
     common = {
@@ -136,8 +142,10 @@ def _both_chains(
     }
     customer_actor = actor
     operator_actor = actor
-    if actor_side == request.customer_org_id:
+    by_customer = actor_side == request.customer_org_id
+    if by_customer:
         operator_actor = Actor(str(request.customer_org_id), f"customer {customer_name}")
+    mine = dict(own or {})
     return [
         AuditEvent(
             org_id=request.customer_org_id,
@@ -146,7 +154,7 @@ def _both_chains(
             target=str(request.id),
             at=at,
             outcome=outcome,
-            details={"operator": operator_name, **common},
+            details={"operator": operator_name, **common, **(mine if by_customer else {})},
         ),
         AuditEvent(
             org_id=request.operator_org_id,
@@ -155,7 +163,7 @@ def _both_chains(
             target=str(request.id),
             at=at,
             outcome=outcome,
-            details={"customer": customer_name, **common},
+            details={"customer": customer_name, **common, **({} if by_customer else mine)},
         ),
     ]
 
@@ -221,78 +229,146 @@ def file_request(
     asks a customer. Approved at once when the customer does not require approval, otherwise
     pending for the customer's approvers for 12 hours."""
     op = AuditOperation.NEW_LOCKBOX_REQUEST
-    with use_case(ctx, caller=caller, operation=op, target=str(customer)[:200]) as uow:
-        at = ctx.clock.now()
-        engineer, how = authorize(uow, caller, op, at)
-        operator = _operator(uow)
-        if caller.org_id != operator.org_id:
-            raise NotPermitted("only the operator's engineers file lockbox requests")
-        target = _customer(uow, customer)
-        control = uow.orgs.control(target.id)
-        scopes = tuple(
-            sorted(
-                {
-                    n.scope
-                    for n in uow.catalog.entries(target.id, PolicyType.TASK)
-                    if n.scope.casefold() != BUILTIN_SCOPE
-                }
+    addressed: tuple[Organization, User, str] | None = None  # once the customer is known
+    try:
+        with use_case(ctx, caller=caller, operation=op, target=str(customer)[:200]) as uow:
+            at = ctx.clock.now()
+            engineer, how = authorize(uow, caller, op, at)
+            operator = _operator(uow)
+            if caller.org_id != operator.org_id:
+                raise NotPermitted("only the operator's engineers file lockbox requests")
+            target = _customer(uow, customer)
+            addressed = (target, engineer, _org(uow, operator.org_id).name)
+            return _file(
+                ctx,
+                uow,
+                engineer=engineer,
+                how=how,
+                operator=operator,
+                target=target,
+                service=service,
+                reason=reason,
+                case_reference=case_reference,
+                duration_hours=duration_hours,
+                at=at,
+            )
+    except JitpamError as err:
+        if addressed is not None and not isinstance(err, AuditUnavailable):
+            _refused_at_customer(ctx, *addressed, error=err)
+        raise
+
+
+def _refused_at_customer(
+    ctx: ServiceContext,
+    customer: Organization,
+    engineer: User,
+    operator_name: str,
+    *,
+    error: JitpamError,
+) -> None:
+    """A filing the rules refused is recorded in the customer's chain too (in a transaction of
+    its own): the customer sees every attempt at its data, not only the ones that succeed."""
+    with ctx.uow() as uow:
+        uow.record(
+            AuditEvent(
+                org_id=customer.id,
+                actor=Actor.of(engineer),
+                operation=AuditOperation.NEW_LOCKBOX_REQUEST,
+                target=customer.name,
+                at=ctx.clock.now(),
+                outcome=Outcome.REFUSED,
+                details={"operator": operator_name, "error": error.code, "message": error.message},
             )
         )
-        settings = LockboxSettings(
-            approval_required=control.lockbox_approval_required,
-            max_hours=control.lockbox_max_hours,
+        uow.commit()
+
+
+def _file(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    *,
+    engineer: User,
+    how: Decision,
+    operator: Operator,
+    target: Organization,
+    service: str,
+    reason: str,
+    case_reference: str,
+    duration_hours: int,
+    at: datetime,
+) -> LockboxView:
+    """The filing itself, once the engineer and the customer are known (``file_request``)."""
+    op = AuditOperation.NEW_LOCKBOX_REQUEST
+    # What the engineer wrote is judged before the service is looked up, so a refusal does
+    # not tell which workloads the customer has.
+    check_reason(reason)
+    check_case_reference(case_reference)
+    check_duration(duration_hours)
+    control = uow.orgs.control(target.id)
+    scopes = tuple(
+        sorted(
+            {
+                n.scope
+                for n in uow.catalog.entries(target.id, PolicyType.TASK)
+                if n.scope.casefold() != BUILTIN_SCOPE
+            }
         )
-        request = LockboxRequest.file(
-            customer_org_id=target.id,
-            operator_org_id=operator.org_id,
-            requester=engineer,
-            service=service_name(service, catalog_scopes=scopes),
-            reason=reason,
-            case_reference=case_reference,
-            duration_hours=duration_hours,
-            settings=settings,
-            at=at,
-        )
-        filed = {
-            "reason": request.reason,
-            "duration_hours": request.duration_hours,
-            "approval_required": settings.approval_required,
-            **grant_details(how),
-        }
-        events = _both_chains(
+    )
+    settings = LockboxSettings(
+        approval_required=control.lockbox_approval_required,
+        max_hours=control.lockbox_max_hours,
+    )
+    request = LockboxRequest.file(
+        customer_org_id=target.id,
+        operator_org_id=operator.org_id,
+        requester=engineer,
+        service=service_name(service, catalog_scopes=scopes),
+        reason=reason,
+        case_reference=case_reference,
+        duration_hours=duration_hours,
+        settings=settings,
+        at=at,
+    )
+    filed = {
+        "reason": request.reason,
+        "duration_hours": request.duration_hours,
+        "approval_required": settings.approval_required,
+    }
+    events = _both_chains(
+        uow,
+        request,
+        operation=op,
+        actor=Actor.of(engineer),
+        actor_side=engineer.org_id,
+        at=at,
+        details=filed,
+        own=grant_details(how),
+    )
+    if not settings.approval_required:
+        request.approve_automatically(at=at)
+        events += _both_chains(
             uow,
             request,
-            operation=op,
-            actor=Actor.of(engineer),
-            actor_side=engineer.org_id,
+            operation=AuditOperation.SET_LOCKBOX_REQUEST,
+            actor=JITPAM,
+            actor_side=target.id,
             at=at,
-            details=filed,
+            details={"ApprovalDecision": ApprovalDecision.APPROVE, "automatic": True},
         )
-        if not settings.approval_required:
-            request.approve_automatically(at=at)
-            events += _both_chains(
-                uow,
-                request,
-                operation=AuditOperation.SET_LOCKBOX_REQUEST,
-                actor=JITPAM,
-                actor_side=target.id,
-                at=at,
-                details={"ApprovalDecision": ApprovalDecision.APPROVE, "automatic": True},
-            )
-        uow.lockbox.add(request)
-        uow.record_all(events)
-        queue_lockbox_event(
-            ctx,
-            uow,
-            event=EventType.LOCKBOX_CREATED
-            if settings.approval_required
-            else EventType.LOCKBOX_AUTO_APPROVED,
-            request=request,
-            at=at,
-        )
-        view = _view(uow, request, engineer, at)
-        uow.commit()
-        return view
+    uow.lockbox.add(request)
+    uow.record_all(events)
+    queue_lockbox_event(
+        ctx,
+        uow,
+        event=EventType.LOCKBOX_CREATED
+        if settings.approval_required
+        else EventType.LOCKBOX_AUTO_APPROVED,
+        request=request,
+        at=at,
+    )
+    view = _view(uow, request, engineer, at)
+    uow.commit()
+    return view
 
 
 def _request_id(request_id: UUID | str) -> UUID:
@@ -344,8 +420,22 @@ def set_request(
             if caller.org_id != request.customer_org_id:
                 raise NotPermitted("only the customer's approvers approve or deny its requests")
             user, allowed = authorize(uow, caller, op, at)
+            current = uow.lockbox.operator()
+            if chosen == ApprovalDecision.APPROVE and (
+                current is None or current.org_id != request.operator_org_id
+            ):
+                raise NotPermitted(
+                    f"{request.describe()} was filed by an organization that is no longer this "
+                    "installation's operator: it can be denied, not approved"
+                )
+            cap = uow.orgs.control(request.customer_org_id).lockbox_max_hours
             request.decide(
-                approver=user, holds_approver_role=True, decision=chosen, comment=comment, at=at
+                approver=user,
+                holds_approver_role=True,
+                decision=chosen,
+                comment=comment,
+                at=at,
+                max_hours=cap,
             )
             how = grant_details(allowed)
         uow.lockbox.save(request)
@@ -357,11 +447,8 @@ def set_request(
                 actor=Actor.of(user),
                 actor_side=user.org_id,
                 at=at,
-                details={
-                    "ApprovalDecision": chosen,
-                    "comment": request.decision_comment,
-                    **how,
-                },
+                details={"ApprovalDecision": chosen, "comment": request.decision_comment},
+                own=how,
             )
         )
         queue_lockbox_event(ctx, uow, event=_DECIDED[chosen], request=request, at=at)
@@ -397,7 +484,8 @@ def revoke_request(
                 actor=Actor.of(user),
                 actor_side=user.org_id,
                 at=at,
-                details={"comment": request.revocation_comment, **how},
+                details={"comment": request.revocation_comment},
+                own=how,
             )
         )
         queue_lockbox_event(ctx, uow, event=EventType.LOCKBOX_REVOKED, request=request, at=at)
@@ -564,86 +652,108 @@ def check_customer_data_access(
     service: str,
     user: str | None = None,
 ) -> Decision:
-    """May the operator's engineer ``user`` (None: the caller) reach ``service`` of the customer
+    r"""May the operator's engineer ``user`` (None: the caller) reach ``service`` of the customer
     ``organization`` now? Allowed only by an approved lockbox request whose window is open and
     not revoked, read from the database at the moment of the check (so an expiry or revocation
-    is seen by every server process at once). Asked by the engineer themself, by the operator's
-    jitpam\\Access Checker, or by the customer's. The decision is recorded in both chains."""
+    is seen by every server process at once). Asked by the engineer themself, or by a holder of
+    jitpam\Access Checker of the operator or of the customer.
+
+    Neither side learns more of the other than the requests between them: the customer is told
+    only "no request" about anyone who never filed one against it, and the decision is recorded
+    in the customer's chain only about such an engineer (or when the customer asked), in the
+    operator's only when the operator asked or about such an engineer."""
     op = AuditOperation.TEST_CUSTOMER_DATA_ACCESS
-    with use_case(ctx, caller=caller, operation=op, target=str(service)[:200]) as uow:
+    with use_case(ctx, caller=caller, operation=op, target=str(service)[:MAX_SERVICE]) as uow:
         at = ctx.clock.now()
         asker = caller_user(uow, caller)
         customer = _customer(uow, organization)
         operator = _operator(uow)
         if caller.org_id not in (operator.org_id, customer.id):
             raise NotFound(f"no organization named {organization.strip()!r}")
-        if not isinstance(service, str) or not service.strip():
-            raise InvalidInput("a service is required")
+        if not isinstance(service, str) or not service.strip() or len(service) > MAX_SERVICE:
+            raise InvalidInput(f"a service name of at most {MAX_SERVICE} characters is required")
         require_storable(service, "the service")
-        if user is None:
-            subject: User | None = asker
-            named = asker.upn
-        else:
+        wanted = service.strip()
+        by_customer = caller.org_id == customer.id
+        named = asker.upn
+        if user is not None:
             require_storable(user, "the user")
             named = user.strip().lower()
-            found = uow.users.get_by_upn(named)
-            subject = found if found is not None and found.org_id == operator.org_id else None
-        if subject is None or subject.id != asker.id:
-            allowed = may(uow, user=asker, operation=AuditOperation.TEST_ACCESS, at=at)
-            if not allowed.allowed:
-                raise NotPermitted(f"{asker.upn} may ask only about themself")
-        decision = Decision(False, Reason.UNKNOWN_USER)
+        if (by_customer or named != asker.upn) and not may(
+            uow, user=asker, operation=AuditOperation.TEST_ACCESS, at=at
+        ).allowed:
+            raise NotPermitted(f"{asker.upn} may ask only about themself")
+        found = uow.users.get_by_upn(named)
+        subject = found if found is not None and found.org_id == operator.org_id else None
+        known = subject is not None and bool(
+            uow.lockbox.page(
+                LockboxFilter(customer_org_id=customer.id, requester_id=subject.id),
+                at=at,
+                cursor=None,
+                limit=1,
+            ).items
+        )
         grant: LockboxRequest | None = None
-        if subject is not None and subject.org_id == operator.org_id:
-            if not subject.enabled:
-                decision = Decision(False, Reason.USER_DISABLED)
-            else:
-                grant = next(
-                    (
-                        r
-                        for r in uow.lockbox.approved(customer.id, subject.id)
-                        if r.allows(user_id=subject.id, service=service.strip(), at=at)
-                    ),
-                    None,
-                )
-                decision = (
-                    Decision(True, Reason.LOCKBOX_APPROVED, grant.id)
-                    if grant is not None
-                    else Decision(False, Reason.LOCKBOX_REQUEST_REQUIRED)
-                )
+        if subject is None:
+            decision = Decision(False, Reason.UNKNOWN_USER)
+        elif not subject.enabled:
+            decision = Decision(False, Reason.USER_DISABLED)
+        else:
+            grant = next(
+                (
+                    r
+                    for r in uow.lockbox.approved(customer.id, subject.id)
+                    if r.allows(user_id=subject.id, service=wanted, at=at)
+                ),
+                None,
+            )
+            decision = (
+                Decision(True, Reason.LOCKBOX_APPROVED, grant.id)
+                if grant is not None
+                else Decision(False, Reason.LOCKBOX_REQUEST_REQUIRED)
+            )
+        if by_customer and not known:
+            decision = Decision(False, Reason.LOCKBOX_REQUEST_REQUIRED)
         details = {
             "user": named,
-            "service": service.strip(),
+            "service": wanted,
             "allowed": decision.allowed,
             "reason": decision.reason.value,
             "request_id": str(grant.id) if grant else None,
         }
         outcome = Outcome.SUCCESS if decision.allowed else Outcome.REFUSED
         operator_name = _org(uow, operator.org_id).name
-        uow.record_all(
-            [
+        events = []
+        if by_customer or known:
+            engineer_asks = subject is not None and asker.id == subject.id
+            events.append(
                 AuditEvent(
                     org_id=customer.id,
-                    actor=Actor.of(asker),
+                    actor=Actor.of(asker)
+                    if by_customer or engineer_asks
+                    else Actor(str(operator.org_id), f"operator {operator_name}"),
                     operation=op,
-                    target=service.strip(),
+                    target=wanted,
                     at=at,
                     outcome=outcome,
                     details={"operator": operator_name, **details},
-                ),
+                )
+            )
+        if not by_customer or known:
+            events.append(
                 AuditEvent(
                     org_id=operator.org_id,
-                    actor=Actor.of(asker)
-                    if asker.org_id == operator.org_id
-                    else Actor(str(customer.id), f"customer {customer.name}"),
+                    actor=Actor(str(customer.id), f"customer {customer.name}")
+                    if by_customer
+                    else Actor.of(asker),
                     operation=op,
-                    target=service.strip(),
+                    target=wanted,
                     at=at,
                     outcome=outcome,
                     details={"customer": customer.name, **details},
-                ),
-            ]
-        )
+                )
+            )
+        uow.record_all(events)
         uow.commit()
         return decision
 

@@ -15,8 +15,9 @@ from uuid import UUID
 
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import User
+from jitpam.domain.errors import SeparationOfDuties
 from jitpam.domain.policy import ApprovalType, Policy
-from jitpam.domain.requests import AccessRequest
+from jitpam.domain.requests import AccessRequest, ReviewDecision
 from jitpam.domain.separation import (
     ApprovalSetup,
     Hand,
@@ -97,6 +98,30 @@ def steers_subject(uow: UnitOfWork, request: AccessRequest, voter_id: UUID) -> b
     """Whether ``voter_id`` created the application account of a data access request or set one
     of its credentials (directly, or through accounts they steer): their vote does not count."""
     return request.subject_id is not None and request.subject_id in steers(uow, voter_id)
+
+
+def refuse_steering_what_one_approved(
+    uow: UnitOfWork, *, account: User, by: User, at: datetime
+) -> None:
+    """Raises SeparationOfDuties when ``by`` approved a data access request of the application
+    ``account`` that is still pending or active: taking its credentials now would make them
+    both its approver and the holder of what they approved (the rule's other half: a steward's
+    vote does not count)."""
+    open_requests = [
+        *uow.requests.pending_for_user(account.org_id, account.id, at),
+        *uow.requests.active_for_user(account.org_id, account.id, at),
+    ]
+    for request in open_requests:
+        if request.subject_id != account.id:
+            continue
+        if any(
+            r.approver_id == by.id and r.decision is ReviewDecision.APPROVE for r in request.reviews
+        ):
+            raise SeparationOfDuties(
+                f"{by.upn} approved {request.describe()} for {account.upn}, so they cannot set "
+                "its credentials while that request is pending or its grant active "
+                "(separation of duties)"
+            )
 
 
 def refuse_setup(

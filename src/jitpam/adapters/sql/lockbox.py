@@ -211,17 +211,21 @@ class SqlLockbox:
         # One query per stored status, each reading its run of its (status, moment) index; the
         # two merged by the moment each became due.
         c = _REQUESTS.c
+        # Rows another sweeper holds are left to it (PostgreSQL; SQLite has one writer), so
+        # two sweepers never fail each other's batch at the compare-and-set.
         lapsed = (
             select(_REQUESTS)
             .where(c.status == _PENDING, c.pending_until <= at)
             .order_by(c.pending_until, c.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         ended = (
             select(_REQUESTS)
             .where(c.status == _APPROVED, c.end_at <= at)
             .order_by(c.end_at, c.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         found = self._read(self.s.execute(lapsed)) + self._read(self.s.execute(ended))
         found.sort(key=_due_since)
