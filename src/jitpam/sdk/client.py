@@ -263,6 +263,7 @@ class _Operations:
     verify_request = _Sent(calls.verify_request)
     authorizations = _Listed(calls.authorizations)
     revoke = _Sent(calls.revoke)
+    install_application = _Sent(calls.install_application)
     file_lockbox_request = _Sent(calls.file_lockbox_request)
     lockbox_requests = _Listed(calls.lockbox_requests)
     lockbox_request = _Sent(calls.lockbox_request)
@@ -401,6 +402,17 @@ class Client(_Operations):
         denial."""
         try:
             return self.send(calls.check(task, user, organization=organization, service=service))
+        except Unreachable as exc:
+            return _denied(self.url, exc)
+
+    def check_data(self, user: str | None, service: str, scope: str, resource: str) -> Decision:
+        """Data access: may the application ``user`` (None: the caller) use ``service``'s data
+        ``scope`` on ``resource`` (mailbox:ceo@contoso.com) now? ``authorization_id`` is the
+        grant that allows it. No answer is a denial."""
+        try:
+            return self.send(
+                calls.check(None, user, service=service, scope=scope, resource=resource)
+            )
         except Unreachable as exc:
             return _denied(self.url, exc)
 
@@ -544,6 +556,18 @@ class AsyncClient(_Operations):
         try:
             return await self.send(
                 calls.check(task, user, organization=organization, service=service)
+            )
+        except Unreachable as exc:
+            return _denied(self.url, exc)
+
+    async def check_data(
+        self, user: str | None, service: str, scope: str, resource: str
+    ) -> Decision:
+        """Data access: may the application ``user`` (None: the caller) use ``service``'s data
+        ``scope`` on ``resource`` now? No answer is a denial."""
+        try:
+            return await self.send(
+                calls.check(None, user, service=service, scope=scope, resource=resource)
             )
         except Unreachable as exc:
             return _denied(self.url, exc)
