@@ -13,12 +13,14 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import FAST, JITPAM, Cli, Server, start_server, token_for
+from tests.e2e.conftest import DEMO_PASSWORD, FAST, JITPAM, Cli, Server, start_server, token_for
 
 ADMIN, ALICE, BOB = "admin@contoso.com", "alice@contoso.com", "bob@contoso.com"
 APP = "contoso-insights@contoso.com"
@@ -171,6 +173,8 @@ def flow(server: Server, tmp: Path) -> None:
         "Resources": ["group:helpdesk", "mailbox:carol@contoso.com"],
     }
 
+    web_pages(server, rid)
+
     # The approver revokes; the check refuses.
     revoked = ok(
         call(server, bob, "POST", f"/authorizations/{rid}/revoke", json={"comment": "done"})
@@ -184,6 +188,47 @@ def flow(server: Server, tmp: Path) -> None:
         for r in ok(call(server, admin, "GET", "/audit", params={"limit": 200}))["items"]
     }
     assert {"Install-Application", "Test-DataAccess"} <= operations
+
+
+def web_pages(server: Server, rid: str) -> None:
+    """The request's page shows the application and its data; the new-request page offers no
+    data scope (data access is asked by installing); the policy form offers the kind, with the
+    catalog's data scopes as suggestions."""
+    with signed_in(server, BOB) as bob:
+        shown = bob.get(f"/requests/{rid}").text
+        assert f'<dd id="application">{APP} (installed by {ALICE}' in shown
+        assert '<dd id="resources">group:helpdesk, mailbox:carol@contoso.com</dd>' in shown
+    with signed_in(server, ALICE) as alice:
+        offered = alice.get("/requests/new")
+        assert offered.status_code == 200
+        assert "Exchange\\New-MoveRequest" in offered.text
+        assert "Office365" not in offered.text
+        assert "Data Access Request" not in offered.text
+    with signed_in(server, ADMIN) as admin:
+        form = admin.get("/policies").text
+        assert '<option value="data_access">Data Access Request</option>' in form
+        names = admin.get(
+            "/policies/targets", params={"type": "data_access", "q": "Office365\\Mail"}
+        )
+        assert "Office365\\Mail.Read" in names.json()["names"]
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+@contextmanager
+def signed_in(server: Server, upn: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url) as browser:
+        form = browser.get("/login")
+        answer = browser.post(
+            "/login",
+            data={"user": upn, "password": DEMO_PASSWORD, "csrf": csrf_of(form), "next": "/"},
+        )
+        assert answer.status_code == 303, answer.text
+        yield browser
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"
