@@ -174,6 +174,7 @@ def flow(server: Server, tmp: Path) -> None:
     }
 
     web_pages(server, rid)
+    data_scope_policies(server, admin, tmp)
 
     # The approver revokes; the check refuses.
     revoked = ok(
@@ -188,6 +189,30 @@ def flow(server: Server, tmp: Path) -> None:
         for r in ok(call(server, admin, "GET", "/audit", params={"limit": 200}))["items"]
     }
     assert {"Install-Application", "Test-DataAccess"} <= operations
+
+
+def data_scope_policies(server: Server, admin: str, tmp: Path) -> None:
+    """Policies on data scopes from the CLI (--data-scope) and jitpam ps (-DataScope)."""
+    cli = Cli(server, tmp / "policies", token=admin)
+    by_option, by_ps = cli.run_all(
+        ["policy", "new", "--data-scope", "Office365\\Calendars.Read", "--approval-type",
+         "manual", "--approver-group", "pamapprovers", "--json"],
+        ["ps", "New-ElevatedAccessApprovalPolicy -DataScope 'Office365\\Contacts.Read' "
+         "-ApprovalType Auto | select Type, DataScope, ApprovalType", "--json"],
+    )  # fmt: skip
+    assert by_option.returncode == 0, by_option.stderr
+    made = json.loads(by_option.stdout)
+    assert (made["type"], made["target"]) == ("data_access", "Office365\\Calendars.Read")
+    assert by_ps.returncode == 0, by_ps.stderr
+    assert json.loads(by_ps.stdout) == [
+        {"Type": "DataScope", "DataScope": "Office365\\Contacts.Read", "ApprovalType": "Auto"}
+    ]
+    listed = cli.json("policy", "list", "--type", "data-access")
+    assert sorted(p["target"] for p in listed) == [
+        "Office365\\Calendars.Read",
+        "Office365\\Contacts.Read",
+        "Office365\\Mail.Read",
+    ]
 
 
 def web_pages(server: Server, rid: str) -> None:
