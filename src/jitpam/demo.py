@@ -30,7 +30,10 @@ class DemoUser:
 
 USERS = (
     DemoUser("admin@contoso.com", "administrator (jitpam\\Global Administrator)"),
-    DemoUser("alice@contoso.com", "requester (holds Exchange\\Move Mailboxes; in helpdesk)"),
+    DemoUser(
+        "alice@contoso.com",
+        "requester (holds Exchange\\Move Mailboxes and jitpam\\Application Installer; in helpdesk)",
+    ),
     DemoUser("bob@contoso.com", "approver (in pamapprovers)"),
     DemoUser("carol@contoso.com", "approver (in pamapprovers)"),
     DemoUser("sys@contoso.com", "system account, exempt from control"),
@@ -49,7 +52,7 @@ def ensure_demo(ctx: ServiceContext) -> bool:
         name=ORG,
         admin_upn="admin@contoso.com",
         admin_display_name="Contoso Admin",
-        catalogs=("exchange",),
+        catalogs=("exchange", "office365"),
     )
     admin = Caller(org.id, admin_user.id)
     auth.set_password(ctx, caller=admin, upn=admin_user.upn, password=PASSWORD)
@@ -74,6 +77,11 @@ def ensure_demo(ctx: ServiceContext) -> bool:
         directory.change_assignment(
             ctx, caller=admin, role="Exchange\\Move Mailboxes", user=upn, add=True
         )
+    # Alice installs applications (jitpam app install); the administrator, who set up the
+    # approvers, may not (separation of duties: its requests would have no vote that counts).
+    directory.change_assignment(
+        ctx, caller=admin, role="jitpam\\Application Installer", user="alice@contoso.com", add=True
+    )
     organizations.enable_access_control(ctx, caller=admin, admin_group="pamapprovers")
     # The admin created sys and set its password: their designation would not count (separation
     # of duties), so the demo's set-up designates it as the installation.
@@ -94,6 +102,15 @@ def ensure_demo(ctx: ServiceContext) -> bool:
         approval_type=ApprovalType.AUTO,
         approver_group="pamapprovers",
         eligible_groups=["helpdesk"],
+    )
+    # Applications' data access (jitpam app install): reading mail needs an approver's yes.
+    policies.new_policy(
+        ctx,
+        caller=admin,
+        type=PolicyType.DATA_ACCESS,
+        target="Office365\\Mail.Read",
+        approval_type=ApprovalType.MANUAL,
+        approver_group="pamapprovers",
     )
     return True
 

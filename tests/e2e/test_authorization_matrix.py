@@ -167,6 +167,38 @@ ROUTES: list[tuple[str, str, Any, dict[str, int | str]]] = [
         {"checks": [{"task": MOVE}, {"task": MOVE, "user": "sys@contoso.com"}]},
         {R: 403, P: 403, D: 200, OUT: 200},
     ),
+    # A data access check: about oneself, anyone may ask; about another, an Access Checker.
+    (
+        "POST",
+        "/check",
+        {"service": "Office365", "scope": "Mail.Read", "resource": "mailbox:alice@contoso.com"},
+        {R: 200, P: 200, D: 200, OUT: 200},
+    ),
+    (
+        "POST",
+        "/check",
+        {
+            "service": "Office365",
+            "scope": "Mail.Read",
+            "resource": "mailbox:alice@contoso.com",
+            "user": "sys@contoso.com",
+        },
+        {R: 403, P: 403, D: 200, OUT: 200},
+    ),
+    # Installing an application: alice is an Application Installer, but no policy covers
+    # Mail.Send; bob is none; the other organization has access control off.
+    (
+        "POST",
+        "/applications",
+        {
+            "name": "Matrix App",
+            "service": "Office365",
+            "scopes": ["Mail.Send"],
+            "resources": ["group:helpdesk"],
+            "reason": "matrix",
+        },
+        {R: 422, P: 403, OUT: 409},
+    ),
     ("GET", "/audit", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("GET", "/audit/export", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("POST", "/audit/checkpoint", None, {R: 403, P: 403}),

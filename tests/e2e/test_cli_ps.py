@@ -61,7 +61,7 @@ def test_json_prints_an_array_of_objects_per_line(cli: Cli) -> None:
         "ps", "Get-ElevatedAccessApprovalPolicy | select -ExpandProperty Type", "--json"
     )
     assert expanded.returncode == 0, expanded.stderr
-    assert set(json.loads(expanded.stdout)) <= {"Task", "Role", "RoleGroup"}
+    assert set(json.loads(expanded.stdout)) <= {"Task", "Role", "RoleGroup", "DataScope"}
 
 
 def test_stdin_runs_each_line_and_skips_comments(cli: Cli) -> None:
@@ -171,7 +171,9 @@ def test_the_readme_ps_commands_run_as_written(cli: Cli) -> None:
         "RequestStatus : Approved",
         "Reviews       : {bob@contoso.com approved: Go ahead}",
     ]
-    assert outputs[5].startswith("RequestStatus : Approved\n\nType Task")
+    assert outputs[5].startswith("RequestStatus : Approved\n\nType")
+    rows = [line.split()[0] for line in outputs[5].splitlines()[4:]]  # past the table's rule
+    assert {"Task", "Role", "DataScope"} <= set(rows)  # the demo's policies, each of its Type
 
 
 def test_usage_mistakes_and_an_unreachable_server(cli: Cli, tmp_path: Path) -> None:

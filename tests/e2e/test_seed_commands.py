@@ -133,6 +133,7 @@ class Demo:
 
     def __init__(self, server: Server, operator_admin: str) -> None:
         self.server = server
+        self._data_request: str | None = None
         with Client(server.url, operator_admin) as api:  # the operator's engineer
             api.new_user(ENGINEER)
             api.assign(role="jitpam\\Lockbox Requester", user=ENGINEER)
@@ -184,6 +185,21 @@ class Demo:
         self.clear_requests(target)
         with self.api(ALICE) as api:
             return api.request_access(type="task", target=target, reason="prepared").id
+
+    def data_access_request(self) -> str:
+        """Alice's application's data access request (the demo's Alice is an Application
+        Installer, and the demo has a policy on Office365\\Mail.Read), filed once."""
+        if self._data_request is None:
+            with self.api(ALICE) as api:
+                installed = api.install_application(
+                    "Seed Insights",
+                    service="Office365",
+                    scopes=["Mail.Read"],
+                    resources=["group:helpdesk"],
+                    reason="Seed test: managed access to Microsoft Graph",
+                )
+            self._data_request = installed.requests[0].id
+        return self._data_request
 
     def request(self, request_id: str) -> dict[str, Any]:
         with self.api(ADMIN) as api:
@@ -289,11 +305,23 @@ def prepare_pending(demo: Demo, bound: dict[str, Any]) -> dict[str, str]:
     return {REQUEST: demo.pending_request()}
 
 
+def prepare_requests(demo: Demo, bound: dict[str, Any]) -> dict[str, str]:
+    """A pending request of Alice's, and her application's data access request."""
+    demo.data_access_request()
+    return prepare_pending(demo, bound)
+
+
 def check_get_request(demo: Demo, bound: dict[str, Any], ids: dict[str, str], out: str) -> None:
     shown = _fl(out)
     wanted = _selected(ids["line"])
     for each in shown:
         assert not wanted or sorted(each) == sorted(wanted), each
+    if "Data Access Request" in ids["line"]:  # the seeds' filter on the kind: the demo has one
+        assert shown, out
+        for each in shown:
+            assert each.get("RequestedAccess", "Data Access Request") == "Data Access Request"
+            assert each.get("Service", "Office365") == "Office365"
+            assert each.get("RequestorUPN", ALICE) == ALICE
     if "Identity" in bound:
         assert len(shown) == 1
         status = demo.request(bound["Identity"])["status"].capitalize()
@@ -421,7 +449,7 @@ EFFECTS: dict[str, Effect] = {
     "Set-ElevatedAccessApprovalPolicy": Effect(ADMIN, prepare_policy, check_set_policy),
     "Remove-ElevatedAccessApprovalPolicy": Effect(ADMIN, prepare_policy, check_policy_removed),
     "New-ElevatedAccessRequest": Effect(ALICE, prepare_new_request, check_new_request),
-    "Get-ElevatedAccessRequest": Effect(ALICE, prepare_pending, check_get_request),
+    "Get-ElevatedAccessRequest": Effect(ALICE, prepare_requests, check_get_request),
     "Approve-ElevatedAccessRequest": Effect(BOB, prepare_pending, _decided("approved")),
     "Deny-ElevatedAccessRequest": Effect(BOB, prepare_pending, _decided("denied")),
     "Get-ElevatedAccessAuthorization": Effect(ALICE, _nothing, check_listed),

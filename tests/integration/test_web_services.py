@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, Uuid, bindparam, text
 
 from jitpam.adapters.clock import FixedClock
+from jitpam.catalogs import shipped_catalog
 from jitpam.domain.directory import UserKind
 from jitpam.domain.errors import (
     AuthorizationNotActive,
@@ -404,6 +405,26 @@ def test_requestable_lists_what_new_request_accepts(scene: Scene) -> None:
     organizations.disable_access_control(world.ctx, caller=world.admin.caller)
     for who in (rita, carol, dora, oscar, world.admin):
         assert offered(world, who) == set()
+
+
+def test_requestable_never_offers_a_data_scope(scene: Scene) -> None:
+    """Data access is asked for an application by installing it: the new-request page offers
+    no data access policy, even to someone eligible who may install applications."""
+    world, rita = scene.world, scene.rita
+    organizations.import_catalog(
+        world.ctx, caller=world.admin.caller, text=shipped_catalog("office365"), source="o365"
+    )
+    directory.change_assignment(
+        world.ctx,
+        caller=world.admin.caller,
+        role="jitpam\\Application Installer",
+        user=rita.upn,
+        add=True,
+    )
+    mail = world.policy("Office365\\Mail.Read", type=PolicyType.DATA_ACCESS)
+    move = world.policy(MOVE)
+    assert offered(world, rita) == {move.id}
+    assert mail.id not in offered(world, rita)
 
 
 def test_requestable_follows_a_role_held_just_in_time(scene: Scene) -> None:

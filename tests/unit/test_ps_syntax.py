@@ -311,6 +311,29 @@ def test_shapes_use_m365_names() -> None:
     assert request["Signature"] == "sig"
     named = cmdlets.request_shape({"type": "task", "requested_access": "Data Access Request"})
     assert named["RequestedAccess"] == "Data Access Request"
+    assert "Context" not in request  # a data access request's only
+    data = cmdlets.request_shape(
+        {
+            "type": "data_access",
+            "requester": "dev@contoso.com",
+            "target": "Office365\\Mail.Read",
+            "service": "Office365",
+            "application": "insights@contoso.com",
+            "resources": ["group:Sales"],
+        }
+    )
+    assert (data["RequestedAccess"], data["Service"]) == ("Data Access Request", "Office365")
+    assert json.loads(data["Context"]) == {
+        "ApplicationName": "insights@contoso.com",
+        "InstallerIdentity": "dev@contoso.com",
+        "Resources": ["group:Sales"],
+    }
+    scope = cmdlets.policy_shape({"type": "data_access", "target": "Office365\\Mail.Read"})
+    assert (scope["Type"], scope["DataScope"], scope["Task"]) == (
+        "DataScope",
+        "Office365\\Mail.Read",
+        None,
+    )
     grant = cmdlets.authorization_shape(
         {
             "id": "a1",

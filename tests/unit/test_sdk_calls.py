@@ -47,6 +47,32 @@ def test_each_call_names_its_method_and_path() -> None:
     assert calls.run_task("Exchange\\New-MoveRequest", {}).unbounded
 
 
+def test_data_access_calls_send_the_documented_bodies() -> None:
+    installing = calls.install_application(
+        "Contoso Insights",
+        service="Office365",
+        scopes=("Mail.Read",),
+        resources=["group:Sales"],
+        reason="insights",
+    )
+    assert (installing.method, installing.path) == ("POST", "/api/v1/applications")
+    assert installing.json == {
+        "name": "Contoso Insights",
+        "service": "Office365",
+        "scopes": ["Mail.Read"],
+        "resources": ["group:Sales"],
+        "reason": "insights",
+    }
+    asked = calls.check(None, "app@contoso.com", service="Office365", scope="Mail.Read",
+                        resource="mailbox:ceo@contoso.com")  # fmt: skip
+    assert asked.json == {
+        "service": "Office365",
+        "scope": "Mail.Read",
+        "resource": "mailbox:ceo@contoso.com",
+        "user": "app@contoso.com",
+    }
+
+
 def test_a_change_sends_only_what_is_given() -> None:
     assert calls.set_user("u@contoso.com", enabled=False).json == {"enabled": False}
     assert calls.set_policy("p1", require_ticket=False).json == {"require_ticket": False}

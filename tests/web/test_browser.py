@@ -243,7 +243,12 @@ def test_new_request_offers_only_targets_with_a_policy(web: Browsing, api: ApiFo
         alice = web.sign_in("alice@contoso.com")
         before = offered(alice)
         policies = admin.get("/policies")["items"]
-        kinds = {"task": "Task", "role": "Role", "role_group": "RoleGroup"}
+        kinds = {
+            "task": "Task",
+            "role": "Role",
+            "role_group": "RoleGroup",
+            "data_access": "Data Access Request",
+        }
         with_policy = {
             f"{p['target']} ({kinds[p['type']]}, {p['approval_type']})" for p in policies
         }
@@ -253,6 +258,8 @@ def test_new_request_offers_only_targets_with_a_policy(web: Browsing, api: ApiFo
         assert "Exchange\\Mailbox Search (Role, auto)" in before
         assert not any(held_without_policy in o for o in before)
         assert not any(not_held in o for o in before)
+        # Alice installs applications, yet a data scope is asked by installing, not here.
+        assert not any("Office365" in o for o in before)
 
         added = manual_policy(api, held_without_policy)
         label = f"{held_without_policy} (Task, manual)"

@@ -17,6 +17,7 @@ from jitpam.api.middleware import BodyLimit, Measure
 from jitpam.api.openapi import DocumentedAPI
 from jitpam.api.routes import (
     access,
+    applications,
     audit,
     auth,
     directory,
@@ -68,6 +69,7 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         auth.router,
         directory.router,
         access.router,
+        applications.router,
         lockbox.router,
         audit.router,
         notifications.router,

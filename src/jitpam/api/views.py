@@ -94,6 +94,9 @@ def request(v: RequestView) -> dict[str, Any]:
         "requester": r.requester_upn,
         "type": r.type.value,
         "target": str(r.target),
+        "service": r.target.scope,
+        "application": r.subject_upn,
+        "resources": list(r.resources),
         "reason": r.reason,
         "duration_hours": r.duration_hours,
         "approvals_required": r.approvals_required,
@@ -157,7 +160,7 @@ def authorization(v: RequestView) -> dict[str, Any]:
     return {
         "id": str(auth.id),
         "request_id": str(v.request.id),
-        "user": v.request.requester_upn,
+        "user": v.request.grantee_upn,  # a data access request's application
         "type": auth.type.value,
         "target": str(auth.target),
         "status": v.status.value,

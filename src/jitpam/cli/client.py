@@ -23,6 +23,16 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and 
 Server = Annotated[str | None, typer.Option("--server", help="Server URL (default: $JITPAM_URL).")]
 
 REQUEST_COLUMNS = ["id", "status", "requester", "type", "target", "duration_hours", "created_at"]
+DATA_REQUEST_COLUMNS = [
+    "id",
+    "status",
+    "requester",
+    "application",
+    "target",
+    "resources",
+    "duration_hours",
+    "created_at",
+]
 POLICY_COLUMNS = ["id", "type", "target", "approval_type", "approver_group", "approvals_required"]
 AUTH_COLUMNS = ["id", "request_id", "user", "type", "target", "status", "valid_until", "revoked_at"]
 LOCKBOX_COLUMNS = [
@@ -38,7 +48,7 @@ LOCKBOX_COLUMNS = [
 
 
 KINDS = ("person", "service", "application", "guest")
-POLICY_TYPES = ("task", "role", "role-group")
+POLICY_TYPES = ("task", "role", "role-group", "data-access")
 APPROVAL_TYPES = ("manual", "auto")
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "revoked", "completed")
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -401,11 +411,23 @@ policy_app = typer.Typer(help="Approval policies.", no_args_is_help=True)
 TaskOpt = Annotated[str | None, typer.Option("--task")]
 RoleOpt = Annotated[str | None, typer.Option("--role")]
 RoleGroupOpt = Annotated[str | None, typer.Option("--role-group")]
+DataScopeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-scope",
+        help="A data scope, Service\\Scope (Office365\\Mail.Read): a data access "
+        "policy, for the requests applications file when installed.",
+    ),
+]
 
 
-def _target(task: str | None, role: str | None, role_group: str | None) -> tuple[str, str]:
-    kind, target = _one_of(task=task, role=role, role_group=role_group)
-    return kind, target
+def _target(
+    task: str | None, role: str | None, role_group: str | None, data_scope: str | None = None
+) -> tuple[str, str]:
+    if data_scope is None:
+        return _one_of(task=task, role=role, role_group=role_group)
+    kind, target = _one_of(task=task, role=role, role_group=role_group, data_scope=data_scope)
+    return ("data_access" if kind == "data_scope" else kind), target
 
 
 def _eligible(server: str | None, names: list[str]) -> tuple[list[str], list[str]]:
@@ -421,9 +443,11 @@ def policy_new(
     task: TaskOpt = None,
     role: RoleOpt = None,
     role_group: RoleGroupOpt = None,
+    data_scope: DataScopeOpt = None,
     approver_group: Annotated[str | None, typer.Option()] = None,
     eligible: Annotated[
-        list[str] | None, typer.Option(help="Eligible UPN or group (repeatable).")
+        list[str] | None,
+        typer.Option(help="Eligible UPN or group (repeatable; a data scope's: its installers)."),
     ] = None,
     approvals_required: Annotated[int, typer.Option(min=1, max=10)] = 1,
     max_duration_hours: Annotated[int | None, typer.Option(min=1)] = None,
@@ -431,8 +455,9 @@ def policy_new(
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    """New-ElevatedAccessApprovalPolicy."""
-    kind, target = _target(task, role, role_group)
+    """New-ElevatedAccessApprovalPolicy: for one of --task, --role, --role-group or
+    --data-scope."""
+    kind, target = _target(task, role, role_group, data_scope)
     users, groups = _eligible(server, eligible or [])
     with client(server) as api:
         made = api.new_policy(
@@ -453,7 +478,9 @@ def policy_new(
 def policy_list(
     type: Annotated[
         str | None,
-        typer.Option("--type", help="task, role or role-group", callback=_choice(*POLICY_TYPES)),
+        typer.Option(
+            "--type", help="task, role, role-group or data-access", callback=_choice(*POLICY_TYPES)
+        ),
     ] = None,
     approval_type: Annotated[
         str | None, typer.Option(help="manual or auto", callback=_choice(*APPROVAL_TYPES))
@@ -580,8 +607,8 @@ def request_list(
             status=status, mine=mine, requester=requester, target=target, access=kind, limit=limit
         ),
     )
-    lockbox = kind == "customer_lockbox"
-    show(rows, as_json, columns=LOCKBOX_COLUMNS if lockbox else REQUEST_COLUMNS)
+    columns = {"customer_lockbox": LOCKBOX_COLUMNS, "data_access": DATA_REQUEST_COLUMNS}
+    show(rows, as_json, columns=columns.get(kind or "", REQUEST_COLUMNS))
 
 
 @request_app.command("show")
@@ -610,6 +637,8 @@ def _decide(
         else:
             decided = api.cancel(request_id)
     fields = ["id", "status", "requester", "target", "approved_at", "valid_until"]
+    if decided.application is not None:  # a data access request: the grant is the application's
+        fields.insert(3, "application")
     show(decided.raw, as_json, fields=fields)
 
 
@@ -949,6 +978,52 @@ def config_set(
             lockbox_max_hours=lockbox_max_hours,
         )
     show(changed.raw, as_json)
+
+
+# ---------------------------------------------------------------- applications
+application_app = typer.Typer(
+    help="Applications: installing one files its data access requests.", no_args_is_help=True
+)
+
+
+@application_app.command("install")
+def application_install(
+    name: Annotated[str, typer.Argument(help="The application's name, or its account's UPN.")],
+    service: Annotated[str, typer.Option(help="The service of the data scopes: Office365.")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="A data scope of the service (repeatable).")
+    ],
+    data: Annotated[
+        list[str],
+        typer.Option(
+            "--data",
+            help="The data covered, kind:name: group:Sales, mailbox:ceo@contoso.com, user:…, "
+            "site:… (repeatable).",
+        ),
+    ],
+    reason: Annotated[str, typer.Option()],
+    hours: Annotated[int | None, typer.Option("--hours", min=1, help="How long.")] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Install-Application (jitpam\\Application Installer): register the application's account
+    and file a data access request per scope, in your name; approvers decide them as any
+    request."""
+    name = _named(name, "application's name")
+    with client(server) as api:
+        installed = api.install_application(
+            name,
+            service=service,
+            scopes=scope,
+            resources=data,
+            reason=reason,
+            duration_hours=hours,
+        )
+    if as_json:
+        output.emit_json(installed.raw)
+        return
+    typer.echo(f"application  {installed.application.upn}")
+    output.table([r.raw for r in installed.requests], ["id", "status", "target", "valid_until"])
 
 
 # ---------------------------------------------------------------- Customer Lockbox

@@ -38,6 +38,7 @@ for name, sub in (
     ("task", cmd.task_app),
     ("config", cmd.config_app),
     ("lockbox", cmd.lockbox_app),
+    ("app", cmd.application_app),
 ):
     app.add_typer(sub, name=name)
 
@@ -108,7 +109,18 @@ def check(
         typer.Option(help="Customer Lockbox: the customer organization (with --service)."),
     ] = None,
     service: Annotated[
-        str | None, typer.Option(help="Customer Lockbox: the customer's service (Exchange, ...).")
+        str | None,
+        typer.Option(
+            help="Customer Lockbox: the customer's service (Exchange, ...); data access: the "
+            "data scope's service (Office365)."
+        ),
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option(help="Data access: the data scope (Mail.Read), with --resource.")
+    ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option(help="Data access: the data, kind:name (mailbox:ceo@contoso.com)."),
     ] = None,
     user: Annotated[
         str | None, typer.Option(help="Ask about another user (jitpam\\Access Checker).")
@@ -116,16 +128,27 @@ def check(
     server: Server = None,
     as_json: Json = False,
 ) -> None:
-    """May this user run this task now (--task), or reach this service of this customer's data
-    (--organization and --service: Customer Lockbox)? Exit 0 when allowed, 3 when denied."""
-    lockbox = organization is not None or service is not None
-    if (task is not None and lockbox) or (
-        task is None and (organization is None or service is None)
+    """May this user run this task now (--task), reach this service of this customer's data
+    (--organization and --service: Customer Lockbox), or may this application use this data
+    scope on this resource (--service, --scope and --resource)? Exit 0 when allowed, 3 when
+    denied."""
+    data = scope is not None or resource is not None
+    kinds = (task is not None) + (organization is not None) + data
+    # One kind of check; a service with every kind but a task's; a scope with a resource.
+    if (
+        kinds != 1
+        or (service is None) != (task is not None)
+        or (data and (scope is None or resource is None))
     ):
-        output.fail("give --task, or --organization and --service together", output.USAGE)
+        output.fail(
+            "give --task; or --organization and --service; or --service, --scope and --resource",
+            output.USAGE,
+        )
     with session.client(server) as api:
         if task is not None:
             decision = api.check(task, user)
+        elif data:
+            decision = api.check_data(user, str(service), str(scope), str(resource))
         else:
             decision = api.check_customer_data(user, str(organization), str(service))
     if decision.reason == UNREACHABLE:  # the SDK's denial for no answer: not the server's
@@ -135,7 +158,7 @@ def check(
     else:
         verdict = "allowed" if decision.allowed else "denied"
         granted = decision.authorization_id
-        what = "authorization" if task is not None else "lockbox request"
+        what = "lockbox request" if organization is not None else "authorization"
         suffix = f" ({what} {granted})" if granted else ""
         typer.echo(f"{verdict}: {decision.reason}{suffix}")
     if not decision.allowed:

@@ -29,6 +29,7 @@ from jitpam.sdk.models import (
     Checkpoint,
     Decision,
     Group,
+    InstalledApplication,
     IssuedToken,
     LockboxRequest,
     OutboxMessage,
@@ -388,7 +389,8 @@ def policies(
     limit: int | None = None,
     page_size: int | None = None,
 ) -> Listing[Policy]:
-    """Approval policies by type and target; ``type`` is task, role or role_group."""
+    """Approval policies by type and target; ``type`` is task, role, role_group or
+    data_access."""
     params = {"type": type, "approval_type": approval_type, "limit": page_size}
     return Listing(item=Policy.from_json, params=params, limit=limit)
 
@@ -406,7 +408,8 @@ def new_policy(
     max_duration_hours: int | None = None,
     require_ticket: bool = False,
 ) -> Call[Policy]:
-    """New-ElevatedAccessApprovalPolicy."""
+    """New-ElevatedAccessApprovalPolicy; ``type`` task, role, role_group, or data_access for a
+    data scope (``Office365\\Mail.Read``)."""
     body = {
         "type": type,
         "target": target,
@@ -566,13 +569,19 @@ def check(
     *,
     organization: str | None = None,
     service: str | None = None,
+    scope: str | None = None,
+    resource: str | None = None,
 ) -> Call[Decision]:
     """May ``user`` (default: the caller) run ``task`` now? Or, with ``organization`` and
     ``service`` instead of a task (Customer Lockbox), may the operator's engineer ``user`` reach
     this service of this customer's data now (``authorization_id``: the lockbox request that
-    allows it)? Audited."""
+    allows it)? Or, with ``service``, ``scope`` and ``resource`` (a data access check), may the
+    application ``user`` use the data scope on the resource now? Audited."""
     if task is not None:
         return Call(parse=Decision.from_json, json={"task": task, "user": user})
+    if scope is not None or resource is not None:
+        body = {"service": service, "scope": scope, "resource": resource, "user": user}
+        return Call(parse=Decision.from_json, json=body)
     body = {"organization": organization, "service": service, "user": user}
     return Call(parse=Decision.from_json, json=body)
 
@@ -586,6 +595,32 @@ def check_batch(checks: list[tuple[str, str | None]]) -> Call[list[Decision]]:
     """Up to 1,000 (task, user) checks at one instant; the answers in the same order."""
     body = {"checks": [{"task": task, "user": user} for task, user in checks]}
     return Call(parse=_decisions, json=body)
+
+
+# ---------------------------------------------------------------- applications
+@endpoint("POST", "/applications")
+def install_application(
+    name: str,
+    *,
+    service: str,
+    scopes: Iterable[str],
+    resources: Iterable[str],
+    reason: str,
+    duration_hours: int | None = None,
+) -> Call[InstalledApplication]:
+    """Install-Application (jitpam\\Application Installer): register the application ``name``
+    (its account is made in the installer's domain, or takes ``name`` when it is a UPN) and file
+    a data access request for each of ``service``'s ``scopes`` (Mail.Read) on ``resources``
+    (group:Sales, mailbox:ceo@contoso.com), in the installer's name. All or nothing."""
+    body = {
+        "name": name,
+        "service": service,
+        "scopes": list(scopes),
+        "resources": list(resources),
+        "reason": reason,
+        **_given(duration_hours=duration_hours),
+    }
+    return Call(parse=InstalledApplication.from_json, json=body)
 
 
 # ---------------------------------------------------------------- Customer Lockbox

@@ -263,6 +263,7 @@ class _Operations:
     verify_request = _Sent(calls.verify_request)
     authorizations = _Listed(calls.authorizations)
     revoke = _Sent(calls.revoke)
+    install_application = _Sent(calls.install_application)
     file_lockbox_request = _Sent(calls.file_lockbox_request)
     lockbox_requests = _Listed(calls.lockbox_requests)
     lockbox_request = _Sent(calls.lockbox_request)
@@ -395,14 +396,32 @@ class Client(_Operations):
         *,
         organization: str | None = None,
         service: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
     ) -> Decision:
         """May ``user`` (default: the caller) run ``task`` now (or, with ``organization`` and
-        ``service``, reach that customer's data: ``check_customer_data``)? No answer is a
-        denial."""
+        ``service``, reach that customer's data: ``check_customer_data``; with ``service``,
+        ``scope`` and ``resource``, may the application use that data: ``check_data``)? No
+        answer is a denial."""
         try:
-            return self.send(calls.check(task, user, organization=organization, service=service))
+            return self.send(
+                calls.check(
+                    task,
+                    user,
+                    organization=organization,
+                    service=service,
+                    scope=scope,
+                    resource=resource,
+                )
+            )
         except Unreachable as exc:
             return _denied(self.url, exc)
+
+    def check_data(self, user: str | None, service: str, scope: str, resource: str) -> Decision:
+        """Data access: may the application ``user`` (None: the caller) use ``service``'s data
+        ``scope`` on ``resource`` (mailbox:ceo@contoso.com) now? ``authorization_id`` is the
+        grant that allows it. No answer is a denial."""
+        return self.check(None, user, service=service, scope=scope, resource=resource)
 
     def check_customer_data(self, user: str | None, organization: str, service: str) -> Decision:
         """Customer Lockbox: may the operator's engineer ``user`` (None: the caller) reach
@@ -537,16 +556,33 @@ class AsyncClient(_Operations):
         *,
         organization: str | None = None,
         service: str | None = None,
+        scope: str | None = None,
+        resource: str | None = None,
     ) -> Decision:
         """May ``user`` (default: the caller) run ``task`` now (or, with ``organization`` and
-        ``service``, reach that customer's data: ``check_customer_data``)? No answer is a
-        denial."""
+        ``service``, reach that customer's data: ``check_customer_data``; with ``service``,
+        ``scope`` and ``resource``, may the application use that data: ``check_data``)? No
+        answer is a denial."""
         try:
             return await self.send(
-                calls.check(task, user, organization=organization, service=service)
+                calls.check(
+                    task,
+                    user,
+                    organization=organization,
+                    service=service,
+                    scope=scope,
+                    resource=resource,
+                )
             )
         except Unreachable as exc:
             return _denied(self.url, exc)
+
+    async def check_data(
+        self, user: str | None, service: str, scope: str, resource: str
+    ) -> Decision:
+        """Data access: may the application ``user`` (None: the caller) use ``service``'s data
+        ``scope`` on ``resource`` now? No answer is a denial."""
+        return await self.check(None, user, service=service, scope=scope, resource=resource)
 
     async def check_customer_data(
         self, user: str | None, organization: str, service: str

@@ -144,7 +144,12 @@ class AccessRequest(_Model):
     approvals_required: int
     created_at: str
     pending_until: str
-    requested_access: str = ""  # Task, Role or RoleGroup
+    requested_access: str = ""  # Task, Role, RoleGroup or Data Access Request
+    service: str = ""  # the target's scope: Exchange, Office365
+    # A data access request's application (who receives the grant; ``requester`` is its
+    # installer) and the data it covers (group:Sales, mailbox:ceo@contoso.com).
+    application: str | None = None
+    resources: tuple[str, ...] = ()
     authorization_id: str | None = None
     valid_until: str | None = None
     reviews: tuple[Review, ...] = ()
@@ -258,6 +263,16 @@ class User(_Model):
     email: str | None
     kind: str  # person, service, application or guest
     enabled: bool = field(metadata=_absent(_REQUIRED))
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class InstalledApplication(_Model):
+    """Install-Application's answer: the application's new account and its data access
+    requests, one per scope (an Auto policy's already approved)."""
+
+    application: User
+    requests: tuple[AccessRequest, ...]
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -742,7 +742,9 @@ def requestable(
             candidates = [
                 p
                 for p in page.items
-                if p.is_eligible(user.id, groups)
+                # Data access is asked for an application, by installing it (not for oneself).
+                if p.type is not PolicyType.DATA_ACCESS
+                and p.is_eligible(user.id, groups)
                 and p.can_be_met(control.ticket_pattern)
                 and (p.type, str(p.target)) not in asked  # asked already: pending or granted
             ]

@@ -79,6 +79,9 @@ STATUSES = [s.value for s in RequestStatus]
 # The View list offers the statuses, then the lockbox requests (as the seeds' admin center does).
 LOCKBOX_VIEW = "customer_lockbox"
 KINDS = {t.value: t.label for t in PolicyType}
+# What a person asks for on the new-request page: data access is asked by installing an
+# application (jitpam app install, POST /api/v1/applications), not for oneself.
+REQUEST_KINDS = {k: label for k, label in KINDS.items() if k != PolicyType.DATA_ACCESS.value}
 
 
 def _take_flash(request: Request) -> tuple[str, bool] | None:
@@ -385,7 +388,7 @@ async def new_request_page(request: Request) -> HTMLResponse:
             "new_request.html",
             user,
             more=more,
-            kinds=KINDS,
+            kinds=REQUEST_KINDS,
             targets=[
                 {
                     "value": f"{p.type.value}|{p.target}",
@@ -408,7 +411,7 @@ async def new_request(request: Request) -> RedirectResponse:
         if kind == "other":  # not among those listed: typed
             kind, target = text(values, "other_type"), text(values, "other_target")
         try:
-            if kind not in KINDS or not target:
+            if kind not in REQUEST_KINDS or not target:
                 raise InvalidInput("choose what to request")
             hours = whole_number(values, "hours", "duration")
             ask = partial(

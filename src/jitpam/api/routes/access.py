@@ -14,12 +14,14 @@ from jitpam.api.inputs import Body
 from jitpam.domain.errors import InvalidInput
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import access, lockbox, organizations, policies, requests
+from jitpam.services import access, applications, lockbox, organizations, policies, requests
 from jitpam.services.context import KEEP, Caller, ServiceContext
 
 router = APIRouter(tags=["access"])
 
 TypeParam = Literal["task", "role", "role_group"]
+# What a policy covers: a request's kinds, and a data scope (``Office365\\Mail.Read``).
+PolicyTypeParam = Literal["task", "role", "role_group", "data_access"]
 # The kinds of request (RequestedAccess): an access request's type, a data access request, a
 # Customer Lockbox request.
 AccessParam = Literal["task", "role", "role_group", "data_access", "customer_lockbox"]
@@ -41,7 +43,7 @@ class OrgConfig(Body):
 
 
 class NewPolicy(Body):
-    type: TypeParam
+    type: PolicyTypeParam
     target: str = Field(max_length=260)
     approval_type: ApprovalType
     approver_group: str | None = Field(default=None, max_length=256)
@@ -81,21 +83,31 @@ class CheckBody(Body):
 
 
 class OneCheck(Body):
-    """A task check (``task``), or a Customer Lockbox check (``organization`` and ``service``
-    together: may the operator's engineer reach this service of this customer's data now?)."""
+    """A task check (``task``); a Customer Lockbox check (``organization`` and ``service``
+    together: may the operator's engineer reach this service of this customer's data now?); or a
+    data access check (``service``, ``scope`` and ``resource`` together: may the application
+    use this data scope on this resource now?)."""
 
     user: str | None = Field(default=None, max_length=256)
     task: str | None = Field(default=None, max_length=260)
     organization: str | None = Field(default=None, max_length=256)
     service: str | None = Field(default=None, max_length=260)
+    scope: str | None = Field(default=None, max_length=128)
+    resource: str | None = Field(default=None, max_length=300)
 
     @model_validator(mode="after")
     def _one_kind(self) -> OneCheck:
-        lockbox = self.organization is not None or self.service is not None
-        if self.task is not None and lockbox:
-            raise ValueError("give a task, or an organization and a service, not both")
-        if self.task is None and (self.organization is None or self.service is None):
-            raise ValueError("give a task, or an organization and a service together")
+        task, lockbox = self.task is not None, self.organization is not None
+        data = self.scope is not None or self.resource is not None
+        if sum((task, lockbox, data)) != 1 or (task and self.service is not None):
+            raise ValueError(
+                "give a task; or an organization and a service; or a service, a scope and a "
+                "resource: one kind of check"
+            )
+        if lockbox and self.service is None:
+            raise ValueError("a Customer Lockbox check takes an organization and a service")
+        if data and (self.service is None or self.scope is None or self.resource is None):
+            raise ValueError("a data access check takes a service, a scope and a resource")
         return self
 
 
@@ -157,7 +169,7 @@ async def set_config(body: OrgConfig, calls: AsCaller) -> dict[str, Any]:
 @router.get("/policies", summary="Get-ElevatedAccessApprovalPolicy, by type and target")
 async def list_policies(
     calls: AsCaller,
-    type: TypeParam | None = None,
+    type: PolicyTypeParam | None = None,
     approval_type: ApprovalType | None = None,
     cursor: str | None = Query(default=None, max_length=2000),
     limit: int = Query(default=100, ge=1, le=500),
@@ -239,11 +251,11 @@ async def remove_policy(policy_id: UUID, calls: AsCaller) -> dict[str, Any]:
 
 
 def _kinds(access: AccessParam | None) -> list[PolicyType] | None:
-    """The access requests' types an ``access`` filter keeps (none for a data access request:
-    jitpam files none yet)."""
+    """The access requests' types an ``access`` filter keeps (data_access: the data access
+    requests filed when applications are installed)."""
     if access is None:
         return None
-    return [] if access == "data_access" else [PolicyType(access)]
+    return [PolicyType(access)]
 
 
 @router.get(
@@ -383,12 +395,26 @@ async def revoke(authorization_id: UUID, body: Comment, calls: AsCaller) -> dict
 
 @router.post(
     "/check",
-    summary="May this user run this task now, or reach this service of this customer's data "
-    "(organization and service: Customer Lockbox)? (audited)",
+    summary="May this user run this task now, reach this service of this customer's data "
+    "(organization and service: Customer Lockbox), or may this application use this data scope "
+    "on this resource (service, scope and resource)? (audited)",
 )
 async def check(body: OneCheck, calls: AsCaller, response: Response) -> dict[str, Any]:
     if body.task is not None:
         (decision,) = await calls.check([(body.user, body.task)])
+    elif body.scope is not None:
+        service, scope, resource = str(body.service), body.scope, str(body.resource)
+        decision = await calls.run(
+            lambda ctx, caller: applications.check_data_access(
+                ctx,
+                caller=caller,
+                service=service,
+                scope=scope,
+                resource=resource,
+                user=body.user,
+            ),
+            writes=True,
+        )
     else:
         organization, service = str(body.organization), str(body.service)
         decision = await calls.run(

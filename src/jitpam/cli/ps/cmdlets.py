@@ -7,6 +7,7 @@ SDK client it is given.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,16 @@ from jitpam.sdk import Client
 Doc = dict[str, Any]
 Bound = dict[str, Any]
 
-TYPE_LABELS = {"task": "Task", "role": "Role", "role_group": "RoleGroup"}
+TYPE_LABELS = {
+    "task": "Task",
+    "role": "Role",
+    "role_group": "RoleGroup",
+    "data_access": "Data Access Request",
+}
 TARGETS = ("Task", "Role", "RoleGroup")
+# What a policy may cover: a request's targets, and a data scope ('Office365\Mail.Read').
+POLICY_TARGETS = (*TARGETS, "DataScope")
+_KINDS = {"Task": "task", "Role": "role", "RoleGroup": "role_group", "DataScope": "data_access"}
 
 
 def _label(value: str | None) -> str | None:
@@ -44,16 +53,30 @@ def _signature(doc: Doc) -> str | None:
 
 # ---------------------------------------------------------------- M365 shapes
 def request_shape(doc: Doc) -> Doc:
-    """A request as Get-ElevatedAccessRequest prints it."""
+    """A request as Get-ElevatedAccessRequest prints it. A data access request also has
+    ``Context``, as M365 shows it: JSON naming the application, its installer (the requester of
+    record) and the data it covers."""
     kind = str(doc.get("type", ""))
     target = str(doc.get("target", ""))
+    context: Doc = {}
+    if kind == "data_access":
+        context = {
+            "Context": json.dumps(
+                {
+                    "ApplicationName": doc.get("application"),
+                    "InstallerIdentity": doc.get("requester"),
+                    "Resources": list(doc.get("resources") or []),
+                }
+            )
+        }
     return {
         "Identity": doc.get("id"),
         "RequestStatus": _label(doc.get("status")),
         "RequestorUPN": doc.get("requester"),
         "RequestedAccess": doc.get("requested_access") or TYPE_LABELS.get(kind, kind),
-        "Service": _service(target),
+        "Service": doc.get("service") or _service(target),
         "Target": target,
+        **context,
         "Reason": doc.get("reason"),
         "DurationHours": doc.get("duration_hours"),
         "ApprovalsRequired": doc.get("approvals_required"),
@@ -77,15 +100,18 @@ def request_shape(doc: Doc) -> Doc:
 
 
 def policy_shape(doc: Doc) -> Doc:
-    """A policy as Get-ElevatedAccessApprovalPolicy prints it."""
-    kind = TYPE_LABELS.get(str(doc.get("type")), str(doc.get("type")))
+    """A policy as Get-ElevatedAccessApprovalPolicy prints it (a data scope's: Type DataScope,
+    and its DataScope)."""
+    kind = next((k for k, v in _KINDS.items() if v == doc.get("type")), str(doc.get("type")))
     target = doc.get("target")
+    scope = {"DataScope": target} if kind == "DataScope" else {}
     return {
         "Identity": doc.get("id"),
         "Type": kind,
         "Task": target if kind == "Task" else None,
         "Role": target if kind == "Role" else None,
         "RoleGroup": target if kind == "RoleGroup" else None,
+        **scope,
         "ApprovalType": _label(doc.get("approval_type")),
         "ApproverGroup": doc.get("approver_group"),
         "Eligible": list(doc.get("eligible") or []),
@@ -173,9 +199,9 @@ def lockbox_shape(doc: Doc) -> Doc:
 
 # ---------------------------------------------------------------- the calls
 def _target(bound: Bound) -> tuple[str, str]:
-    given = [(name, bound[name]) for name in TARGETS if bound.get(name) is not None]
+    given = [(name, bound[name]) for name in POLICY_TARGETS if bound.get(name) is not None]
     name, target = given[0]
-    return {"Task": "task", "Role": "role", "RoleGroup": "role_group"}[name], str(target)
+    return _KINDS[name], str(target)
 
 
 def _eligible(bound: Bound) -> tuple[list[str] | None, list[str] | None]:
@@ -320,6 +346,7 @@ class Cmdlet:
 
 
 _TARGET_PARAMS = tuple(Param(n, help="'Scope\\Name'") for n in TARGETS)
+_DATA_SCOPE = Param("DataScope", help="'Service\\Scope', e.g. 'Office365\\Mail.Read'")
 _APPROVAL = Param("ApprovalType", "choice", choices=("Manual", "Auto"))
 _REQUIRED_APPROVAL = Param("ApprovalType", "choice", True, choices=_APPROVAL.choices)
 _POLICY_OPTIONS = (
@@ -351,10 +378,10 @@ CMDLETS: tuple[Cmdlet, ...] = (
     ),
     Cmdlet(
         "New-ElevatedAccessApprovalPolicy",
-        (*_TARGET_PARAMS, _REQUIRED_APPROVAL, *_POLICY_OPTIONS),
+        (*_TARGET_PARAMS, _DATA_SCOPE, _REQUIRED_APPROVAL, *_POLICY_OPTIONS),
         _new_policy,
         policy_shape,
-        one_of=TARGETS,
+        one_of=POLICY_TARGETS,
     ),
     Cmdlet(
         "Get-ElevatedAccessApprovalPolicy",
