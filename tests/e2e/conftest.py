@@ -162,6 +162,38 @@ def token_for(server: Server, upn: str) -> str:
     return str(response.json()["token"])
 
 
+def call(server: Server, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One API call as ``token``'s user (``path`` after /api/v1)."""
+    return httpx.request(
+        method,
+        f"{server.url}/api/v1{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        **kwargs,
+    )
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem+json body of a refusal with ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    doc: dict[str, Any] = response.json()
+    assert doc["status"] == status
+    return doc
+
+
+def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A README command line as a user types it (bash, the given environment)."""
+    return subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
 def on_the_server(db: str, *args: str) -> Any:
     """A server command (it opens the database itself), its JSON answer."""
     done = subprocess.run(

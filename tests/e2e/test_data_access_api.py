@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,34 +19,23 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import DEMO_PASSWORD, FAST, JITPAM, Cli, Server, start_server, token_for
+from tests.e2e.conftest import (
+    DEMO_PASSWORD,
+    FAST,
+    JITPAM,
+    Cli,
+    Server,
+    call,
+    ok,
+    problem,
+    shell,
+    start_server,
+    token_for,
+)
 
 ADMIN, ALICE, BOB = "admin@contoso.com", "alice@contoso.com", "bob@contoso.com"
 APP = "contoso-insights@contoso.com"
 REASON = "Insights reads the helpdesk's mail"
-
-
-def call(server: Server, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{server.url}/api/v1{path}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-        **kwargs,
-    )
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    doc: dict[str, Any] = response.json()
-    assert doc["status"] == status
-    return doc
 
 
 def check(server: Server, token: str, resource: str, scope: str = "Mail.Read") -> dict[str, Any]:
@@ -291,14 +279,7 @@ def test_the_readme_data_access_commands_run_as_written(tmp_path: Path) -> None:
         for command, expected in zip(commands, README_EXPECTED, strict=True):
             if request_id is not None:
                 command = command.replace("REQUEST_ID", request_id)
-            done = subprocess.run(
-                ["bash", "-c", command],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-                check=False,
-            )
+            done = shell(command, env)
             assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
             if command.startswith("jitpam app install "):
                 assert re.search(r"^application\s+\S+@contoso\.com$", done.stdout, flags=re.M)

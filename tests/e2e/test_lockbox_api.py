@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from tests.e2e.conftest import (
     DEMO_PASSWORD,
@@ -27,7 +24,11 @@ from tests.e2e.conftest import (
     JITPAM,
     Cli,
     Server,
+    call,
+    ok,
     on_the_server,
+    problem,
+    shell,
     start_server,
     token_for,
 )
@@ -36,29 +37,6 @@ CUSTOMER, OPERATOR = "contoso", "fabrikam"
 ADMIN, ALICE, OPERATOR_ADMIN = "admin@contoso.com", "alice@contoso.com", "admin@fabrikam.com"
 ENGINEER = "engineer@fabrikam.com"
 REASON = "Mailbox database repair for the customer's support case"
-
-
-def call(server: Server, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{server.url}/api/v1{path}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-        **kwargs,
-    )
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    doc: dict[str, Any] = response.json()
-    assert doc["status"] == status
-    return doc
 
 
 def check(server: Server, token: str) -> dict[str, Any]:
@@ -321,14 +299,7 @@ def test_the_readme_lockbox_commands_run_as_written(tmp_path: Path) -> None:
         for command, expected in zip(commands, README_EXPECTED, strict=True):
             if lockbox_id is not None:
                 command = command.replace("LOCKBOX_ID", lockbox_id)
-            done = subprocess.run(
-                ["bash", "-c", command],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-                check=False,
-            )
+            done = shell(command, env)
             assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
             if command.startswith("jitpam lockbox request "):
                 found = re.search(r"^id\s+(\S+)", done.stdout, flags=re.M)

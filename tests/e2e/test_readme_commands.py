@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import FAST, JITPAM, Server
+from tests.e2e.conftest import (
+    FAST,
+    JITPAM,
+    Server,
+    shell,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # The exit code each command of the walk-through is documented to end with, in order.
@@ -42,14 +46,7 @@ def test_the_readme_commands_run_as_written(demo_server: Server, tmp_path: Path)
     for command, expected in zip(commands, EXPECTED, strict=True):
         for name, value in ids.items():
             command = command.replace(name, value)
-        done = subprocess.run(
-            ["bash", "-c", command],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        done = shell(command, env)
         assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
         for kind, name in (("--task", "REQUEST_ID"), ("--role", "AUTHORIZATION_ID")):
             if f"request new {kind}" in command:
