@@ -438,23 +438,17 @@ def set_request(
                 max_hours=cap,
             )
             how = grant_details(allowed)
-        uow.lockbox.save(request)
-        uow.record_all(
-            _both_chains(
-                uow,
-                request,
-                operation=op,
-                actor=Actor.of(user),
-                actor_side=user.org_id,
-                at=at,
-                details={"ApprovalDecision": chosen, "comment": request.decision_comment},
-                own=how,
-            )
+        return _changed(
+            ctx,
+            uow,
+            request,
+            operation=op,
+            user=user,
+            at=at,
+            details={"ApprovalDecision": chosen, "comment": request.decision_comment},
+            own=how,
+            event=_DECIDED[chosen],
         )
-        queue_lockbox_event(ctx, uow, event=_DECIDED[chosen], request=request, at=at)
-        view = _view(uow, request, user, at)
-        uow.commit()
-        return view
 
 
 def revoke_request(
@@ -475,23 +469,50 @@ def revoke_request(
                 raise NotPermitted("only the customer, or the engineer who filed it, revokes")
             how = {}
         request.revoke(by=user.id, comment=comment, at=at)
-        uow.lockbox.save(request)
-        uow.record_all(
-            _both_chains(
-                uow,
-                request,
-                operation=op,
-                actor=Actor.of(user),
-                actor_side=user.org_id,
-                at=at,
-                details={"comment": request.revocation_comment},
-                own=how,
-            )
+        return _changed(
+            ctx,
+            uow,
+            request,
+            operation=op,
+            user=user,
+            at=at,
+            details={"comment": request.revocation_comment},
+            own=how,
+            event=EventType.LOCKBOX_REVOKED,
         )
-        queue_lockbox_event(ctx, uow, event=EventType.LOCKBOX_REVOKED, request=request, at=at)
-        view = _view(uow, request, user, at)
-        uow.commit()
-        return view
+
+
+def _changed(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    request: LockboxRequest,
+    *,
+    operation: AuditOperation,
+    user: User,
+    at: datetime,
+    details: Mapping[str, Any],
+    own: Mapping[str, Any],
+    event: EventType,
+) -> LockboxView:
+    """Save a step ``user`` took on the request, record it in both chains, queue its notices and
+    commit; the request as ``user`` sees it now."""
+    uow.lockbox.save(request)
+    uow.record_all(
+        _both_chains(
+            uow,
+            request,
+            operation=operation,
+            actor=Actor.of(user),
+            actor_side=user.org_id,
+            at=at,
+            details=details,
+            own=own,
+        )
+    )
+    queue_lockbox_event(ctx, uow, event=event, request=request, at=at)
+    view = _view(uow, request, user, at)
+    uow.commit()
+    return view
 
 
 # --- seeing requests ------------------------------------------------------------------------------
