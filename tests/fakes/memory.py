@@ -32,7 +32,7 @@ from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, 
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
-from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User
+from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User, UserKind
 from jitpam.domain.errors import (
     AlreadyVoted,
     AuditUnavailable,
@@ -45,6 +45,7 @@ from jitpam.domain.names import SEPARATOR, QualifiedName
 from jitpam.domain.notifications import Channel, DeliveryState, OutboxMessage, WebhookEndpoint
 from jitpam.domain.policy import ApprovalType, Policy, PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
+from jitpam.domain.scim import Filter
 from jitpam.domain.separation import Stewardship
 from jitpam.domain.text import unstorable
 from jitpam.domain.timeutil import canonical_json, iso
@@ -68,6 +69,7 @@ from jitpam.services.ports import (
     RequestRepository,
     Reviewer,
     RoleMember,
+    Stamped,
     UnitOfWorkFactory,
     UserRepository,
     WebhookRepository,
@@ -170,6 +172,7 @@ class _Tables:
     oidc: dict[tuple[str, str], UUID] = field(default_factory=dict)
     outbox: dict[UUID, tuple[OutboxMessage, datetime | None]] = field(default_factory=dict)
     webhooks: dict[UUID, WebhookEndpoint] = field(default_factory=dict)
+    modified: dict[UUID, datetime] = field(default_factory=dict)  # user or group -> last change
 
     def copy(self) -> _Tables:
         """A snapshot sharing every table; a transaction copies a table before its first write
@@ -266,13 +269,44 @@ class MemoryUsers:
         key = upn.lower()
         return next((u for u, _ in self.t.users.values() if u.upn == key), None)
 
-    def save(self, user: User) -> None:
+    def save(self, user: User, *, at: datetime | None = None) -> None:
         self._changed()
-        stored, at = self.t.users[user.id]
+        stored, created = self.t.users[user.id]
+        other = self.get_by_upn(user.upn)
+        if other is not None and other.id != user.id:
+            raise _taken(f"user {user.upn}")
         self.t.users[user.id] = (
-            replace(stored, display_name=user.display_name, email=user.email, enabled=user.enabled),
-            at,
+            replace(
+                stored,
+                upn=user.upn,
+                display_name=user.display_name,
+                email=user.email,
+                enabled=user.enabled,
+                external_id=user.external_id,
+                source=user.source,
+                scim_deleted=user.scim_deleted,
+            ),
+            created,
         )
+        if at is not None:
+            self.t.modified[user.id] = at
+
+    def scim_page(
+        self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
+    ) -> tuple[int, list[Stamped[User]]]:
+        found = sorted(
+            (
+                (u, at)
+                for u, at in self.t.users.values()
+                if u.org_id == org_id
+                and u.kind in (UserKind.PERSON, UserKind.GUEST)
+                and not u.scim_deleted
+                and (where is None or _scim_user_matches(u, where))
+            ),
+            key=lambda pair: pair[0].upn,
+        )
+        chosen = found[offset : offset + limit]
+        return len(found), [Stamped(u, at, self.t.modified.get(u.id)) for u, at in chosen]
 
     def in_org(
         self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
@@ -355,6 +389,37 @@ class MemoryGroups:
                 del self.t.assignments[key]
         self.t.groups.pop(group_id, None)
 
+    def save(self, group: Group, *, at: datetime) -> None:
+        for other, _ in self.t.groups.values():
+            if (
+                other.id != group.id
+                and other.org_id == group.org_id
+                and (
+                    other.name.casefold() == group.name.casefold()
+                    or other.email.casefold() == group.email.casefold()
+                )
+            ):
+                raise _taken(f"group {group.name}")
+        self._changed()
+        _, created = self.t.groups[group.id]
+        self.t.groups[group.id] = (replace(group, member_ids=frozenset()), created)
+        self.t.modified[group.id] = at
+
+    def scim_page(
+        self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
+    ) -> tuple[int, list[Stamped[Group]]]:
+        found = [
+            g for g in self._ordered(org_id, None) if where is None or _scim_group_matches(g, where)
+        ]
+        chosen = found[offset : offset + limit]
+        return len(found), [
+            Stamped(self._group(g), self.t.groups[g.id][1], self.t.modified.get(g.id))
+            for g in chosen
+        ]
+
+    def is_policy_approver(self, group_id: UUID) -> bool:
+        return any(p.approver_group_id == group_id for p in self.t.policies.values())
+
     def add_member(self, group_id: UUID, user_id: UUID, *, added_by: UUID | None) -> bool:
         key = (group_id, user_id)
         if key in self.t.members and self.t.members[key] == added_by:
@@ -433,6 +498,24 @@ class MemoryGroups:
             if a.principal_kind is PrincipalKind.GROUP and a.principal_id == group_id:
                 return f"it holds '{a.target}': remove that assignment first"
         return None
+
+
+def _scim_user_matches(user: User, where: Filter) -> bool:
+    if where.attribute == "id":
+        return str(user.id) == where.value.lower()
+    if where.attribute == "username":
+        return user.upn == where.value.lower()
+    if where.attribute == "displayname":
+        return user.display_name.lower() == where.value.lower()
+    return user.external_id == where.value
+
+
+def _scim_group_matches(group: Group, where: Filter) -> bool:
+    if where.attribute == "id":
+        return str(group.id) == where.value.lower()
+    if where.attribute == "displayname":
+        return group.name.casefold() == where.value.casefold()
+    return group.external_id == where.value
 
 
 _SORTED: dict[tuple[int, str], tuple[dict[tuple[str, str], _Entry], list[_Entry]]] = {}
@@ -1542,8 +1625,10 @@ class MemoryUnitOfWork:
         self._owned: set[str] = set()
         t, writes = self._tables, self._writes
         self.orgs = MemoryOrganizations(t, writes("orgs", "controls", "domains", "heads", "audit"))
-        self.users = MemoryUsers(t, writes("users", "stewards"))
-        self.groups = MemoryGroups(t, writes("groups", "members", "policies", "assignments"))
+        self.users = MemoryUsers(t, writes("users", "stewards", "modified"))
+        self.groups = MemoryGroups(
+            t, writes("groups", "members", "policies", "assignments", "modified")
+        )
         self.catalog = MemoryCatalog(t, writes("catalog"))
         self.assignments = MemoryAssignments(t, writes("assignments"))
         self.policies = MemoryPolicies(t, writes("policies"))

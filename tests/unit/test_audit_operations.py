@@ -52,11 +52,13 @@ CLASSIFIED = {
     "New-User": ORGANIZATION,
     "Set-User": ORGANIZATION,
     "New-Group": ORGANIZATION,
+    "Set-Group": ORGANIZATION,  # SCIM renames a group, or takes it over
     "Remove-Group": ORGANIZATION,
     "Add-GroupMember": ORGANIZATION,
     "Remove-GroupMember": ORGANIZATION,
     "New-ManagementRoleAssignment": ORGANIZATION,
     "Remove-ManagementRoleAssignment": ORGANIZATION,
+    "Sync-Directory": ORGANIZATION,  # SCIM's task; its changes are recorded as the ones above
     "Sign-In": NONE,
     "Sign-Out": TOKENS,
     "Add-OidcLink": NONE,  # one's own identity: steers nobody else

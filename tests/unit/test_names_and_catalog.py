@@ -170,8 +170,10 @@ def test_every_role_of_the_shipped_catalog_holds_at_least_one_task() -> None:
 
 
 def test_shipped_jitpam_catalog_is_built_in_and_gives_global_administrator_every_role() -> None:
-    """Every role but the operator's Lockbox Requester, which is assigned on its own: an
-    organization's administrators are not its engineers at the customers."""
+    """Every role but the operator's Lockbox Requester, which is assigned on its own (an
+    organization's administrators are not its engineers at the customers), and Directory Sync,
+    the identity provider's application account's (administrators change SCIM's users in the
+    identity provider)."""
     assert JITPAM.scope == "jitpam"
     assert role_group(JITPAM, "Global Administrator") == {
         "Role Management",
@@ -181,8 +183,10 @@ def test_shipped_jitpam_catalog_is_built_in_and_gives_global_administrator_every
         "Application Installer",
     }
     assert {r.name.name for r in JITPAM.roles} - role_group(JITPAM, "Global Administrator") == {
-        "Lockbox Requester"
+        "Lockbox Requester",
+        "Directory Sync",
     }
+    assert role(JITPAM, "Directory Sync") == {"Sync-Directory"}
     assert "Disable-ElevatedAccessControl" in role(JITPAM, "Role Management")
 
 

@@ -26,6 +26,9 @@ from jitpam.api.routes import (
     notifications,
     tasks,
 )
+from jitpam.api.scim import PREFIX as SCIM
+from jitpam.api.scim import create_scim_app
+from jitpam.api.scim import error as scim_error
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
 from jitpam.worker import Worker
@@ -77,13 +80,21 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
     ):
         app.include_router(router, prefix=API)
     app.include_router(health.router)
+    # SCIM speaks its own protocol, errors included: an application of its own, mounted.
+    scim_app = create_scim_app()
+    scim_app.state.runtime = runtime
+    app.mount(SCIM, scim_app)
 
     # The outermost last: the metrics see the body limit's refusals too.
     app.add_middleware(
         BodyLimit,
         max_body=MAX_BODY,
-        refusal=lambda: problems.problem(
-            413, f"request bodies are limited to {MAX_BODY} bytes", "too_large"
+        refusal=lambda path: (
+            scim_error(413, f"request bodies are limited to {MAX_BODY} bytes")
+            if path == SCIM or path.startswith(SCIM + "/")
+            else problems.problem(
+                413, f"request bodies are limited to {MAX_BODY} bytes", "too_large"
+            )
         ),
     )
     app.add_middleware(Measure, metrics=app.state.metrics, api=API)

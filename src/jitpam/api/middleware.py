@@ -33,15 +33,16 @@ class BodyLimit:
     the limit, so no route ever holds more than ``max_body`` of it. A refusal closes the
     connection, and so does any answer given before a chunked body's end."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, refusal: Callable[[], Response]) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, refusal: Callable[[str], Response]) -> None:
         self.app = app
         self.max_body = max_body
         self.refuse = refusal
 
-    def refusal(self) -> Response:
-        """The refusal, closing the connection: the rest of the body is never read (kept open,
-        the server would read on, and drop, all the client cares to send)."""
-        response = self.refuse()
+    def refusal(self, scope: Scope) -> Response:
+        """The refusal (``refusal`` is given the request's path: SCIM answers in its own
+        format), closing the connection: the rest of the body is never read (kept open, the
+        server would read on, and drop, all the client cares to send)."""
+        response = self.refuse(scope["path"])
         response.headers["connection"] = "close"
         return response
 
@@ -53,7 +54,7 @@ class BodyLimit:
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit() or int(length) > self.max_body:
-                await self.refusal()(scope, receive, send)
+                await self.refusal(scope)(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -88,7 +89,7 @@ class BodyLimit:
         except BodyTooLarge:
             if started:  # (a route that answered before reading all of its body)
                 raise
-            await self.refusal()(scope, receive, send)
+            await self.refusal(scope)(scope, receive, send)
 
 
 class Measure:

@@ -34,6 +34,7 @@ def user(u: User) -> dict[str, Any]:
         "email": u.email,
         "kind": u.kind.value,
         "enabled": u.enabled,
+        "source": u.source.value,
     }
 
 
@@ -65,6 +66,7 @@ def control(v: ControlView) -> dict[str, Any]:
         "pending_hours": c.pending_hours,
         "lockbox_approval_required": c.lockbox_approval_required,
         "lockbox_max_hours": c.lockbox_max_hours,
+        "scim_approver_groups": sorted(_name(names, i) for i in c.synced_approver_group_ids),
     }
 
 

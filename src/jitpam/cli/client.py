@@ -963,6 +963,14 @@ def config_set(
     lockbox_max_hours: Annotated[
         int | None, typer.Option(min=1, max=4, help="The longest lockbox access you allow.")
     ] = None,
+    scim_approver_group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scim-approver-group",
+            help="An approver group whose memberships SCIM may set (repeatable; the whole set).",
+        ),
+    ] = None,
+    clear_scim_approver_groups: Annotated[bool, typer.Option()] = False,
     server: Server = None,
     as_json: Json = False,
 ) -> None:
@@ -976,6 +984,8 @@ def config_set(
             pending_hours=pending_hours,
             lockbox_approval_required=lockbox_approval_required,
             lockbox_max_hours=lockbox_max_hours,
+            scim_approver_groups=scim_approver_group or None,
+            clear_scim_approver_groups=clear_scim_approver_groups,
         )
     show(changed.raw, as_json)
 

@@ -39,6 +39,9 @@ class AccessControl:
     # every data access request of the operator's engineers, and the longest access it allows.
     lockbox_approval_required: bool = False
     lockbox_max_hours: int = 4
+    # SCIM: the approver groups whose memberships may arrive from the identity provider (the
+    # organization opted each in); changes to any other approver group's members are refused.
+    synced_approver_group_ids: frozenset[UUID] = field(default_factory=frozenset)
 
 
 def check_ticket_pattern(pattern: str | None) -> str | None:

@@ -14,6 +14,14 @@ _ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_TEXT = 256
 
 
+class Source(StrEnum):
+    """Who manages a user or a group: jitpam's own use cases, or the organization's identity
+    provider through SCIM (which created it, or took it over)."""
+
+    JITPAM = "jitpam"
+    SCIM = "scim"
+
+
 class UserKind(StrEnum):
     PERSON = "person"
     SERVICE = "service"
@@ -30,6 +38,11 @@ class User:
     email: str
     kind: UserKind
     enabled: bool = True
+    # SCIM: the identity provider's id for the user, who manages it, and whether SCIM deleted
+    # it (then disabled, hidden from SCIM, kept for the audit log).
+    external_id: str | None = None
+    source: Source = Source.JITPAM
+    scim_deleted: bool = False
 
     @property
     def can_approve(self) -> bool:
@@ -46,6 +59,17 @@ class Group:
     email: str
     description: str = ""
     member_ids: frozenset[UUID] = field(default_factory=frozenset)
+    external_id: str | None = None
+    source: Source = Source.JITPAM
+
+
+def managed_elsewhere(what: str, source: Source) -> str | None:
+    """Why a hand edit of ``what`` (a user or a group, named) is refused, or None: what the
+    identity provider manages is changed there (disabling a user is the one exception, made by
+    the caller's rule)."""
+    if source is Source.SCIM:
+        return f"{what} is managed by the identity provider (SCIM); change it there"
+    return None
 
 
 def normalize_upn(upn: str) -> str:

@@ -49,6 +49,20 @@ class AlreadyExists(JitpamError):
     kind = ErrorKind.CONFLICT
 
 
+class ManagedElsewhere(JitpamError):
+    """A hand edit of a user or group the identity provider manages (SCIM)."""
+
+    code = "managed_by_identity_provider"
+    kind = ErrorKind.CONFLICT
+
+
+class ApproverGroupNotSynced(JitpamError):
+    """SCIM changed the members of an approver group the organization did not opt in."""
+
+    code = "approver_group_not_synced"
+    kind = ErrorKind.FORBIDDEN
+
+
 class NotPermitted(JitpamError):
     """The caller does not hold the jitpam task the operation needs (or its grant is not active)."""
 

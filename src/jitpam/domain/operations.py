@@ -109,11 +109,15 @@ class AuditOperation(StrEnum):
     NEW_USER = "New-User", DecisionEffect.ORGANIZATION
     SET_USER = "Set-User", DecisionEffect.ORGANIZATION
     NEW_GROUP = "New-Group", DecisionEffect.ORGANIZATION
+    SET_GROUP = "Set-Group", DecisionEffect.ORGANIZATION  # SCIM: a group renamed or taken over
     REMOVE_GROUP = "Remove-Group", DecisionEffect.ORGANIZATION
     ADD_GROUP_MEMBER = "Add-GroupMember", DecisionEffect.ORGANIZATION
     REMOVE_GROUP_MEMBER = "Remove-GroupMember", DecisionEffect.ORGANIZATION
     NEW_ROLE_ASSIGNMENT = "New-ManagementRoleAssignment", DecisionEffect.ORGANIZATION
     REMOVE_ROLE_ASSIGNMENT = "Remove-ManagementRoleAssignment", DecisionEffect.ORGANIZATION
+    # The identity provider's changes (SCIM): the task its account needs; each change is
+    # recorded as the directory operation it is (New-User, Set-User, ...) with ``via: scim``.
+    SYNC_DIRECTORY = "Sync-Directory", DecisionEffect.ORGANIZATION
 
     # Signing in and credentials. Linking one's own OIDC identity steers nobody else.
     SIGN_IN = "Sign-In", DecisionEffect.NONE

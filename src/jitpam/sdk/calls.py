@@ -363,10 +363,14 @@ def set_organization_config(
     clear_max_policies: bool = False,
     lockbox_approval_required: bool | None = None,
     lockbox_max_hours: int | None = None,
+    scim_approver_groups: list[str] | None = None,
+    clear_scim_approver_groups: bool = False,
 ) -> Call[AccessControl]:
     """Set-OrganizationConfig: what is given changes; ``clear_*`` removes a setting.
     ``lockbox_approval_required``: whether the organization's approvers must approve every
-    Customer Lockbox request; ``lockbox_max_hours``: the longest lockbox access (1 to 4)."""
+    Customer Lockbox request; ``lockbox_max_hours``: the longest lockbox access (1 to 4);
+    ``scim_approver_groups``: the approver groups whose memberships SCIM may set (the whole
+    set)."""
     body = {
         **_given(
             ticket_pattern=ticket_pattern,
@@ -378,6 +382,10 @@ def set_organization_config(
         "clear_ticket_pattern": clear_ticket_pattern,
         "clear_max_policies": clear_max_policies,
     }
+    if clear_scim_approver_groups:
+        body["scim_approver_groups"] = []
+    elif scim_approver_groups:
+        body["scim_approver_groups"] = list(scim_approver_groups)
     return Call(parse=AccessControl.from_json, json=body)
 
 

@@ -16,10 +16,11 @@ from jitpam.domain.directory import (
     User,
     UserKind,
     check_text,
+    managed_elsewhere,
     normalize_upn,
     upn_domain,
 )
-from jitpam.domain.errors import AlreadyExists, InvalidInput, NotFound
+from jitpam.domain.errors import AlreadyExists, InvalidInput, ManagedElsewhere, NotFound
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.notifications import EventType
 from jitpam.domain.operations import REQUESTER, AuditOperation
@@ -42,6 +43,14 @@ def find_user(uow: UnitOfWork, org_id: UUID, upn: str) -> User:
     if user is None or user.org_id != org_id:
         raise NotFound(f"no user named {upn!r} in this organization")
     return user
+
+
+def refuse_hand_edit(what: str, managed: User | Group, *, only_disabling: bool = False) -> None:
+    """Raises ManagedElsewhere when SCIM manages ``managed`` and the edit is anything but
+    disabling a user (which always works)."""
+    why = None if only_disabling else managed_elsewhere(what, managed.source)
+    if why is not None:
+        raise ManagedElsewhere(why)
 
 
 def find_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
@@ -123,11 +132,17 @@ def set_user(
     enabled: bool | None = None,
 ) -> User:
     """Set-User. Disabling a user revokes their active grants and cancels their pending requests,
-    in the same transaction, each audited."""
+    in the same transaction, each audited. A user SCIM manages may only be disabled here (the
+    identity provider sees it at its next sync); anything else is changed there."""
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=upn) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, AuditOperation.SET_USER, at)
         user = find_user(uow, caller.org_id, upn)
+        refuse_hand_edit(
+            user.upn,
+            user,
+            only_disabling=display_name is None and email is None and enabled is not True,
+        )
         changes: dict[str, Any] = {}
         if display_name is not None:
             changes["display_name"] = check_text(display_name, field_name="display name")
@@ -136,12 +151,12 @@ def set_user(
         if enabled is not None:
             changes["enabled"] = enabled
         updated = replace(user, **changes)
-        uow.users.save(updated)
+        uow.users.save(updated, at=at)
         details = {**changes, **grant_details(how)}
         cascade: list[AuditEvent] = []
         if user.enabled and enabled is False:
             details["tokens_revoked"] = uow.credentials.revoke_all_tokens(user.id, at=at)
-            cascade = _disable_cascade(ctx, uow, caller=caller, actor=actor, user=user, at=at)
+            cascade = revoke_on_disable(ctx, uow, caller=caller, actor=actor, user=user, at=at)
         uow.record(
             AuditEvent(
                 org_id=caller.org_id,
@@ -157,7 +172,7 @@ def set_user(
         return updated
 
 
-def _disable_cascade(
+def revoke_on_disable(
     ctx: ServiceContext, uow: UnitOfWork, *, caller: Caller, actor: User, user: User, at: datetime
 ) -> list[AuditEvent]:
     events = []
@@ -297,6 +312,7 @@ def remove_group(ctx: ServiceContext, *, caller: Caller, name: str) -> None:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, AuditOperation.REMOVE_GROUP, at)
         group = find_group(uow, caller.org_id, name)
+        refuse_hand_edit(f"group {group.name!r}", group)
         use = uow.groups.in_use(group.id)
         if use is not None:
             raise InvalidInput(f"group {group.name!r} cannot be removed: {use}")
@@ -324,6 +340,7 @@ def change_membership(
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
         found = find_group(uow, caller.org_id, group)
+        refuse_hand_edit(f"the membership of group {found.name!r}", found)
         user = find_user(uow, caller.org_id, upn)
         if add:
             # Joining a group that holds a guarded jitpam role is a standing assignment too.

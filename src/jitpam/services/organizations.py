@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -37,7 +37,7 @@ from jitpam.domain.policy import PolicyType
 from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
-from jitpam.services.directory import names_in
+from jitpam.services.directory import find_group, names_in
 from jitpam.services.inputs import parse_enum
 from jitpam.services.jitpam_guards import keep_all_guards
 from jitpam.services.ports import Page, UnitOfWork
@@ -217,7 +217,7 @@ def _view(uow: UnitOfWork, control: AccessControl) -> ControlView:
         uow,
         control.org_id,
         users=control.system_account_ids,
-        groups=() if group is None else (group,),
+        groups=(() if group is None else (group,)) + tuple(control.synced_approver_group_ids),
     )
     return ControlView(control, names)
 
@@ -347,10 +347,13 @@ def set_organization_config(
     pending_hours: int | Keep = KEEP,
     lockbox_approval_required: bool | Keep = KEEP,
     lockbox_max_hours: int | Keep = KEEP,
+    scim_approver_groups: Sequence[str] | Keep = KEEP,
 ) -> ControlView:
-    """Change the ticket pattern, the policy limit (None = unlimited), the pending deadline, or
-    the Customer Lockbox settings: whether the organization's approvers must approve every data
-    access request of the operator's engineers, and the longest access it allows (1 to 4)."""
+    """Change the ticket pattern, the policy limit (None = unlimited), the pending deadline, the
+    Customer Lockbox settings (whether the organization's approvers must approve every data
+    access request of the operator's engineers, and the longest access it allows, 1 to 4), or
+    the approver groups whose memberships SCIM may set (``scim_approver_groups``, group names:
+    the whole set; empty: none)."""
     op = AuditOperation.SET_ORGANIZATION_CONFIG
     with use_case(ctx, caller=caller, operation=op, target="organization") as uow:
         at = ctx.clock.now()
@@ -369,6 +372,11 @@ def set_organization_config(
             changes["lockbox_approval_required"] = lockbox_approval_required
         if lockbox_max_hours is not KEEP:
             changes["lockbox_max_hours"] = check_max_hours(lockbox_max_hours)
+        audited = dict(changes)
+        if scim_approver_groups is not KEEP:
+            found = [find_group(uow, caller.org_id, n) for n in scim_approver_groups]
+            changes["synced_approver_group_ids"] = frozenset(g.id for g in found)
+            audited["scim_approver_groups"] = sorted({g.name for g in found})
         updated = replace(control, **changes)
         uow.orgs.save_control(updated)
         uow.record(
@@ -378,7 +386,7 @@ def set_organization_config(
                 operation=op,
                 target="organization",
                 at=at,
-                details={**changes, **grant_details(how)},
+                details={**audited, **grant_details(how)},
             )
         )
         view = _view(uow, updated)

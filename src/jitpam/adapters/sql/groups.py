@@ -8,6 +8,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
+    Select,
     Table,
     bindparam,
     delete,
@@ -36,16 +37,24 @@ from jitpam.adapters.sql.queries import (
     named_from_memory,
     page_by_key,
 )
-from jitpam.domain.directory import Group, PrincipalKind
+from jitpam.domain.directory import Group, PrincipalKind, Source
+from jitpam.domain.scim import Filter
 from jitpam.services.ports import (
     GroupSummary,
     Page,
+    Stamped,
 )
 
 _GROUPS = cast(Table, GroupRow.__table__)
 _GET_GROUP = Prepared(
     select(
-        _GROUPS.c.id, _GROUPS.c.org_id, _GROUPS.c.name, _GROUPS.c.email, _GROUPS.c.description
+        _GROUPS.c.id,
+        _GROUPS.c.org_id,
+        _GROUPS.c.name,
+        _GROUPS.c.email,
+        _GROUPS.c.description,
+        _GROUPS.c.external_id,
+        _GROUPS.c.source,
     ).where(_GROUPS.c.id == bindparam("id"))
 )
 _GROUP_NAME = Prepared(
@@ -72,7 +81,16 @@ class SqlGroups:
 
     def _group(self, row: GroupRow | Any) -> Group:
         members = _MEMBERS.scalars(self.s, group=row.id)
-        return Group(row.id, row.org_id, row.name, row.email, row.description, frozenset(members))
+        return Group(
+            row.id,
+            row.org_id,
+            row.name,
+            row.email,
+            row.description,
+            frozenset(members),
+            row.external_id,
+            Source(row.source),
+        )
 
     def add(self, group: Group, *, at: datetime) -> None:
         self.s.add(
@@ -85,9 +103,42 @@ class SqlGroups:
                 email_key=group.email.casefold(),
                 description=group.description,
                 created_at=at,
+                external_id=group.external_id,
+                source=group.source.value,
             )
         )
         self.s.flush()
+
+    def save(self, group: Group, *, at: datetime) -> None:
+        self._memo.changed(Change.GROUP, group.id)
+        row = self.s.get_one(GroupRow, group.id)
+        row.name = group.name
+        row.name_key = group.name.casefold()
+        row.email = group.email
+        row.email_key = group.email.casefold()
+        row.description = group.description
+        row.external_id = group.external_id
+        row.source = group.source.value
+        row.modified_at = at
+        self.s.flush()
+
+    def scim_page(
+        self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
+    ) -> tuple[int, list[Stamped[Group]]]:
+        stmt: Select[Any] = select(GroupRow).where(GroupRow.org_id == org_id)
+        if where is not None:
+            stmt = stmt.where(_matching(where))
+        total = self.s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        if not limit:
+            return int(total), []
+        rows = self.s.scalars(stmt.order_by(GroupRow.name_key).offset(offset).limit(limit))
+        return int(total), [Stamped(self._group(r), r.created_at, r.modified_at) for r in rows]
+
+    def is_policy_approver(self, group_id: UUID) -> bool:
+        found = self.s.scalar(
+            select(PolicyRow.id).where(PolicyRow.approver_group_id == group_id).limit(1)
+        )
+        return found is not None
 
     def get(self, group_id: UUID) -> Group | None:
         if (known := self._memo.get(GROUPS, group_id)) is not None:
@@ -261,3 +312,15 @@ class SqlGroups:
         if assigned is not None:
             return f"it holds '{assigned}': remove that assignment first"
         return None
+
+
+def _matching(where: Filter) -> Any:
+    """The condition of a SCIM filter on groups."""
+    if where.attribute == "id":
+        try:
+            return GroupRow.id == UUID(where.value)
+        except ValueError:
+            return GroupRow.id.is_(None)  # no group has that id
+    if where.attribute == "displayname":
+        return GroupRow.name_key == where.value.casefold()
+    return GroupRow.external_id == where.value

@@ -80,6 +80,9 @@ class OrganizationRow(Base):
         Boolean, default=False, server_default=false()
     )
     lockbox_max_hours: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    # SCIM (0009): the approver groups whose memberships the organization lets SCIM set, a JSON
+    # array of group ids read with the rest of the row (a removed group's id matches nothing).
+    synced_approver_groups: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 class SystemAccountRow(Base):
@@ -99,6 +102,12 @@ class UserRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     enabled: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+    # SCIM (0009): the identity provider's id, who manages the user, whether SCIM deleted it
+    # (hidden from SCIM, kept for the audit log), and when it last changed.
+    external_id: Mapped[str | None] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(8), default="jitpam", server_default="jitpam")
+    scim_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    modified_at: Mapped[datetime | None]
 
 
 class GroupRow(Base):
@@ -115,6 +124,9 @@ class GroupRow(Base):
     email_key: Mapped[str] = mapped_column(String(256))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
+    external_id: Mapped[str | None] = mapped_column(String(256))  # SCIM (0009), as users'
+    source: Mapped[str] = mapped_column(String(8), default="jitpam", server_default="jitpam")
+    modified_at: Mapped[datetime | None]
 
 
 class GroupMemberRow(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -38,6 +39,7 @@ _READ_ORG = select(
     _ORGS.c.default_approver_group_set_by,
     _ORGS.c.lockbox_approval_required,
     _ORGS.c.lockbox_max_hours,
+    _ORGS.c.synced_approver_groups,
 ).where(_ORGS.c.id == bindparam("id"))
 _GET_ORG = Prepared(_READ_ORG)
 _LOCK_ORG = Prepared(_READ_ORG.with_for_update())
@@ -118,6 +120,9 @@ class SqlOrganizations:
             system_account_designators=accounts,
             lockbox_approval_required=row.lockbox_approval_required,
             lockbox_max_hours=row.lockbox_max_hours,
+            synced_approver_group_ids=frozenset(
+                UUID(g) for g in json.loads(row.synced_approver_groups)
+            ),
         )
         self._memo.put(ORG_CONTROLS, org_id, control)
         return control
@@ -133,6 +138,9 @@ class SqlOrganizations:
         row.default_approver_group_set_by = control.default_approver_group_set_by
         row.lockbox_approval_required = control.lockbox_approval_required
         row.lockbox_max_hours = control.lockbox_max_hours
+        row.synced_approver_groups = json.dumps(
+            sorted(str(g) for g in control.synced_approver_group_ids)
+        )
         self.s.execute(delete(SystemAccountRow).where(SystemAccountRow.org_id == control.org_id))
         for user_id in sorted(control.system_account_ids):
             self.s.add(

@@ -9,8 +9,10 @@ from uuid import UUID
 
 from sqlalchemy import (
     Row,
+    Select,
     Table,
     bindparam,
+    func,
     select,
 )
 from sqlalchemy.orm import Session
@@ -28,9 +30,10 @@ from jitpam.adapters.sql.queries import (
     named_from_memory,
     page_by_key,
 )
-from jitpam.domain.directory import User, UserKind
+from jitpam.domain.directory import Source, User, UserKind
+from jitpam.domain.scim import Filter
 from jitpam.domain.separation import Stewardship
-from jitpam.services.ports import Page
+from jitpam.services.ports import Page, Stamped
 
 
 def _user(row: UserRow | Row[Any]) -> User:
@@ -43,6 +46,9 @@ def _user(row: UserRow | Row[Any]) -> User:
         email=row.email,
         kind=UserKind(row.kind),
         enabled=row.enabled,
+        external_id=row.external_id,
+        source=Source(row.source),
+        scim_deleted=row.scim_deleted,
     )
 
 
@@ -56,6 +62,9 @@ _READ_USER = select(
     _USERS.c.email,
     _USERS.c.kind,
     _USERS.c.enabled,
+    _USERS.c.external_id,
+    _USERS.c.source,
+    _USERS.c.scim_deleted,
 ).where(_USERS.c.id == bindparam("id"))
 _GET_USER = Prepared(_READ_USER)
 _UPN = Prepared(
@@ -84,6 +93,9 @@ class SqlUsers:
                 kind=user.kind.value,
                 enabled=user.enabled,
                 created_at=at,
+                external_id=user.external_id,
+                source=user.source.value,
+                scim_deleted=user.scim_deleted,
             )
         )
         self.s.flush()
@@ -102,13 +114,35 @@ class SqlUsers:
         row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
         return _user(row) if row else None
 
-    def save(self, user: User) -> None:
+    def save(self, user: User, *, at: datetime | None = None) -> None:
         self._memo.changed(Change.USER, user.id)
         row = self.s.get_one(UserRow, user.id)
+        row.upn = user.upn
         row.display_name = user.display_name
         row.email = user.email
         row.enabled = user.enabled
+        row.external_id = user.external_id
+        row.source = user.source.value
+        row.scim_deleted = user.scim_deleted
+        if at is not None:
+            row.modified_at = at
         self.s.flush()
+
+    def scim_page(
+        self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
+    ) -> tuple[int, list[Stamped[User]]]:
+        stmt: Select[Any] = select(UserRow).where(
+            UserRow.org_id == org_id,
+            UserRow.kind.in_((UserKind.PERSON.value, UserKind.GUEST.value)),
+            UserRow.scim_deleted.is_(False),
+        )
+        if where is not None:
+            stmt = stmt.where(_matching(where))
+        total = self.s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        if not limit:
+            return int(total), []
+        rows = self.s.scalars(stmt.order_by(UserRow.upn).offset(offset).limit(limit))
+        return int(total), [Stamped(_user(r), r.created_at, r.modified_at) for r in rows]
 
     def in_org(
         self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
@@ -164,3 +198,17 @@ class SqlUsers:
                 )
             )
         return frozenset(found)
+
+
+def _matching(where: Filter) -> Any:
+    """The condition of a SCIM filter on users (user names are stored in lowercase)."""
+    if where.attribute == "id":
+        try:
+            return UserRow.id == UUID(where.value)
+        except ValueError:
+            return UserRow.id.is_(None)  # no user has that id
+    if where.attribute == "username":
+        return UserRow.upn == where.value.lower()
+    if where.attribute == "displayname":
+        return func.lower(UserRow.display_name) == where.value.lower()
+    return UserRow.external_id == where.value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
@@ -40,6 +40,10 @@ class OrgConfig(Body):
     clear_max_policies: bool = False
     lockbox_approval_required: bool | None = None
     lockbox_max_hours: int | None = Field(default=None, ge=1, le=4)
+    # The approver groups whose memberships SCIM may set (the whole set; [] for none).
+    scim_approver_groups: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=100
+    )
 
 
 class NewPolicy(Body):
@@ -160,6 +164,9 @@ async def set_config(body: OrgConfig, calls: AsCaller) -> dict[str, Any]:
             if body.lockbox_approval_required is None
             else body.lockbox_approval_required,
             lockbox_max_hours=body.lockbox_max_hours if body.lockbox_max_hours else KEEP,
+            scim_approver_groups=KEEP
+            if body.scim_approver_groups is None
+            else body.scim_approver_groups,
         )
         return views.control(c)
 

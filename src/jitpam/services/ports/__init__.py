@@ -15,6 +15,7 @@ from jitpam.services.ports.directory import (
     GroupSummary,
     OrganizationRepository,
     RoleMember,
+    Stamped,
     UserRepository,
 )
 from jitpam.services.ports.lockbox import LockboxFilter, LockboxRepository, Operator
@@ -51,6 +52,7 @@ __all__ = [
     "Reviewer",
     "RoleMember",
     "Signer",
+    "Stamped",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UserRepository",

@@ -6,14 +6,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import Group, Organization, PrincipalKind, User
+from jitpam.domain.scim import Filter
 from jitpam.domain.separation import Stewardship
 from jitpam.domain.tokens import ApiToken
 from jitpam.services.ports.common import Page
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stamped(Generic[T]):
+    """A user or group as SCIM shows it: with when it was created and last changed (None: not
+    since it was created, or before this was recorded)."""
+
+    item: T
+    created: datetime
+    modified: datetime | None
 
 
 class OrganizationRepository(Protocol):
@@ -38,7 +51,19 @@ class UserRepository(Protocol):
         """Look up across the installation (UPNs are unique everywhere)."""
         ...
 
-    def save(self, user: User) -> None: ...
+    def save(self, user: User, *, at: datetime | None = None) -> None:
+        """Store the user's name, display name, email, state and SCIM marks; ``at`` records
+        when (SCIM's ``meta.lastModified``)."""
+        ...
+
+    def scim_page(
+        self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
+    ) -> tuple[int, list[Stamped[User]]]:
+        """The people and guests of the organization SCIM sees (not deleted through SCIM), by
+        UPN: how many match ``where`` (``username``/``displayname`` without case,
+        ``externalid`` exactly, ``id``), and ``limit`` of them after the first ``offset``."""
+        ...
+
     def in_org(
         self, org_id: UUID, *, cursor: str | None = None, limit: int | None = None
     ) -> Page[User]:
@@ -94,6 +119,22 @@ class GroupRepository(Protocol):
     def get(self, group_id: UUID) -> Group | None: ...
     def find(self, org_id: UUID, name_or_email: str) -> Group | None: ...
     def remove(self, group_id: UUID) -> None: ...
+    def save(self, group: Group, *, at: datetime) -> None:
+        """Store the group's name, email, description and SCIM marks (not its members)."""
+        ...
+
+    def scim_page(
+        self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
+    ) -> tuple[int, list[Stamped[Group]]]:
+        """The organization's groups, by name, with their members: how many match ``where``
+        (``displayname`` without case, ``externalid`` exactly, ``id``), and ``limit`` of them
+        after the first ``offset``."""
+        ...
+
+    def is_policy_approver(self, group_id: UUID) -> bool:
+        """Whether a policy names the group as its approver group."""
+        ...
+
     def add_member(self, group_id: UUID, user_id: UUID, *, added_by: UUID | None) -> bool:
         """False when the user was already a member."""
         ...
