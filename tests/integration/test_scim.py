@@ -1,0 +1,321 @@
+"""SCIM's use cases (services/scim.py): what the identity provider may change, and the rules that
+still hold when it does. Each test runs on the in-memory unit of work and on each database.
+
+- Users and groups SCIM manages refuse hand edits, except disabling a user, which always works.
+- Memberships of an approver group arrive from SCIM only for groups the organization opted in,
+  and a change that is refused leaves nothing half-written.
+- A membership SCIM adds is added by the sync account: a requester who steers that account (set
+  up its credentials) has a hand in the votes of the approvers it placed.
+- DELETE disables the user (grants revoked) and hides them from SCIM; the record stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from jitpam.domain.directory import Source, UserKind
+from jitpam.domain.errors import (
+    AlreadyExists,
+    ApproverGroupNotSynced,
+    InvalidInput,
+    ManagedElsewhere,
+    NotFound,
+    NotPermitted,
+    SeparationOfDuties,
+)
+from jitpam.domain.policy import PolicyType
+from jitpam.domain.requests import RequestStatus
+from jitpam.domain.scim import (
+    PATCH_SCHEMA,
+    GroupFields,
+    UserFields,
+    parse_patch,
+)
+from jitpam.services import audit_log, auth, directory, organizations, requests, scim
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.ports import AuditFilter
+from tests.integration.world import Person, World
+
+GLOBAL_ADMIN = "jitpam\\Global Administrator"
+DISABLE = "jitpam\\Disable-ElevatedAccessControl"
+MOVE = "Exchange\\New-MoveRequest"
+
+
+@pytest.fixture(params=["memory", "database"])
+def ctx(
+    request: pytest.FixtureRequest, memory_ctx: ServiceContext, db_ctx: ServiceContext
+) -> ServiceContext:
+    return memory_ctx if request.param == "memory" else db_ctx
+
+
+@dataclass(frozen=True)
+class Scene:
+    """eve (a Global Administrator made by the world's admin) created the sync account and
+    minted its token: she steers it. bob is in pamapprovers, the default approver group, added
+    by the world's admin."""
+
+    world: World
+    eve: Person
+    bob: Person
+    sync: Caller
+
+
+@pytest.fixture
+def scene(world: World) -> Scene:
+    eve = world.user("eve", role_groups=(GLOBAL_ADMIN,))
+    bob = world.user("bob")
+    world.group("pamapprovers", bob)
+    organizations.enable_access_control(
+        world.ctx, caller=world.admin.caller, admin_group="pamapprovers"
+    )
+    account = directory.add_user(
+        world.ctx,
+        caller=eve.caller,
+        upn=world.upn("scim-sync"),
+        display_name="SCIM",
+        kind=UserKind.APPLICATION,
+    )
+    directory.change_assignment(
+        world.ctx,
+        caller=world.admin.caller,
+        role="jitpam\\Directory Sync",
+        user=account.upn,
+        add=True,
+    )
+    auth.create_token(world.ctx, caller=eve.caller, user=account.upn, name="scim")
+    return Scene(world, eve, bob, Caller(world.org.id, account.id))
+
+
+def patch(*ops: dict[str, object], schema: str) -> list[scim.Operation]:
+    return parse_patch({"schemas": [PATCH_SCHEMA], "Operations": list(ops)}, schema=schema)
+
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+def provision(scene: Scene, name: str, **fields: object) -> str:
+    """A user SCIM creates; their id."""
+    w = scene.world
+    made = scim.create_user(
+        w.ctx,
+        caller=scene.sync,
+        fields=UserFields(w.upn(name), name.title(), **fields),  # type: ignore[arg-type]
+    )
+    return str(made.item.id)
+
+
+def test_scim_creates_a_user_it_manages_audited_as_the_sync_account_naming_who_set_it_up(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    user_id = provision(scene, "dave", external_id="00u1")
+    dave = directory.get_user(w.ctx, caller=w.admin.caller, upn=w.upn("dave"))
+    assert (dave.source, dave.external_id, dave.enabled) == (Source.SCIM, "00u1", True)
+    assert str(dave.id) == user_id
+    (record,) = audit_log.search_audit(
+        w.ctx, caller=w.admin.caller, flt=AuditFilter(operation="New-User", target=dave.upn)
+    ).items
+    assert record.actor_name == w.upn("scim-sync")
+    assert record.details["via"] == "scim"
+    assert record.details["set_up_by"] == [scene.eve.upn]
+    with pytest.raises(AlreadyExists):
+        provision(scene, "dave")
+    with pytest.raises(InvalidInput, match="not a domain of this organization"):
+        scim.create_user(
+            w.ctx, caller=scene.sync, fields=UserFields("erin@elsewhere.example", "Erin")
+        )
+
+
+def test_only_an_application_account_holding_directory_sync_may_use_scim(scene: Scene) -> None:
+    w = scene.world
+    fields = UserFields(w.upn("dave"), "Dave")
+    with pytest.raises(NotPermitted, match="Sync-Directory"):  # not in Global Administrator
+        scim.create_user(w.ctx, caller=scene.eve.caller, fields=fields)
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="jitpam\\Directory Sync", user=scene.eve.upn, add=True
+    )
+    with pytest.raises(NotPermitted, match=r"eve@.* is a person account"):  # the role is not enough
+        scim.create_user(w.ctx, caller=scene.eve.caller, fields=fields)
+    other = w.user("other-app", kind=UserKind.APPLICATION)
+    with pytest.raises(NotPermitted, match="Sync-Directory"):
+        scim.create_user(w.ctx, caller=other.caller, fields=fields)
+    with pytest.raises(NotPermitted):
+        scim.list_users(w.ctx, caller=other.caller, where=None, offset=0, limit=10)
+
+
+def test_hand_edits_of_what_scim_manages_are_refused_but_disabling_always_works(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    provision(scene, "dave")
+    dave = w.upn("dave")
+    scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Sales"))
+    admin = w.admin.caller
+    with pytest.raises(ManagedElsewhere, match="managed by the identity provider"):
+        directory.set_user(w.ctx, caller=admin, upn=dave, display_name="By Hand")
+    with pytest.raises(ManagedElsewhere, match="change it there"):
+        directory.change_membership(w.ctx, caller=admin, group="Sales", upn=dave, add=True)
+    with pytest.raises(ManagedElsewhere):
+        directory.remove_group(w.ctx, caller=admin, name="Sales")
+    assert directory.set_user(w.ctx, caller=admin, upn=dave, enabled=False).enabled is False
+    with pytest.raises(ManagedElsewhere):  # enabling again is the identity provider's call
+        directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True)
+    # The identity provider sees the disabling at its next sync.
+    total, found = scim.list_users(
+        w.ctx, caller=scene.sync, where=scim.Filter("username", dave), offset=0, limit=5
+    )
+    assert total == 1
+    assert found[0].item.enabled is False
+    # A jitpam user SCIM changes is taken over: managed by the identity provider from then on.
+    bob_id = str(directory.get_user(w.ctx, caller=admin, upn=scene.bob.upn).id)
+    ops = patch({"op": "Replace", "path": "displayName", "value": "Robert"}, schema=USER)
+    scim.modify_user(w.ctx, caller=scene.sync, user_id=bob_id, operations=ops)
+    with pytest.raises(ManagedElsewhere):
+        directory.set_user(w.ctx, caller=admin, upn=scene.bob.upn, display_name="Bob")
+
+
+def _pamapprovers(scene: Scene) -> str:
+    w = scene.world
+    return str(directory.get_group(w.ctx, caller=w.admin.caller, name="pamapprovers").group.id)
+
+
+def test_approver_group_members_arrive_from_scim_only_when_the_organization_opted_in(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    carol = provision(scene, "carol")
+    group_id = _pamapprovers(scene)
+    ops = patch(
+        {"op": "replace", "path": "displayName", "value": "renamed"},
+        {"op": "add", "path": "members", "value": [{"value": carol}]},
+        schema=GROUP,
+    )
+    with pytest.raises(ApproverGroupNotSynced, match="not let SCIM"):
+        scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=ops)
+    unchanged = directory.get_group(w.ctx, caller=w.admin.caller, name="pamapprovers")
+    assert set(unchanged.names.values()) == {scene.bob.upn}  # nothing half-written
+    assert unchanged.group.source is Source.JITPAM
+    removal = patch(
+        {"op": "remove", "path": f'members[value eq "{scene.bob.caller.user_id}"]'}, schema=GROUP
+    )
+    with pytest.raises(ApproverGroupNotSynced):
+        scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=removal)
+
+    view = organizations.set_organization_config(
+        w.ctx, caller=w.admin.caller, scim_approver_groups=["pamapprovers"]
+    )
+    assert view.control.synced_approver_group_ids == {unchanged.group.id}
+    (record,) = audit_log.search_audit(
+        w.ctx, caller=w.admin.caller, flt=AuditFilter(operation="Set-OrganizationConfig")
+    ).items
+    assert record.details["scim_approver_groups"] == ["pamapprovers"]
+    assert record.actor_name == w.admin.upn
+    done = scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=ops)
+    assert done.item.name == "renamed"
+    assert {str(m) for m in done.item.member_ids} == {carol, str(scene.bob.caller.user_id)}
+    organizations.set_organization_config(w.ctx, caller=w.admin.caller, scim_approver_groups=[])
+    with pytest.raises(ApproverGroupNotSynced):
+        scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=removal)
+
+
+def test_a_vote_by_an_approver_scim_placed_does_not_count_for_who_steers_the_sync_account(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    carol = w.user("carol")  # made by the world's admin: eve does not steer her account
+    w.policy(DISABLE, approver_group="pamapprovers")
+    organizations.set_organization_config(
+        w.ctx, caller=w.admin.caller, scim_approver_groups=["pamapprovers"]
+    )
+    ops = patch(
+        {"op": "add", "path": "members", "value": [{"value": str(carol.caller.user_id)}]},
+        schema=GROUP,
+    )
+    scim.modify_group(w.ctx, caller=scene.sync, group_id=_pamapprovers(scene), operations=ops)
+    asked = requests.new_request(
+        w.ctx, caller=scene.eve.caller, type=PolicyType.TASK, target=DISABLE, reason="CHG-7"
+    )
+    with pytest.raises(SeparationOfDuties, match="added carol"):
+        requests.approve_request(w.ctx, caller=carol.caller, request_id=asked.request.id)
+    # Someone who never set up the sync account may count on carol's vote.
+    frank = w.user("frank", role_groups=(GLOBAL_ADMIN,))
+    theirs = requests.new_request(
+        w.ctx, caller=frank.caller, type=PolicyType.TASK, target=DISABLE, reason="CHG-8"
+    )
+    voted = requests.approve_request(w.ctx, caller=carol.caller, request_id=theirs.request.id)
+    assert voted.status is RequestStatus.APPROVED
+
+
+def test_delete_disables_revokes_and_hides_from_scim_but_keeps_the_record(scene: Scene) -> None:
+    w = scene.world
+    dave_id = provision(scene, "dave")
+    dave = w.upn("dave")
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="Move Mailboxes", user=dave, add=True
+    )
+    w.policy(MOVE, approver_group="pamapprovers")
+    dave_caller = Caller(w.org.id, directory.get_user(w.ctx, caller=w.admin.caller, upn=dave).id)
+    asked = requests.new_request(
+        w.ctx, caller=dave_caller, type=PolicyType.TASK, target=MOVE, reason="move a mailbox"
+    )
+    requests.approve_request(w.ctx, caller=scene.bob.caller, request_id=asked.request.id)
+
+    scim.delete_user(w.ctx, caller=scene.sync, user_id=dave_id)
+
+    with pytest.raises(NotFound):
+        scim.get_user(w.ctx, caller=scene.sync, user_id=dave_id)
+    total, found = scim.list_users(w.ctx, caller=scene.sync, where=None, offset=0, limit=50)
+    assert dave not in {s.item.upn for s in found}
+    assert total == len(found)
+    kept = directory.get_user(w.ctx, caller=w.admin.caller, upn=dave)
+    assert (kept.enabled, kept.scim_deleted) == (False, True)
+    grant = requests.get_request(w.ctx, caller=w.admin.caller, request_id=asked.request.id)
+    assert grant.request.status is RequestStatus.REVOKED
+    (revoked,) = audit_log.search_audit(
+        w.ctx,
+        caller=w.admin.caller,
+        flt=AuditFilter(operation="Revoke-ElevatedAccessAuthorization"),
+    ).items
+    assert revoked.actor_name == w.upn("scim-sync")
+    (deleted,) = audit_log.search_audit(
+        w.ctx,
+        caller=w.admin.caller,
+        flt=AuditFilter(operation="Set-User", target=dave),
+    ).items
+    assert deleted.details["scim_deleted"] is True
+    assert deleted.details["via"] == "scim"
+    with pytest.raises(AlreadyExists):  # the name stays taken by the record kept
+        provision(scene, "dave")
+
+
+def test_scim_renames_and_finds_users_and_groups_by_filter(scene: Scene) -> None:
+    w = scene.world
+    dave_id = provision(scene, "dave", external_id="ext-dave")
+    ops = patch(
+        {"op": "replace", "value": {"userName": w.upn("david"), "active": "False"}},
+        schema=USER,
+    )
+    done = scim.modify_user(w.ctx, caller=scene.sync, user_id=dave_id, operations=ops)
+    assert (done.item.upn, done.item.enabled) == (w.upn("david"), False)
+    for where in (
+        scim.Filter("username", w.upn("David").upper()),
+        scim.Filter("externalid", "ext-dave"),
+        scim.Filter("displayname", "DAVE"),
+    ):
+        total, found = scim.list_users(w.ctx, caller=scene.sync, where=where, offset=0, limit=5)
+        assert (total, [s.item.upn for s in found]) == (1, [w.upn("david")])
+    taken = patch({"op": "replace", "path": "userName", "value": scene.bob.upn}, schema=USER)
+    with pytest.raises(AlreadyExists):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=dave_id, operations=taken)
+    scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Sales", "g-1", (dave_id,)))
+    total, groups = scim.list_groups(
+        w.ctx, caller=scene.sync, where=scim.Filter("externalid", "g-1"), offset=0, limit=5
+    )
+    assert total == 1
+    assert groups[0].item.name == "Sales"
+    assert {str(m) for m in groups[0].item.member_ids} == {dave_id}
+    total, page = scim.list_groups(w.ctx, caller=scene.sync, where=None, offset=1, limit=1)
+    assert (total, len(page)) == (2, 1)  # pamapprovers and Sales
