@@ -173,7 +173,7 @@ def user_resource(request: Request, stamped: Stamped[User]) -> dict[str, Any]:
     doc |= {
         "userName": u.upn,
         "displayName": u.display_name,
-        "emails": [{"value": u.email, "type": "work", "primary": True}],
+        "emails": [{"value": u.email, "type": "work"}],
         "active": u.enabled,
         "meta": _meta(request, "User", str(u.id), stamped),
     }

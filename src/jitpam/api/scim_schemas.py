@@ -68,13 +68,13 @@ USER = {
         _attr(
             "emails",
             "complex",
-            description="The user's email (jitpam keeps one: the primary work email)",
+            description="The user's email: jitpam keeps one, the primary one sent (or the first), "
+            "and returns it as the work email",
             multi=True,
             required=True,
             sub=[
                 _attr("value", description="The email address", required=True),
                 _attr("type", description="Always work", canonical=["work"]),
-                _attr("primary", "boolean", description="Always true"),
             ],
         ),
         _attr(
