@@ -221,6 +221,22 @@ def test_approver_group_members_arrive_from_scim_only_when_the_organization_opte
         scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=removal)
 
 
+def test_a_group_scim_manages_becomes_an_approver_group_only_once_opted_in(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    carol = provision(scene, "carol")
+    scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Okta Admins", None, (carol,)))
+    with pytest.raises(ApproverGroupNotSynced, match="opt it in"):
+        w.policy(DISABLE, approver_group="Okta Admins")
+    with pytest.raises(ApproverGroupNotSynced):
+        organizations.enable_access_control(w.ctx, caller=w.admin.caller, admin_group="Okta Admins")
+    organizations.set_organization_config(
+        w.ctx, caller=w.admin.caller, scim_approver_groups=["Okta Admins"]
+    )
+    assert w.policy(DISABLE, approver_group="Okta Admins").approver_group_id is not None
+
+
 def test_a_vote_by_an_approver_scim_placed_does_not_count_for_who_steers_the_sync_account(
     scene: Scene,
 ) -> None:

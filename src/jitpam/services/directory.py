@@ -13,6 +13,7 @@ from jitpam.domain.directory import (
     Assignment,
     Group,
     PrincipalKind,
+    Source,
     User,
     UserKind,
     check_text,
@@ -20,7 +21,13 @@ from jitpam.domain.directory import (
     normalize_upn,
     upn_domain,
 )
-from jitpam.domain.errors import AlreadyExists, InvalidInput, ManagedElsewhere, NotFound
+from jitpam.domain.errors import (
+    AlreadyExists,
+    ApproverGroupNotSynced,
+    InvalidInput,
+    ManagedElsewhere,
+    NotFound,
+)
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.notifications import EventType
 from jitpam.domain.operations import REQUESTER, AuditOperation
@@ -57,6 +64,22 @@ def find_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
     group = uow.groups.find(org_id, check_text(name, field_name="group name"))
     if group is None:
         raise NotFound(f"no group named {name!r} in this organization")
+    return group
+
+
+def find_approver_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
+    """A group about to be made an approver group (a policy's, or the default one). A group the
+    identity provider manages must be opted in to SCIM first (``jitpam config set
+    --scim-approver-group``): otherwise memberships SCIM set without that consent would make
+    approvers. Raises NotFound or ApproverGroupNotSynced."""
+    group = find_group(uow, org_id, name)
+    if group.source is Source.SCIM and (
+        group.id not in uow.orgs.control(org_id).synced_approver_group_ids
+    ):
+        raise ApproverGroupNotSynced(
+            f"group {group.name!r} is managed by the identity provider (SCIM): opt it in as an "
+            f"approver group first (jitpam config set --scim-approver-group {group.name!r})"
+        )
     return group
 
 

@@ -37,7 +37,7 @@ from jitpam.domain.policy import PolicyType
 from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
-from jitpam.services.directory import find_group, names_in
+from jitpam.services.directory import find_approver_group, find_group, names_in
 from jitpam.services.inputs import parse_enum
 from jitpam.services.jitpam_guards import keep_all_guards
 from jitpam.services.ports import Page, UnitOfWork
@@ -238,13 +238,6 @@ def access_control_settings(ctx: ServiceContext, *, caller: Caller) -> ControlVi
         return _view(uow, uow.orgs.control(caller.org_id))
 
 
-def _find_group_id(uow: UnitOfWork, org_id: UUID, name: str) -> UUID:
-    group = uow.groups.find(org_id, name)
-    if group is None:
-        raise NotFound(f"no group named {name!r} in this organization")
-    return group.id
-
-
 def _user_ids(uow: UnitOfWork, org_id: UUID, upns: list[str]) -> frozenset[UUID]:
     ids = set()
     for upn in upns:
@@ -272,7 +265,7 @@ def enable_access_control(
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, op, at)
         control = uow.orgs.control(caller.org_id, for_update=True)
-        group_id = _find_group_id(uow, caller.org_id, admin_group)
+        group_id = find_approver_group(uow, caller.org_id, admin_group).id
         accounts = _user_ids(uow, caller.org_id, system_accounts or [])
         # Listed again, an account whose exemption stopped counting is designated anew.
         lapsed = (accounts & control.system_account_ids) - exempt_accounts(uow, control)

@@ -19,7 +19,13 @@ from jitpam.domain.policy import (
 )
 from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
-from jitpam.services.directory import find_group, find_user, names_in, resolve_target
+from jitpam.services.directory import (
+    find_approver_group,
+    find_group,
+    find_user,
+    names_in,
+    resolve_target,
+)
 from jitpam.services.inputs import parse_enum
 from jitpam.services.jitpam_guards import keep_guard
 from jitpam.services.ports import Page, UnitOfWork
@@ -113,7 +119,7 @@ def new_policy(
             type=kind,
             target=name,
             approval_type=parse_enum(ApprovalType, approval_type, "approval type"),
-            approver_group_id=find_group(uow, caller.org_id, approver_group).id
+            approver_group_id=find_approver_group(uow, caller.org_id, approver_group).id
             if approver_group
             else None,
             created_at=at,
@@ -173,7 +179,9 @@ def set_policy(
             changes["approval_type_set_by"] = actor.id
         if approver_group is not KEEP:
             changes["approver_group_id"] = (
-                find_group(uow, caller.org_id, approver_group).id if approver_group else None
+                find_approver_group(uow, caller.org_id, approver_group).id
+                if approver_group
+                else None
             )
             changes["approver_group_set_by"] = actor.id
         if approvals_required is not None:
