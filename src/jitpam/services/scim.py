@@ -240,7 +240,7 @@ def _change_user(
     wanted: UserFields,
     at: datetime,
     delete: bool = False,
-) -> Stamped[User]:
+) -> None:
     """Set-User through SCIM: the user as ``wanted`` says (and taken over: managed by the
     identity provider from now on); disabling revokes as Set-User does."""
     changes: dict[str, Any] = {}
@@ -272,7 +272,6 @@ def _change_user(
         cascade = revoke_on_disable(ctx, uow, caller=caller, actor=actor, user=user, at=at)
     _record(uow, actor, AuditOperation.SET_USER, updated.upn, at, details)
     uow.record_all(cascade)
-    return Stamped(updated, at, at)
 
 
 def replace_user(
@@ -401,8 +400,6 @@ def create_group(ctx: ServiceContext, *, caller: Caller, fields: GroupFields) ->
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         name = _group_name(uow, caller.org_id, fields.display_name, current=None)
-        if uow.groups.find(caller.org_id, name.casefold()) is not None:
-            raise AlreadyExists(f"a group named {name!r} already exists")
         group = Group(
             uuid4(),
             caller.org_id,
