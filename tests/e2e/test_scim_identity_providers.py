@@ -406,6 +406,8 @@ def test_every_refusal_is_a_scim_error(scene: Scene) -> None:
     assert "Sync-Directory" in scim_error(httpx.get(f"{url}/scim/v2/Users", headers=admin), 403)
     big = b'{"userName": "' + b"x" * (5 * 1024 * 1024) + b'"}'
     scim_error(s.post("/Users", content=big), 413)
+    metrics = httpx.get(f"{url}/metrics", headers=admin).text
+    assert 'route="/scim/v2/Users",status="403"' in metrics  # counted under its own route
     config = scim_ok(s.get("/ServiceProviderConfig"))
     assert config["patch"]["supported"] is True
     assert config["filter"] == {"supported": True, "maxResults": 200}

@@ -122,6 +122,9 @@ class Measure:
         path = getattr(scope.get("route"), "path", "unmatched")
         if scope["path"].startswith(self.api) and not path.startswith(self.api):
             path = self.api + path
+        mounted = scope.get("root_path", "")  # a mounted application's routes (SCIM's)
+        if mounted and path != "unmatched" and not path.startswith(mounted):
+            path = mounted + path
         m = self.metrics
         m.requests.labels(scope["method"], path, str(status)).inc()
         m.latency.labels(path).observe(time.perf_counter() - start)
