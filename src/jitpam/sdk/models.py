@@ -250,6 +250,8 @@ class AccessControl(_Model):
     pending_hours: int
     lockbox_approval_required: bool = False
     lockbox_max_hours: int = 4
+    # The approver groups whose memberships SCIM may set (the organization opted them in).
+    scim_approver_groups: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -263,6 +265,7 @@ class User(_Model):
     email: str | None
     kind: str  # person, service, application or guest
     enabled: bool = field(metadata=_absent(_REQUIRED))
+    source: str = "jitpam"  # or "scim": the identity provider manages the user
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
