@@ -352,6 +352,9 @@ def test_filters_pagination_and_attribute_selection(scene: Scene) -> None:
     assert (page["totalResults"], page["startIndex"], page["itemsPerPage"]) == (total, 2, 2)
     assert [u["userName"] for u in page["Resources"]] == names[1:3]
     assert scim_ok(s.get("/Users", params={"count": "0"}))["Resources"] == []
+    beyond = scim_ok(s.get("/Users", params={"startIndex": str(10**30)}))
+    assert (beyond["totalResults"], beyond["Resources"]) == (total, [])
+    scim_error(s.get("/Users", params={"count": "many"}), 400, "invalidValue")
 
     found = scim_ok(s.get("/Users", params={"filter": 'USERNAME EQ "BOB@contoso.com"'}))
     assert [u["userName"] for u in found["Resources"]] == ["bob@contoso.com"]

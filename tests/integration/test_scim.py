@@ -31,6 +31,7 @@ from jitpam.domain.scim import (
     PATCH_SCHEMA,
     GroupFields,
     UserFields,
+    page_bounds,
     parse_patch,
 )
 from jitpam.services import audit_log, auth, directory, organizations, requests, scim
@@ -335,3 +336,7 @@ def test_scim_renames_and_finds_users_and_groups_by_filter(scene: Scene) -> None
     assert {str(m) for m in groups[0].item.member_ids} == {dave_id}
     total, page = scim.list_groups(w.ctx, caller=scene.sync, where=None, offset=1, limit=1)
     assert (total, len(page)) == (2, 1)  # pamapprovers and Sales
+    far = page_bounds(10**30, 5)
+    assert (
+        scim.list_users(w.ctx, caller=scene.sync, where=None, offset=far[0], limit=far[1])[1] == []
+    )

@@ -166,3 +166,4 @@ def test_pages_are_one_based_and_bounded() -> None:
     assert page_bounds(0, 5) == (0, 5)
     assert page_bounds(3, -1) == (2, 0)
     assert page_bounds(1, 10_000) == (0, MAX_RESULTS)
+    assert page_bounds(10**30, 1) == (2**31 - 2, 1)  # past every listing, yet a storable offset

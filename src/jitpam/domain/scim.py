@@ -26,6 +26,7 @@ ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 MAX_RESULTS = 200  # the largest page (ServiceProviderConfig's filter.maxResults)
 MAX_OPERATIONS = 1000  # operations in one PATCH request
 MAX_MEMBERS = 10_000  # members in one Group body
+MAX_START = 2**31 - 1  # a startIndex beyond every listing (and within every database's integers)
 
 
 class ScimInvalid(JitpamError):
@@ -364,8 +365,8 @@ def _set_group(fields: GroupFields, name: str, value: Any, *, op: str) -> GroupF
 
 
 def page_bounds(start_index: int | None, count: int | None) -> tuple[int, int]:
-    """RFC 7644 §3.4.2.4: a 1-based ``startIndex`` (below 1: 1) and a ``count`` (negative: 0,
-    above ``MAX_RESULTS``: ``MAX_RESULTS``), as an offset and a limit."""
-    start = 1 if start_index is None or start_index < 1 else start_index
+    """RFC 7644 §3.4.2.4: a 1-based ``startIndex`` (below 1: 1; at most ``MAX_START``) and a
+    ``count`` (negative: 0, above ``MAX_RESULTS``: ``MAX_RESULTS``), as an offset and a limit."""
+    start = 1 if start_index is None or start_index < 1 else min(start_index, MAX_START)
     limit = MAX_RESULTS if count is None else max(0, min(count, MAX_RESULTS))
     return start - 1, limit
