@@ -384,6 +384,7 @@ def test_every_refusal_is_a_scim_error(scene: Scene) -> None:
     body = {"schemas": [USER], "userName": "mallory@fabrikam.example"}
     assert "not a domain" in scim_error(s.post("/Users", json=body), 400, "invalidValue")
     scim_error(s.post("/Users", content=b"{not json"), 400, "invalidSyntax")
+    scim_error(s.post("/Users", content=b"[" * 100_000), 400, "invalidSyntax")
     scim_error(
         s.post("/Users", json={"schemas": [USER], "userName": "x\u0000@contoso.com"}),
         400,

@@ -131,9 +131,11 @@ async def _body(request: Request) -> Any:
     raw = await request.body()
     try:
         doc = json.loads(raw)
+        _refuse_unstorable(doc)
     except (ValueError, UnicodeDecodeError):
         raise ScimInvalid("the body is not valid JSON", "invalidSyntax") from None
-    _refuse_unstorable(doc)
+    except RecursionError:
+        raise ScimInvalid("the body is nested too deeply", "invalidSyntax") from None
     return doc
 
 
