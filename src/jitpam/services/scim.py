@@ -352,9 +352,13 @@ def _refuse_unsynced_approvers(uow: UnitOfWork, group: Group) -> None:
     """Raises ApproverGroupNotSynced when ``group`` makes its members approvers and the
     organization did not opt it in to SCIM."""
     control = uow.orgs.control(group.org_id)
-    if group.id in control.synced_approver_group_ids:
+    if control.default_approver_group_id != group.id and not uow.groups.is_policy_approver(
+        group.id
+    ):
         return
-    if control.default_approver_group_id == group.id or uow.groups.is_policy_approver(group.id):
+    # An approver group: the opt-in is read locked, so an opt-out made meanwhile waits for
+    # this change (or lands first, and this change is refused).
+    if group.id not in uow.orgs.control(group.org_id, for_update=True).synced_approver_group_ids:
         raise ApproverGroupNotSynced(
             f"group {group.name!r} is an approver group, and the organization has not let SCIM "
             "set its members (jitpam config set --scim-approver-group NAME); nothing was changed"
