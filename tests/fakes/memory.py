@@ -420,6 +420,11 @@ class MemoryGroups:
                 out[i] = found[0].name
         return out
 
+    def approves(self, group_id: UUID) -> bool:
+        return any(p.approver_group_id == group_id for p in self.t.policies.values()) or any(
+            c.default_approver_group_id == group_id for c in self.t.controls.values()
+        )
+
     def in_use(self, group_id: UUID) -> str | None:
         for policy in self.t.policies.values():
             if policy.approver_group_id == group_id:

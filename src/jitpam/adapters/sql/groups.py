@@ -233,6 +233,19 @@ class SqlGroups:
         out.update(labels(self.s, _GROUPS, "name", org_id, unread, _GROUP_NAME))
         return out
 
+    def approves(self, group_id: UUID) -> bool:
+        policy = self.s.scalar(
+            select(PolicyRow.id).where(PolicyRow.approver_group_id == group_id).limit(1)
+        )
+        if policy is not None:
+            return True
+        org = self.s.scalar(
+            select(OrganizationRow.id)
+            .where(OrganizationRow.default_approver_group_id == group_id)
+            .limit(1)
+        )
+        return org is not None
+
     def in_use(self, group_id: UUID) -> str | None:
         policy = self.s.scalars(
             select(PolicyRow).where(PolicyRow.approver_group_id == group_id)

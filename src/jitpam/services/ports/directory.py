@@ -129,6 +129,10 @@ class GroupRepository(Protocol):
         transaction already from memory, the others in one query."""
         ...
 
+    def approves(self, group_id: UUID) -> bool:
+        """Whether the group is a policy's approver group or the organization's default one."""
+        ...
+
     def in_use(self, group_id: UUID) -> str | None:
         """What still refers to the group (a policy as approvers or eligible requesters, access
         control, a standing assignment), or None."""
