@@ -92,6 +92,8 @@ class Settings:
             out[f.name] = ("********" if value else "") if f.name in SECRET_FIELDS else value
         out["database_url"] = _mask_url(self.effective_database_url)
         out["signing_key_file"] = str(self.effective_signing_key_file)
+        out["oidc_group_map"] = dict(self.oidc_group_map)
+        out["oidc_approver_groups"] = list(self.oidc_approver_groups)
         return out
 
 
