@@ -159,3 +159,22 @@ def test_a_claim_never_adds_to_a_group_holding_a_guarded_jitpam_role(world: Worl
     assert records(w, "Sign-In")[0].details["groups_skipped"] == {
         "Auditors": "the group holds a jitpam role a policy makes just in time"
     }
+
+
+def test_the_databases_tell_approver_groups_apart(db_world: World) -> None:
+    """The SQL adapter's ``approves``: a policy's approver group and the default one, not
+    another group."""
+    w = db_world
+    alice = w.user("alice")
+    w.group("Approvers")
+    w.group("Admins", w.admin)
+    w.group("Helpdesk")
+    w.policy("Exchange\\Move Mailboxes", type=PolicyType.ROLE, approver_group="Approvers")
+    organizations.enable_access_control(w.ctx, caller=w.admin.caller, admin_group="Admins")
+    configure(w, {"Approvers": "sg-a", "Admins": "sg-b", "Helpdesk": "sg-c"})
+    sign_in(w, alice, frozenset({"sg-a", "sg-b", "sg-c"}))
+    assert alice.upn in members(w, "Helpdesk")
+    assert records(w, "Sign-In")[0].details["groups_skipped"] == {
+        "Approvers": "approver group not opted in (oidc_approver_groups)",
+        "Admins": "approver group not opted in (oidc_approver_groups)",
+    }
