@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from jitpam.domain.check import Reason
 from jitpam.domain.directory import UserKind, guest_upn
 from jitpam.domain.errors import AlreadyExists, InvalidInput, NotAnApprover, NotFound
 from jitpam.domain.policy import ApprovalType, PolicyType
@@ -242,3 +243,13 @@ def test_guests_on_the_databases(db_world: World) -> None:
     assert access.check_access(
         db_world.ctx, caller=db_world.admin.caller, user=HOME, task=MOVE
     ).allowed
+
+
+def test_an_address_too_long_for_a_guests_name_names_nobody(world: World) -> None:
+    typed = f"{'g' * 230}@fabrikam.com"  # fits; its guest form would not
+    with pytest.raises(NotFound):
+        directory.get_user(world.ctx, caller=world.admin.caller, upn=typed)
+    checked = access.check_access(world.ctx, caller=world.admin.caller, user=typed, task=MOVE)
+    assert checked.reason is Reason.UNKNOWN_USER
+    with pytest.raises(InvalidInput):
+        invite(world, typed)

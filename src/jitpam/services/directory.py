@@ -65,7 +65,11 @@ def lookup_user(uow: UnitOfWork, org_id: UUID, upn: str, *, typed: bool = True) 
     if "@" not in upn or home_address(upn) is not None:
         return None
     for domain in uow.orgs.domains(org_id):
-        guest = uow.users.get_by_upn(guest_upn(upn, domain))
+        try:
+            name = guest_upn(upn, domain)
+        except InvalidInput:  # too long to be anyone's name here
+            continue
+        guest = uow.users.get_by_upn(name)
         if guest is not None and guest.org_id == org_id:
             return guest
     return None
