@@ -32,7 +32,14 @@ from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, 
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
-from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User
+from jitpam.domain.directory import (
+    Assignment,
+    Group,
+    Organization,
+    PrincipalKind,
+    User,
+    fold_upn,
+)
 from jitpam.domain.errors import (
     AlreadyVoted,
     AuditUnavailable,
@@ -263,7 +270,7 @@ class MemoryUsers:
         return found[0] if found else None
 
     def get_by_upn(self, upn: str) -> User | None:
-        key = upn.lower()
+        key = fold_upn(upn)
         return next((u for u, _ in self.t.users.values() if u.upn == key), None)
 
     def save(self, user: User) -> None:

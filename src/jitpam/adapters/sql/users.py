@@ -28,7 +28,7 @@ from jitpam.adapters.sql.queries import (
     named_from_memory,
     page_by_key,
 )
-from jitpam.domain.directory import User, UserKind
+from jitpam.domain.directory import User, UserKind, fold_upn
 from jitpam.domain.separation import Stewardship
 from jitpam.services.ports import Page
 
@@ -99,7 +99,7 @@ class SqlUsers:
         return user
 
     def get_by_upn(self, upn: str) -> User | None:
-        row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
+        row = self.s.scalars(select(UserRow).where(UserRow.upn == fold_upn(upn))).first()
         return _user(row) if row else None
 
     def save(self, user: User) -> None:
