@@ -11,7 +11,15 @@ from sqlalchemy import Engine
 from jitpam.adapters.clock import SystemClock
 from jitpam.adapters.email import SmtpSender
 from jitpam.adapters.executors import TaskRunner
-from jitpam.adapters.oidc import OidcBrowserSignIn, OidcIdentity, OidcVerifier, PendingSignIn
+from jitpam.adapters.oidc import (
+    DiscoveryFailed,
+    OidcBrowserSignIn,
+    OidcIdentity,
+    OidcVerifier,
+    PendingSignIn,
+    discover,
+    discovery_url,
+)
 from jitpam.adapters.passwords import Argon2Passwords
 from jitpam.adapters.signing import Ed25519Signer
 from jitpam.adapters.sql.db import is_sqlite, make_engine, reading
@@ -20,6 +28,7 @@ from jitpam.adapters.sql.migrate import upgrade
 from jitpam.adapters.sql.uow import SqlUnitOfWork, unit_of_work_factory
 from jitpam.adapters.throttle import MemoryLoginThrottle
 from jitpam.adapters.webhooks import OutboundUrls, WebhookSender
+from jitpam.domain.group_claims import GroupClaimMap
 from jitpam.domain.notifications import Channel
 from jitpam.runtime.decision_index import MemoryDecisionIndex
 from jitpam.runtime.group_commit import LoopGroupCommit, ThreadGroupCommit
@@ -27,7 +36,7 @@ from jitpam.runtime.writer_queue import WriterQueue
 from jitpam.services.context import ServiceContext
 from jitpam.services.delivery import DeliveryPolicy, Sender
 from jitpam.services.ports import Clock, Signer, UnitOfWork
-from jitpam.settings import Settings
+from jitpam.settings import Settings, SettingsError
 from jitpam.worker import Worker
 
 __all__ = ["OidcIdentity", "PendingSignIn", "Runtime", "build_context", "build_runtime"]
@@ -82,6 +91,8 @@ def build_context(
         ),
         session_hours=s.session_hours,
         public_url=s.public_url,
+        groups_claim=s.oidc_groups_claim,
+        group_claims=GroupClaimMap.of(s.oidc_group_map, s.oidc_approver_groups),
         index=MemoryDecisionIndex(),
         checks=ThreadGroupCommit(),
         async_checks=LoopGroupCommit(),
@@ -106,23 +117,62 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Create the data directory, open and migrate the database, load or create the signing key."""
+def _oidc(settings: Settings) -> tuple[OidcVerifier | None, OidcBrowserSignIn | None]:
+    """The OIDC verifier and browser sign-in the settings configure. Endpoints not set come from
+    the issuer's discovery document, fetched here once. Raises SettingsError (at start, not at
+    the first sign-in) when it cannot be fetched or names another issuer."""
+    s = settings
+    if not s.oidc_issuer:
+        return None, None
+    jwks, authorize, token = s.oidc_jwks_url, s.oidc_authorization_url, s.oidc_token_url
+    if s.oidc_discovers:
+        url = s.oidc_discovery_url or discovery_url(s.oidc_issuer)
+        try:
+            found = discover(url, issuer=s.oidc_issuer)
+        except DiscoveryFailed as exc:
+            raise SettingsError(str(exc)) from None
+        # What is set explicitly wins over what the document says.
+        jwks = jwks or found.jwks_uri
+        authorize = authorize or found.authorization_endpoint
+        token = token or found.token_endpoint
+    if not jwks:
+        raise SettingsError(
+            f"OIDC: no oidc_jwks_url is set and the discovery document of {s.oidc_issuer} "
+            "names no jwks_uri"
+        )
+    verifier = OidcVerifier(
+        issuer=s.oidc_issuer,
+        audience=s.oidc_audience,
+        jwks_url=jwks,
+        groups_claim=s.oidc_groups_claim,
+    )
+    browser = (
+        OidcBrowserSignIn(
+            verifier=verifier,
+            client_id=s.oidc_client_id or s.oidc_audience,
+            client_secret=s.oidc_client_secret,
+            authorization_url=authorize,
+            token_url=token,
+        )
+        if authorize and token
+        else None
+    )
+    return verifier, browser
+
+
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, identity_provider: bool = True
+) -> Runtime:
+    """Create the data directory, open and migrate the database, load or create the signing key.
+    With ``identity_provider`` (a server, not a one-off command), set up OIDC: this may fetch
+    the issuer's discovery document, and raises SettingsError when that fails."""
+    oidc, browser = _oidc(settings) if identity_provider else (None, None)
     _private_dir(settings.data_path)
     ctx, engine = build_context(
         database_url=settings.effective_database_url,
         signing_key_file=settings.effective_signing_key_file,
         clock=clock,
         settings=settings,
-    )
-    oidc = (
-        OidcVerifier(
-            issuer=settings.oidc_issuer,
-            audience=settings.oidc_audience,
-            jwks_url=settings.oidc_jwks_url,
-        )
-        if settings.oidc_issuer and settings.oidc_jwks_url
-        else None
     )
     if is_sqlite(engine) and engine.url.database:
         # The database holds password hashes and token digests: readable by the owner only.
@@ -131,17 +181,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             if path.exists():
                 path.chmod(0o600)
     urls = OutboundUrls(allow_private=settings.webhook_allow_private)
-    browser = (
-        OidcBrowserSignIn(
-            verifier=oidc,
-            client_id=settings.oidc_client_id or settings.oidc_audience,
-            client_secret=settings.oidc_client_secret,
-            authorization_url=settings.oidc_authorization_url,
-            token_url=settings.oidc_token_url,
-        )
-        if oidc is not None and settings.oidc_authorization_url and settings.oidc_token_url
-        else None
-    )
     return Runtime(
         settings=settings,
         ctx=ctx,

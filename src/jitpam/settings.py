@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -28,11 +29,17 @@ class Settings:
     session_hours: int = 12
     oidc_issuer: str = ""
     oidc_audience: str = ""
-    oidc_jwks_url: str = ""
+    oidc_jwks_url: str = ""  # default: from the issuer's discovery document
+    oidc_discovery_url: str = ""  # default: <oidc_issuer>/.well-known/openid-configuration
     oidc_authorization_url: str = ""  # with oidc_token_url: the web pages' OIDC sign-in
     oidc_token_url: str = ""
     oidc_client_id: str = ""  # default: oidc_audience
     oidc_client_secret: str = ""  # empty for a public client (PKCE only)
+    oidc_groups_claim: str = ""  # the ID token's claim listing the user's groups (none: unused)
+    # "<organization>:<jitpam group>" -> the claim value that means membership of that group
+    oidc_group_map: tuple[tuple[str, str], ...] = ()
+    # "<organization>:<jitpam group>" keys of oidc_group_map whose claims may make approvers
+    oidc_approver_groups: tuple[str, ...] = ()
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_starttls: bool = True
@@ -55,6 +62,11 @@ class Settings:
     task_runs_max: int = 16  # task runs at once in one server process (each holds a thread)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+
+    @property
+    def oidc_discovers(self) -> bool:
+        """Whether the server fetches the issuer's discovery document when it starts."""
+        return bool(self.oidc_issuer) and bool(self.oidc_discovery_url or not self.oidc_jwks_url)
 
     @property
     def data_path(self) -> Path:
@@ -80,6 +92,8 @@ class Settings:
             out[f.name] = ("********" if value else "") if f.name in SECRET_FIELDS else value
         out["database_url"] = _mask_url(self.effective_database_url)
         out["signing_key_file"] = str(self.effective_signing_key_file)
+        out["oidc_group_map"] = dict(self.oidc_group_map)
+        out["oidc_approver_groups"] = list(self.oidc_approver_groups)
         return out
 
 
@@ -93,7 +107,59 @@ def _mask_url(url: str) -> str:
     return url
 
 
+def _group_key(key: object, name: str, where: str) -> str:
+    text = key.strip() if isinstance(key, str) else ""
+    org, _, group = text.partition(":")
+    if not (org.strip() and group.strip()):
+        raise SettingsError(
+            f'{where}: {name} names groups as "<organization>:<group>", not {key!r}'
+        )
+    return f"{org.strip()}:{group.strip()}"
+
+
+def _group_map(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """A TOML table, or (in the environment) a JSON object: "org:Group" = "claim value"."""
+    name = "oidc_group_map"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise SettingsError(f"{where}: {name} must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f'{where}: {name} must be a table of "org:Group" = "claim value"')
+    out: dict[str, str] = {}
+    for key, claim in value.items():
+        group = _group_key(key, name, where)
+        if not isinstance(claim, str) or not claim:
+            raise SettingsError(f"{where}: {name}: {key!r} must map to a claim value (a string)")
+        if group.casefold() in {k.casefold() for k in out}:
+            raise SettingsError(f"{where}: {name} names {group!r} twice")
+        out[group] = claim
+    return tuple(out.items())
+
+
+def _group_list(value: Any, where: str) -> tuple[str, ...]:
+    """A TOML array, or (in the environment) a JSON array or comma-separated "org:Group" names."""
+    name = "oidc_approver_groups"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise SettingsError(f"{where}: {name} must be a JSON array") from None
+        else:
+            value = [v for v in text.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise SettingsError(f'{where}: {name} must be a list of "org:Group" names')
+    return tuple(_group_key(v, name, where) for v in value)
+
+
 def _coerce(name: str, kind: Any, value: Any, where: str) -> Any:
+    if name == "oidc_group_map":
+        return _group_map(value, where)
+    if name == "oidc_approver_groups":
+        return _group_list(value, where)
     if kind in (int, "int"):
         if isinstance(value, bool):
             raise SettingsError(f"{where}: {name} must be a whole number")
@@ -145,15 +211,43 @@ def load_settings(
         if value is not None:
             values[name] = _coerce(name, known[name], value, f"--{name.replace('_', '-')}")
     settings = replace(Settings(), **values)
-    oidc = [settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url]
-    if any(oidc) and not all(oidc):
-        raise SettingsError("OIDC needs all of oidc_issuer, oidc_audience and oidc_jwks_url")
-    browser = [settings.oidc_authorization_url, settings.oidc_token_url]
-    if any(browser) and not (all(browser) and all(oidc)):
-        raise SettingsError(
-            "OIDC sign-in in the browser needs oidc_authorization_url and oidc_token_url, "
-            "besides oidc_issuer, oidc_audience and oidc_jwks_url"
-        )
+    _check_oidc(settings)
     if not 1 <= settings.task_runs_max <= 1000:
         raise SettingsError("task_runs_max must be from 1 to 1000")
     return settings
+
+
+def _check_oidc(settings: Settings) -> None:
+    """The OIDC settings hang together. Endpoints left out come from the issuer's discovery
+    document, fetched when the server starts (``bootstrap``)."""
+    s = settings
+    needed = [s.oidc_issuer, s.oidc_audience]
+    others = [
+        s.oidc_jwks_url,
+        s.oidc_discovery_url,
+        s.oidc_authorization_url,
+        s.oidc_token_url,
+        s.oidc_groups_claim,
+        s.oidc_group_map,
+        s.oidc_approver_groups,
+    ]
+    if (any(needed) or any(others)) and not all(needed):
+        raise SettingsError(
+            "OIDC needs oidc_issuer and oidc_audience (the other endpoints come from the "
+            "issuer's discovery document unless set)"
+        )
+    browser = [s.oidc_authorization_url, s.oidc_token_url]
+    if any(browser) and not all(browser) and s.oidc_jwks_url and not s.oidc_discovery_url:
+        raise SettingsError(
+            "OIDC sign-in in the browser needs oidc_authorization_url and oidc_token_url, or "
+            "the issuer's discovery document (leave oidc_jwks_url unset, or set "
+            "oidc_discovery_url)"
+        )
+    if s.oidc_group_map and not s.oidc_groups_claim:
+        raise SettingsError("oidc_group_map needs oidc_groups_claim: the claim that lists groups")
+    mapped = {k.casefold() for k, _ in s.oidc_group_map}
+    for name in s.oidc_approver_groups:
+        if name.casefold() not in mapped:
+            raise SettingsError(
+                f"oidc_approver_groups names {name!r}, which oidc_group_map does not list"
+            )

@@ -242,7 +242,7 @@ def test_partial_oidc_settings_are_refused(tmp_path: Path) -> None:
         [JITPAM, "config", "show"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert done.returncode == 2
-    assert "OIDC needs all of" in done.stderr
+    assert "OIDC needs oidc_issuer and oidc_audience" in done.stderr
 
 
 def test_a_second_organization_cannot_probe_or_squat_user_names(demo_server: Server) -> None:

@@ -43,6 +43,10 @@ class IdentityProvider:
         default_factory=lambda: {"email": "alice@contoso.com", "email_verified": True}
     )
     nonce_override: str | None = None
+    # The issuer in its tokens: ISSUER, or (own_issuer) its own address, which publishes the
+    # discovery document; document_issuer: what that document claims instead (a misconfiguration).
+    own_issuer: bool = False
+    document_issuer: str | None = None
     grants: dict[str, Grant] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -57,6 +61,19 @@ class IdentityProvider:
                 url = urlsplit(self.path)
                 if url.path == "/jwks.json":
                     self._answer(200, jwks)
+                    return
+                if url.path == "/.well-known/openid-configuration":
+                    idp.discoveries += 1
+                    document = {
+                        "issuer": idp.document_issuer or idp.issuer,
+                        "jwks_uri": idp.base + "/jwks.json",
+                        "authorization_endpoint": idp.base + "/authorize",
+                        "token_endpoint": idp.base + "/token",
+                        "response_types_supported": ["code"],
+                        "subject_types_supported": ["public"],
+                        "id_token_signing_alg_values_supported": ["RS256"],
+                    }
+                    self._answer(200, json.dumps(document))
                     return
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 code = uuid.uuid4().hex
@@ -89,7 +106,7 @@ class IdentityProvider:
                     return
                 now = int(time.time())
                 claims = {
-                    "iss": ISSUER,
+                    "iss": idp.issuer,
                     "aud": grant.client_id,
                     "sub": "idp-" + str(idp.account["email"]),
                     "iat": now,
@@ -109,6 +126,7 @@ class IdentityProvider:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        self.discoveries = 0
         self.port = free_port()
         self.httpd = HTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -117,13 +135,20 @@ class IdentityProvider:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def issuer(self) -> str:
+        return self.base if self.own_issuer else ISSUER
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[IdentityProvider]:
     provider = IdentityProvider()
     yield provider
-    provider.httpd.shutdown()
-    provider.httpd.server_close()
+    provider.stop()
 
 
 @pytest.fixture(scope="module")

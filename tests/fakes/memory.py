@@ -32,7 +32,15 @@ from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, 
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
 from jitpam.domain.control import AccessControl
-from jitpam.domain.directory import Assignment, Group, Organization, PrincipalKind, User, UserKind
+from jitpam.domain.directory import (
+    Assignment,
+    Group,
+    Organization,
+    PrincipalKind,
+    User,
+    UserKind,
+    fold_upn,
+)
 from jitpam.domain.errors import (
     AlreadyVoted,
     AuditUnavailable,
@@ -266,7 +274,7 @@ class MemoryUsers:
         return found[0] if found else None
 
     def get_by_upn(self, upn: str) -> User | None:
-        key = upn.lower()
+        key = fold_upn(upn)
         return next((u for u, _ in self.t.users.values() if u.upn == key), None)
 
     def save(self, user: User, *, at: datetime | None = None) -> None:
@@ -417,9 +425,6 @@ class MemoryGroups:
             for g in chosen
         ]
 
-    def is_policy_approver(self, group_id: UUID) -> bool:
-        return any(p.approver_group_id == group_id for p in self.t.policies.values())
-
     def add_member(self, group_id: UUID, user_id: UUID, *, added_by: UUID | None) -> bool:
         key = (group_id, user_id)
         if key in self.t.members and self.t.members[key] == added_by:
@@ -485,6 +490,11 @@ class MemoryGroups:
                 out[i] = found[0].name
         return out
 
+    def approves(self, group_id: UUID) -> bool:
+        return any(p.approver_group_id == group_id for p in self.t.policies.values()) or any(
+            c.default_approver_group_id == group_id for c in self.t.controls.values()
+        )
+
     def in_use(self, group_id: UUID) -> str | None:
         for policy in self.t.policies.values():
             if policy.approver_group_id == group_id:
@@ -504,7 +514,7 @@ def _scim_user_matches(user: User, where: Filter) -> bool:
     if where.attribute == "id":
         return str(user.id) == where.value.lower()
     if where.attribute == "username":
-        return user.upn == where.value.lower()
+        return user.upn == fold_upn(where.value)
     if where.attribute == "displayname":
         return user.display_name.lower() == where.value.lower()
     return user.external_id == where.value

@@ -130,6 +130,23 @@ def test_scim_creates_a_user_it_manages_audited_as_the_sync_account_naming_who_s
         )
 
 
+def test_entra_ids_guests_arrive_as_guests_with_their_own_address_as_email(scene: Scene) -> None:
+    w = scene.world
+    name = f"gus_fabrikam.com#EXT#@{w.domain}"
+    made = scim.create_user(w.ctx, caller=scene.sync, fields=UserFields(name, "Gus"))
+    assert (made.item.kind, made.item.email) == (UserKind.GUEST, "gus@fabrikam.com")
+    assert directory.get_user(w.ctx, caller=w.admin.caller, upn="gus@fabrikam.com").id == (
+        made.item.id
+    )
+    total, _ = scim.list_users(
+        w.ctx, caller=scene.sync, where=scim.Filter("username", name.lower()), offset=0, limit=5
+    )
+    assert total == 1
+    person = patch({"op": "replace", "path": "userName", "value": w.upn("gus")}, schema=USER)
+    with pytest.raises(InvalidInput, match="only a guest"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=str(made.item.id), operations=person)
+
+
 def test_only_an_application_account_holding_directory_sync_may_use_scim(scene: Scene) -> None:
     w = scene.world
     fields = UserFields(w.upn("dave"), "Dave")

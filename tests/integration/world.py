@@ -55,6 +55,10 @@ class World:
     def upn(self, name: str) -> str:
         return f"{name}@{self.domain}"
 
+    def guest_home(self, name: str) -> str:
+        """A guest's own address, in a domain of another organization."""
+        return f"{name}@partner.example.net"
+
     def user(
         self,
         name: str,
@@ -64,11 +68,14 @@ class World:
         role_groups: tuple[str, ...] = (),
         by: Person | None = None,
     ) -> Person:
-        """A new user, made by ``by`` (the world's admin by default); the admin assigns roles."""
+        """A new user, made by ``by`` (the world's admin by default); the admin assigns roles.
+        A guest comes from another organization's domain (``guest_upn``); ``upn`` is the name
+        they are stored under."""
+        home = self.guest_home(name) if kind is UserKind.GUEST else self.upn(name)
         user = directory.add_user(
             self.ctx,
             caller=(by or self.admin).caller,
-            upn=self.upn(name),
+            upn=home,
             display_name=name.title(),
             kind=kind,
         )

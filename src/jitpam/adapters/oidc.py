@@ -1,5 +1,6 @@
-"""OIDC: bearer JWTs from an issuer, verified against its JWKS (RS256/ES256/EdDSA), and the
-authorization code flow with PKCE for signing in to the web pages."""
+"""OIDC: bearer JWTs from an issuer, verified against its JWKS (RS256/ES256/EdDSA), the
+authorization code flow with PKCE for signing in to the web pages, and the issuer's discovery
+document (``/.well-known/openid-configuration``) that names the endpoints of both."""
 
 from __future__ import annotations
 
@@ -12,6 +13,60 @@ from urllib.parse import urlencode
 import httpx
 import jwt
 
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+class DiscoveryFailed(Exception):
+    """The discovery document could not be fetched, or does not describe the configured issuer."""
+
+
+@dataclass(frozen=True)
+class OidcEndpoints:
+    """What an issuer's discovery document says (empty: it does not say)."""
+
+    jwks_uri: str
+    authorization_endpoint: str
+    token_endpoint: str
+
+
+def discovery_url(issuer: str) -> str:
+    """Where an issuer publishes its discovery document (OpenID Connect Discovery 1.0, 4)."""
+    return issuer.rstrip("/") + DISCOVERY_PATH
+
+
+def discover(url: str, *, issuer: str, timeout: float = 10) -> OidcEndpoints:
+    """Fetch the discovery document at ``url`` once. Its ``issuer`` must be ``issuer`` exactly
+    (a document for another issuer would let that one's tokens in). Raises DiscoveryFailed."""
+    try:
+        answer = httpx.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise DiscoveryFailed(f"cannot fetch the OIDC discovery document {url}: {exc}") from None
+    if answer.status_code != 200:
+        raise DiscoveryFailed(
+            f"the OIDC discovery document {url} answered HTTP {answer.status_code}"
+        )
+    try:
+        doc = answer.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise DiscoveryFailed(f"the OIDC discovery document {url} is not a JSON object")
+    if doc.get("issuer") != issuer:
+        raise DiscoveryFailed(
+            f"the OIDC discovery document {url} is for the issuer {doc.get('issuer')!r}, "
+            f"not the configured oidc_issuer {issuer!r}"
+        )
+
+    def text(name: str) -> str:
+        value = doc.get(name)
+        return value if isinstance(value, str) else ""
+
+    return OidcEndpoints(
+        jwks_uri=text("jwks_uri"),
+        authorization_endpoint=text("authorization_endpoint"),
+        token_endpoint=text("token_endpoint"),
+    )
+
 
 @dataclass(frozen=True)
 class OidcIdentity:
@@ -19,6 +74,20 @@ class OidcIdentity:
     subject: str
     email: str | None
     email_verified: bool
+    # The values of the configured groups claim; None when none is configured or the token
+    # does not carry it (then nobody's memberships change).
+    groups: frozenset[str] | None = None
+
+
+def _groups(claims: dict[str, object], name: str) -> frozenset[str] | None:
+    if not name or name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, str):
+        return frozenset([value])
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return None
 
 
 class OidcVerifier:
@@ -26,9 +95,12 @@ class OidcVerifier:
 
     ALGORITHMS = ("RS256", "ES256", "EdDSA")
 
-    def __init__(self, *, issuer: str, audience: str, jwks_url: str) -> None:
+    def __init__(
+        self, *, issuer: str, audience: str, jwks_url: str, groups_claim: str = ""
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
+        self.groups_claim = groups_claim
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
 
     def verify(self, token: str, *, nonce: str | None = None) -> OidcIdentity | None:
@@ -56,6 +128,7 @@ class OidcVerifier:
             subject=str(claims["sub"]),
             email=email if isinstance(email, str) else None,
             email_verified=claims.get("email_verified") is True,
+            groups=_groups(claims, self.groups_claim),
         )
 
 

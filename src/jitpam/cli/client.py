@@ -156,6 +156,9 @@ def user_create(
         if password_stdin:
             api.set_password(made.upn, password=_read_secret(True, ""))
     show(made.raw, as_json)
+    if not as_json and made.upn.lower() != upn.strip().lower():
+        # A guest named by their own address: say under which name they are stored.
+        typer.echo(f"{upn.strip()} is stored as {made.upn}; either name finds them here")
 
 
 @user_app.command("list")

@@ -40,13 +40,18 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
         output.fail(str(exc), output.USAGE)
 
 
-def _runtime(settings: Settings) -> Runtime:
+def _runtime(settings: Settings, *, serving: bool = False) -> Runtime:
+    """The runtime of a command; ``serving``: of the server, which also sets up OIDC (and may
+    fetch the issuer's discovery document, failing here with its reason)."""
     from jitpam.bootstrap import build_runtime
     from jitpam.domain.errors import TaskDefinitionInvalid
     from jitpam.services import organizations
+    from jitpam.settings import SettingsError
 
     try:
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, identity_provider=serving)
+    except SettingsError as exc:
+        output.fail(str(exc), output.USAGE)
     except TaskDefinitionInvalid as exc:
         output.fail("task definitions: " + "; ".join(exc.problems), output.USAGE)
     except Exception as exc:
@@ -243,7 +248,7 @@ def register(app: typer.Typer) -> None:
             secrets_dir = settings.secrets_dir or str(settings.data_path / "demo-secrets")
             demo.ensure_demo_secrets(Path(secrets_dir))
             settings = replace(settings, tasks_dir=str(demo.TASKS_DIR), secrets_dir=secrets_dir)
-        runtime = _runtime(settings)
+        runtime = _runtime(settings, serving=True)
         if demo_org:
             created = demo.ensure_demo(runtime.ctx)
             typer.echo(

@@ -9,7 +9,13 @@ from uuid import UUID
 
 from jitpam.domain.errors import InvalidInput
 
-_UPN = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_LOCAL = r"[A-Za-z0-9._%+'-]+"
+_DOMAIN = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+# A member's UPN, or a guest's in Entra's form: the home address with "@" made "_", then
+# "#EXT#@" and a domain of the organization that invited them (gus_fabrikam.com#EXT#@contoso.com).
+_UPN = re.compile(rf"^{_LOCAL}(?:_{_DOMAIN}#EXT#)?@{_DOMAIN}$", re.IGNORECASE)
+_GUEST = re.compile(rf"^({_LOCAL})_({_DOMAIN})#EXT#@({_DOMAIN})$", re.IGNORECASE)
+GUEST_MARK = "#EXT#"
 _ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_TEXT = 256
 
@@ -73,13 +79,42 @@ def managed_elsewhere(what: str, source: Source) -> str | None:
 
 
 def normalize_upn(upn: str) -> str:
-    """UPNs are email-shaped and compared without case; raises InvalidInput."""
+    """UPNs are email-shaped and compared without case: lower case, except a guest's mark,
+    kept as Entra writes it (``#EXT#``); raises InvalidInput."""
     text = (upn or "").strip()
     if len(text) > MAX_TEXT or not _UPN.match(text):
         raise InvalidInput(
             f"user name {upn!r} must be an email-style UPN such as alice@contoso.com"
         )
-    return text.lower()
+    return fold_upn(text)
+
+
+def fold_upn(upn: str) -> str:
+    """The form a UPN is stored, looked up and compared in: lower case, except a guest's mark,
+    kept as Entra writes it (``#EXT#``)."""
+    local, at, domain = upn.lower().rpartition("@")
+    return f"{local.replace(GUEST_MARK.lower(), GUEST_MARK)}{at}{domain}"
+
+
+def guest_upn(home: str, domain: str) -> str:
+    """The name a guest whose own address is ``home`` is stored under in an organization that
+    owns ``domain`` (Entra's form: ``gus@fabrikam.com`` in contoso.com is
+    ``gus_fabrikam.com#EXT#@contoso.com``); raises InvalidInput for an address that is not a
+    plain UPN (a guest's name is not a home address) or a name too long to store."""
+    address = normalize_upn(home)
+    if home_address(address) is not None:
+        raise InvalidInput(f"{home!r} is a guest's name, not an address of their own")
+    local, _, home_domain = address.rpartition("@")
+    return normalize_upn(f"{local}_{home_domain}{GUEST_MARK}@{check_domain(domain)}")
+
+
+def home_address(upn: str) -> str | None:
+    """A guest's own address from the name they are stored under (None: not a guest's name)."""
+    found = _GUEST.match((upn or "").strip())
+    if found is None:
+        return None
+    local, home_domain, _ = found.groups()
+    return f"{local}@{home_domain}".lower()
 
 
 def upn_domain(upn: str) -> str:

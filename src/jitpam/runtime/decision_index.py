@@ -33,6 +33,7 @@ from jitpam.domain.names import QualifiedName
 from jitpam.domain.operations import REQUESTER, AuditOperation, DecisionEffect, record_effect
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.tokens import ApiToken
+from jitpam.services.directory import lookup_user
 from jitpam.services.ports import UnitOfWork
 from jitpam.services.separation import exempt_accounts
 
@@ -67,10 +68,14 @@ class _Org:
     enabled: bool
     system_accounts: frozenset[UUID]  # those whose exemption counts (services/separation.py)
     role_group_roles: dict[str, frozenset[str]] | None = None
-    users: dict[str, _User] = field(default_factory=dict)  # by UPN
+    users: dict[str, _User] = field(default_factory=dict)  # by UPN (lower case)
     tasks: dict[str, _Task] = field(default_factory=dict)  # by canonical name
     names: dict[str, str] = field(default_factory=dict)  # typed task name -> canonical
     tokens: dict[str, tuple[ApiToken, User]] = field(default_factory=dict)  # by digest
+    # Another name a user was asked about by (a guest's own address, a case of "#EXT#") -> the
+    # UPN of ``users`` it means: a change to the user drops their entry under their UPN only.
+    # Only a change that reloads the organization (a user created) can make a name mean another.
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryDecisionIndex:
@@ -109,6 +114,7 @@ class MemoryDecisionIndex:
                     state.tasks,
                     state.names,
                     tokens,
+                    state.aliases,
                 )
                 with self._lock:
                     self._orgs[org_id] = fresh
@@ -182,13 +188,18 @@ class MemoryDecisionIndex:
 
     def _user(self, uow: UnitOfWork, org_id: UUID, upn: str, at: datetime) -> _User:
         state = self._orgs[org_id]  # one key read: atomic, needs no lock
-        u = state.users.get(upn)
+        u = state.users.get(state.aliases.get(upn, upn))
         if u is None or (u.loaded_at is not None and at < u.loaded_at):
             # Loaded for a later instant (a check whose clock was read earlier came second, or
             # the clock stepped back): grants that ended in between would be missing.
             u = _load_user(uow, org_id, upn, at)
             if u.user is not None:  # unknown names are not kept: anyone can type them
-                state.users[upn] = u
+                key = u.user.upn.lower()
+                state.users[key] = u
+                if key != upn:
+                    if len(state.aliases) >= MAX_NAMES:
+                        state.aliases.clear()
+                    state.aliases[upn] = key
         return u
 
     def facts(
@@ -197,7 +208,7 @@ class MemoryDecisionIndex:
         """The facts ``decide`` needs, from memory where known, loaded once where not."""
         state = self._orgs[org_id]  # one key read: atomic, needs no lock
         upn = upn.strip().lower()
-        u = state.users.get(upn)
+        u = state.users.get(state.aliases.get(upn, upn))
         if u is not None and (u.loaded_at is None or u.loaded_at <= at):
             known = u.facts.get(task)  # the common case, without a call more
             if known is not None:
@@ -244,8 +255,8 @@ def _load_task(uow: UnitOfWork, org_id: UUID, task: str) -> _Task:
 
 
 def _load_user(uow: UnitOfWork, org_id: UUID, upn: str, at: datetime) -> _User:
-    user = uow.users.get_by_upn(upn) if "@" in upn else None
-    if user is None or user.org_id != org_id:
+    user = lookup_user(uow, org_id, upn)
+    if user is None:
         return _User(None)
     groups = uow.users.group_ids(user.id)
     # Grants still to come or running at ``at``; each is judged by the clock at check time.

@@ -27,6 +27,7 @@ from jitpam.domain.tokens import token_digest
 from jitpam.services.auth import MAX_SECRET, NOT_SIGNED_IN, authenticate
 from jitpam.services.authorization import REASON_TEXT, caller_user, may
 from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.directory import lookup_user
 from jitpam.services.facts import gather_facts, resolve_task
 from jitpam.services.notifications import queue_exempt_use
 from jitpam.services.ports import DecisionIndex, UnitOfWork
@@ -292,8 +293,7 @@ def _decide(
 
 def _subject(uow: UnitOfWork, caller: Caller, upn: str) -> User | None:
     """The user a UPN names in the caller's organization, or None (denied as unknown)."""
-    found = uow.users.get_by_upn(upn.strip().lower()) if "@" in upn else None
-    return found if found is not None and found.org_id == caller.org_id else None
+    return lookup_user(uow, caller.org_id, upn)
 
 
 def _task_name(uow: UnitOfWork, caller: Caller, task: str) -> str:

@@ -32,7 +32,7 @@ from jitpam.domain.separation import Stewardship
 from jitpam.domain.text import require_storable
 from jitpam.services.authorization import authorize, caller_user, grant_details, may
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.directory import resolve_target
+from jitpam.services.directory import lookup_user, resolve_target
 from jitpam.services.ports import UnitOfWork
 from jitpam.services.requests import (
     RequestView,
@@ -205,8 +205,7 @@ def check_data_access(
         if user is not None:
             require_storable(user, "the user")
             named = user.strip().lower()
-            found = uow.users.get_by_upn(named)
-            subject = found if found is not None and found.org_id == caller.org_id else None
+            subject = lookup_user(uow, caller.org_id, named)
         if (subject is None or subject.id != asker.id) and not may(
             uow, user=asker, operation=op, at=at
         ).allowed:

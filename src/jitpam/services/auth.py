@@ -30,6 +30,7 @@ from jitpam.domain.tokens import (
 from jitpam.services.authorization import authorize, caller_user, grant_details, may
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user
+from jitpam.services.group_claims import apply_group_claims
 from jitpam.services.ports import LoginThrottle, PasswordHasher, UnitOfWork
 from jitpam.services.separation import (
     is_exempt,
@@ -86,7 +87,7 @@ def _issue(
 
 
 def _session(
-    ctx: ServiceContext, uow: UnitOfWork, *, user: User, client: str, method: str, **details: str
+    ctx: ServiceContext, uow: UnitOfWork, *, user: User, client: str, method: str, **details: object
 ) -> IssuedToken:
     """A session token for a user who just proved who they are, and its audit record."""
     issued = _issue(
@@ -241,9 +242,14 @@ def sign_in_oidc(
     email: str | None,
     email_verified: bool,
     client: str,
+    groups: frozenset[str] | None = None,
 ) -> IssuedToken:
     """A browser signed in at the OIDC issuer (its ID token already verified): a session token
-    for the user the identity stands for, audited like a password sign-in. Raises NotSignedIn."""
+    for the user the identity stands for, audited like a password sign-in. Raises NotSignedIn.
+
+    ``groups``: the values of the configured groups claim (None: not carried). In the same
+    transaction, the user's memberships of the groups ``ctx.group_claims`` maps for their
+    organization follow it, each change audited (``group_claims.apply_group_claims``)."""
     caller = authenticate_oidc(
         ctx, issuer=issuer, subject=subject, email=email, email_verified=email_verified
     )
@@ -251,7 +257,18 @@ def sign_in_oidc(
         user = uow.users.get(caller.user_id)
         if user is None or not user.enabled:
             raise NotSignedIn(NOT_SIGNED_IN)
-        issued = _session(ctx, uow, user=user, client=client, method="oidc", issuer=issuer)
+        org = uow.orgs.get(user.org_id)
+        synced = apply_group_claims(
+            uow,
+            user=user,
+            org_name=org.name if org is not None else "",
+            claims=groups,
+            claim_name=ctx.groups_claim,
+            mapping=ctx.group_claims,
+            at=ctx.clock.now(),
+        )
+        details = {"issuer": issuer, **synced}
+        issued = _session(ctx, uow, user=user, client=client, method="oidc", **details)
         uow.commit()
         return issued
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from jitpam.domain.group_claims import GroupClaimMap
 from jitpam.services.ports import (
     AsyncGroupCommit,
     Clock,
@@ -30,6 +31,9 @@ class ServiceContext:
     throttle: LoginThrottle | None = None
     session_hours: int = 12
     public_url: str = "http://127.0.0.1:8000"  # links in notifications point here
+    # OIDC sign-in: the claim that lists groups, and the jitpam groups it decides.
+    groups_claim: str = ""
+    group_claims: GroupClaimMap = field(default_factory=GroupClaimMap)
     # The runtime's machinery, behind ports: ``bootstrap`` (or a test) chooses the classes of
     # ``jitpam.runtime``; nothing here picks one.
     # Checks decide from memory, kept exact by the audit chain (None: read the database each time).

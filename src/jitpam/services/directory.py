@@ -17,6 +17,8 @@ from jitpam.domain.directory import (
     User,
     UserKind,
     check_text,
+    guest_upn,
+    home_address,
     managed_elsewhere,
     normalize_upn,
     upn_domain,
@@ -46,8 +48,10 @@ REVOKED_ON_DISABLE = "the user was disabled"
 
 
 def find_user(uow: UnitOfWork, org_id: UUID, upn: str) -> User:
-    user = uow.users.get_by_upn(normalize_upn(upn))
-    if user is None or user.org_id != org_id:
+    """The user a typed name means in the organization (see ``lookup_user``); raises
+    InvalidInput for a name that is not a UPN, NotFound for one that names nobody there."""
+    user = lookup_user(uow, org_id, normalize_upn(upn), typed=False)
+    if user is None:
         raise NotFound(f"no user named {upn!r} in this organization")
     return user
 
@@ -58,6 +62,68 @@ def refuse_hand_edit(what: str, managed: User | Group, *, only_disabling: bool =
     why = None if only_disabling else managed_elsewhere(what, managed.source)
     if why is not None:
         raise ManagedElsewhere(why)
+
+
+def lookup_user(uow: UnitOfWork, org_id: UUID, upn: str, *, typed: bool = True) -> User | None:
+    """The user of the organization a name means, or None: the user stored under that name,
+    else the guest whose own address it is (stored in Entra's form under one of the
+    organization's domains). A ``typed`` name is normalized first (one that is not a UPN names
+    nobody); otherwise it is ``normalize_upn``'s already. Every place a user is named inside an
+    organization resolves the name here."""
+    if typed:
+        try:
+            upn = normalize_upn(upn)
+        except InvalidInput:
+            return None
+    user = uow.users.get_by_upn(upn)
+    if user is not None and user.org_id == org_id:
+        return user
+    if "@" not in upn or home_address(upn) is not None:
+        return None
+    for domain in uow.orgs.domains(org_id):
+        try:
+            name = guest_upn(upn, domain)
+        except InvalidInput:  # too long to be anyone's name here
+            continue
+        guest = uow.users.get_by_upn(name)
+        if guest is not None and guest.org_id == org_id:
+            return guest
+    return None
+
+
+def _stored_name(uow: UnitOfWork, by: User, upn: str, kind: UserKind) -> tuple[str, str]:
+    """The name a new user is stored under and their default email; raises InvalidInput or
+    AlreadyExists. A guest named by their own address is stored in Entra's form under the
+    domain of whoever creates them (one of the organization's), that address kept as email."""
+    name = normalize_upn(upn)
+    owned = uow.orgs.domains(by.org_id)
+    home = home_address(name)
+    if kind is not UserKind.GUEST and home is not None:
+        raise InvalidInput(f"{name} is a guest's name (#EXT#): only a guest is named so")
+    if kind is UserKind.GUEST and owned:
+        if home is not None:
+            _own_domain(name, owned)
+        home = home or name
+        if upn_domain(home) in owned:
+            raise InvalidInput(
+                f"{home} is in this organization's domain: create a person, not a guest"
+            )
+        for domain in owned:  # one guest per address, whichever domain names them
+            if uow.users.get_by_upn(guest_upn(home, domain)) is not None:
+                raise AlreadyExists(f"the guest {home} already exists")
+        if name == home:
+            mine = upn_domain(by.upn)
+            name = guest_upn(home, mine if mine in owned else owned[0])
+    _own_domain(name, owned)
+    return name, home or name
+
+
+def _own_domain(name: str, owned: list[str]) -> None:
+    if upn_domain(name) not in owned:
+        # Said the same way whether another organization owns the domain or nobody does.
+        raise InvalidInput(
+            f"{upn_domain(name)} is not a domain of this organization (domains: {', '.join(owned)})"
+        )
 
 
 def find_group(uow: UnitOfWork, org_id: UUID, name: str) -> Group:
@@ -107,18 +173,16 @@ def add_user(
     email: str | None = None,
     kind: UserKind = UserKind.PERSON,
 ) -> User:
-    """New-User. UPNs are unique across the installation; raises AlreadyExists or InvalidInput."""
+    """New-User. UPNs are unique across the installation; raises AlreadyExists or InvalidInput.
+    A guest (``kind`` GUEST) named by their own address outside the organization's domains is
+    stored under Entra's form of it (``gus_fabrikam.com#EXT#@contoso.com``; the returned user
+    carries it), with that address as email."""
     with use_case(ctx, caller=caller, operation=AuditOperation.NEW_USER, target=upn) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, AuditOperation.NEW_USER, at)
-        name = normalize_upn(upn)
-        mail = normalize_upn(email) if email else name
-        if uow.orgs.domain_owner(upn_domain(name)) != caller.org_id:
-            # Said the same way whether another organization owns the domain or nobody does.
-            raise InvalidInput(
-                f"{upn_domain(name)} is not a domain of this organization "
-                f"(domains: {', '.join(uow.orgs.domains(caller.org_id))})"
-            )
+        sort = parse_enum(UserKind, kind, "kind")
+        name, default_mail = _stored_name(uow, actor, upn, sort)
+        mail = normalize_upn(email) if email else default_mail
         if uow.users.get_by_upn(name) is not None:
             raise AlreadyExists(f"a user named {name} already exists")
         user = User(
@@ -127,7 +191,7 @@ def add_user(
             name,
             check_text(display_name, field_name="display name"),
             mail,
-            parse_enum(UserKind, kind, "kind"),
+            sort,
         )
         uow.users.add(user, at=at)
         set_up_account(uow, account=user, by=actor, how=Stewardship.CREATED, at=at)

@@ -59,20 +59,34 @@ def keep_all_guards(uow: UnitOfWork, *, user: User, adding: frozenset[UUID], at:
         )
 
 
+def role_guard(
+    uow: UnitOfWork, org_id: UUID, kind: PolicyType, target: str
+) -> tuple[Policy, str] | None:
+    """The policy that makes a jitpam role just in time (directly or inside a role group), with
+    the role it names, or None: a standing assignment of it would undo that policy."""
+    if QualifiedName.parse(target).scope.casefold() != BUILTIN_SCOPE:
+        return None
+    covered: list[tuple[PolicyType, str]] = [(kind, target)]
+    if kind is PolicyType.ROLE_GROUP:
+        roles = uow.catalog.role_group_roles(org_id, only=[target]).get(target, frozenset())
+        covered += [(PolicyType.ROLE, r) for r in sorted(roles)]
+    for k, t in covered:
+        policy = uow.policies.for_target(org_id, k, QualifiedName.parse(t))
+        if policy is not None:
+            return policy, t
+    return None
+
+
 def keep_role_guards(uow: UnitOfWork, *, user: User, kind: PolicyType, target: str) -> None:
     """A standing assignment of a jitpam role that a policy makes just-in-time (directly or inside
     a role group) would undo the policy: only a system account may make one. Raises NotPermitted."""
     name = QualifiedName.parse(target)
     if name.scope.casefold() != BUILTIN_SCOPE or _break_glass(uow, user):
         return
-    covered: list[tuple[PolicyType, str]] = [(kind, target)]
-    if kind is PolicyType.ROLE_GROUP:
-        roles = uow.catalog.role_group_roles(user.org_id, only=[target]).get(target, frozenset())
-        covered += [(PolicyType.ROLE, r) for r in sorted(roles)]
-    for k, t in covered:
-        policy = uow.policies.for_target(user.org_id, k, QualifiedName.parse(t))
-        if policy is not None:
-            raise NotPermitted(
-                f"{policy.describe()} makes '{t}' just in time: request it instead; only a "
-                "system account can assign it standing"
-            )
+    guard = role_guard(uow, user.org_id, kind, target)
+    if guard is not None:
+        policy, t = guard
+        raise NotPermitted(
+            f"{policy.describe()} makes '{t}' just in time: request it instead; only a "
+            "system account can assign it standing"
+        )

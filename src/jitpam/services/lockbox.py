@@ -42,6 +42,7 @@ from jitpam.services.authorization import (
     may_each,
 )
 from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.directory import lookup_user
 from jitpam.services.inputs import parse_enum
 from jitpam.services.lockbox_notices import queue_lockbox_event
 from jitpam.services.ports import LockboxFilter, Operator, Page, UnitOfWork
@@ -700,12 +701,12 @@ def check_customer_data_access(
         if user is not None:
             require_storable(user, "the user")
             named = user.strip().lower()
-        if (by_customer or named != asker.upn) and not may(
+        subject = lookup_user(uow, operator.org_id, named)
+        oneself = named == asker.upn or (subject is not None and subject.id == asker.id)
+        if (by_customer or not oneself) and not may(
             uow, user=asker, operation=AuditOperation.TEST_ACCESS, at=at
         ).allowed:
             raise NotPermitted(f"{asker.upn} may ask only about themself")
-        found = uow.users.get_by_upn(named)
-        subject = found if found is not None and found.org_id == operator.org_id else None
         known = subject is not None and bool(
             uow.lockbox.page(
                 LockboxFilter(customer_org_id=customer.id, requester_id=subject.id),

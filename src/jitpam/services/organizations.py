@@ -37,7 +37,7 @@ from jitpam.domain.policy import PolicyType
 from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
-from jitpam.services.directory import find_approver_group, find_group, names_in
+from jitpam.services.directory import find_approver_group, find_group, find_user, names_in
 from jitpam.services.inputs import parse_enum
 from jitpam.services.jitpam_guards import keep_all_guards
 from jitpam.services.ports import Page, UnitOfWork
@@ -241,10 +241,7 @@ def access_control_settings(ctx: ServiceContext, *, caller: Caller) -> ControlVi
 def _user_ids(uow: UnitOfWork, org_id: UUID, upns: list[str]) -> frozenset[UUID]:
     ids = set()
     for upn in upns:
-        user = uow.users.get_by_upn(normalize_upn(upn))
-        if user is None or user.org_id != org_id:
-            raise NotFound(f"no user named {upn!r} in this organization")
-        ids.add(user.id)
+        ids.add(find_user(uow, org_id, upn).id)
     return frozenset(ids)
 
 

@@ -39,7 +39,7 @@ from jitpam.domain.separation import Hand
 from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import caller_user, may
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.directory import find_user, resolve_target
+from jitpam.services.directory import find_user, lookup_user, resolve_target
 from jitpam.services.facts import gather_facts, roles_held
 from jitpam.services.inputs import parse_enum
 from jitpam.services.notifications import queue_request_event
@@ -839,7 +839,11 @@ def list_authorizations(
         me = caller_user(uow, caller)
         target: UUID | None = me.id
         if user is not None and user != me.upn:
-            if not may(uow, user=me, operation=SEE_ALL, at=at).allowed:
+            # Oneself by another name (a guest's own address) needs no right.
+            named = None if user == "*" else lookup_user(uow, caller.org_id, user)
+            if (named is None or named.id != me.id) and not may(
+                uow, user=me, operation=SEE_ALL, at=at
+            ).allowed:
                 raise NotPermitted(f"{me.upn} may list only their own authorizations")
             target = None if user == "*" else find_user(uow, caller.org_id, user).id
         page = uow.requests.granted(

@@ -30,6 +30,7 @@ from jitpam.domain.directory import (
     User,
     UserKind,
     check_text,
+    home_address,
     normalize_upn,
     upn_domain,
 )
@@ -171,8 +172,13 @@ def get_group(ctx: ServiceContext, *, caller: Caller, group_id: str) -> Stamped[
 
 def _user_name(uow: UnitOfWork, org_id: UUID, typed: str, *, current: User | None) -> str:
     """The UPN SCIM gives a user: email-style, in a domain the organization owns, not taken by
-    another user (AlreadyExists: 409 uniqueness)."""
+    another user (AlreadyExists: 409 uniqueness); a guest's in Entra's form
+    (``gus_fabrikam.com#EXT#@contoso.com``), and only a guest's."""
     name = normalize_upn(typed)
+    if current is not None and (home_address(name) is None) != (current.kind is not UserKind.GUEST):
+        raise InvalidInput(
+            f"{name}: a guest's user name is in Entra's guest form (#EXT#), and only a guest's"
+        )
     if uow.orgs.domain_owner(upn_domain(name)) != org_id:
         raise InvalidInput(
             f"{upn_domain(name)} is not a domain of this organization "
@@ -192,13 +198,14 @@ def create_user(ctx: ServiceContext, *, caller: Caller, fields: UserFields) -> S
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         name = _user_name(uow, caller.org_id, fields.user_name, current=None)
+        home = home_address(name)  # Entra's guests: their own address is their email
         user = User(
             uuid4(),
             caller.org_id,
             name,
             check_text(fields.display_name, field_name="displayName"),
-            normalize_upn(fields.email) if fields.email else name,
-            UserKind.PERSON,
+            normalize_upn(fields.email) if fields.email else home or name,
+            UserKind.GUEST if home is not None else UserKind.PERSON,
             enabled=fields.active,
             external_id=_external_id(fields.external_id),
             source=Source.SCIM,
@@ -250,7 +257,7 @@ def _change_user(
     display = check_text(wanted.display_name, field_name="displayName")
     if display != user.display_name:
         changes["display_name"] = display
-    email = normalize_upn(wanted.email) if wanted.email else name
+    email = normalize_upn(wanted.email) if wanted.email else home_address(name) or name
     if email != user.email:
         changes["email"] = email
     if wanted.active != user.enabled:
@@ -351,10 +358,7 @@ def _members(uow: UnitOfWork, org_id: UUID, ids: Sequence[str]) -> dict[UUID, Us
 def _refuse_unsynced_approvers(uow: UnitOfWork, group: Group) -> None:
     """Raises ApproverGroupNotSynced when ``group`` makes its members approvers and the
     organization did not opt it in to SCIM."""
-    control = uow.orgs.control(group.org_id)
-    if control.default_approver_group_id != group.id and not uow.groups.is_policy_approver(
-        group.id
-    ):
+    if not uow.groups.approves(group.id):
         return
     # An approver group: the opt-in is read locked, so an opt-out made meanwhile waits for
     # this change (or lands first, and this change is refused).

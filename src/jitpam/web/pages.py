@@ -245,6 +245,7 @@ async def oidc_callback(
                 email=identity.email,
                 email_verified=identity.email_verified,
                 client=client_address(request),
+                groups=identity.groups,
             )
         except JitpamError as exc:
             response: Response = render(

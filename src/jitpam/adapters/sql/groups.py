@@ -134,12 +134,6 @@ class SqlGroups:
         rows = self.s.scalars(stmt.order_by(GroupRow.name_key).offset(offset).limit(limit))
         return int(total), [Stamped(self._group(r), r.created_at, r.modified_at) for r in rows]
 
-    def is_policy_approver(self, group_id: UUID) -> bool:
-        found = self.s.scalar(
-            select(PolicyRow.id).where(PolicyRow.approver_group_id == group_id).limit(1)
-        )
-        return found is not None
-
     def get(self, group_id: UUID) -> Group | None:
         if (known := self._memo.get(GROUPS, group_id)) is not None:
             return known
@@ -283,6 +277,19 @@ class SqlGroups:
         out, unread = named_from_memory(self._memo, GROUPS, org_id, ids, lambda g: g.name)
         out.update(labels(self.s, _GROUPS, "name", org_id, unread, _GROUP_NAME))
         return out
+
+    def approves(self, group_id: UUID) -> bool:
+        policy = self.s.scalar(
+            select(PolicyRow.id).where(PolicyRow.approver_group_id == group_id).limit(1)
+        )
+        if policy is not None:
+            return True
+        org = self.s.scalar(
+            select(OrganizationRow.id)
+            .where(OrganizationRow.default_approver_group_id == group_id)
+            .limit(1)
+        )
+        return org is not None
 
     def in_use(self, group_id: UUID) -> str | None:
         policy = self.s.scalars(

@@ -30,7 +30,7 @@ from jitpam.adapters.sql.queries import (
     named_from_memory,
     page_by_key,
 )
-from jitpam.domain.directory import Source, User, UserKind
+from jitpam.domain.directory import Source, User, UserKind, fold_upn
 from jitpam.domain.scim import Filter
 from jitpam.domain.separation import Stewardship
 from jitpam.services.ports import Page, Stamped
@@ -111,7 +111,7 @@ class SqlUsers:
         return user
 
     def get_by_upn(self, upn: str) -> User | None:
-        row = self.s.scalars(select(UserRow).where(UserRow.upn == upn.lower())).first()
+        row = self.s.scalars(select(UserRow).where(UserRow.upn == fold_upn(upn))).first()
         return _user(row) if row else None
 
     def save(self, user: User, *, at: datetime | None = None) -> None:
@@ -201,14 +201,14 @@ class SqlUsers:
 
 
 def _matching(where: Filter) -> Any:
-    """The condition of a SCIM filter on users (user names are stored in lowercase)."""
+    """The condition of a SCIM filter on users (user names are stored folded: ``fold_upn``)."""
     if where.attribute == "id":
         try:
             return UserRow.id == UUID(where.value)
         except ValueError:
             return UserRow.id.is_(None)  # no user has that id
     if where.attribute == "username":
-        return UserRow.upn == where.value.lower()
+        return UserRow.upn == fold_upn(where.value)
     if where.attribute == "displayname":
         return func.lower(UserRow.display_name) == where.value.lower()
     return UserRow.external_id == where.value

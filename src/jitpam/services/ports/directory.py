@@ -131,10 +131,6 @@ class GroupRepository(Protocol):
         after the first ``offset``."""
         ...
 
-    def is_policy_approver(self, group_id: UUID) -> bool:
-        """Whether a policy names the group as its approver group."""
-        ...
-
     def add_member(self, group_id: UUID, user_id: UUID, *, added_by: UUID | None) -> bool:
         """False when the user was already a member."""
         ...
@@ -168,6 +164,10 @@ class GroupRepository(Protocol):
     def names(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The names of those of ``ids`` that are groups of the organization: those read in this
         transaction already from memory, the others in one query."""
+        ...
+
+    def approves(self, group_id: UUID) -> bool:
+        """Whether the group is a policy's approver group or the organization's default one."""
         ...
 
     def in_use(self, group_id: UUID) -> str | None:
