@@ -92,7 +92,7 @@ def build_context(
         session_hours=s.session_hours,
         public_url=s.public_url,
         groups_claim=s.oidc_groups_claim,
-        group_claims=GroupClaimMap.of(s.oidc_group_map, s.oidc_approver_groups),
+        group_claims=GroupClaimMap.of(s.oidc_group_map),
         index=MemoryDecisionIndex(),
         checks=ThreadGroupCommit(),
         async_checks=LoopGroupCommit(),

@@ -39,7 +39,6 @@ class Settings:
     # "<organization>:<jitpam group>" -> the claim value that means membership of that group
     oidc_group_map: tuple[tuple[str, str], ...] = ()
     # "<organization>:<jitpam group>" keys of oidc_group_map whose claims may make approvers
-    oidc_approver_groups: tuple[str, ...] = ()
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_starttls: bool = True
@@ -93,7 +92,6 @@ class Settings:
         out["database_url"] = _mask_url(self.effective_database_url)
         out["signing_key_file"] = str(self.effective_signing_key_file)
         out["oidc_group_map"] = dict(self.oidc_group_map)
-        out["oidc_approver_groups"] = list(self.oidc_approver_groups)
         return out
 
 
@@ -138,28 +136,9 @@ def _group_map(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
-def _group_list(value: Any, where: str) -> tuple[str, ...]:
-    """A TOML array, or (in the environment) a JSON array or comma-separated "org:Group" names."""
-    name = "oidc_approver_groups"
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise SettingsError(f"{where}: {name} must be a JSON array") from None
-        else:
-            value = [v for v in text.split(",") if v.strip()]
-    if not isinstance(value, list):
-        raise SettingsError(f'{where}: {name} must be a list of "org:Group" names')
-    return tuple(_group_key(v, name, where) for v in value)
-
-
 def _coerce(name: str, kind: Any, value: Any, where: str) -> Any:
     if name == "oidc_group_map":
         return _group_map(value, where)
-    if name == "oidc_approver_groups":
-        return _group_list(value, where)
     if kind in (int, "int"):
         if isinstance(value, bool):
             raise SettingsError(f"{where}: {name} must be a whole number")
@@ -229,7 +208,6 @@ def _check_oidc(settings: Settings) -> None:
         s.oidc_token_url,
         s.oidc_groups_claim,
         s.oidc_group_map,
-        s.oidc_approver_groups,
     ]
     if (any(needed) or any(others)) and not all(needed):
         raise SettingsError(
@@ -245,9 +223,3 @@ def _check_oidc(settings: Settings) -> None:
         )
     if s.oidc_group_map and not s.oidc_groups_claim:
         raise SettingsError("oidc_group_map needs oidc_groups_claim: the claim that lists groups")
-    mapped = {k.casefold() for k, _ in s.oidc_group_map}
-    for name in s.oidc_approver_groups:
-        if name.casefold() not in mapped:
-            raise SettingsError(
-                f"oidc_approver_groups names {name!r}, which oidc_group_map does not list"
-            )

@@ -23,10 +23,14 @@ def ctx(memory_ctx: ServiceContext) -> ServiceContext:
 
 
 def configure(w: World, mapping: dict[str, str], approvers: tuple[str, ...] = ()) -> None:
-    """The installation's settings: keys name groups of the world's organization."""
+    """The installation's settings (keys name groups of the world's organization), and the
+    approver groups the organization opted in (its administrator, as for SCIM)."""
     pairs = [(f"{w.org.name}:{group}", claim) for group, claim in mapping.items()]
-    opted = [f"{w.org.name}:{group}" for group in approvers]
-    w.ctx = replace(w.ctx, groups_claim="groups", group_claims=GroupClaimMap.of(pairs, opted))
+    w.ctx = replace(w.ctx, groups_claim="groups", group_claims=GroupClaimMap.of(pairs))
+    if approvers:
+        organizations.set_organization_config(
+            w.ctx, caller=w.admin.caller, scim_approver_groups=list(approvers)
+        )
 
 
 def sign_in(w: World, who: Person, groups: frozenset[str] | None) -> None:
@@ -114,7 +118,7 @@ def test_a_claim_adds_to_an_approver_group_only_when_opted_in(world: World) -> N
     sign_in(w, alice, frozenset({"sg-approvers"}))
     assert alice.upn not in members(w, "Approvers")
     skipped = records(w, "Sign-In")[0].details["groups_skipped"]
-    assert skipped == {"Approvers": "approver group not opted in (oidc_approver_groups)"}
+    assert skipped == {"Approvers": "approver group not opted in (scim_approver_groups)"}
 
     configure(w, {"Approvers": "sg-approvers"}, approvers=("Approvers",))
     sign_in(w, alice, frozenset({"sg-approvers"}))
@@ -141,7 +145,7 @@ def test_the_default_approver_group_counts_as_an_approver_group(world: World) ->
     sign_in(w, alice, frozenset({"sg-admins"}))
     assert alice.upn not in members(w, "Admins")
     assert records(w, "Sign-In")[0].details["groups_skipped"] == {
-        "Admins": "approver group not opted in (oidc_approver_groups)"
+        "Admins": "approver group not opted in (scim_approver_groups)"
     }
 
 
@@ -175,6 +179,6 @@ def test_the_databases_tell_approver_groups_apart(db_world: World) -> None:
     sign_in(w, alice, frozenset({"sg-a", "sg-b", "sg-c"}))
     assert alice.upn in members(w, "Helpdesk")
     assert records(w, "Sign-In")[0].details["groups_skipped"] == {
-        "Approvers": "approver group not opted in (oidc_approver_groups)",
-        "Admins": "approver group not opted in (oidc_approver_groups)",
+        "Approvers": "approver group not opted in (scim_approver_groups)",
+        "Admins": "approver group not opted in (scim_approver_groups)",
     }

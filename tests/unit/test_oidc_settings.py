@@ -14,13 +14,12 @@ from jitpam.settings import SettingsError, load_settings
 BASE = {"JITPAM_OIDC_ISSUER": "https://login.example", "JITPAM_OIDC_AUDIENCE": "jitpam"}
 
 
-def test_the_group_map_and_approver_groups_from_a_toml_file(tmp_path: Path) -> None:
+def test_the_group_map_from_a_toml_file(tmp_path: Path) -> None:
     config = tmp_path / "jitpam.toml"
     config.write_text(
         'oidc_issuer = "https://login.example"\n'
         'oidc_audience = "jitpam"\n'
         'oidc_groups_claim = "groups"\n'
-        'oidc_approver_groups = ["contoso:PAM Approvers"]\n'
         "[oidc_group_map]\n"
         '"contoso:Helpdesk" = "sg-helpdesk"\n'
         '"contoso:PAM Approvers" = "0b1c"\n'
@@ -33,10 +32,10 @@ def test_the_group_map_and_approver_groups_from_a_toml_file(tmp_path: Path) -> N
         ("contoso:PAM Approvers", "0b1c"),
         ("fabrikam:Helpdesk", "sg-helpdesk"),
     )
-    mapping = GroupClaimMap.of(s.oidc_group_map, s.oidc_approver_groups)
+    mapping = GroupClaimMap.of(s.oidc_group_map)
     assert mapping.of_org("Contoso") == [
-        ClaimedGroup("contoso", "Helpdesk", "sg-helpdesk", approvers=False),
-        ClaimedGroup("contoso", "PAM Approvers", "0b1c", approvers=True),
+        ClaimedGroup("contoso", "Helpdesk", "sg-helpdesk"),
+        ClaimedGroup("contoso", "PAM Approvers", "0b1c"),
     ]
     assert s.oidc_discovers  # no oidc_jwks_url: the endpoints come from the document
 
@@ -46,13 +45,9 @@ def test_the_group_map_from_the_environment() -> None:
         **BASE,
         "JITPAM_OIDC_GROUPS_CLAIM": "roles",
         "JITPAM_OIDC_GROUP_MAP": '{"contoso:Helpdesk": "sg,with=odd chars"}',
-        "JITPAM_OIDC_APPROVER_GROUPS": "contoso:Helpdesk",
     }
     s = load_settings(env=env)
     assert s.oidc_group_map == (("contoso:Helpdesk", "sg,with=odd chars"),)
-    assert s.oidc_approver_groups == ("contoso:Helpdesk",)
-    listed = load_settings(env={**env, "JITPAM_OIDC_APPROVER_GROUPS": '["contoso:Helpdesk"]'})
-    assert listed.oidc_approver_groups == ("contoso:Helpdesk",)
 
 
 @pytest.mark.parametrize(
@@ -64,14 +59,6 @@ def test_the_group_map_from_the_environment() -> None:
         (
             {"JITPAM_OIDC_GROUP_MAP": '{"contoso:Helpdesk": "a", "Contoso:helpdesk": "b"}'},
             "twice",
-        ),
-        (
-            {
-                "JITPAM_OIDC_GROUPS_CLAIM": "groups",
-                "JITPAM_OIDC_GROUP_MAP": '{"contoso:Helpdesk": "sg"}',
-                "JITPAM_OIDC_APPROVER_GROUPS": "contoso:Approvers",
-            },
-            "which oidc_group_map does not list",
         ),
         ({"JITPAM_OIDC_GROUP_MAP": '{"contoso:Helpdesk": "sg"}'}, "needs oidc_groups_claim"),
     ],

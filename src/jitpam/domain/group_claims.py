@@ -3,9 +3,10 @@
 The installation's settings list, per organization, the jitpam groups a claim value stands for
 (``"contoso:Helpdesk" = "sg-helpdesk"``). At each OIDC sign-in the user's membership of exactly
 those groups follows the claim; every other group is left as it is. A group that makes its
-members approvers is filled from claims only when the settings opt it in: such a membership
-counts as added by whoever configured the sync, and server-side settings have no author in
-jitpam, so it counts as the installation's (``None``), as rows ``jitpam org create`` makes do.
+members approvers is filled from claims only when the organization opted it in (the same opt-in
+as SCIM's: ``jitpam config set --scim-approver-group NAME``); the mapping itself is server-side
+configuration, so such a membership counts as the installation's (``None``), as rows
+``jitpam org create`` makes do.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ class ClaimedGroup:
     org: str
     group: str
     claim: str
-    approvers: bool = False  # opted in: claims may make its members approvers
 
 
 @dataclass(frozen=True)
@@ -32,16 +32,12 @@ class GroupClaimMap:
     groups: tuple[ClaimedGroup, ...] = ()
 
     @classmethod
-    def of(
-        cls, mapping: Iterable[tuple[str, str]], approver_groups: Iterable[str] = ()
-    ) -> GroupClaimMap:
-        """From the settings: ("org:Group", claim value) pairs, and the "org:Group" names opted in
-        to make approvers."""
-        opted = {name.casefold() for name in approver_groups}
+    def of(cls, mapping: Iterable[tuple[str, str]]) -> GroupClaimMap:
+        """From the settings: ("org:Group", claim value) pairs."""
         out = []
         for key, claim in mapping:
             org, _, group = key.partition(":")
-            out.append(ClaimedGroup(org.strip(), group.strip(), claim, key.casefold() in opted))
+            out.append(ClaimedGroup(org.strip(), group.strip(), claim))
         return cls(tuple(out))
 
     def of_org(self, org_name: str) -> list[ClaimedGroup]:
@@ -52,7 +48,7 @@ class Skip(StrEnum):
     """Why a claim did not change a membership; the value is what the audit log says."""
 
     UNKNOWN_GROUP = "no such group"
-    APPROVER_GROUP = "approver group not opted in (oidc_approver_groups)"
+    APPROVER_GROUP = "approver group not opted in (scim_approver_groups)"
     GUARDED_ROLE = "the group holds a jitpam role a policy makes just in time"
 
 
@@ -61,11 +57,12 @@ def wanted(group: ClaimedGroup, claims: frozenset[str]) -> bool:
     return group.claim in claims
 
 
-def may_add(group: ClaimedGroup, *, approves: bool, guarded: bool) -> Skip | None:
+def may_add(*, approves: bool, opted_in: bool, guarded: bool) -> Skip | None:
     """Whether a claim may add a member: never to a group holding a guarded jitpam role (only a
-    system account may assign one standing), and to an approver group only when opted in."""
+    system account may assign one standing), and to an approver group only when the
+    organization opted it in."""
     if guarded:
         return Skip.GUARDED_ROLE
-    if approves and not group.approvers:
+    if approves and not opted_in:
         return Skip.APPROVER_GROUP
     return None

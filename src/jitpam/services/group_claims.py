@@ -42,6 +42,7 @@ def apply_group_claims(
     if claims is None:
         return {"groups_claim": "absent: memberships unchanged"}
     skipped: dict[str, str] = {}
+    opted = uow.orgs.control(user.org_id).synced_approver_group_ids
     for entry in mapped:
         group = uow.groups.find(user.org_id, entry.group)
         if group is None:
@@ -53,7 +54,9 @@ def apply_group_claims(
             continue
         if want:
             why = may_add(
-                entry, approves=uow.groups.approves(group.id), guarded=_guarded(uow, user, group.id)
+                approves=uow.groups.approves(group.id),
+                opted_in=group.id in opted,
+                guarded=_guarded(uow, user, group.id),
             )
             if why is not None:
                 skipped[group.name] = why.value
