@@ -136,6 +136,20 @@ def test_a_claim_adds_to_an_approver_group_only_when_opted_in(world: World) -> N
     assert alice.upn not in members(w, "Approvers")
 
 
+def test_a_claim_removes_nobody_from_an_approver_group_not_opted_in(world: World) -> None:
+    """A sign-in whose claim lacks the group leaves a hand-made approver group's members alone:
+    the identity provider may not drop the approvers a policy needs."""
+    w = world
+    bob = w.user("bob")
+    w.group("Approvers", bob)
+    w.policy("Exchange\\Move Mailboxes", type=PolicyType.ROLE, approver_group="Approvers")
+    configure(w, {"Approvers": "sg-approvers"})
+    sign_in(w, bob, frozenset())
+    assert bob.upn in members(w, "Approvers")
+    skipped = records(w, "Sign-In")[0].details["groups_skipped"]
+    assert skipped == {"Approvers": "approver group not opted in (scim_approver_groups)"}
+
+
 def test_the_default_approver_group_counts_as_an_approver_group(world: World) -> None:
     w = world
     alice = w.user("alice")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jitpam.adapters.oidc import _safe_endpoint
 from jitpam.domain.group_claims import ClaimedGroup, GroupClaimMap
 from jitpam.settings import SettingsError, load_settings
 
@@ -91,3 +92,20 @@ def test_the_issuer_alone_is_not_enough_and_explicit_endpoints_skip_discovery() 
                 "JITPAM_OIDC_TOKEN_URL": "https://login.example/token",
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("https://login.example/token", True),
+        ("http://127.0.0.1:8080/token", True),
+        ("http://localhost/token", True),
+        ("http://login.example/token", False),
+        ("ftp://login.example/token", False),
+        ("https:///token", False),
+    ],
+)
+def test_endpoints_from_a_discovery_document_must_not_cross_a_network_in_the_clear(
+    url: str, safe: bool
+) -> None:
+    assert _safe_endpoint(url) is safe

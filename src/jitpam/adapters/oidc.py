@@ -8,7 +8,7 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import jwt
@@ -59,13 +59,29 @@ def discover(url: str, *, issuer: str, timeout: float = 10) -> OidcEndpoints:
 
     def text(name: str) -> str:
         value = doc.get(name)
-        return value if isinstance(value, str) else ""
+        if not isinstance(value, str) or not value:
+            return ""
+        if not _safe_endpoint(value):
+            raise DiscoveryFailed(
+                f"the OIDC discovery document {url} gives {name} {value!r}: endpoints must use "
+                "https (plain http only on this machine's loopback address)"
+            )
+        return value
 
     return OidcEndpoints(
         jwks_uri=text("jwks_uri"),
         authorization_endpoint=text("authorization_endpoint"),
         token_endpoint=text("token_endpoint"),
     )
+
+
+def _safe_endpoint(url: str) -> bool:
+    """https, or plain http to the loopback address (a provider on the same machine): the client
+    secret and the codes never cross a network in the clear."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -202,9 +218,10 @@ class OidcBrowserSignIn:
         if answer.status_code != 200:
             return None
         try:
-            id_token = answer.json().get("id_token")
+            body = answer.json()
         except ValueError:
             return None
+        id_token = body.get("id_token") if isinstance(body, dict) else None
         if not isinstance(id_token, str):
             return None
         return self.verifier.verify(id_token, nonce=pending.nonce)

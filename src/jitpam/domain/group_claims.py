@@ -50,11 +50,23 @@ class Skip(StrEnum):
     UNKNOWN_GROUP = "no such group"
     APPROVER_GROUP = "approver group not opted in (scim_approver_groups)"
     GUARDED_ROLE = "the group holds a jitpam role a policy makes just in time"
+    SCIM_GROUP = "managed by the identity provider's SCIM sync"
 
 
 def wanted(group: ClaimedGroup, claims: frozenset[str]) -> bool:
     """Whether the claim says the user belongs to the group (values compare exactly)."""
     return group.claim in claims
+
+
+def may_remove(*, approves: bool, opted_in: bool, scim: bool) -> Skip | None:
+    """Whether a claim may remove a member: not from a group SCIM manages (its sync decides),
+    nor from an approver group the organization did not opt in (a sign-in must not drop its
+    approvers below what the policies need)."""
+    if scim:
+        return Skip.SCIM_GROUP
+    if approves and not opted_in:
+        return Skip.APPROVER_GROUP
+    return None
 
 
 def may_add(*, approves: bool, opted_in: bool, guarded: bool) -> Skip | None:

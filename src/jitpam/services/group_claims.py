@@ -6,8 +6,8 @@ from datetime import datetime
 from uuid import UUID
 
 from jitpam.domain.audit import JITPAM, AuditEvent
-from jitpam.domain.directory import PrincipalKind, User
-from jitpam.domain.group_claims import GroupClaimMap, Skip, may_add, wanted
+from jitpam.domain.directory import PrincipalKind, Source, User
+from jitpam.domain.group_claims import GroupClaimMap, Skip, may_add, may_remove, wanted
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.services.jitpam_guards import role_guard
@@ -64,6 +64,14 @@ def apply_group_claims(
             changed = uow.groups.add_member(group.id, user.id, added_by=None)
             op = AuditOperation.ADD_GROUP_MEMBER
         else:
+            why = may_remove(
+                approves=uow.groups.approves(group.id),
+                opted_in=group.id in opted,
+                scim=group.source is Source.SCIM,
+            )
+            if why is not None:
+                skipped[group.name] = why.value
+                continue
             changed = uow.groups.remove_member(group.id, user.id)
             op = AuditOperation.REMOVE_GROUP_MEMBER
         uow.record(
