@@ -1506,6 +1506,14 @@ class MemoryCredentials:
         self._changed()
         self.t.oidc[(issuer, subject)] = user_id
 
+    def unlink_oidc(self, user_id: UUID) -> int:
+        links = [key for key, linked in self.t.oidc.items() if linked == user_id]
+        if links:
+            self._changed()
+        for key in links:
+            del self.t.oidc[key]
+        return len(links)
+
 
 class MemoryOutbox:
     def __init__(self, t: _Tables, changed: Callable[[], None]) -> None:

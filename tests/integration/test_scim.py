@@ -12,6 +12,7 @@ still hold when it does. Each test runs on the in-memory unit of work and on eac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 import pytest
 
@@ -23,6 +24,7 @@ from jitpam.domain.errors import (
     ManagedElsewhere,
     NotFound,
     NotPermitted,
+    NotSignedIn,
     SeparationOfDuties,
 )
 from jitpam.domain.policy import PolicyType
@@ -30,6 +32,7 @@ from jitpam.domain.requests import RequestStatus
 from jitpam.domain.scim import (
     PATCH_SCHEMA,
     GroupFields,
+    ScimInvalid,
     UserFields,
     page_bounds,
     parse_patch,
@@ -187,12 +190,81 @@ def test_hand_edits_of_what_scim_manages_are_refused_but_disabling_always_works(
     )
     assert total == 1
     assert found[0].item.enabled is False
-    # A jitpam user SCIM changes is taken over: managed by the identity provider from then on.
+    # A user made in jitpam stays jitpam's: SCIM changes none of it.
     bob_id = str(directory.get_user(w.ctx, caller=admin, upn=scene.bob.upn).id)
     ops = patch({"op": "Replace", "path": "displayName", "value": "Robert"}, schema=USER)
-    scim.modify_user(w.ctx, caller=scene.sync, user_id=bob_id, operations=ops)
-    with pytest.raises(ManagedElsewhere):
-        directory.set_user(w.ctx, caller=admin, upn=scene.bob.upn, display_name="Bob")
+    with pytest.raises(ScimInvalid, match="made in jitpam"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=bob_id, operations=ops)
+    assert directory.set_user(w.ctx, caller=admin, upn=scene.bob.upn, display_name="Bob")
+
+
+def second_sync_account(scene: Scene, name: str) -> Caller:
+    """Another sync account, created by the world's admin (eve does not steer it)."""
+    w = scene.world
+    account = w.user(name, kind=UserKind.APPLICATION)
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="jitpam\\Directory Sync", user=account.upn, add=True
+    )
+    return account.caller
+
+
+def test_scim_never_takes_over_a_user_made_in_jitpam(scene: Scene) -> None:
+    """Renaming eve (a Global Administrator made by hand) to an address an attacker signs in
+    with would hand them her account: SCIM changes only the users it created."""
+    w = scene.world
+    eve_id = str(scene.eve.caller.user_id)
+    rename = patch({"op": "replace", "path": "userName", "value": w.upn("mallory")}, schema=USER)
+    for change in (
+        lambda: scim.modify_user(w.ctx, caller=scene.sync, user_id=eve_id, operations=rename),
+        lambda: scim.replace_user(
+            w.ctx, caller=scene.sync, user_id=eve_id, fields=UserFields(w.upn("mallory"), "M")
+        ),
+        lambda: scim.delete_user(w.ctx, caller=scene.sync, user_id=eve_id),
+    ):
+        with pytest.raises(ScimInvalid, match="made in jitpam") as refused:
+            change()
+        assert refused.value.scim_type == "mutability"
+    eve = directory.get_user(w.ctx, caller=w.admin.caller, upn=scene.eve.upn)
+    assert (eve.upn, eve.source, eve.enabled) == (scene.eve.upn, Source.JITPAM, True)
+    with pytest.raises(AlreadyExists, match="SCIM does not take over"):
+        scim.create_user(w.ctx, caller=scene.sync, fields=UserFields(scene.eve.upn, "Eve"))
+
+
+def test_a_scim_rename_drops_oidc_links_and_makes_the_sync_account_a_steward(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    dave_id = provision(scene, "dave")
+    issuer = "https://idp.example"
+    linked = auth.authenticate_oidc(
+        w.ctx, issuer=issuer, subject="s-dave", email=w.upn("dave"), email_verified=True
+    )
+    assert str(linked.user_id) == dave_id
+    other = second_sync_account(scene, "scim-two")
+    rename = patch({"op": "replace", "path": "userName", "value": w.upn("david")}, schema=USER)
+    scim.modify_user(w.ctx, caller=other, user_id=dave_id, operations=rename)
+    with pytest.raises(NotSignedIn):  # the old identity no longer signs in as dave
+        auth.authenticate_oidc(
+            w.ctx, issuer=issuer, subject="s-dave", email=None, email_verified=False
+        )
+    with w.ctx.reader() as uow:
+        assert other.user_id in uow.users.stewards([UUID(dave_id)])[UUID(dave_id)]
+    (record,) = audit_log.search_audit(
+        w.ctx, caller=w.admin.caller, flt=AuditFilter(operation="Set-User", target=w.upn("david"))
+    ).items
+    assert record.details["oidc_links_dropped"] == 1
+    # A new email counts the same.
+    auth.authenticate_oidc(
+        w.ctx, issuer=issuer, subject="s-david", email=w.upn("david"), email_verified=True
+    )
+    email = patch(
+        {"op": "replace", "path": "emails", "value": [{"value": w.upn("d2")}]}, schema=USER
+    )
+    scim.modify_user(w.ctx, caller=scene.sync, user_id=dave_id, operations=email)
+    with pytest.raises(NotSignedIn):
+        auth.authenticate_oidc(
+            w.ctx, issuer=issuer, subject="s-david", email=None, email_verified=False
+        )
 
 
 def _pamapprovers(scene: Scene) -> str:

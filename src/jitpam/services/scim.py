@@ -4,8 +4,10 @@ The caller is an application account holding ``jitpam\\Directory Sync`` (the tas
 ``jitpam\\Sync-Directory``). Each change is recorded as the directory operation it is (New-User,
 Set-User, New-Group, Set-Group, Remove-Group, Add-GroupMember, Remove-GroupMember) with
 ``via: scim`` and ``set_up_by``: who set up the sync account (its stewards), whom separation of
-duties holds responsible for what it does. What SCIM creates or changes is marked as managed by
-the identity provider (``Source.SCIM``): hand edits of it are refused, except disabling.
+duties holds responsible for what it does. What SCIM creates is marked as managed by the
+identity provider (``Source.SCIM``): hand edits of it are refused, except disabling. SCIM changes
+only the users it created: a user made in jitpam is never taken over (an administrator could hand
+one over explicitly; jitpam has no such command yet).
 
 Memberships SCIM adds are added by the sync account, so that a requester who steers that account
 has a hand in the votes of the approvers it placed. Memberships of an approver group (a policy's,
@@ -115,6 +117,19 @@ def _user(uow: UnitOfWork, org_id: UUID, user_id: str) -> User:
     return user
 
 
+def _scim_user(uow: UnitOfWork, org_id: UUID, user_id: str) -> User:
+    """A user SCIM may change: one it created. A user made in jitpam is never taken over by
+    SCIM (renaming one would hand their account to whoever signs in with the new name)."""
+    user = _user(uow, org_id, user_id)
+    if user.source is not Source.SCIM:
+        raise ScimInvalid(
+            f"{user.upn} was made in jitpam, not by the identity provider: SCIM does not change "
+            "it; nothing was changed",
+            "mutability",
+        )
+    return user
+
+
 def _group(uow: UnitOfWork, org_id: UUID, group_id: str) -> Group:
     group = uow.groups.get(_id(group_id, "group"))
     if group is None or group.org_id != org_id:
@@ -186,6 +201,11 @@ def _user_name(uow: UnitOfWork, org_id: UUID, typed: str, *, current: User | Non
         )
     taken = uow.users.get_by_upn(name)
     if taken is not None and (current is None or taken.id != current.id):
+        if taken.source is not Source.SCIM:
+            raise AlreadyExists(
+                f"a user named {name} already exists, made in jitpam: SCIM does not take over "
+                "a user it did not create"
+            )
         raise AlreadyExists(f"a user named {name} already exists")
     return name
 
@@ -248,8 +268,10 @@ def _change_user(
     at: datetime,
     delete: bool = False,
 ) -> None:
-    """Set-User through SCIM: the user as ``wanted`` says (and taken over: managed by the
-    identity provider from now on); disabling revokes as Set-User does."""
+    """Set-User through SCIM of a user SCIM created: the user as ``wanted`` says; disabling
+    revokes as Set-User does. A new user name or email is where a first OIDC sign-in is linked
+    by: the sync account steers the user from then on (separation of duties), and the user's
+    OIDC links are dropped, so that the old identity does not keep the account."""
     changes: dict[str, Any] = {}
     name = _user_name(uow, caller.org_id, wanted.user_name, current=user)
     if name != user.upn:
@@ -267,12 +289,12 @@ def _change_user(
         changes["external_id"] = external
     if delete:
         changes["scim_deleted"] = True
-    took_over = user.source is not Source.SCIM
-    updated = replace(user, **changes, source=Source.SCIM)
+    updated = replace(user, **changes)
     uow.users.save(updated, at=at)
     details = _details(uow, actor, how, **changes)
-    if took_over:
-        details["took_over"] = True
+    if "upn" in changes or "email" in changes:
+        set_up_account(uow, account=updated, by=actor, how=Stewardship.SCIM_SIGN_IN, at=at)
+        details["oidc_links_dropped"] = uow.credentials.unlink_oidc(user.id)
     cascade: list[AuditEvent] = []
     if user.enabled and not updated.enabled:
         details["tokens_revoked"] = uow.credentials.revoke_all_tokens(user.id, at=at)
@@ -288,7 +310,7 @@ def replace_user(
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
-        user = _user(uow, caller.org_id, user_id)
+        user = _scim_user(uow, caller.org_id, user_id)
         _change_user(ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=fields, at=at)
         stamped = _stamped_user(uow, caller.org_id, user.id)
         uow.commit()
@@ -302,7 +324,7 @@ def modify_user(
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
-        user = _user(uow, caller.org_id, user_id)
+        user = _scim_user(uow, caller.org_id, user_id)
         wanted = patch_user(_fields_of(user), operations)
         _change_user(ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=wanted, at=at)
         stamped = _stamped_user(uow, caller.org_id, user.id)
@@ -316,7 +338,7 @@ def delete_user(ctx: ServiceContext, *, caller: Caller, user_id: str) -> None:
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
-        user = _user(uow, caller.org_id, user_id)
+        user = _scim_user(uow, caller.org_id, user_id)
         wanted = replace(_fields_of(user), active=False)
         _change_user(
             ctx,
