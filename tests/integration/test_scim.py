@@ -429,3 +429,99 @@ def test_scim_renames_and_finds_users_and_groups_by_filter(scene: Scene) -> None
     assert (
         scim.list_users(w.ctx, caller=scene.sync, where=None, offset=far[0], limit=far[1])[1] == []
     )
+
+
+def test_scim_never_takes_over_a_group_made_in_jitpam(scene: Scene) -> None:
+    w = scene.world
+    w.group("Finance", scene.bob)
+    admin = w.admin.caller
+    finance = str(directory.get_group(w.ctx, caller=admin, name="Finance").group.id)
+    external = patch({"op": "replace", "path": "externalId", "value": "g-9"}, schema=GROUP)
+    with pytest.raises(ScimInvalid, match="made in jitpam") as refused:
+        scim.modify_group(w.ctx, caller=scene.sync, group_id=finance, operations=external)
+    assert refused.value.scim_type == "mutability"
+    with pytest.raises(ScimInvalid, match="made in jitpam"):
+        scim.replace_group(w.ctx, caller=scene.sync, group_id=finance, fields=GroupFields("F"))
+    with pytest.raises(ScimInvalid, match="made in jitpam"):
+        scim.delete_group(w.ctx, caller=scene.sync, group_id=finance)
+    with pytest.raises(AlreadyExists, match="SCIM does not take over"):
+        scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Finance"))
+    # An approver group the organization did not opt in: not even its externalId.
+    with pytest.raises(ApproverGroupNotSynced):
+        scim.modify_group(
+            w.ctx, caller=scene.sync, group_id=_pamapprovers(scene), operations=external
+        )
+    for name in ("Finance", "pamapprovers"):
+        kept = directory.get_group(w.ctx, caller=admin, name=name).group
+        assert (kept.source, kept.external_id) == (Source.JITPAM, None)
+    assert directory.change_membership(
+        w.ctx, caller=admin, group="Finance", upn=scene.eve.upn, add=True
+    )
+
+
+def test_scim_sets_no_members_of_a_group_holding_a_jitpam_role(scene: Scene) -> None:
+    w = scene.world
+    carol = provision(scene, "carol")
+    dave = provision(scene, "dave")
+    made = scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Admins", None, (dave,)))
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role_group=GLOBAL_ADMIN, group="Admins", add=True
+    )
+    group_id = str(made.item.id)
+    for ops in (
+        patch({"op": "add", "path": "members", "value": [{"value": carol}]}, schema=GROUP),
+        patch({"op": "remove", "path": f'members[value eq "{dave}"]'}, schema=GROUP),
+    ):
+        with pytest.raises(ScimInvalid, match="holding a jitpam role") as refused:
+            scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=ops)
+        assert refused.value.scim_type == "mutability"
+    with pytest.raises(ScimInvalid, match="holding a jitpam role"):
+        scim.replace_group(
+            w.ctx, caller=scene.sync, group_id=group_id, fields=GroupFields("Admins", None, ())
+        )
+    kept = scim.get_group(w.ctx, caller=scene.sync, group_id=group_id).item
+    assert {str(m) for m in kept.member_ids} == {dave}
+    # Its name is still the identity provider's to change.
+    rename = patch({"op": "replace", "path": "displayName", "value": "Admins 2"}, schema=GROUP)
+    assert scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=rename)
+
+
+def test_members_scim_cannot_see_stay_as_they_are(scene: Scene) -> None:
+    w = scene.world
+    admin = w.admin.caller
+    app = w.user("svc-app", kind=UserKind.APPLICATION)
+    directory.change_membership(w.ctx, caller=admin, group="pamapprovers", upn=app.upn, add=True)
+    organizations.set_organization_config(
+        w.ctx, caller=admin, scim_approver_groups=["pamapprovers"]
+    )
+    carol = provision(scene, "carol")
+    group_id = _pamapprovers(scene)
+    bob, svc = str(scene.bob.caller.user_id), str(app.caller.user_id)
+    seen = scim.get_group(w.ctx, caller=scene.sync, group_id=group_id).item
+    assert {str(m) for m in seen.member_ids} == {bob, svc}
+    add = patch({"op": "add", "path": "members", "value": [{"value": carol}]}, schema=GROUP)
+    done = scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=add)
+    assert {str(m) for m in done.item.member_ids} == {bob, svc, carol}
+    put = scim.replace_group(
+        w.ctx,
+        caller=scene.sync,
+        group_id=group_id,
+        fields=GroupFields("pamapprovers", None, (carol,)),
+    )
+    assert {str(m) for m in put.item.member_ids} == {svc, carol}
+
+    # A user SCIM deletes leaves their groups, each removal audited.
+    sales = scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Sales", None, (carol,)))
+    scim.delete_user(w.ctx, caller=scene.sync, user_id=carol)
+    for group in ("Sales", "pamapprovers"):
+        left = directory.get_group(w.ctx, caller=admin, name=group)
+        assert w.upn("carol") not in left.names.values()
+        records = audit_log.search_audit(
+            w.ctx, caller=admin, flt=AuditFilter(operation="Remove-GroupMember", target=group)
+        ).items
+        (record,) = [r for r in records if r.details["member"] == w.upn("carol")]
+        assert record.details["scim_deleted"] is True
+    rename = patch({"op": "replace", "path": "displayName", "value": "Sales EU"}, schema=GROUP)
+    assert scim.modify_group(
+        w.ctx, caller=scene.sync, group_id=str(sales.item.id), operations=rename
+    )

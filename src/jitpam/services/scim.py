@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from jitpam.domain.audit import Actor, AuditEvent
+from jitpam.domain.catalog import BUILTIN_SCOPE
 from jitpam.domain.check import Decision
 from jitpam.domain.directory import (
     Group,
@@ -43,6 +44,7 @@ from jitpam.domain.errors import (
     NotFound,
     NotPermitted,
 )
+from jitpam.domain.names import QualifiedName
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.scim import (
@@ -351,7 +353,18 @@ def delete_user(ctx: ServiceContext, *, caller: Caller, user_id: str) -> None:
             at=at,
             delete=True,
         )
+        _leave_groups(uow, actor=actor, how=how, user=user, at=at)
         uow.commit()
+
+
+def _leave_groups(uow: UnitOfWork, *, actor: User, how: Decision, user: User, at: datetime) -> None:
+    """A user SCIM deleted leaves every group (each a Remove-GroupMember): SCIM no longer sees
+    them, so it could never take them out later."""
+    groups = [g for g in map(uow.groups.get, sorted(uow.users.group_ids(user.id))) if g]
+    for group in sorted(groups, key=lambda g: g.name):
+        changed = uow.groups.remove_member(group.id, user.id)
+        details = _details(uow, actor, how, member=user.upn, changed=changed, scim_deleted=True)
+        _record(uow, actor, AuditOperation.REMOVE_GROUP_MEMBER, group.name, at, details)
 
 
 # ------------------------------------------------------------------------------ groups
@@ -361,8 +374,50 @@ def _group_name(uow: UnitOfWork, org_id: UUID, typed: str, *, current: Group | N
     name = check_text(typed, field_name="displayName")
     taken = uow.groups.find(org_id, name)
     if taken is not None and (current is None or taken.id != current.id):
+        if taken.source is not Source.SCIM:
+            raise AlreadyExists(
+                f"a group named {name!r} already exists, made in jitpam: SCIM does not take over "
+                "a group it did not create"
+            )
         raise AlreadyExists(f"a group named {name!r} already exists")
     return name
+
+
+def _scim_group(uow: UnitOfWork, group: Group) -> None:
+    """Raises unless SCIM may change ``group``: one it created, or an approver group the
+    organization opted in (the explicit hand-over, recorded as ``took_over``). A group made in
+    jitpam is never taken over otherwise: ApproverGroupNotSynced for an approver group,
+    ScimInvalid (``mutability``) for any other."""
+    if group.source is Source.SCIM:
+        return
+    _refuse_unsynced_approvers(uow, group)
+    if not uow.groups.approves(group.id):
+        raise ScimInvalid(
+            f"group {group.name!r} was made in jitpam, not by the identity provider: SCIM does "
+            "not change it; nothing was changed",
+            "mutability",
+        )
+
+
+def _refuse_jitpam_roles(uow: UnitOfWork, group: Group) -> None:
+    """Raises ScimInvalid (``mutability``) when ``group`` holds a jitpam role or role group:
+    an identity provider does not hand out jitpam's own administration."""
+    for held in uow.assignments.of_principal(group.org_id, PrincipalKind.GROUP, group.id):
+        if QualifiedName.parse(held.target).scope.casefold() == BUILTIN_SCOPE:
+            raise ScimInvalid(
+                f"group {group.name!r} holds {held.target}: SCIM does not set the members of a "
+                "group holding a jitpam role; nothing was changed",
+                "mutability",
+            )
+
+
+def _visible_members(uow: UnitOfWork, group: Group) -> frozenset[UUID]:
+    """The members of ``group`` SCIM sees (people and guests it did not delete); SCIM leaves
+    the others (service and application accounts, users it deleted) as they are."""
+    seen = (uow.users.get(i) for i in group.member_ids)
+    return frozenset(
+        u.id for u in seen if u is not None and u.kind in SCIM_KINDS and not u.scim_deleted
+    )
 
 
 def _members(uow: UnitOfWork, org_id: UUID, ids: Sequence[str]) -> dict[UUID, User]:
@@ -400,13 +455,14 @@ def _set_members(
     wanted: dict[UUID, User],
     at: datetime,
 ) -> None:
-    """Add and remove members so that the group holds ``wanted``, each change audited; added
-    by the sync account (separation of duties)."""
+    """Add and remove members so that the members SCIM sees are ``wanted`` (the others stay),
+    each change audited; added by the sync account (separation of duties)."""
     joining = [u for i, u in wanted.items() if i not in group.member_ids]
-    leaving = sorted(group.member_ids - set(wanted))
+    leaving = sorted(_visible_members(uow, group) - set(wanted))
     if not joining and not leaving:
         return
     _refuse_unsynced_approvers(uow, group)
+    _refuse_jitpam_roles(uow, group)
     if joining:
         # Joining a group that holds a guarded jitpam role is a standing assignment too.
         for held in uow.assignments.of_principal(group.org_id, PrincipalKind.GROUP, group.id):
@@ -456,6 +512,7 @@ def _change_group(
     wanted: GroupFields,
     at: datetime,
 ) -> None:
+    _scim_group(uow, group)
     members = _members(uow, group.org_id, wanted.members)
     changes: dict[str, Any] = {}
     name = _group_name(uow, group.org_id, wanted.display_name, current=group)
@@ -500,9 +557,8 @@ def modify_group(
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         group = _group(uow, caller.org_id, group_id)
-        current = GroupFields(
-            group.name, group.external_id, tuple(sorted(str(m) for m in group.member_ids))
-        )
+        seen = _visible_members(uow, group)
+        current = GroupFields(group.name, group.external_id, tuple(sorted(str(m) for m in seen)))
         wanted = patch_group(current, operations)
         _change_group(uow, actor=actor, how=how, group=group, wanted=wanted, at=at)
         stamped = _stamped_group(uow, caller.org_id, group.id)
@@ -518,6 +574,7 @@ def delete_group(ctx: ServiceContext, *, caller: Caller, group_id: str) -> None:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         group = _group(uow, caller.org_id, group_id)
+        _scim_group(uow, group)
         use = uow.groups.in_use(group.id)
         if use is not None:
             raise InvalidInput(f"group {group.name!r} cannot be removed: {use}")
