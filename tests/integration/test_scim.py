@@ -525,3 +525,31 @@ def test_members_scim_cannot_see_stay_as_they_are(scene: Scene) -> None:
     assert scim.modify_group(
         w.ctx, caller=scene.sync, group_id=str(sales.item.id), operations=rename
     )
+
+
+def test_scim_guests_follow_the_guest_rules_of_add_user(scene: Scene) -> None:
+    w = scene.world
+    other = f"eu.{w.domain}"
+    organizations.add_domain(w.ctx, org_name=w.org.name, domain=other)
+    own = w.upn("ann").replace("@", "_") + f"#EXT#@{w.domain}"  # a home address of the org's own
+    with pytest.raises(InvalidInput, match="create a person"):
+        scim.create_user(w.ctx, caller=scene.sync, fields=UserFields(own, "Ann"))
+    scim.create_user(
+        w.ctx, caller=scene.sync, fields=UserFields(f"gus_fabrikam.com#EXT#@{w.domain}", "Gus")
+    )
+    twin = UserFields(f"gus_fabrikam.com#EXT#@{other}", "Gus again")
+    with pytest.raises(AlreadyExists, match=r"the guest gus@fabrikam\.com"):
+        scim.create_user(w.ctx, caller=scene.sync, fields=twin)
+    hal = scim.create_user(
+        w.ctx, caller=scene.sync, fields=UserFields(f"hal_fabrikam.com#EXT#@{w.domain}", "Hal")
+    )
+    rename = patch({"op": "replace", "path": "userName", "value": twin.user_name}, schema=USER)
+    with pytest.raises(AlreadyExists, match=r"the guest gus@fabrikam\.com"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=str(hal.item.id), operations=rename)
+    # A guest may move to another of the organization's domains, keeping their own address.
+    move = patch(
+        {"op": "replace", "path": "userName", "value": f"hal_fabrikam.com#EXT#@{other}"},
+        schema=USER,
+    )
+    moved = scim.modify_user(w.ctx, caller=scene.sync, user_id=str(hal.item.id), operations=move)
+    assert moved.item.upn == f"hal_fabrikam.com#EXT#@{other}"

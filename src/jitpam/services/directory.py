@@ -104,18 +104,27 @@ def _stored_name(uow: UnitOfWork, by: User, upn: str, kind: UserKind) -> tuple[s
         if home is not None:
             _own_domain(name, owned)
         home = home or name
-        if upn_domain(home) in owned:
-            raise InvalidInput(
-                f"{home} is in this organization's domain: create a person, not a guest"
-            )
-        for domain in owned:  # one guest per address, whichever domain names them
-            if uow.users.get_by_upn(guest_upn(home, domain)) is not None:
-                raise AlreadyExists(f"the guest {home} already exists")
+        refuse_guest_clash(uow, owned, home)
         if name == home:
             mine = upn_domain(by.upn)
             name = guest_upn(home, mine if mine in owned else owned[0])
     _own_domain(name, owned)
     return name, home or name
+
+
+def refuse_guest_clash(
+    uow: UnitOfWork, owned: list[str], home: str, *, current: UUID | None = None
+) -> None:
+    """The guest rules every way of naming a guest applies (Add-User, SCIM): a guest's own
+    address ``home`` is outside the organization's domains ``owned`` (InvalidInput), and no
+    other guest has it, whichever of those domains names them (AlreadyExists; ``current``: the
+    guest being renamed, who may keep theirs)."""
+    if upn_domain(home) in owned:
+        raise InvalidInput(f"{home} is in this organization's domain: create a person, not a guest")
+    for domain in owned:  # one guest per address, whichever domain names them
+        other = uow.users.get_by_upn(guest_upn(home, domain))
+        if other is not None and other.id != current:
+            raise AlreadyExists(f"the guest {home} already exists")
 
 
 def _own_domain(name: str, owned: list[str]) -> None:

@@ -59,7 +59,7 @@ from jitpam.domain.scim import (
 from jitpam.domain.separation import Stewardship
 from jitpam.services.authorization import authorize, grant_details
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.directory import revoke_on_disable
+from jitpam.services.directory import refuse_guest_clash, revoke_on_disable
 from jitpam.services.jitpam_guards import keep_role_guards
 from jitpam.services.ports import Stamped, UnitOfWork
 from jitpam.services.separation import set_up_account
@@ -209,6 +209,11 @@ def _user_name(uow: UnitOfWork, org_id: UUID, typed: str, *, current: User | Non
                 "a user it did not create"
             )
         raise AlreadyExists(f"a user named {name} already exists")
+    home = home_address(name)
+    if home is not None:
+        refuse_guest_clash(
+            uow, uow.orgs.domains(org_id), home, current=current.id if current else None
+        )
     return name
 
 
