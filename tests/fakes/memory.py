@@ -293,6 +293,7 @@ class MemoryUsers:
                 external_id=user.external_id,
                 source=user.source,
                 scim_deleted=user.scim_deleted,
+                disabled_by_hand=user.disabled_by_hand,
             ),
             created,
         )

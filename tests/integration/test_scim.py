@@ -182,8 +182,6 @@ def test_hand_edits_of_what_scim_manages_are_refused_but_disabling_always_works(
     with pytest.raises(ManagedElsewhere):
         directory.remove_group(w.ctx, caller=admin, name="Sales")
     assert directory.set_user(w.ctx, caller=admin, upn=dave, enabled=False).enabled is False
-    with pytest.raises(ManagedElsewhere):  # enabling again is the identity provider's call
-        directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True)
     # The identity provider sees the disabling at its next sync.
     total, found = scim.list_users(
         w.ctx, caller=scene.sync, where=scim.Filter("username", dave), offset=0, limit=5
@@ -553,3 +551,59 @@ def test_scim_guests_follow_the_guest_rules_of_add_user(scene: Scene) -> None:
     )
     moved = scim.modify_user(w.ctx, caller=scene.sync, user_id=str(hal.item.id), operations=move)
     assert moved.item.upn == f"hal_fabrikam.com#EXT#@{other}"
+
+
+def test_scim_does_not_enable_a_user_an_administrator_disabled(scene: Scene) -> None:
+    w = scene.world
+    admin = w.admin.caller
+    dave_id = provision(scene, "dave")
+    dave = w.upn("dave")
+    directory.set_user(w.ctx, caller=admin, upn=dave, enabled=False)
+    enable = patch({"op": "replace", "path": "active", "value": True}, schema=USER)
+    with pytest.raises(ScimInvalid, match="an administrator must enable them again") as refused:
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=dave_id, operations=enable)
+    assert refused.value.scim_type == "mutability"
+    with pytest.raises(ScimInvalid, match="an administrator must"):
+        scim.replace_user(
+            w.ctx, caller=scene.sync, user_id=dave_id, fields=UserFields(dave, "Dave")
+        )
+    assert directory.get_user(w.ctx, caller=admin, upn=dave).enabled is False
+    # The administrator enables them again (the one hand edit besides disabling); then SCIM's
+    # own disabling and enabling work as before.
+    assert directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True).enabled is True
+    scim.modify_user(
+        w.ctx,
+        caller=scene.sync,
+        user_id=dave_id,
+        operations=patch({"op": "replace", "path": "active", "value": False}, schema=USER),
+    )
+    with pytest.raises(ManagedElsewhere):  # enabling what SCIM disabled is the provider's call
+        directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True)
+    assert scim.modify_user(
+        w.ctx, caller=scene.sync, user_id=dave_id, operations=enable
+    ).item.enabled
+
+
+def test_external_ids_are_unique_among_users_and_among_groups(scene: Scene) -> None:
+    w = scene.world
+    dave = provision(scene, "dave", external_id="x-1")
+    with pytest.raises(AlreadyExists, match="externalId"):
+        provision(scene, "erin", external_id="x-1")
+    erin = provision(scene, "erin", external_id="x-2")
+    taken = patch({"op": "replace", "path": "externalId", "value": "x-1"}, schema=USER)
+    with pytest.raises(AlreadyExists, match="externalId"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=erin, operations=taken)
+    scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Sales", "x-1"))  # groups apart
+    with pytest.raises(AlreadyExists, match="externalId"):
+        scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Marketing", "x-1"))
+    made = scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Marketing", "x-3"))
+    with pytest.raises(AlreadyExists, match="externalId"):
+        scim.modify_group(
+            w.ctx,
+            caller=scene.sync,
+            group_id=str(made.item.id),
+            operations=patch({"op": "replace", "path": "externalId", "value": "x-1"}, schema=GROUP),
+        )
+    # A user SCIM deleted frees their externalId: the provider may create them anew.
+    scim.delete_user(w.ctx, caller=scene.sync, user_id=dave)
+    assert provision(scene, "dave2", external_id="x-1")

@@ -229,7 +229,9 @@ def set_user(
 ) -> User:
     """Set-User. Disabling a user revokes their active grants and cancels their pending requests,
     in the same transaction, each audited. A user SCIM manages may only be disabled here (the
-    identity provider sees it at its next sync); anything else is changed there."""
+    identity provider sees it at its next sync), and enabled again once disabled here; anything
+    else is changed there. A user disabled here stays disabled until enabled here: SCIM does not
+    enable them."""
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=upn) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, AuditOperation.SET_USER, at)
@@ -237,7 +239,9 @@ def set_user(
         refuse_hand_edit(
             user.upn,
             user,
-            only_disabling=display_name is None and email is None and enabled is not True,
+            only_disabling=display_name is None
+            and email is None
+            and (enabled is not True or user.disabled_by_hand),
         )
         changes: dict[str, Any] = {}
         if display_name is not None:
@@ -247,6 +251,8 @@ def set_user(
         if enabled is not None:
             changes["enabled"] = enabled
         updated = replace(user, **changes)
+        if enabled is not None:
+            updated = replace(updated, disabled_by_hand=not enabled)
         uow.users.save(updated, at=at)
         details = {**changes, **grant_details(how)}
         cascade: list[AuditEvent] = []

@@ -226,6 +226,7 @@ def create_user(ctx: ServiceContext, *, caller: Caller, fields: UserFields) -> S
         actor, how = _sync_account(uow, caller, at)
         name = _user_name(uow, caller.org_id, fields.user_name, current=None)
         home = home_address(name)  # Entra's guests: their own address is their email
+        _refuse_taken_user_id(uow, caller.org_id, _external_id(fields.external_id))
         user = User(
             uuid4(),
             caller.org_id,
@@ -259,6 +260,26 @@ def _external_id(value: str | None) -> str | None:
     return check_text(value, field_name="externalId", required=False) or None
 
 
+def _refuse_taken_user_id(uow: UnitOfWork, org_id: UUID, external_id: str | None) -> None:
+    """Raises AlreadyExists (409 uniqueness) when another user has ``external_id``."""
+    if external_id is not None:
+        total, _ = uow.users.scim_page(
+            org_id, where=Filter("externalid", external_id), offset=0, limit=0
+        )
+        if total:
+            raise AlreadyExists(f"a user with externalId {external_id!r} already exists")
+
+
+def _refuse_taken_group_id(uow: UnitOfWork, org_id: UUID, external_id: str | None) -> None:
+    """Raises AlreadyExists (409 uniqueness) when another group has ``external_id``."""
+    if external_id is not None:
+        total, _ = uow.groups.scim_page(
+            org_id, where=Filter("externalid", external_id), offset=0, limit=0
+        )
+        if total:
+            raise AlreadyExists(f"a group with externalId {external_id!r} already exists")
+
+
 def _fields_of(user: User) -> UserFields:
     return UserFields(user.upn, user.display_name, user.email, user.enabled, user.external_id)
 
@@ -290,12 +311,19 @@ def _change_user(
     if email != user.email:
         changes["email"] = email
     if wanted.active != user.enabled:
+        if wanted.active and user.disabled_by_hand:
+            raise ScimInvalid(
+                f"{user.upn} was disabled by an administrator in jitpam: an administrator must "
+                "enable them again (jitpam user enable); nothing was changed",
+                "mutability",
+            )
         changes["enabled"] = wanted.active
-    external = _external_id(wanted.external_id)
+    external = None if delete else _external_id(wanted.external_id)
     if external != user.external_id:
+        _refuse_taken_user_id(uow, caller.org_id, external)
         changes["external_id"] = external
     if delete:
-        changes["scim_deleted"] = True
+        changes["scim_deleted"] = True  # its externalId freed: the provider may create it anew
     updated = replace(user, **changes)
     uow.users.save(updated, at=at)
     details = _details(uow, actor, how, **changes)
@@ -491,6 +519,7 @@ def create_group(ctx: ServiceContext, *, caller: Caller, fields: GroupFields) ->
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         name = _group_name(uow, caller.org_id, fields.display_name, current=None)
+        _refuse_taken_group_id(uow, caller.org_id, _external_id(fields.external_id))
         group = Group(
             uuid4(),
             caller.org_id,
@@ -527,6 +556,7 @@ def _change_group(
             changes["email"] = name.casefold()
     external = _external_id(wanted.external_id)
     if external != group.external_id:
+        _refuse_taken_group_id(uow, group.org_id, external)
         changes["external_id"] = external
     took_over = group.source is not Source.SCIM
     if changes or took_over:

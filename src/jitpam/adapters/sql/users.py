@@ -49,6 +49,7 @@ def _user(row: UserRow | Row[Any]) -> User:
         external_id=row.external_id,
         source=Source(row.source),
         scim_deleted=row.scim_deleted,
+        disabled_by_hand=row.disabled_by_hand,
     )
 
 
@@ -65,6 +66,7 @@ _READ_USER = select(
     _USERS.c.external_id,
     _USERS.c.source,
     _USERS.c.scim_deleted,
+    _USERS.c.disabled_by_hand,
 ).where(_USERS.c.id == bindparam("id"))
 _GET_USER = Prepared(_READ_USER)
 _UPN = Prepared(
@@ -96,6 +98,7 @@ class SqlUsers:
                 external_id=user.external_id,
                 source=user.source.value,
                 scim_deleted=user.scim_deleted,
+                disabled_by_hand=user.disabled_by_hand,
             )
         )
         self.s.flush()
@@ -124,6 +127,7 @@ class SqlUsers:
         row.external_id = user.external_id
         row.source = user.source.value
         row.scim_deleted = user.scim_deleted
+        row.disabled_by_hand = user.disabled_by_hand
         if at is not None:
             row.modified_at = at
         self.s.flush()
