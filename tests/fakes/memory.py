@@ -346,6 +346,16 @@ class MemoryUsers:
     def steered_by(self, steward_ids: frozenset[UUID]) -> frozenset[UUID]:
         return frozenset(u for u, s, _ in self.t.stewards if s in steward_ids)
 
+    def scim_visible(self, org_id: UUID, ids: Iterable[UUID]) -> frozenset[UUID]:
+        seen = (self.t.users.get(i) for i in ids)
+        return frozenset(
+            u.id
+            for u, _ in (s for s in seen if s is not None)
+            if u.org_id == org_id
+            and u.kind in (UserKind.PERSON, UserKind.GUEST)
+            and not u.scim_deleted
+        )
+
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         out: dict[UUID, str] = {}
         for i in ids:

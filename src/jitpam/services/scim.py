@@ -447,10 +447,7 @@ def _refuse_jitpam_roles(uow: UnitOfWork, group: Group) -> None:
 def _visible_members(uow: UnitOfWork, group: Group) -> frozenset[UUID]:
     """The members of ``group`` SCIM sees (people and guests it did not delete); SCIM leaves
     the others (service and application accounts, users it deleted) as they are."""
-    seen = (uow.users.get(i) for i in group.member_ids)
-    return frozenset(
-        u.id for u in seen if u is not None and u.kind in SCIM_KINDS and not u.scim_deleted
-    )
+    return uow.users.scim_visible(group.org_id, group.member_ids)
 
 
 def _members(uow: UnitOfWork, org_id: UUID, ids: Sequence[str]) -> dict[UUID, User]:

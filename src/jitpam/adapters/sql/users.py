@@ -169,6 +169,21 @@ class SqlUsers:
         out.update(labels(self.s, _USERS, "upn", org_id, unread, _UPN))
         return out
 
+    def scim_visible(self, org_id: UUID, ids: Iterable[UUID]) -> frozenset[UUID]:
+        out: set[UUID] = set()
+        for chunk in chunks(set(ids)):
+            out.update(
+                self.s.scalars(
+                    select(UserRow.id).where(
+                        UserRow.id.in_(chunk),
+                        UserRow.org_id == org_id,
+                        UserRow.kind.in_((UserKind.PERSON.value, UserKind.GUEST.value)),
+                        UserRow.scim_deleted.is_(False),
+                    )
+                )
+            )
+        return frozenset(out)
+
     def add_steward(self, user: User, steward_id: UUID, how: Stewardship, *, at: datetime) -> None:
         key = (user.id, steward_id, how.value)
         if self.s.get(AccountStewardRow, key) is None:  # the first time is the one kept

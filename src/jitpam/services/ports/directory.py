@@ -91,6 +91,11 @@ class UserRepository(Protocol):
         transaction already from memory, the others in one query."""
         ...
 
+    def scim_visible(self, org_id: UUID, ids: Iterable[UUID]) -> frozenset[UUID]:
+        """Those of ``ids`` that SCIM sees: people and guests of the organization it did not
+        delete (one query per thousand ids)."""
+        ...
+
 
 @dataclass(frozen=True)
 class GroupSummary:
