@@ -293,6 +293,7 @@ class MemoryUsers:
                 external_id=user.external_id,
                 source=user.source,
                 scim_deleted=user.scim_deleted,
+                disabled_by_hand=user.disabled_by_hand,
             ),
             created,
         )
@@ -344,6 +345,16 @@ class MemoryUsers:
 
     def steered_by(self, steward_ids: frozenset[UUID]) -> frozenset[UUID]:
         return frozenset(u for u, s, _ in self.t.stewards if s in steward_ids)
+
+    def scim_visible(self, org_id: UUID, ids: Iterable[UUID]) -> frozenset[UUID]:
+        seen = (self.t.users.get(i) for i in ids)
+        return frozenset(
+            u.id
+            for u, _ in (s for s in seen if s is not None)
+            if u.org_id == org_id
+            and u.kind in (UserKind.PERSON, UserKind.GUEST)
+            and not u.scim_deleted
+        )
 
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         out: dict[UUID, str] = {}
@@ -1505,6 +1516,14 @@ class MemoryCredentials:
             raise _taken(f"sign-in {issuer} {subject}")
         self._changed()
         self.t.oidc[(issuer, subject)] = user_id
+
+    def unlink_oidc(self, user_id: UUID) -> int:
+        links = [key for key, linked in self.t.oidc.items() if linked == user_id]
+        if links:
+            self._changed()
+        for key in links:
+            del self.t.oidc[key]
+        return len(links)
 
 
 class MemoryOutbox:

@@ -12,6 +12,7 @@ still hold when it does. Each test runs on the in-memory unit of work and on eac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 import pytest
 
@@ -23,6 +24,7 @@ from jitpam.domain.errors import (
     ManagedElsewhere,
     NotFound,
     NotPermitted,
+    NotSignedIn,
     SeparationOfDuties,
 )
 from jitpam.domain.policy import PolicyType
@@ -30,6 +32,7 @@ from jitpam.domain.requests import RequestStatus
 from jitpam.domain.scim import (
     PATCH_SCHEMA,
     GroupFields,
+    ScimInvalid,
     UserFields,
     page_bounds,
     parse_patch,
@@ -179,20 +182,87 @@ def test_hand_edits_of_what_scim_manages_are_refused_but_disabling_always_works(
     with pytest.raises(ManagedElsewhere):
         directory.remove_group(w.ctx, caller=admin, name="Sales")
     assert directory.set_user(w.ctx, caller=admin, upn=dave, enabled=False).enabled is False
-    with pytest.raises(ManagedElsewhere):  # enabling again is the identity provider's call
-        directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True)
     # The identity provider sees the disabling at its next sync.
     total, found = scim.list_users(
         w.ctx, caller=scene.sync, where=scim.Filter("username", dave), offset=0, limit=5
     )
     assert total == 1
     assert found[0].item.enabled is False
-    # A jitpam user SCIM changes is taken over: managed by the identity provider from then on.
+    # A user made in jitpam stays jitpam's: SCIM changes none of it.
     bob_id = str(directory.get_user(w.ctx, caller=admin, upn=scene.bob.upn).id)
     ops = patch({"op": "Replace", "path": "displayName", "value": "Robert"}, schema=USER)
-    scim.modify_user(w.ctx, caller=scene.sync, user_id=bob_id, operations=ops)
-    with pytest.raises(ManagedElsewhere):
-        directory.set_user(w.ctx, caller=admin, upn=scene.bob.upn, display_name="Bob")
+    with pytest.raises(ScimInvalid, match="made in jitpam"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=bob_id, operations=ops)
+    assert directory.set_user(w.ctx, caller=admin, upn=scene.bob.upn, display_name="Bob")
+
+
+def second_sync_account(scene: Scene, name: str) -> Caller:
+    """Another sync account, created by the world's admin (eve does not steer it)."""
+    w = scene.world
+    account = w.user(name, kind=UserKind.APPLICATION)
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role="jitpam\\Directory Sync", user=account.upn, add=True
+    )
+    return account.caller
+
+
+def test_scim_never_takes_over_a_user_made_in_jitpam(scene: Scene) -> None:
+    """Renaming eve (a Global Administrator made by hand) to an address an attacker signs in
+    with would hand them her account: SCIM changes only the users it created."""
+    w = scene.world
+    eve_id = str(scene.eve.caller.user_id)
+    rename = patch({"op": "replace", "path": "userName", "value": w.upn("mallory")}, schema=USER)
+    for change in (
+        lambda: scim.modify_user(w.ctx, caller=scene.sync, user_id=eve_id, operations=rename),
+        lambda: scim.replace_user(
+            w.ctx, caller=scene.sync, user_id=eve_id, fields=UserFields(w.upn("mallory"), "M")
+        ),
+        lambda: scim.delete_user(w.ctx, caller=scene.sync, user_id=eve_id),
+    ):
+        with pytest.raises(ScimInvalid, match="made in jitpam") as refused:
+            change()
+        assert refused.value.scim_type == "mutability"
+    eve = directory.get_user(w.ctx, caller=w.admin.caller, upn=scene.eve.upn)
+    assert (eve.upn, eve.source, eve.enabled) == (scene.eve.upn, Source.JITPAM, True)
+    with pytest.raises(AlreadyExists, match="SCIM does not take over"):
+        scim.create_user(w.ctx, caller=scene.sync, fields=UserFields(scene.eve.upn, "Eve"))
+
+
+def test_a_scim_rename_drops_oidc_links_and_makes_the_sync_account_a_steward(
+    scene: Scene,
+) -> None:
+    w = scene.world
+    dave_id = provision(scene, "dave")
+    issuer = "https://idp.example"
+    linked = auth.authenticate_oidc(
+        w.ctx, issuer=issuer, subject="s-dave", email=w.upn("dave"), email_verified=True
+    )
+    assert str(linked.user_id) == dave_id
+    other = second_sync_account(scene, "scim-two")
+    rename = patch({"op": "replace", "path": "userName", "value": w.upn("david")}, schema=USER)
+    scim.modify_user(w.ctx, caller=other, user_id=dave_id, operations=rename)
+    with pytest.raises(NotSignedIn):  # the old identity no longer signs in as dave
+        auth.authenticate_oidc(
+            w.ctx, issuer=issuer, subject="s-dave", email=None, email_verified=False
+        )
+    with w.ctx.reader() as uow:
+        assert other.user_id in uow.users.stewards([UUID(dave_id)])[UUID(dave_id)]
+    (record,) = audit_log.search_audit(
+        w.ctx, caller=w.admin.caller, flt=AuditFilter(operation="Set-User", target=w.upn("david"))
+    ).items
+    assert record.details["oidc_links_dropped"] == 1
+    # A new email counts the same.
+    auth.authenticate_oidc(
+        w.ctx, issuer=issuer, subject="s-david", email=w.upn("david"), email_verified=True
+    )
+    email = patch(
+        {"op": "replace", "path": "emails", "value": [{"value": w.upn("d2")}]}, schema=USER
+    )
+    scim.modify_user(w.ctx, caller=scene.sync, user_id=dave_id, operations=email)
+    with pytest.raises(NotSignedIn):
+        auth.authenticate_oidc(
+            w.ctx, issuer=issuer, subject="s-david", email=None, email_verified=False
+        )
 
 
 def _pamapprovers(scene: Scene) -> str:
@@ -357,3 +427,183 @@ def test_scim_renames_and_finds_users_and_groups_by_filter(scene: Scene) -> None
     assert (
         scim.list_users(w.ctx, caller=scene.sync, where=None, offset=far[0], limit=far[1])[1] == []
     )
+
+
+def test_scim_never_takes_over_a_group_made_in_jitpam(scene: Scene) -> None:
+    w = scene.world
+    w.group("Finance", scene.bob)
+    admin = w.admin.caller
+    finance = str(directory.get_group(w.ctx, caller=admin, name="Finance").group.id)
+    external = patch({"op": "replace", "path": "externalId", "value": "g-9"}, schema=GROUP)
+    with pytest.raises(ScimInvalid, match="made in jitpam") as refused:
+        scim.modify_group(w.ctx, caller=scene.sync, group_id=finance, operations=external)
+    assert refused.value.scim_type == "mutability"
+    with pytest.raises(ScimInvalid, match="made in jitpam"):
+        scim.replace_group(w.ctx, caller=scene.sync, group_id=finance, fields=GroupFields("F"))
+    with pytest.raises(ScimInvalid, match="made in jitpam"):
+        scim.delete_group(w.ctx, caller=scene.sync, group_id=finance)
+    with pytest.raises(AlreadyExists, match="SCIM does not take over"):
+        scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Finance"))
+    # An approver group the organization did not opt in: not even its externalId.
+    with pytest.raises(ApproverGroupNotSynced):
+        scim.modify_group(
+            w.ctx, caller=scene.sync, group_id=_pamapprovers(scene), operations=external
+        )
+    for name in ("Finance", "pamapprovers"):
+        kept = directory.get_group(w.ctx, caller=admin, name=name).group
+        assert (kept.source, kept.external_id) == (Source.JITPAM, None)
+    assert directory.change_membership(
+        w.ctx, caller=admin, group="Finance", upn=scene.eve.upn, add=True
+    )
+
+
+def test_scim_sets_no_members_of_a_group_holding_a_jitpam_role(scene: Scene) -> None:
+    w = scene.world
+    carol = provision(scene, "carol")
+    dave = provision(scene, "dave")
+    made = scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Admins", None, (dave,)))
+    directory.change_assignment(
+        w.ctx, caller=w.admin.caller, role_group=GLOBAL_ADMIN, group="Admins", add=True
+    )
+    group_id = str(made.item.id)
+    for ops in (
+        patch({"op": "add", "path": "members", "value": [{"value": carol}]}, schema=GROUP),
+        patch({"op": "remove", "path": f'members[value eq "{dave}"]'}, schema=GROUP),
+    ):
+        with pytest.raises(ScimInvalid, match="holding a jitpam role") as refused:
+            scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=ops)
+        assert refused.value.scim_type == "mutability"
+    with pytest.raises(ScimInvalid, match="holding a jitpam role"):
+        scim.replace_group(
+            w.ctx, caller=scene.sync, group_id=group_id, fields=GroupFields("Admins", None, ())
+        )
+    kept = scim.get_group(w.ctx, caller=scene.sync, group_id=group_id).item
+    assert {str(m) for m in kept.member_ids} == {dave}
+    # Its name is still the identity provider's to change.
+    rename = patch({"op": "replace", "path": "displayName", "value": "Admins 2"}, schema=GROUP)
+    assert scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=rename)
+
+
+def test_members_scim_cannot_see_stay_as_they_are(scene: Scene) -> None:
+    w = scene.world
+    admin = w.admin.caller
+    app = w.user("svc-app", kind=UserKind.APPLICATION)
+    directory.change_membership(w.ctx, caller=admin, group="pamapprovers", upn=app.upn, add=True)
+    organizations.set_organization_config(
+        w.ctx, caller=admin, scim_approver_groups=["pamapprovers"]
+    )
+    carol = provision(scene, "carol")
+    group_id = _pamapprovers(scene)
+    bob, svc = str(scene.bob.caller.user_id), str(app.caller.user_id)
+    seen = scim.get_group(w.ctx, caller=scene.sync, group_id=group_id).item
+    assert {str(m) for m in seen.member_ids} == {bob, svc}
+    add = patch({"op": "add", "path": "members", "value": [{"value": carol}]}, schema=GROUP)
+    done = scim.modify_group(w.ctx, caller=scene.sync, group_id=group_id, operations=add)
+    assert {str(m) for m in done.item.member_ids} == {bob, svc, carol}
+    put = scim.replace_group(
+        w.ctx,
+        caller=scene.sync,
+        group_id=group_id,
+        fields=GroupFields("pamapprovers", None, (carol,)),
+    )
+    assert {str(m) for m in put.item.member_ids} == {svc, carol}
+
+    # A user SCIM deletes leaves their groups, each removal audited.
+    sales = scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Sales", None, (carol,)))
+    scim.delete_user(w.ctx, caller=scene.sync, user_id=carol)
+    for group in ("Sales", "pamapprovers"):
+        left = directory.get_group(w.ctx, caller=admin, name=group)
+        assert w.upn("carol") not in left.names.values()
+        records = audit_log.search_audit(
+            w.ctx, caller=admin, flt=AuditFilter(operation="Remove-GroupMember", target=group)
+        ).items
+        (record,) = [r for r in records if r.details["member"] == w.upn("carol")]
+        assert record.details["scim_deleted"] is True
+    rename = patch({"op": "replace", "path": "displayName", "value": "Sales EU"}, schema=GROUP)
+    assert scim.modify_group(
+        w.ctx, caller=scene.sync, group_id=str(sales.item.id), operations=rename
+    )
+
+
+def test_scim_guests_follow_the_guest_rules_of_add_user(scene: Scene) -> None:
+    w = scene.world
+    other = f"eu.{w.domain}"
+    organizations.add_domain(w.ctx, org_name=w.org.name, domain=other)
+    own = w.upn("ann").replace("@", "_") + f"#EXT#@{w.domain}"  # a home address of the org's own
+    with pytest.raises(InvalidInput, match="create a person"):
+        scim.create_user(w.ctx, caller=scene.sync, fields=UserFields(own, "Ann"))
+    scim.create_user(
+        w.ctx, caller=scene.sync, fields=UserFields(f"gus_fabrikam.com#EXT#@{w.domain}", "Gus")
+    )
+    twin = UserFields(f"gus_fabrikam.com#EXT#@{other}", "Gus again")
+    with pytest.raises(AlreadyExists, match=r"the guest gus@fabrikam\.com"):
+        scim.create_user(w.ctx, caller=scene.sync, fields=twin)
+    hal = scim.create_user(
+        w.ctx, caller=scene.sync, fields=UserFields(f"hal_fabrikam.com#EXT#@{w.domain}", "Hal")
+    )
+    rename = patch({"op": "replace", "path": "userName", "value": twin.user_name}, schema=USER)
+    with pytest.raises(AlreadyExists, match=r"the guest gus@fabrikam\.com"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=str(hal.item.id), operations=rename)
+    # A guest may move to another of the organization's domains, keeping their own address.
+    move = patch(
+        {"op": "replace", "path": "userName", "value": f"hal_fabrikam.com#EXT#@{other}"},
+        schema=USER,
+    )
+    moved = scim.modify_user(w.ctx, caller=scene.sync, user_id=str(hal.item.id), operations=move)
+    assert moved.item.upn == f"hal_fabrikam.com#EXT#@{other}"
+
+
+def test_scim_does_not_enable_a_user_an_administrator_disabled(scene: Scene) -> None:
+    w = scene.world
+    admin = w.admin.caller
+    dave_id = provision(scene, "dave")
+    dave = w.upn("dave")
+    directory.set_user(w.ctx, caller=admin, upn=dave, enabled=False)
+    enable = patch({"op": "replace", "path": "active", "value": True}, schema=USER)
+    with pytest.raises(ScimInvalid, match="an administrator must enable them again") as refused:
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=dave_id, operations=enable)
+    assert refused.value.scim_type == "mutability"
+    with pytest.raises(ScimInvalid, match="an administrator must"):
+        scim.replace_user(
+            w.ctx, caller=scene.sync, user_id=dave_id, fields=UserFields(dave, "Dave")
+        )
+    assert directory.get_user(w.ctx, caller=admin, upn=dave).enabled is False
+    # The administrator enables them again (the one hand edit besides disabling); then SCIM's
+    # own disabling and enabling work as before.
+    assert directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True).enabled is True
+    scim.modify_user(
+        w.ctx,
+        caller=scene.sync,
+        user_id=dave_id,
+        operations=patch({"op": "replace", "path": "active", "value": False}, schema=USER),
+    )
+    with pytest.raises(ManagedElsewhere):  # enabling what SCIM disabled is the provider's call
+        directory.set_user(w.ctx, caller=admin, upn=dave, enabled=True)
+    assert scim.modify_user(
+        w.ctx, caller=scene.sync, user_id=dave_id, operations=enable
+    ).item.enabled
+
+
+def test_external_ids_are_unique_among_users_and_among_groups(scene: Scene) -> None:
+    w = scene.world
+    dave = provision(scene, "dave", external_id="x-1")
+    with pytest.raises(AlreadyExists, match="externalId"):
+        provision(scene, "erin", external_id="x-1")
+    erin = provision(scene, "erin", external_id="x-2")
+    taken = patch({"op": "replace", "path": "externalId", "value": "x-1"}, schema=USER)
+    with pytest.raises(AlreadyExists, match="externalId"):
+        scim.modify_user(w.ctx, caller=scene.sync, user_id=erin, operations=taken)
+    scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Sales", "x-1"))  # groups apart
+    with pytest.raises(AlreadyExists, match="externalId"):
+        scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Marketing", "x-1"))
+    made = scim.create_group(w.ctx, caller=scene.sync, fields=GroupFields("Marketing", "x-3"))
+    with pytest.raises(AlreadyExists, match="externalId"):
+        scim.modify_group(
+            w.ctx,
+            caller=scene.sync,
+            group_id=str(made.item.id),
+            operations=patch({"op": "replace", "path": "externalId", "value": "x-1"}, schema=GROUP),
+        )
+    # A user SCIM deleted frees their externalId: the provider may create them anew.
+    scim.delete_user(w.ctx, caller=scene.sync, user_id=dave)
+    assert provision(scene, "dave2", external_id="x-1")

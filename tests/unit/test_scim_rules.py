@@ -57,6 +57,18 @@ def test_any_other_filter_is_invalid_filter(text: str) -> None:
     assert refused.value.scim_type == "invalidFilter"
 
 
+@pytest.mark.parametrize("escaped", ["\\q", "\\u00", "\\u0000", "\\ud800", "a\\u0000b"])
+def test_a_quoted_value_that_is_no_json_string_or_decodes_to_unstorable_text_is_refused(
+    escaped: str,
+) -> None:
+    with pytest.raises(ScimInvalid) as in_filter:
+        parse_filter(f'userName eq "{escaped}"', resource="users")
+    assert in_filter.value.scim_type == "invalidFilter"
+    with pytest.raises(ScimInvalid) as in_path:
+        ops({"op": "remove", "path": f'members[value eq "{escaped}"]'}, schema=GROUP_SCHEMA)
+    assert in_path.value.scim_type == "invalidPath"
+
+
 def test_groups_are_not_filtered_by_user_name() -> None:
     with pytest.raises(ScimInvalid, match="cannot be filtered"):
         parse_filter('userName eq "a"', resource="groups")

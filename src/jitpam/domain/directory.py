@@ -49,6 +49,8 @@ class User:
     external_id: str | None = None
     source: Source = Source.JITPAM
     scim_deleted: bool = False
+    # An administrator disabled the user by hand: SCIM does not enable them again.
+    disabled_by_hand: bool = False
 
     @property
     def can_approve(self) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jitpam.domain.errors import ErrorKind, JitpamError
+from jitpam.domain.text import unstorable
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -103,7 +104,23 @@ def parse_filter(text: str, *, resource: str) -> Filter:
             f"{', '.join(sorted(FILTERABLE[resource]))})",
             "invalidFilter",
         )
-    return Filter(attribute, json.loads(match.group(2)))
+    return Filter(attribute, _quoted(match.group(2), "invalidFilter"))
+
+
+def _quoted(text: str, scim_type: str) -> str:
+    """The value of a quoted string in a filter or path (JSON's escapes); raises ScimInvalid
+    with ``scim_type`` for a bad escape, and for a value no database can store (a NUL, a lone
+    surrogate: what an escape can make of text that was storable as typed)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ScimInvalid(f"{text} is not a valid quoted string", scim_type) from None
+    if not isinstance(value, str):  # the patterns admit only a quoted string
+        raise ScimInvalid(f"{text} is not a quoted string", scim_type)
+    problem = unstorable(value)
+    if problem is not None:
+        raise ScimInvalid(f"{text} contains {problem}, which jitpam does not accept", scim_type)
+    return value
 
 
 def parse_bool(value: Any, *, field: str) -> bool:
@@ -255,7 +272,7 @@ def parse_patch(body: Mapping[str, Any], *, schema: str) -> list[Operation]:
             raise ScimInvalid(f"path {path!r} is not a path jitpam understands", "invalidPath")
         where = None
         if match.group("sub"):
-            where = (match.group("sub").lower(), str(json.loads(match.group("val"))))
+            where = (match.group("sub").lower(), _quoted(match.group("val"), "invalidPath"))
         then = match.group("then")
         out.append(
             Operation(

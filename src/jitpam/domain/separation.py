@@ -62,6 +62,9 @@ class Stewardship(StrEnum):
     CREATED = "created"
     PASSWORD = "password"  # noqa: S105 - the kind of credential, not one
     API_TOKEN = "api_token"  # noqa: S105 - the kind of credential, not one
+    # A sync account set the user name or email through SCIM: the address an OIDC sign-in is
+    # first linked by, so whoever steers that account could point a sign-in at the user.
+    SCIM_SIGN_IN = "scim_sign_in"
 
 
 @dataclass(frozen=True)

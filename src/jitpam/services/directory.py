@@ -104,18 +104,27 @@ def _stored_name(uow: UnitOfWork, by: User, upn: str, kind: UserKind) -> tuple[s
         if home is not None:
             _own_domain(name, owned)
         home = home or name
-        if upn_domain(home) in owned:
-            raise InvalidInput(
-                f"{home} is in this organization's domain: create a person, not a guest"
-            )
-        for domain in owned:  # one guest per address, whichever domain names them
-            if uow.users.get_by_upn(guest_upn(home, domain)) is not None:
-                raise AlreadyExists(f"the guest {home} already exists")
+        refuse_guest_clash(uow, owned, home)
         if name == home:
             mine = upn_domain(by.upn)
             name = guest_upn(home, mine if mine in owned else owned[0])
     _own_domain(name, owned)
     return name, home or name
+
+
+def refuse_guest_clash(
+    uow: UnitOfWork, owned: list[str], home: str, *, current: UUID | None = None
+) -> None:
+    """The guest rules every way of naming a guest applies (Add-User, SCIM): a guest's own
+    address ``home`` is outside the organization's domains ``owned`` (InvalidInput), and no
+    other guest has it, whichever of those domains names them (AlreadyExists; ``current``: the
+    guest being renamed, who may keep theirs)."""
+    if upn_domain(home) in owned:
+        raise InvalidInput(f"{home} is in this organization's domain: create a person, not a guest")
+    for domain in owned:  # one guest per address, whichever domain names them
+        other = uow.users.get_by_upn(guest_upn(home, domain))
+        if other is not None and other.id != current:
+            raise AlreadyExists(f"the guest {home} already exists")
 
 
 def _own_domain(name: str, owned: list[str]) -> None:
@@ -220,7 +229,9 @@ def set_user(
 ) -> User:
     """Set-User. Disabling a user revokes their active grants and cancels their pending requests,
     in the same transaction, each audited. A user SCIM manages may only be disabled here (the
-    identity provider sees it at its next sync); anything else is changed there."""
+    identity provider sees it at its next sync), and enabled again once disabled here; anything
+    else is changed there. A user disabled here stays disabled until enabled here: SCIM does not
+    enable them."""
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=upn) as uow:
         at = ctx.clock.now()
         actor, how = authorize(uow, caller, AuditOperation.SET_USER, at)
@@ -228,7 +239,9 @@ def set_user(
         refuse_hand_edit(
             user.upn,
             user,
-            only_disabling=display_name is None and email is None and enabled is not True,
+            only_disabling=display_name is None
+            and email is None
+            and (enabled is not True or user.disabled_by_hand),
         )
         changes: dict[str, Any] = {}
         if display_name is not None:
@@ -238,6 +251,8 @@ def set_user(
         if enabled is not None:
             changes["enabled"] = enabled
         updated = replace(user, **changes)
+        if enabled is not None:
+            updated = replace(updated, disabled_by_hand=not enabled)
         uow.users.save(updated, at=at)
         details = {**changes, **grant_details(how)}
         cascade: list[AuditEvent] = []

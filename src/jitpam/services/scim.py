@@ -4,8 +4,10 @@ The caller is an application account holding ``jitpam\\Directory Sync`` (the tas
 ``jitpam\\Sync-Directory``). Each change is recorded as the directory operation it is (New-User,
 Set-User, New-Group, Set-Group, Remove-Group, Add-GroupMember, Remove-GroupMember) with
 ``via: scim`` and ``set_up_by``: who set up the sync account (its stewards), whom separation of
-duties holds responsible for what it does. What SCIM creates or changes is marked as managed by
-the identity provider (``Source.SCIM``): hand edits of it are refused, except disabling.
+duties holds responsible for what it does. What SCIM creates is marked as managed by the
+identity provider (``Source.SCIM``): hand edits of it are refused, except disabling. SCIM changes
+only the users it created: a user made in jitpam is never taken over (an administrator could hand
+one over explicitly; jitpam has no such command yet).
 
 Memberships SCIM adds are added by the sync account, so that a requester who steers that account
 has a hand in the votes of the approvers it placed. Memberships of an approver group (a policy's,
@@ -22,6 +24,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from jitpam.domain.audit import Actor, AuditEvent
+from jitpam.domain.catalog import BUILTIN_SCOPE
 from jitpam.domain.check import Decision
 from jitpam.domain.directory import (
     Group,
@@ -41,6 +44,7 @@ from jitpam.domain.errors import (
     NotFound,
     NotPermitted,
 )
+from jitpam.domain.names import QualifiedName
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.scim import (
@@ -55,7 +59,7 @@ from jitpam.domain.scim import (
 from jitpam.domain.separation import Stewardship
 from jitpam.services.authorization import authorize, grant_details
 from jitpam.services.context import Caller, ServiceContext
-from jitpam.services.directory import revoke_on_disable
+from jitpam.services.directory import refuse_guest_clash, revoke_on_disable
 from jitpam.services.jitpam_guards import keep_role_guards
 from jitpam.services.ports import Stamped, UnitOfWork
 from jitpam.services.separation import set_up_account
@@ -112,6 +116,19 @@ def _user(uow: UnitOfWork, org_id: UUID, user_id: str) -> User:
     user = uow.users.get(_id(user_id, "user"))
     if user is None or user.org_id != org_id or user.kind not in SCIM_KINDS or user.scim_deleted:
         raise NotFound(f"no user with id {user_id!r}")
+    return user
+
+
+def _scim_user(uow: UnitOfWork, org_id: UUID, user_id: str) -> User:
+    """A user SCIM may change: one it created. A user made in jitpam is never taken over by
+    SCIM (renaming one would hand their account to whoever signs in with the new name)."""
+    user = _user(uow, org_id, user_id)
+    if user.source is not Source.SCIM:
+        raise ScimInvalid(
+            f"{user.upn} was made in jitpam, not by the identity provider: SCIM does not change "
+            "it; nothing was changed",
+            "mutability",
+        )
     return user
 
 
@@ -186,7 +203,17 @@ def _user_name(uow: UnitOfWork, org_id: UUID, typed: str, *, current: User | Non
         )
     taken = uow.users.get_by_upn(name)
     if taken is not None and (current is None or taken.id != current.id):
+        if taken.source is not Source.SCIM:
+            raise AlreadyExists(
+                f"a user named {name} already exists, made in jitpam: SCIM does not take over "
+                "a user it did not create"
+            )
         raise AlreadyExists(f"a user named {name} already exists")
+    home = home_address(name)
+    if home is not None:
+        refuse_guest_clash(
+            uow, uow.orgs.domains(org_id), home, current=current.id if current else None
+        )
     return name
 
 
@@ -199,6 +226,7 @@ def create_user(ctx: ServiceContext, *, caller: Caller, fields: UserFields) -> S
         actor, how = _sync_account(uow, caller, at)
         name = _user_name(uow, caller.org_id, fields.user_name, current=None)
         home = home_address(name)  # Entra's guests: their own address is their email
+        _refuse_taken_user_id(uow, caller.org_id, _external_id(fields.external_id))
         user = User(
             uuid4(),
             caller.org_id,
@@ -232,6 +260,26 @@ def _external_id(value: str | None) -> str | None:
     return check_text(value, field_name="externalId", required=False) or None
 
 
+def _refuse_taken_user_id(uow: UnitOfWork, org_id: UUID, external_id: str | None) -> None:
+    """Raises AlreadyExists (409 uniqueness) when another user has ``external_id``."""
+    if external_id is not None:
+        total, _ = uow.users.scim_page(
+            org_id, where=Filter("externalid", external_id), offset=0, limit=0
+        )
+        if total:
+            raise AlreadyExists(f"a user with externalId {external_id!r} already exists")
+
+
+def _refuse_taken_group_id(uow: UnitOfWork, org_id: UUID, external_id: str | None) -> None:
+    """Raises AlreadyExists (409 uniqueness) when another group has ``external_id``."""
+    if external_id is not None:
+        total, _ = uow.groups.scim_page(
+            org_id, where=Filter("externalid", external_id), offset=0, limit=0
+        )
+        if total:
+            raise AlreadyExists(f"a group with externalId {external_id!r} already exists")
+
+
 def _fields_of(user: User) -> UserFields:
     return UserFields(user.upn, user.display_name, user.email, user.enabled, user.external_id)
 
@@ -248,8 +296,10 @@ def _change_user(
     at: datetime,
     delete: bool = False,
 ) -> None:
-    """Set-User through SCIM: the user as ``wanted`` says (and taken over: managed by the
-    identity provider from now on); disabling revokes as Set-User does."""
+    """Set-User through SCIM of a user SCIM created: the user as ``wanted`` says; disabling
+    revokes as Set-User does. A new user name or email is where a first OIDC sign-in is linked
+    by: the sync account steers the user from then on (separation of duties), and the user's
+    OIDC links are dropped, so that the old identity does not keep the account."""
     changes: dict[str, Any] = {}
     name = _user_name(uow, caller.org_id, wanted.user_name, current=user)
     if name != user.upn:
@@ -261,18 +311,25 @@ def _change_user(
     if email != user.email:
         changes["email"] = email
     if wanted.active != user.enabled:
+        if wanted.active and user.disabled_by_hand:
+            raise ScimInvalid(
+                f"{user.upn} was disabled by an administrator in jitpam: an administrator must "
+                "enable them again (jitpam user enable); nothing was changed",
+                "mutability",
+            )
         changes["enabled"] = wanted.active
-    external = _external_id(wanted.external_id)
+    external = None if delete else _external_id(wanted.external_id)
     if external != user.external_id:
+        _refuse_taken_user_id(uow, caller.org_id, external)
         changes["external_id"] = external
     if delete:
-        changes["scim_deleted"] = True
-    took_over = user.source is not Source.SCIM
-    updated = replace(user, **changes, source=Source.SCIM)
+        changes["scim_deleted"] = True  # its externalId freed: the provider may create it anew
+    updated = replace(user, **changes)
     uow.users.save(updated, at=at)
     details = _details(uow, actor, how, **changes)
-    if took_over:
-        details["took_over"] = True
+    if "upn" in changes or "email" in changes:
+        set_up_account(uow, account=updated, by=actor, how=Stewardship.SCIM_SIGN_IN, at=at)
+        details["oidc_links_dropped"] = uow.credentials.unlink_oidc(user.id)
     cascade: list[AuditEvent] = []
     if user.enabled and not updated.enabled:
         details["tokens_revoked"] = uow.credentials.revoke_all_tokens(user.id, at=at)
@@ -288,7 +345,7 @@ def replace_user(
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
-        user = _user(uow, caller.org_id, user_id)
+        user = _scim_user(uow, caller.org_id, user_id)
         _change_user(ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=fields, at=at)
         stamped = _stamped_user(uow, caller.org_id, user.id)
         uow.commit()
@@ -302,7 +359,7 @@ def modify_user(
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
-        user = _user(uow, caller.org_id, user_id)
+        user = _scim_user(uow, caller.org_id, user_id)
         wanted = patch_user(_fields_of(user), operations)
         _change_user(ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=wanted, at=at)
         stamped = _stamped_user(uow, caller.org_id, user.id)
@@ -316,7 +373,7 @@ def delete_user(ctx: ServiceContext, *, caller: Caller, user_id: str) -> None:
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
-        user = _user(uow, caller.org_id, user_id)
+        user = _scim_user(uow, caller.org_id, user_id)
         wanted = replace(_fields_of(user), active=False)
         _change_user(
             ctx,
@@ -329,7 +386,18 @@ def delete_user(ctx: ServiceContext, *, caller: Caller, user_id: str) -> None:
             at=at,
             delete=True,
         )
+        _leave_groups(uow, actor=actor, how=how, user=user, at=at)
         uow.commit()
+
+
+def _leave_groups(uow: UnitOfWork, *, actor: User, how: Decision, user: User, at: datetime) -> None:
+    """A user SCIM deleted leaves every group (each a Remove-GroupMember): SCIM no longer sees
+    them, so it could never take them out later."""
+    groups = [g for g in map(uow.groups.get, sorted(uow.users.group_ids(user.id))) if g]
+    for group in sorted(groups, key=lambda g: g.name):
+        changed = uow.groups.remove_member(group.id, user.id)
+        details = _details(uow, actor, how, member=user.upn, changed=changed, scim_deleted=True)
+        _record(uow, actor, AuditOperation.REMOVE_GROUP_MEMBER, group.name, at, details)
 
 
 # ------------------------------------------------------------------------------ groups
@@ -339,8 +407,47 @@ def _group_name(uow: UnitOfWork, org_id: UUID, typed: str, *, current: Group | N
     name = check_text(typed, field_name="displayName")
     taken = uow.groups.find(org_id, name)
     if taken is not None and (current is None or taken.id != current.id):
+        if taken.source is not Source.SCIM:
+            raise AlreadyExists(
+                f"a group named {name!r} already exists, made in jitpam: SCIM does not take over "
+                "a group it did not create"
+            )
         raise AlreadyExists(f"a group named {name!r} already exists")
     return name
+
+
+def _scim_group(uow: UnitOfWork, group: Group) -> None:
+    """Raises unless SCIM may change ``group``: one it created, or an approver group the
+    organization opted in (the explicit hand-over, recorded as ``took_over``). A group made in
+    jitpam is never taken over otherwise: ApproverGroupNotSynced for an approver group,
+    ScimInvalid (``mutability``) for any other."""
+    if group.source is Source.SCIM:
+        return
+    _refuse_unsynced_approvers(uow, group)
+    if not uow.groups.approves(group.id):
+        raise ScimInvalid(
+            f"group {group.name!r} was made in jitpam, not by the identity provider: SCIM does "
+            "not change it; nothing was changed",
+            "mutability",
+        )
+
+
+def _refuse_jitpam_roles(uow: UnitOfWork, group: Group) -> None:
+    """Raises ScimInvalid (``mutability``) when ``group`` holds a jitpam role or role group:
+    an identity provider does not hand out jitpam's own administration."""
+    for held in uow.assignments.of_principal(group.org_id, PrincipalKind.GROUP, group.id):
+        if QualifiedName.parse(held.target).scope.casefold() == BUILTIN_SCOPE:
+            raise ScimInvalid(
+                f"group {group.name!r} holds {held.target}: SCIM does not set the members of a "
+                "group holding a jitpam role; nothing was changed",
+                "mutability",
+            )
+
+
+def _visible_members(uow: UnitOfWork, group: Group) -> frozenset[UUID]:
+    """The members of ``group`` SCIM sees (people and guests it did not delete); SCIM leaves
+    the others (service and application accounts, users it deleted) as they are."""
+    return uow.users.scim_visible(group.org_id, group.member_ids)
 
 
 def _members(uow: UnitOfWork, org_id: UUID, ids: Sequence[str]) -> dict[UUID, User]:
@@ -378,13 +485,14 @@ def _set_members(
     wanted: dict[UUID, User],
     at: datetime,
 ) -> None:
-    """Add and remove members so that the group holds ``wanted``, each change audited; added
-    by the sync account (separation of duties)."""
+    """Add and remove members so that the members SCIM sees are ``wanted`` (the others stay),
+    each change audited; added by the sync account (separation of duties)."""
     joining = [u for i, u in wanted.items() if i not in group.member_ids]
-    leaving = sorted(group.member_ids - set(wanted))
+    leaving = sorted(_visible_members(uow, group) - set(wanted))
     if not joining and not leaving:
         return
     _refuse_unsynced_approvers(uow, group)
+    _refuse_jitpam_roles(uow, group)
     if joining:
         # Joining a group that holds a guarded jitpam role is a standing assignment too.
         for held in uow.assignments.of_principal(group.org_id, PrincipalKind.GROUP, group.id):
@@ -408,6 +516,7 @@ def create_group(ctx: ServiceContext, *, caller: Caller, fields: GroupFields) ->
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         name = _group_name(uow, caller.org_id, fields.display_name, current=None)
+        _refuse_taken_group_id(uow, caller.org_id, _external_id(fields.external_id))
         group = Group(
             uuid4(),
             caller.org_id,
@@ -434,6 +543,7 @@ def _change_group(
     wanted: GroupFields,
     at: datetime,
 ) -> None:
+    _scim_group(uow, group)
     members = _members(uow, group.org_id, wanted.members)
     changes: dict[str, Any] = {}
     name = _group_name(uow, group.org_id, wanted.display_name, current=group)
@@ -443,6 +553,7 @@ def _change_group(
             changes["email"] = name.casefold()
     external = _external_id(wanted.external_id)
     if external != group.external_id:
+        _refuse_taken_group_id(uow, group.org_id, external)
         changes["external_id"] = external
     took_over = group.source is not Source.SCIM
     if changes or took_over:
@@ -478,9 +589,8 @@ def modify_group(
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         group = _group(uow, caller.org_id, group_id)
-        current = GroupFields(
-            group.name, group.external_id, tuple(sorted(str(m) for m in group.member_ids))
-        )
+        seen = _visible_members(uow, group)
+        current = GroupFields(group.name, group.external_id, tuple(sorted(str(m) for m in seen)))
         wanted = patch_group(current, operations)
         _change_group(uow, actor=actor, how=how, group=group, wanted=wanted, at=at)
         stamped = _stamped_group(uow, caller.org_id, group.id)
@@ -496,6 +606,7 @@ def delete_group(ctx: ServiceContext, *, caller: Caller, group_id: str) -> None:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         group = _group(uow, caller.org_id, group_id)
+        _scim_group(uow, group)
         use = uow.groups.in_use(group.id)
         if use is not None:
             raise InvalidInput(f"group {group.name!r} cannot be removed: {use}")

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Row,
     Table,
     bindparam,
+    delete,
     select,
     update,
 )
@@ -116,3 +117,7 @@ class SqlCredentials:
     def link_oidc(self, issuer: str, subject: str, user_id: UUID, *, at: datetime) -> None:
         self.s.add(OidcLinkRow(issuer=issuer, subject=subject, user_id=user_id, created_at=at))
         self.s.flush()
+
+    def unlink_oidc(self, user_id: UUID) -> int:
+        result = self.s.execute(delete(OidcLinkRow).where(OidcLinkRow.user_id == user_id))
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -94,6 +94,8 @@ class SystemAccountRow(Base):
 
 class UserRow(Base):
     __tablename__ = "users"
+    # The identity provider's ids are unique in an organization (0010; NULLs repeat freely).
+    __table_args__ = (Index("ix_users_external_id", "org_id", "external_id", unique=True),)
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
     upn: Mapped[str] = mapped_column(String(256), unique=True)
@@ -108,6 +110,8 @@ class UserRow(Base):
     source: Mapped[str] = mapped_column(String(8), default="jitpam", server_default="jitpam")
     scim_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     modified_at: Mapped[datetime | None]
+    # 0010: an administrator disabled the user by hand (SCIM does not enable them again).
+    disabled_by_hand: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class GroupRow(Base):
@@ -115,6 +119,7 @@ class GroupRow(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "name_key"),
         UniqueConstraint("org_id", "email_key"),
+        Index("ix_groups_external_id", "org_id", "external_id", unique=True),  # 0010, as users'
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))

@@ -49,6 +49,7 @@ def _user(row: UserRow | Row[Any]) -> User:
         external_id=row.external_id,
         source=Source(row.source),
         scim_deleted=row.scim_deleted,
+        disabled_by_hand=row.disabled_by_hand,
     )
 
 
@@ -65,6 +66,7 @@ _READ_USER = select(
     _USERS.c.external_id,
     _USERS.c.source,
     _USERS.c.scim_deleted,
+    _USERS.c.disabled_by_hand,
 ).where(_USERS.c.id == bindparam("id"))
 _GET_USER = Prepared(_READ_USER)
 _UPN = Prepared(
@@ -96,6 +98,7 @@ class SqlUsers:
                 external_id=user.external_id,
                 source=user.source.value,
                 scim_deleted=user.scim_deleted,
+                disabled_by_hand=user.disabled_by_hand,
             )
         )
         self.s.flush()
@@ -124,6 +127,7 @@ class SqlUsers:
         row.external_id = user.external_id
         row.source = user.source.value
         row.scim_deleted = user.scim_deleted
+        row.disabled_by_hand = user.disabled_by_hand
         if at is not None:
             row.modified_at = at
         self.s.flush()
@@ -164,6 +168,21 @@ class SqlUsers:
         out, unread = named_from_memory(self._memo, USERS, org_id, ids, lambda u: u.upn)
         out.update(labels(self.s, _USERS, "upn", org_id, unread, _UPN))
         return out
+
+    def scim_visible(self, org_id: UUID, ids: Iterable[UUID]) -> frozenset[UUID]:
+        out: set[UUID] = set()
+        for chunk in chunks(set(ids)):
+            out.update(
+                self.s.scalars(
+                    select(UserRow.id).where(
+                        UserRow.id.in_(chunk),
+                        UserRow.org_id == org_id,
+                        UserRow.kind.in_((UserKind.PERSON.value, UserKind.GUEST.value)),
+                        UserRow.scim_deleted.is_(False),
+                    )
+                )
+            )
+        return frozenset(out)
 
     def add_steward(self, user: User, steward_id: UUID, how: Stewardship, *, at: datetime) -> None:
         key = (user.id, steward_id, how.value)

@@ -91,6 +91,11 @@ class UserRepository(Protocol):
         transaction already from memory, the others in one query."""
         ...
 
+    def scim_visible(self, org_id: UUID, ids: Iterable[UUID]) -> frozenset[UUID]:
+        """Those of ``ids`` that SCIM sees: people and guests of the organization it did not
+        delete (one query per thousand ids)."""
+        ...
+
 
 @dataclass(frozen=True)
 class GroupSummary:
@@ -190,3 +195,7 @@ class CredentialRepository(Protocol):
     def revoke_all_tokens(self, user_id: UUID, *, at: datetime) -> int: ...
     def oidc_user(self, issuer: str, subject: str) -> UUID | None: ...
     def link_oidc(self, issuer: str, subject: str, user_id: UUID, *, at: datetime) -> None: ...
+    def unlink_oidc(self, user_id: UUID) -> int:
+        """Drops the user's OIDC links (their next sign-in is linked anew, by its email);
+        returns how many there were."""
+        ...
