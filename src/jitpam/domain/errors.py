@@ -203,3 +203,14 @@ class TaskBusy(JitpamError):
 
     code = "task_busy"
     kind = ErrorKind.CONFLICT
+
+
+class ConnectorInvalid(JitpamError):
+    """A connector's configuration file is wrong; the message lists every problem as
+    file:line: field."""
+
+    code = "connector_invalid"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems

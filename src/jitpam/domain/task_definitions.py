@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from jitpam.domain.config_files import Problems, secret_reference_problem
 from jitpam.domain.control import pattern_problem
 from jitpam.domain.errors import InvalidInput, TaskDefinitionInvalid
 from jitpam.domain.names import QualifiedName
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z_][A-Za-z0-9_]*)?)\}")
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-SECRET_REFERENCE = re.compile(r"^(env|file):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 BUILTIN_PLACEHOLDERS = frozenset({"python", "definition_dir"})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 MAX_TIMEOUT = 24 * 3600
@@ -243,44 +243,8 @@ _MISSING: Any = object()
 # -- parsing ----------------------------------------------------------------------------------
 
 
-class _Problems:
-    def __init__(self, source: str, text: str) -> None:
-        self.source = source
-        self.lines = text.splitlines()
-        self.found: list[str] = []
-
-    def _header(self, tables: tuple[str, ...]) -> int | None:
-        """The index of the line ``[a.b]`` (parts bare or quoted), or None."""
-        part = r"\s*\.\s*".join(r'["\']?' + re.escape(t) + r'["\']?' for t in tables)
-        header = re.compile(r"^\s*\[\s*" + part + r"\s*\]")
-        return next((i for i, line in enumerate(self.lines) if header.match(line)), None)
-
-    def line_of(self, path: tuple[str, ...]) -> int:
-        """The line of ``path`` (table names, then keys): the table's own header when it is one,
-        else the line where its first key is written inside the nearest table that has a
-        header; 1 when it cannot be told."""
-        for split in range(len(path), -1, -1):
-            tables, keys = path[:split], path[split:]
-            start = self._header(tables) if tables else 0
-            if start is None:
-                continue
-            if not keys:
-                return start + 1
-            key = re.compile(r'^\s*["\']?' + re.escape(keys[0]) + r'["\']?\s*[=.]')
-            for i in range(start, len(self.lines)):
-                if i > start and self.lines[i].lstrip().startswith("["):
-                    break
-                if key.match(self.lines[i]):
-                    return i + 1
-            return start + 1
-        return 1
-
-    def add(self, path: tuple[str, ...], message: str) -> None:
-        self.found.append(f"{self.source}:{self.line_of(path)}: {'.'.join(path)}: {message}")
-
-
 def _text(
-    doc: dict[str, Any], key: str, problems: _Problems, path: tuple[str, ...], required: bool
+    doc: dict[str, Any], key: str, problems: Problems, path: tuple[str, ...], required: bool
 ) -> str | None:
     value = doc.get(key)
     if value is None:
@@ -294,7 +258,7 @@ def _text(
 
 
 def _whole(
-    doc: dict[str, Any], key: str, default: int, low: int, high: int, problems: _Problems
+    doc: dict[str, Any], key: str, default: int, low: int, high: int, problems: Problems
 ) -> int:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -303,14 +267,14 @@ def _whole(
     return value
 
 
-def _string_list(value: Any, path: tuple[str, ...], problems: _Problems) -> tuple[str, ...]:
+def _string_list(value: Any, path: tuple[str, ...], problems: Problems) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add(path, "must be a list of text")
         return ()
     return tuple(value)
 
 
-def _parameters(doc: Any, problems: _Problems) -> tuple[Parameter, ...]:
+def _parameters(doc: Any, problems: Problems) -> tuple[Parameter, ...]:
     if doc is None:
         return ()
     if not isinstance(doc, dict):
@@ -408,7 +372,7 @@ def _json_strings(value: Any) -> list[str]:
 
 
 def _executor(
-    doc: dict[str, Any], names: set[str], secrets: set[str], problems: _Problems
+    doc: dict[str, Any], names: set[str], secrets: set[str], problems: Problems
 ) -> Executor | None:
     present = [k for k in ("command", "http", "python") if k in doc]
     if len(present) != 1:
@@ -508,7 +472,7 @@ def _executor(
 def parse_definition(text: str, *, source: str, definition_dir: str) -> TaskDefinition:
     """One task definition; raises TaskDefinitionInvalid listing every problem as
     ``file:line: field: message``."""
-    problems = _Problems(source, text)
+    problems = Problems(source, text)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -557,12 +521,10 @@ def parse_definition(text: str, *, source: str, definition_dir: str) -> TaskDefi
                 problems.add(
                     ("secrets", name), "a secret's name is a letter or _ then letters, digits or _"
                 )
-            elif not isinstance(ref, str) or not SECRET_REFERENCE.match(ref):
-                problems.add(("secrets", name), 'must be "env:NAME" or "file:NAME"')
-            elif ref.upper().startswith("ENV:JITPAM_"):
-                problems.add(("secrets", name), "must not name the server's own JITPAM_ settings")
+            elif (problem := secret_reference_problem(ref)) is not None:
+                problems.add(("secrets", name), problem)
             else:
-                secrets[name] = ref
+                secrets[name] = str(ref)
     executor = _executor(doc, {p.name for p in parameters}, set(secrets), problems)
     if problems.found or task is None or executor is None:
         raise TaskDefinitionInvalid(problems.found or [f"{source}: not a task definition"])

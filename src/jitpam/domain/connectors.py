@@ -1,0 +1,557 @@
+"""Connectors: a just-in-time grant made real in a target system, and taken away again.
+
+This module is the pure core only: the configuration format and the rule (``plan``) that
+decides what a connector adds and removes. The adapters that talk to PostgreSQL and LDAP, and
+the worker that runs them, come later and call this code; until they land connectors cannot be
+used, so the README does not describe them yet.
+
+One TOML file per connector, in the organization's folder of the server's connector directory
+(``<connectors_dir>/<organization>/<name>.toml``; the file's name is the connector's)::
+
+    kind = "postgresql"
+    dsn = "env:ANALYTICS_DSN"          # a secret reference, never a DSN written here
+    login = "{local_lower}"            # {upn}, {local} (before the @), {local_lower}
+    terminate_sessions = true          # end the login's sessions on removal (SET ROLE stays)
+    reconcile = "report"               # or "repair": drift is removed too
+    max_failures_before_alert = 5
+
+    [[bindings]]
+    role = "Data\\Analytics Admin"     # or role_group = "Scope\\Name"
+    grant = "analytics_admin"          # the PostgreSQL role the holder's login is granted
+
+or::
+
+    kind = "ldap"
+    url = "ldaps://ldap.example.test"
+    bind_dn = "cn=jitpam,ou=services,dc=example,dc=test"
+    password = "file:ldap-password"
+    user_dn = "uid={local},ou=people,dc=example,dc=test"   # each value escaped (RFC 4514)
+    placeholder_member = "cn=nobody,dc=example,dc=test"   # default: the group's own DN
+
+    [[bindings]]
+    role_group = "Data\\Operators"
+    group_dn = "cn=operators,ou=groups,dc=example,dc=test"
+
+Parsing reports every problem with file, line and field (ConnectorInvalid).
+
+The rule, ``plan``: a member a binding needs is added unless present; jitpam records what it
+added, and removes only what it added and no binding needs any more (so a member needed by two
+bindings, or two grants, stays until the last ends). A member that was already present when
+jitpam first needed it is recorded as pre-existing (``adopt``) and never removed. Members present
+that jitpam did not add and nobody needs are drift: reported, and removed only when the
+connector says ``reconcile = "repair"``. Repair never removes a pre-existing member, and nothing
+ever removes a group's placeholder member (``groupOfNames`` keeps at least one member).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import PurePath
+from typing import Any
+
+from jitpam.domain.config_files import Problems, secret_reference_problem
+from jitpam.domain.errors import ConnectorInvalid, InvalidInput
+from jitpam.domain.names import QualifiedName
+
+CONNECTOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAPPING_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
+MAPPING_NAMES = frozenset({"upn", "local", "local_lower"})
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL cuts longer names short: two users could meet
+# Names PostgreSQL reads as something else even when quoted: GRANT r TO "public" is everyone.
+RESERVED_ROLES = frozenset({"public", "current_user", "current_role", "session_user", "none"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ATTRIBUTE_TYPE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)$")
+_LDAP_URL = re.compile(r"^ldaps?://[^/?#\s]+/?$")
+MAX_FAILURES = 1000
+
+
+class ConnectorKind(StrEnum):
+    POSTGRESQL = "postgresql"
+    LDAP = "ldap"
+
+
+class Reconcile(StrEnum):
+    REPORT = "report"  # drift is reported only
+    REPAIR = "repair"  # drift is reported and removed
+
+
+class BoundKind(StrEnum):
+    ROLE = "role"
+    ROLE_GROUP = "role_group"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A jitpam role or role group whose holders a binding makes members of its target."""
+
+    kind: BoundKind
+    name: QualifiedName
+
+    @property
+    def key(self) -> tuple[BoundKind, str]:
+        return self.kind, self.name.key
+
+
+@dataclass(frozen=True)
+class Binding:
+    bound: Bound
+    target: str  # the PostgreSQL role granted, or the LDAP group's DN
+
+
+@dataclass(frozen=True)
+class PostgresqlTarget:
+    dsn: str  # a secret reference: "env:NAME" or "file:NAME"
+    login: str  # the mapping template
+    terminate_sessions: bool = True
+
+
+@dataclass(frozen=True)
+class LdapTarget:
+    url: str
+    bind_dn: str
+    password: str  # a secret reference
+    user_dn: str  # the mapping template; each substituted value escaped as an RDN value
+    placeholder_member: str | None = None  # None: each group's own DN
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    source: str
+    target: PostgresqlTarget | LdapTarget
+    bindings: tuple[Binding, ...]
+    reconcile: Reconcile = Reconcile.REPORT
+    max_failures_before_alert: int = 5
+
+    @property
+    def kind(self) -> ConnectorKind:
+        if isinstance(self.target, PostgresqlTarget):
+            return ConnectorKind.POSTGRESQL
+        return ConnectorKind.LDAP
+
+    @property
+    def targets(self) -> frozenset[str]:
+        return frozenset(b.target for b in self.bindings)
+
+    def member_for(self, upn: str) -> str:
+        """The login (PostgreSQL) or DN (LDAP) of the jitpam user ``upn``; raises InvalidInput
+        when the mapping refuses that user (the name it gives is not one the target may hold)."""
+        if isinstance(self.target, PostgresqlTarget):
+            login = fill_mapping(self.target.login, upn, escape=lambda v: v)
+            problem = login_problem(login)
+            if problem is None and login in self.targets:
+                problem = "is one of the roles this connector grants"
+            if problem is not None:
+                raise InvalidInput(
+                    f"connector {self.name}: {upn} maps to login {login!r}: {problem}"
+                )
+            return login
+        return fill_mapping(self.target.user_dn, upn, escape=escape_rdn_value)
+
+    def protected(self, target: str) -> frozenset[str]:
+        """Members of ``target`` that nothing ever removes: an LDAP group's placeholder."""
+        if isinstance(self.target, LdapTarget):
+            return frozenset({self.target.placeholder_member or target})
+        return frozenset()
+
+    def needed(self, holders: Mapping[Bound, frozenset[str]]) -> dict[str, frozenset[str]]:
+        """Each target's members from the holders of each bound role or role group now (their
+        members, already mapped): a member stays needed while any binding to the target needs
+        them. Bound roles nobody holds may be left out of ``holders``."""
+        by_key: dict[tuple[BoundKind, str], set[str]] = {}
+        for bound, members in holders.items():
+            by_key.setdefault(bound.key, set()).update(members)
+        out: dict[str, frozenset[str]] = {t: frozenset() for t in self.targets}
+        for b in self.bindings:
+            out[b.target] = out[b.target] | by_key.get(b.bound.key, set())
+        return out
+
+
+# -- mapping a jitpam user --------------------------------------------------------------------
+
+
+def mapping_values(upn: str) -> dict[str, str]:
+    if "\x00" in upn:
+        raise InvalidInput("a user name with a NUL character cannot be mapped")
+    local = upn.rsplit("@", 1)[0] if "@" in upn else upn
+    return {"upn": upn, "local": local, "local_lower": local.lower()}
+
+
+def fill_mapping(template: str, upn: str, *, escape: Callable[[str], str]) -> str:
+    values = mapping_values(upn)
+    return MAPPING_PLACEHOLDER.sub(lambda m: escape(values[m.group(1)]), template)
+
+
+def login_problem(login: str) -> str | None:
+    """Why ``login`` cannot be a PostgreSQL role name (it is always quoted), or None."""
+    if not login:
+        return "is empty"
+    if len(login.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        return f"is longer than {MAX_IDENTIFIER_BYTES} bytes"
+    if _CONTROL.search(login):
+        return "contains a control character"
+    if login.lower() in RESERVED_ROLES:
+        return "is a name PostgreSQL reserves"
+    if login.lower().startswith("pg_"):
+        return "starts with pg_ (PostgreSQL's own roles)"
+    return None
+
+
+def escape_rdn_value(value: str) -> str:
+    """``value`` escaped to stand as an attribute value in a DN (RFC 4514, section 2.4):
+    ``"+,;<>\\`` and ``=`` always, a leading space or ``#``, a trailing space, and control
+    characters as hex pairs. A NUL is refused: no directory name holds one."""
+    if "\x00" in value:
+        raise InvalidInput("a value with a NUL character cannot stand in a DN")
+    out = []
+    for i, ch in enumerate(value):
+        at_edge = (ch == " " and i in (0, len(value) - 1)) or (ch == "#" and i == 0)
+        if ch in '"+,;<>\\=' or at_edge:
+            out.append("\\" + ch)
+        elif _CONTROL.match(ch):
+            out.append(f"\\{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def split_dn(dn: str) -> list[list[tuple[str, str]]] | None:
+    """The RDNs of ``dn`` as (attribute type, raw value) pairs, or None when it is not a DN
+    (string form, RFC 4514): every unescaped ``,`` ends an RDN, ``+`` an attribute of it."""
+    rdns: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    part = ""
+    i = 0
+
+    def close() -> bool:
+        name, eq, value = part.partition("=")
+        if not eq or not _ATTRIBUTE_TYPE.match(name.strip()) or not value.strip():
+            return False
+        current.append((name.strip(), value))
+        return True
+
+    while i < len(dn):
+        ch = dn[i]
+        if ch == "\\":
+            if i + 1 >= len(dn):
+                return None
+            part += dn[i : i + 2]
+            i += 2
+            continue
+        if ch in ",+":
+            if not close():
+                return None
+            if ch == ",":
+                rdns.append(current)
+                current = []
+            part = ""
+        elif ch == "\x00":
+            return None
+        else:
+            part += ch
+        i += 1
+    if not close():
+        return None
+    rdns.append(current)
+    return rdns
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+_COMMON = {"kind", "reconcile", "max_failures_before_alert", "bindings"}
+_FIELDS = {
+    ConnectorKind.POSTGRESQL: _COMMON | {"dsn", "login", "terminate_sessions"},
+    ConnectorKind.LDAP: _COMMON | {"url", "bind_dn", "password", "user_dn", "placeholder_member"},
+}
+_TARGET_FIELD = {ConnectorKind.POSTGRESQL: "grant", ConnectorKind.LDAP: "group_dn"}
+
+
+def _text(doc: dict[str, Any], key: str, problems: Problems, required: bool = True) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        if required:
+            problems.add((key,), "is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.add((key,), "must be non-empty text")
+        return None
+    return value
+
+
+def _secret(doc: dict[str, Any], key: str, problems: Problems) -> str | None:
+    if key not in doc:
+        problems.add((key,), "is required")
+        return None
+    problem = secret_reference_problem(doc[key])
+    if problem is not None:
+        problems.add((key,), problem)
+        return None
+    return str(doc[key])
+
+
+def _dn(doc: dict[str, Any], path: tuple[str | int, ...], problems: Problems) -> str | None:
+    value = doc.get(str(path[-1]))
+    if value is None:
+        problems.add(path, "is required")
+        return None
+    if not isinstance(value, str) or split_dn(value) is None:
+        problems.add(path, "must be a DN such as cn=name,dc=example,dc=test")
+        return None
+    return value
+
+
+def _template(doc: dict[str, Any], key: str, problems: Problems, *, dn: bool) -> str | None:
+    template = _text(doc, key, problems)
+    if template is None:
+        return None
+    names = MAPPING_PLACEHOLDER.findall(template)
+    unknown = sorted({n for n in names if n not in MAPPING_NAMES})
+    if unknown:
+        problems.add((key,), f"knows only {{upn}}, {{local}} and {{local_lower}}, not {unknown}")
+        return None
+    if not names:
+        problems.add((key,), "must hold {upn}, {local} or {local_lower}: each user needs a name")
+        return None
+    rest = MAPPING_PLACEHOLDER.sub("", template)
+    if "{" in rest or "}" in rest:
+        problems.add((key,), "a { or } outside a placeholder")
+        return None
+    if dn:
+        sentinel = "\ue000"
+        rdns = split_dn(MAPPING_PLACEHOLDER.sub(sentinel, template))
+        if rdns is None or any(sentinel in t for rdn in rdns for t, _ in rdn):
+            problems.add(
+                (key,), "must be a DN whose placeholders stand in values: uid={local},dc=..."
+            )
+            return None
+    elif _CONTROL.search(template):
+        problems.add((key,), "contains a control character")
+        return None
+    return template
+
+
+def _bindings(doc: Any, kind: ConnectorKind, problems: Problems) -> tuple[Binding, ...]:
+    if doc is None:
+        problems.add(("bindings",), "a connector needs at least one [[bindings]]")
+        return ()
+    if not isinstance(doc, list) or not all(isinstance(b, dict) for b in doc):
+        problems.add(("bindings",), "must be [[bindings]] tables")
+        return ()
+    if not doc:
+        problems.add(("bindings",), "a connector needs at least one [[bindings]]")
+    target_field = _TARGET_FIELD[kind]
+    found: list[Binding] = []
+    for index, spec in enumerate(doc):
+        path: tuple[str | int, ...] = ("bindings", index)
+        for key in sorted(set(spec) - {"role", "role_group", target_field}):
+            problems.add((*path, key), f"is not a field of a binding (kind = {kind})")
+        given = [k for k in ("role", "role_group") if k in spec]
+        bound: Bound | None = None
+        if len(given) != 1:
+            problems.add((*path, "role"), "give exactly one of role and role_group")
+        else:
+            raw = spec[given[0]]
+            try:
+                if not isinstance(raw, str):
+                    raise InvalidInput("must be text, written Scope\\Name")
+                bound = Bound(BoundKind(given[0]), QualifiedName.parse(raw))
+            except InvalidInput as exc:
+                problems.add((*path, given[0]), exc.message)
+        target: str | None
+        if kind is ConnectorKind.POSTGRESQL:
+            target = spec.get(target_field)
+            if target is None:
+                problems.add((*path, target_field), "is required")
+            elif not isinstance(target, str) or (problem := login_problem(target)) is not None:
+                why = "must be text" if not isinstance(target, str) else problem
+                if isinstance(target, str) and target.lower().startswith("pg_"):
+                    why = None  # PostgreSQL's predefined roles may be granted
+                if why is not None:
+                    problems.add((*path, target_field), f"is not a role jitpam may grant: {why}")
+                    target = None
+        else:
+            target = _dn(spec, (*path, target_field), problems)
+        if bound is None or target is None:
+            continue
+        binding = Binding(bound, target)
+        if any(b.bound.key == bound.key and b.target == target for b in found):
+            problems.add(path, "repeats an earlier binding")
+            continue
+        found.append(binding)
+    return tuple(found)
+
+
+def parse_connector(text: str, *, source: str) -> ConnectorConfig:
+    """One connector's configuration; its name is the file's. Raises ConnectorInvalid listing
+    every problem as ``file:line: field: message``."""
+    problems = Problems(source, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConnectorInvalid([f"{source}: not valid TOML: {exc}"]) from None
+    name = PurePath(source).stem
+    if not CONNECTOR_NAME.match(name):
+        problems.found.append(
+            f"{source}:1: name: the file's name {name!r} is the connector's: letters, digits, "
+            "'.', '_' or '-', up to 64"
+        )
+    kind: ConnectorKind | None = None
+    try:
+        kind = ConnectorKind(str(doc.get("kind")))
+    except ValueError:
+        problems.add(("kind",), 'must be "postgresql" or "ldap"')
+    allowed = _FIELDS[kind] if kind is not None else set().union(*_FIELDS.values())
+    for key in sorted(set(doc) - allowed):
+        if key == "name":
+            problems.add((key,), "is not a field: a connector is named by its file")
+        else:
+            problems.add((key,), f"is not a field of a connector (kind = {kind or '?'})")
+    try:
+        reconcile = Reconcile(doc.get("reconcile", "report"))
+    except ValueError:
+        problems.add(("reconcile",), 'must be "report" or "repair"')
+        reconcile = Reconcile.REPORT
+    failures = doc.get("max_failures_before_alert", 5)
+    if isinstance(failures, bool) or not isinstance(failures, int):
+        failures = None
+    if failures is None or not 1 <= failures <= MAX_FAILURES:
+        problems.add(
+            ("max_failures_before_alert",), f"must be a whole number from 1 to {MAX_FAILURES}"
+        )
+        failures = 5
+    target: PostgresqlTarget | LdapTarget | None = None
+    if kind is ConnectorKind.POSTGRESQL:
+        dsn = _secret(doc, "dsn", problems)
+        login = _template(doc, "login", problems, dn=False)
+        terminate = doc.get("terminate_sessions", True)
+        if not isinstance(terminate, bool):
+            problems.add(("terminate_sessions",), "must be true or false")
+            terminate = True
+        if dsn is not None and login is not None:
+            target = PostgresqlTarget(dsn, login, terminate)
+    elif kind is ConnectorKind.LDAP:
+        url = _text(doc, "url", problems)
+        if url is not None and not _LDAP_URL.match(url):
+            problems.add(("url",), "must be ldap://host[:port] or ldaps://host[:port]")
+            url = None
+        bind_dn = _dn(doc, ("bind_dn",), problems)
+        password = _secret(doc, "password", problems)
+        user_dn = _template(doc, "user_dn", problems, dn=True)
+        placeholder = None
+        if "placeholder_member" in doc:
+            placeholder = _dn(doc, ("placeholder_member",), problems)
+        if url and bind_dn and password and user_dn:
+            target = LdapTarget(url, bind_dn, password, user_dn, placeholder)
+    bindings = _bindings(doc.get("bindings"), kind, problems) if kind is not None else ()
+    if problems.found or target is None:
+        raise ConnectorInvalid(problems.found or [f"{source}: not a connector"])
+    return ConnectorConfig(
+        name=name,
+        source=source,
+        target=target,
+        bindings=bindings,
+        reconcile=reconcile,
+        max_failures_before_alert=failures,
+    )
+
+
+# -- the rule ---------------------------------------------------------------------------------
+
+
+class Origin(StrEnum):
+    ADDED = "added"  # jitpam added it: jitpam removes it when no binding needs it
+    PRE_EXISTING = "pre_existing"  # present before jitpam first needed it: never removed
+
+
+@dataclass(frozen=True, order=True)
+class Membership:
+    target: str  # the PostgreSQL role, or the LDAP group's DN
+    member: str  # the login, or the user's DN
+
+
+@dataclass(frozen=True, order=True)
+class Applied:
+    """The adapter's record of one membership jitpam knows it did not find by chance."""
+
+    membership: Membership
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to change, applied in this order: ``adds`` (each then recorded as ADDED), ``removes``
+    (each record then dropped), ``adopt`` (record as PRE_EXISTING), ``forget`` (drop the
+    record). ``drift`` is reported; under repair it is in ``removes`` too."""
+
+    adds: frozenset[Membership]
+    removes: frozenset[Membership]
+    adopt: frozenset[Membership]
+    forget: frozenset[Membership]
+    drift: frozenset[Membership]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.adds or self.removes or self.adopt or self.forget or self.drift)
+
+
+def plan(
+    config: ConnectorConfig,
+    *,
+    holders: Mapping[str, frozenset[str]],
+    applied: frozenset[Applied],
+    present: Mapping[str, frozenset[str]],
+) -> Plan:
+    """What the connector must change in its target system now.
+
+    ``holders``: each target's members needed now (``ConnectorConfig.needed``); ``applied``: the
+    adapter's records; ``present``: each target's members now, for every configured target and
+    every target a record names (a target whose binding was removed is emptied of what jitpam
+    added, and nothing else there is touched)."""
+    origins: dict[Membership, Origin] = {}
+    for record in applied:
+        if origins.setdefault(record.membership, record.origin) is not record.origin:
+            raise ValueError(f"two records of {record.membership}")
+    targets = config.targets | {m.target for m in origins}
+    missing = sorted(targets - set(present))
+    if missing:
+        raise ValueError(f"what is present is not known for {missing}")
+    adds: set[Membership] = set()
+    removes: set[Membership] = set()
+    adopt: set[Membership] = set()
+    forget: set[Membership] = set()
+    drift: set[Membership] = set()
+    for target in sorted(targets):
+        needed = holders.get(target, frozenset()) if target in config.targets else frozenset()
+        here = present[target]
+        protected = config.protected(target)
+        for member in needed - here:
+            adds.add(Membership(target, member))
+        for member in needed & here:
+            if Membership(target, member) not in origins:
+                adopt.add(Membership(target, member))
+        for member in here - needed - protected:
+            m = Membership(target, member)
+            origin = origins.get(m)
+            if origin is Origin.ADDED:
+                removes.add(m)
+            elif origin is None and target in config.targets:
+                drift.add(m)
+                if config.reconcile is Reconcile.REPAIR:
+                    removes.add(m)
+        if target in config.targets and isinstance(config.target, LdapTarget):
+            left = (here | {m.member for m in adds if m.target == target}) - {
+                m.member for m in removes if m.target == target
+            }
+            if not left and here:
+                # groupOfNames keeps a member: the placeholder goes in before the last leaves
+                adds.update(Membership(target, p) for p in protected)
+    for m, _origin in origins.items():
+        if m.member not in present[m.target] and m not in adds:
+            forget.add(m)
+    return Plan(
+        frozenset(adds), frozenset(removes), frozenset(adopt), frozenset(forget), frozenset(drift)
+    )
