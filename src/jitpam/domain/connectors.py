@@ -311,7 +311,8 @@ def _template(doc: dict[str, Any], key: str, problems: Problems, *, dn: bool) ->
     names = MAPPING_PLACEHOLDER.findall(template)
     unknown = sorted({n for n in names if n not in MAPPING_NAMES})
     if unknown:
-        problems.add((key,), f"knows only {{upn}}, {{local}} and {{local_lower}}, not {unknown}")
+        named = ", ".join("{" + n + "}" for n in unknown)
+        problems.add((key,), f"knows only {{upn}}, {{local}} and {{local_lower}}, not {named}")
         return None
     if not names:
         problems.add((key,), "must hold {upn}, {local} or {local_lower}: each user needs a name")
