@@ -312,6 +312,29 @@ def test_the_mapping_refuses_a_login_postgresql_cannot_hold(
         config.member_for(upn)
 
 
+@pytest.mark.parametrize(
+    ("grant", "words"),
+    [
+        ("PUBLIC", "reserves"),
+        ("x" * 64, "longer than 63 bytes"),
+        ("", "is empty"),
+        ("a\\u0007b", "control character"),
+        ("7", "must be text"),
+    ],
+)
+def test_a_grant_postgresql_cannot_take(grant: str, words: str) -> None:
+    value = grant if grant == "7" else f'"{grant}"'
+    text = POSTGRESQL.replace('grant = "analytics_admin"', f"grant = {value}", 1)
+    problems = problems_of(text)
+    assert has(problems, line_of(text, "grant = "), "bindings[1].grant", words), problems
+
+
+def test_postgresql_predefined_roles_may_be_granted() -> None:
+    text = POSTGRESQL.replace('"analytics_admin"', '"pg_read_all_data"', 1)
+    config = parse_connector(text, source=SOURCE)
+    assert config.bindings[0].target == "pg_read_all_data"
+
+
 def test_63_bytes_is_still_a_login() -> None:
     config = parse_connector(POSTGRESQL, source=SOURCE)
     assert config.member_for("x" * 63 + "@contoso.com") == "x" * 63

@@ -142,7 +142,7 @@ class ConnectorConfig:
         when the mapping refuses that user (the name it gives is not one the target may hold)."""
         if isinstance(self.target, PostgresqlTarget):
             login = fill_mapping(self.target.login, upn, escape=lambda v: v)
-            problem = login_problem(login)
+            problem = role_name_problem(login)
             if problem is None and login in self.targets:
                 problem = "is one of the roles this connector grants"
             if problem is not None:
@@ -186,17 +186,18 @@ def fill_mapping(template: str, upn: str, *, escape: Callable[[str], str]) -> st
     return MAPPING_PLACEHOLDER.sub(lambda m: escape(values[m.group(1)]), template)
 
 
-def login_problem(login: str) -> str | None:
-    """Why ``login`` cannot be a PostgreSQL role name (it is always quoted), or None."""
-    if not login:
+def role_name_problem(name: str, *, login: bool = True) -> str | None:
+    """Why ``name`` cannot be a PostgreSQL login (``login``) or a role granted, or None; it is
+    always quoted. PostgreSQL's own pg_ roles may be granted, never be a user's login."""
+    if not name:
         return "is empty"
-    if len(login.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+    if len(name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
         return f"is longer than {MAX_IDENTIFIER_BYTES} bytes"
-    if _CONTROL.search(login):
+    if _CONTROL.search(name):
         return "contains a control character"
-    if login.lower() in RESERVED_ROLES:
+    if name.lower() in RESERVED_ROLES:
         return "is a name PostgreSQL reserves"
-    if login.lower().startswith("pg_"):
+    if login and name.lower().startswith("pg_"):
         return "starts with pg_ (PostgreSQL's own roles)"
     return None
 
@@ -367,13 +368,12 @@ def _bindings(doc: Any, kind: ConnectorKind, problems: Problems) -> tuple[Bindin
             target = spec.get(target_field)
             if target is None:
                 problems.add((*path, target_field), "is required")
-            elif not isinstance(target, str) or (problem := login_problem(target)) is not None:
-                why = "must be text" if not isinstance(target, str) else problem
-                if isinstance(target, str) and target.lower().startswith("pg_"):
-                    why = None  # PostgreSQL's predefined roles may be granted
-                if why is not None:
-                    problems.add((*path, target_field), f"is not a role jitpam may grant: {why}")
-                    target = None
+            elif not isinstance(target, str):
+                problems.add((*path, target_field), "must be text")
+                target = None
+            elif (problem := role_name_problem(target, login=False)) is not None:
+                problems.add((*path, target_field), f"is not a role jitpam may grant: {problem}")
+                target = None
         else:
             target = _dn(spec, (*path, target_field), problems)
         if bound is None or target is None:
