@@ -54,10 +54,28 @@ if result is not None:
 
 
 class SecretUnavailable(JitpamError):
-    """A task's secret is missing on the server: its configuration, not the user's input."""
+    """A secret (a task's or a connector's) is missing on the server: its configuration, not
+    the user's input."""
 
     code = "secret_unavailable"
     kind = ErrorKind.UNAVAILABLE
+
+
+def resolve_secret(reference: str, *, environ: Mapping[str, str], secrets_dir: Path | None) -> str:
+    """The value of a secret reference (``env:NAME`` or ``file:NAME`` in ``secrets_dir``), as
+    task definitions and connectors write them; raises SecretUnavailable."""
+    kind, _, name = reference.partition(":")
+    if kind == "env":
+        value = environ.get(name)
+        if value is None:
+            raise SecretUnavailable(f"the secret {reference} is not set on the server")
+        return value
+    if kind != "file" or not SAFE_NAME.match(name) or secrets_dir is None:
+        raise SecretUnavailable(f"the secret {reference} cannot be read on the server")
+    try:
+        return (secrets_dir / name).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        raise SecretUnavailable(f"the secret {reference} cannot be read on the server") from None
 
 
 def load_definitions(tasks_dir: Path) -> dict[str, dict[str, TaskDefinition]]:
@@ -118,21 +136,7 @@ class TaskRunner:
         return self._definitions.get(organization.lower(), {})
 
     def resolve_secret(self, reference: str) -> str:
-        kind, _, name = reference.partition(":")
-        if kind == "env":
-            value = self._environ.get(name)
-            if value is None:
-                raise SecretUnavailable(f"the secret {reference} is not set on the server")
-            return value
-        if kind != "file" or not SAFE_NAME.match(name) or self._secrets_dir is None:
-            raise SecretUnavailable(f"the secret {reference} cannot be read on the server")
-        path = self._secrets_dir / name
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError):
-            raise SecretUnavailable(
-                f"the secret {reference} cannot be read on the server"
-            ) from None
+        return resolve_secret(reference, environ=self._environ, secrets_dir=self._secrets_dir)
 
     def execute(
         self,
