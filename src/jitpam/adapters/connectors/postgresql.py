@@ -152,13 +152,28 @@ class PostgresqlConnector:
                 # REVOKE only warns when the membership was granted in a way it cannot undo
                 return ChangeOutcome(change, m, "still a member after REVOKE")
             if self._target.terminate_sessions:
-                row = conn.execute(_TERMINATE, (m.member,)).fetchone()
-                ended = int(row[0]) if row is not None else 0
+                ended = self._terminate(conn, m.member)
         except psycopg.Error as exc:
             if conn.broken:
                 raise self._unavailable(f"the connection broke: {self._scrub(exc)}") from None
             return ChangeOutcome(change, m, self._scrub(exc) or type(exc).__name__)
         return ChangeOutcome(change, m, sessions_ended=ended)
+
+    def _terminate(self, conn: psycopg.Connection[TupleRow], login: str) -> int:
+        """End ``login``'s sessions: through pg_signal_backend's privileges, inherited, or taken
+        with SET ROLE when the connector's role does not inherit."""
+        try:
+            row = conn.execute(_TERMINATE, (login,)).fetchone()
+        except psycopg.errors.InsufficientPrivilege as denied:
+            try:
+                conn.execute("SET ROLE pg_signal_backend")
+            except psycopg.Error:
+                raise denied from None  # not a member of pg_signal_backend at all
+            try:
+                row = conn.execute(_TERMINATE, (login,)).fetchone()
+            finally:
+                conn.execute("RESET ROLE")
+        return int(row[0]) if row is not None else 0
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
         try:
