@@ -38,7 +38,6 @@ class Settings:
     oidc_groups_claim: str = ""  # the ID token's claim listing the user's groups (none: unused)
     # "<organization>:<jitpam group>" -> the claim value that means membership of that group
     oidc_group_map: tuple[tuple[str, str], ...] = ()
-    # "<organization>:<jitpam group>" keys of oidc_group_map whose claims may make approvers
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_starttls: bool = True
@@ -215,7 +214,7 @@ def _check_oidc(settings: Settings) -> None:
             "issuer's discovery document unless set)"
         )
     browser = [s.oidc_authorization_url, s.oidc_token_url]
-    if any(browser) and not all(browser) and s.oidc_jwks_url and not s.oidc_discovery_url:
+    if any(browser) and not all(browser) and not s.oidc_discovers:
         raise SettingsError(
             "OIDC sign-in in the browser needs oidc_authorization_url and oidc_token_url, or "
             "the issuer's discovery document (leave oidc_jwks_url unset, or set "

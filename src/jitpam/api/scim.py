@@ -33,7 +33,6 @@ from jitpam.domain.directory import Group, User
 from jitpam.domain.errors import (
     AlreadyExists,
     ApproverGroupNotSynced,
-    ConcurrentChange,
     ErrorKind,
     JitpamError,
 )
@@ -98,8 +97,6 @@ async def _on_domain_error(_: Request, exc: Exception) -> Response:
         scim_type = "uniqueness"
     elif status == 400:
         scim_type = "invalidValue"
-    elif isinstance(exc, ConcurrentChange):
-        scim_type = None
     return error(status, exc.message, scim_type)
 
 
@@ -236,9 +233,7 @@ def _int(request: Request, name: str) -> int | None:
         raise ScimInvalid(f"{name} must be an integer") from None
 
 
-def _listing(
-    request: Request, total: int, resources: list[dict[str, Any]], start: int
-) -> ScimResponse:
+def _listing(total: int, resources: list[dict[str, Any]], start: int) -> ScimResponse:
     return ScimResponse(
         {
             "schemas": [LIST_SCHEMA],
@@ -278,7 +273,7 @@ def create_scim_app() -> FastAPI:
     async def resource_types(request: Request) -> Response:
         await calls(request)
         docs = [resource_type_document(rt, base_url(request)) for rt in RESOURCE_TYPES]
-        return _listing(request, len(docs), docs, 1)
+        return _listing(len(docs), docs, 1)
 
     @app.get("/ResourceTypes/{name}")
     async def resource_type(name: str, request: Request) -> Response:
@@ -292,7 +287,7 @@ def create_scim_app() -> FastAPI:
     async def schemas(request: Request) -> Response:
         await calls(request)
         docs = [schema_document(s, base_url(request)) for s in SCHEMAS]
-        return _listing(request, len(docs), docs, 1)
+        return _listing(len(docs), docs, 1)
 
     @app.get("/Schemas/{urn}")
     async def schema(urn: str, request: Request) -> Response:
@@ -321,7 +316,7 @@ def create_scim_app() -> FastAPI:
             writes=False,
         )
         docs = [shaped(user_resource(request, u), request, USER_SCHEMA) for u in found]
-        return _listing(request, total, docs, offset + 1)
+        return _listing(total, docs, offset + 1)
 
     @app.post("/Users")
     async def create_user(request: Request) -> Response:
@@ -381,7 +376,7 @@ def create_scim_app() -> FastAPI:
             writes=False,
         )
         docs = [shaped(group_resource(request, g), request, GROUP_SCHEMA) for g in found]
-        return _listing(request, total, docs, offset + 1)
+        return _listing(total, docs, offset + 1)
 
     @app.post("/Groups")
     async def create_group(request: Request) -> Response:

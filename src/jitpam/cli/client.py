@@ -1044,7 +1044,6 @@ lockbox_app = typer.Typer(
     help="Customer Lockbox: the operator's engineers ask a customer before touching its data.",
     no_args_is_help=True,
 )
-LOCKBOX_STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "revoked", "completed")
 LOCKBOX_FIELDS = [
     "id",
     "requested_access",
@@ -1085,7 +1084,7 @@ def lockbox_request(
 def lockbox_list(
     status: Annotated[
         str | None,
-        typer.Option(help=", ".join(LOCKBOX_STATUSES), callback=_choice(*LOCKBOX_STATUSES)),
+        typer.Option(help=", ".join(STATUSES), callback=_choice(*STATUSES)),
     ] = None,
     created_after: Annotated[
         str | None, typer.Option(help="ISO 8601; naive means UTC.", callback=_instant)

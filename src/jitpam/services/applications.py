@@ -169,8 +169,8 @@ def _covers(uow: UnitOfWork, request: AccessRequest, resource: str) -> bool:
         return True
     if not personal:
         return False
-    person = uow.users.get_by_upn(name)
-    if person is None or person.org_id != request.org_id:
+    person = lookup_user(uow, request.org_id, name)
+    if person is None:
         return False
     for covered in request.resources:
         group_kind, _, group_name = covered.partition(":")

@@ -34,6 +34,7 @@ from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import RequestStatus, check_reason
 from jitpam.domain.text import require_storable
+from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import (
     authorize,
     caller_user,
@@ -188,21 +189,29 @@ def designate_operator(ctx: ServiceContext, *, org_name: str | None) -> Organiza
             return org
         uow.lockbox.set_operator(org.id if org else None, at=at)
         for each in uow.orgs.all():
-            uow.record(
-                AuditEvent(
-                    org_id=each.id,
-                    at=at,
-                    actor=JITPAM,
-                    operation=AuditOperation.SET_LOCKBOX_OPERATOR,
-                    target=org.name if org else "(none)",
-                    details={
-                        "operator": org.name if org else None,
-                        "is_this_organization": (org is not None and each.id == org.id),
-                    },
-                )
-            )
+            uow.record(operator_event(each.id, org, since=at, at=at))
         uow.commit()
         return org
+
+
+def operator_event(
+    org_id: UUID, operator: Organization | None, *, since: datetime, at: datetime
+) -> AuditEvent:
+    """The record that tells organization ``org_id``'s chain who the installation's operator is
+    (None: nobody) since ``since``: written in every chain when it changes, and at the start of
+    a new organization's chain."""
+    return AuditEvent(
+        org_id=org_id,
+        at=at,
+        actor=JITPAM,
+        operation=AuditOperation.SET_LOCKBOX_OPERATOR,
+        target=operator.name if operator else "(none)",
+        details={
+            "operator": operator.name if operator else None,
+            "since": iso(since),
+            "is_this_organization": operator is not None and operator.id == org_id,
+        },
+    )
 
 
 def current_operator(ctx: ServiceContext) -> tuple[Organization, datetime] | None:

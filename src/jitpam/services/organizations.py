@@ -34,12 +34,12 @@ from jitpam.domain.lockbox import check_max_hours
 from jitpam.domain.names import QualifiedName, resolve_name, split_name
 from jitpam.domain.operations import AuditOperation
 from jitpam.domain.policy import PolicyType
-from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import authorize, caller_user, grant_details
 from jitpam.services.context import KEEP, Caller, Keep, ServiceContext
 from jitpam.services.directory import find_approver_group, find_group, find_user, names_in
 from jitpam.services.inputs import parse_enum
 from jitpam.services.jitpam_guards import keep_all_guards
+from jitpam.services.lockbox import operator_event
 from jitpam.services.ports import Page, UnitOfWork
 from jitpam.services.separation import exempt_accounts, refuse_designations
 from jitpam.services.use_case import use_case
@@ -112,20 +112,8 @@ def create_organization(
             )
         operator = uow.lockbox.operator()
         if operator is not None:  # every chain says who the installation's operator is
-            operator_name = uow.orgs.get(operator.org_id)
             uow.record(
-                AuditEvent(
-                    org_id=org.id,
-                    at=at,
-                    actor=JITPAM,
-                    operation=AuditOperation.SET_LOCKBOX_OPERATOR,
-                    target=operator_name.name if operator_name else str(operator.org_id),
-                    details={
-                        "operator": operator_name.name if operator_name else None,
-                        "since": iso(operator.since),
-                        "is_this_organization": False,
-                    },
-                )
+                operator_event(org.id, uow.orgs.get(operator.org_id), since=operator.since, at=at)
             )
         admin = User(
             uuid4(), org.id, upn, display, (admin_email or upn).strip().lower(), UserKind.PERSON

@@ -24,7 +24,7 @@ from jitpam.api.routes.audit import export_response
 from jitpam.api.running import run_use_case
 from jitpam.domain.audit import ChainReport, Outcome
 from jitpam.domain.errors import InvalidInput, JitpamError, NotFound, NotPermitted, NotSignedIn
-from jitpam.domain.lockbox import MAX_ACCESS_HOURS, REQUESTED_ACCESS, SERVICES, ApprovalDecision
+from jitpam.domain.lockbox import MAX_ACCESS_HOURS, REQUESTED_ACCESS, SERVICES
 from jitpam.domain.policy import DEFAULT_DURATION_HOURS, ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
 from jitpam.domain.timeutil import iso
@@ -607,13 +607,6 @@ async def lockbox_detail(request: Request, request_id: UUID) -> HTMLResponse:
     return await page(request, work)
 
 
-LOCKBOX_DECISIONS = {
-    "approve": ApprovalDecision.APPROVE,
-    "deny": ApprovalDecision.DENY,
-    "cancel": ApprovalDecision.CANCEL,
-}
-
-
 @router.post("/lockbox/{request_id}/{action}")
 async def decide_lockbox_request(
     request: Request,
@@ -635,7 +628,7 @@ async def decide_lockbox_request(
                     ctx,
                     caller=user.caller,
                     request_id=request_id,
-                    decision=LOCKBOX_DECISIONS[action],
+                    decision=action,  # Approve, Deny or Cancel, in any case
                     comment=comment,
                 )
             return f"The lockbox request is now {v.status.value}"

@@ -278,30 +278,26 @@ class SqlGroups:
         out.update(labels(self.s, _GROUPS, "name", org_id, unread, _GROUP_NAME))
         return out
 
-    def approves(self, group_id: UUID) -> bool:
+    def _approving(self, group_id: UUID) -> str | None:
+        """How the group makes its members approvers, or None."""
         policy = self.s.scalar(
             select(PolicyRow.id).where(PolicyRow.approver_group_id == group_id).limit(1)
         )
         if policy is not None:
-            return True
+            return f"it is the approver group of the policy {policy}"
         org = self.s.scalar(
             select(OrganizationRow.id)
             .where(OrganizationRow.default_approver_group_id == group_id)
             .limit(1)
         )
-        return org is not None
+        return None if org is None else "it is the default approver group of access control"
+
+    def approves(self, group_id: UUID) -> bool:
+        return self._approving(group_id) is not None
 
     def in_use(self, group_id: UUID) -> str | None:
-        policy = self.s.scalars(
-            select(PolicyRow).where(PolicyRow.approver_group_id == group_id)
-        ).first()
-        if policy is not None:
-            return f"it is the approver group of the policy {policy.id}"
-        org = self.s.scalars(
-            select(OrganizationRow).where(OrganizationRow.default_approver_group_id == group_id)
-        ).first()
-        if org is not None:
-            return "it is the default approver group of access control"
+        if (approving := self._approving(group_id)) is not None:
+            return approving
         eligible = self.s.scalar(
             select(PolicyEligibleRow.policy_id).where(
                 PolicyEligibleRow.principal_kind == PrincipalKind.GROUP.value,

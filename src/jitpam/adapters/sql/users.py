@@ -78,6 +78,14 @@ _GROUPS_OF = Prepared(
 )
 
 
+# Users SCIM sees: people and guests it has not deleted (service and application accounts are
+# jitpam's own).
+_SCIM_VISIBLE = (
+    UserRow.kind.in_((UserKind.PERSON.value, UserKind.GUEST.value)),
+    UserRow.scim_deleted.is_(False),
+)
+
+
 class SqlUsers:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -135,11 +143,7 @@ class SqlUsers:
     def scim_page(
         self, org_id: UUID, *, where: Filter | None, offset: int, limit: int
     ) -> tuple[int, list[Stamped[User]]]:
-        stmt: Select[Any] = select(UserRow).where(
-            UserRow.org_id == org_id,
-            UserRow.kind.in_((UserKind.PERSON.value, UserKind.GUEST.value)),
-            UserRow.scim_deleted.is_(False),
-        )
+        stmt: Select[Any] = select(UserRow).where(UserRow.org_id == org_id, *_SCIM_VISIBLE)
         if where is not None:
             stmt = stmt.where(_matching(where))
         total = self.s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -175,10 +179,7 @@ class SqlUsers:
             out.update(
                 self.s.scalars(
                     select(UserRow.id).where(
-                        UserRow.id.in_(chunk),
-                        UserRow.org_id == org_id,
-                        UserRow.kind.in_((UserKind.PERSON.value, UserKind.GUEST.value)),
-                        UserRow.scim_deleted.is_(False),
+                        UserRow.id.in_(chunk), UserRow.org_id == org_id, *_SCIM_VISIBLE
                     )
                 )
             )

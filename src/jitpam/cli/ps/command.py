@@ -8,7 +8,7 @@ command's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jitpam.cli import output
@@ -125,7 +125,3 @@ def run(
                 write(text + "\n")
                 printed_before = True
     return 0
-
-
-def script(texts: Iterable[str]) -> list[Line]:
-    return [line for text in texts for line in lines_of(text)]

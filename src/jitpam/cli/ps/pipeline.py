@@ -211,10 +211,6 @@ _NAMES: dict[str, str] = {
 }
 
 
-def is_stage(name: str) -> bool:
-    return name.lower() in _NAMES
-
-
 def stage(command: Command) -> Stage:
     """The stage a pipeline command names; raises StageError."""
     name = _NAMES.get(command.name.lower())

@@ -155,11 +155,6 @@ def parse(line: str) -> Pipeline:
     return _Reader(line).pipeline()
 
 
-def parse_expression(text: str) -> Expr:
-    """A script block's body (a Where-Object filter)."""
-    return _ExprReader(text, 0).whole()
-
-
 class _Reader:
     def __init__(self, text: str) -> None:
         self.text = text
