@@ -17,16 +17,13 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from jitpam.adapters.connectors.postgresql import (
-    Change,
-    ConnectorUnavailable,
-    PostgresqlConnector,
-)
+from jitpam.adapters.connectors.postgresql import PostgresqlConnector
 from jitpam.adapters.executors import SecretUnavailable
 from jitpam.domain.connectors import (
     Applied,
     Bound,
     BoundKind,
+    Change,
     ConnectorConfig,
     Membership,
     Origin,
@@ -34,6 +31,7 @@ from jitpam.domain.connectors import (
     parse_connector,
     plan,
 )
+from jitpam.domain.errors import ConnectorUnavailable
 from jitpam.domain.names import QualifiedName
 
 SERVER = re.sub(

@@ -556,3 +556,26 @@ def plan(
     return Plan(
         frozenset(adds), frozenset(removes), frozenset(adopt), frozenset(forget), frozenset(drift)
     )
+
+
+# -- what an adapter reports ------------------------------------------------------------------
+
+
+class Change(StrEnum):
+    ADD = "add"  # the member goes into the target (GRANT, or the DN into the group's member)
+    REMOVE = "remove"  # the member leaves it (and, PostgreSQL, their sessions end if configured)
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    """One change an adapter made or failed to make. ``error`` holds the target's message with
+    secrets taken out; None when the change is in place (also when it already was)."""
+
+    change: Change
+    membership: Membership
+    error: str | None = None
+    sessions_ended: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.error is None

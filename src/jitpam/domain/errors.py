@@ -205,6 +205,14 @@ class TaskBusy(JitpamError):
     kind = ErrorKind.CONFLICT
 
 
+class ConnectorUnavailable(JitpamError):
+    """A connector's target cannot be reached or spoken to: nothing was read or changed (or,
+    when the connection broke mid-way, only what a later idempotent run does again)."""
+
+    code = "connector_unavailable"
+    kind = ErrorKind.UNAVAILABLE
+
+
 class ConnectorInvalid(JitpamError):
     """A connector's configuration file is wrong; the message lists every problem as
     file:line: field."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import psycopg
@@ -22,8 +20,15 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from jitpam.adapters.executors import resolve_secret
-from jitpam.domain.connectors import ConnectorConfig, Membership, Plan, PostgresqlTarget
-from jitpam.domain.errors import ErrorKind, JitpamError
+from jitpam.domain.connectors import (
+    Change,
+    ChangeOutcome,
+    ConnectorConfig,
+    Membership,
+    Plan,
+    PostgresqlTarget,
+)
+from jitpam.domain.errors import ConnectorUnavailable
 
 REDACTED = "[redacted]"
 
@@ -47,31 +52,6 @@ SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
 FROM pg_stat_activity
 WHERE usename = %s AND pid <> pg_backend_pid()
 """
-
-
-class ConnectorUnavailable(JitpamError):
-    """The connector's target cannot be reached or spoken to: nothing was read or changed (or,
-    when the connection broke mid-way, only what a later idempotent run does again)."""
-
-    code = "connector_unavailable"
-    kind = ErrorKind.UNAVAILABLE
-
-
-class Change(StrEnum):
-    ADD = "add"  # GRANT target TO member
-    REMOVE = "remove"  # REVOKE target FROM member (and end the member's sessions if configured)
-
-
-@dataclass(frozen=True)
-class ChangeOutcome:
-    change: Change
-    membership: Membership
-    error: str | None = None  # None: done; else the driver's message, secrets taken out
-    sessions_ended: int = 0
-
-    @property
-    def done(self) -> bool:
-        return self.error is None
 
 
 class PostgresqlConnector:

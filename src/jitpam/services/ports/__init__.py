@@ -1,13 +1,14 @@
 """The ports the use cases need (adapters and ``jitpam.runtime`` implement them, ``bootstrap``
 wires them), by aggregate: ``directory`` (organizations, users, groups, credentials), ``catalog``
-(tasks, roles, assignments), ``policies``, ``requests``, ``lockbox`` (Customer Lockbox),
-``audit``, ``delivery`` (outbox, webhooks), ``security`` (hasher, login throttle, signer),
-``unit_of_work``, ``runtime`` (the runtime's machinery) and ``common`` (Clock, Page). Import them
-from here."""
+(tasks, roles, assignments), ``connectors`` (target systems), ``policies``, ``requests``,
+``lockbox`` (Customer Lockbox), ``audit``, ``delivery`` (outbox, webhooks), ``security``
+(hasher, login throttle, signer), ``unit_of_work``, ``runtime`` (the runtime's machinery) and
+``common`` (Clock, Page). Import them from here."""
 
 from jitpam.services.ports.audit import AuditFilter, AuditRepository
 from jitpam.services.ports.catalog import AssignmentRepository, CatalogRepository
 from jitpam.services.ports.common import Clock, Page
+from jitpam.services.ports.connectors import ConnectorTarget
 from jitpam.services.ports.delivery import OutboxRepository, WebhookRepository
 from jitpam.services.ports.directory import (
     CredentialRepository,
@@ -33,6 +34,7 @@ __all__ = [
     "AuditRepository",
     "CatalogRepository",
     "Clock",
+    "ConnectorTarget",
     "CredentialRepository",
     "DecisionIndex",
     "GroupCommit",
