@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from jitpam.adapters.clock import SystemClock
+from jitpam.adapters.connectors.directory import ConnectorDirectory
 from jitpam.adapters.email import SmtpSender
 from jitpam.adapters.executors import TaskRunner
 from jitpam.adapters.oidc import (
@@ -97,6 +98,7 @@ def build_context(
         checks=ThreadGroupCommit(),
         async_checks=LoopGroupCommit(),
         writes=WriterQueue() if is_sqlite(engine) else None,
+        connectors=ConnectorDirectory.from_settings(s.connectors_dir, s.secrets_dir),
     )
     return ctx, engine
 
@@ -221,6 +223,9 @@ def build_worker(runtime: Runtime) -> Worker:
         policy=DeliveryPolicy(
             max_attempts=s.outbox_max_attempts, lease=timedelta(seconds=s.outbox_lease_seconds)
         ),
+        connector_interval=s.connector_interval_ms / 1000,
+        reconcile_every=timedelta(seconds=s.connector_reconcile_seconds),
+        retry_cap=timedelta(seconds=s.connector_retry_max_seconds),
     )
 
 

@@ -56,7 +56,11 @@ class Settings:
     login_window_seconds: int = 300
     login_lockout_seconds: int = 60
     tasks_dir: str = ""  # task definitions: <tasks_dir>/<organization>/*.toml (none: no runs)
-    secrets_dir: str = ""  # where "file:NAME" secrets of task definitions are read
+    secrets_dir: str = ""  # where "file:NAME" secrets of tasks and connectors are read
+    connectors_dir: str = ""  # connectors: <connectors_dir>/<organization>/<name>.toml
+    connector_interval_ms: int = 1000  # how often the worker looks for connector work
+    connector_reconcile_seconds: int = 300  # a full pass of each connector at least this often
+    connector_retry_max_seconds: int = 300  # a failing connector's retries: 1 s doubling to this
     task_runs_max: int = 16  # task runs at once in one server process (each holds a thread)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

@@ -31,6 +31,7 @@ from uuid import UUID
 from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, chain
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
+from jitpam.domain.connectors import BoundKind, ConnectorState, HeldGrant, Membership, Recorded
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import (
     Assignment,
@@ -63,6 +64,7 @@ from jitpam.services.ports import (
     AuditFilter,
     AuditRepository,
     CatalogRepository,
+    ConnectorRepository,
     CredentialRepository,
     GroupRepository,
     GroupSummary,
@@ -181,6 +183,9 @@ class _Tables:
     outbox: dict[UUID, tuple[OutboxMessage, datetime | None]] = field(default_factory=dict)
     webhooks: dict[UUID, WebhookEndpoint] = field(default_factory=dict)
     modified: dict[UUID, datetime] = field(default_factory=dict)  # user or group -> last change
+    # (org, connector, target, member) -> record; (org, connector) -> state
+    connector_records: dict[tuple[UUID, str, str, str], Recorded] = field(default_factory=dict)
+    connector_states: dict[tuple[UUID, str], ConnectorState] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
         """A snapshot sharing every table; a transaction copies a table before its first write
@@ -1204,6 +1209,19 @@ class MemoryRequests:
     ) -> list[AccessRequest]:
         return self._by_auth(org_id, at, lambda r: r.type is type and str(r.target) == target)
 
+    def role_grants(self, org_id: UUID, at: datetime) -> list[HeldGrant]:
+        found = []
+        for r in self._all(org_id):
+            auth = r.authorization
+            if r.type not in (PolicyType.ROLE, PolicyType.ROLE_GROUP) or auth is None:
+                continue
+            if r.status is not RequestStatus.APPROVED or not auth.start <= at < auth.end:
+                continue
+            user = self.t.users.get(r.grantee_id)
+            if user is not None and user[0].enabled:
+                found.append(HeldGrant(user[0].upn, BoundKind(r.type.value), str(r.target)))
+        return found
+
     def to_settle(
         self, org_id: UUID, at: datetime, limit: int, *, lock: bool = True
     ) -> list[AccessRequest]:
@@ -1397,6 +1415,55 @@ class MemoryLockbox:
             elif r.status is RequestStatus.APPROVED and r.end is not None and r.end <= at:
                 found.append((r.end, r.id))
         return [self._read(i) for _, i in sorted(found)[:limit]]
+
+
+class MemoryConnectors:
+    """The SQL adapter's twin (adapters/sql/connectors.py)."""
+
+    def __init__(self, t: _Tables, changed: Callable[[], None]) -> None:
+        self.t = t
+        self._changed = changed
+
+    def records(self, org_id: UUID, connector: str) -> list[Recorded]:
+        return [
+            r
+            for (org, name, _, _), r in sorted(
+                self.t.connector_records.items(), key=lambda i: i[0][1:]
+            )
+            if org == org_id and name == connector
+        ]
+
+    def put(self, org_id: UUID, connector: str, record: Recorded) -> None:
+        self._changed()
+        m = record.applied.membership
+        self.t.connector_records[(org_id, connector, m.target, m.member)] = record
+
+    def drop(self, org_id: UUID, connector: str, membership: Membership) -> None:
+        self._changed()
+        self.t.connector_records.pop(
+            (org_id, connector, membership.target, membership.member), None
+        )
+
+    def state(self, org_id: UUID, connector: str, *, for_update: bool = False) -> ConnectorState:
+        found = self.t.connector_states.get((org_id, connector))
+        return replace(found) if found is not None else ConnectorState(org_id, connector)
+
+    def states(self, org_id: UUID) -> list[ConnectorState]:
+        names = {n for (o, n) in self.t.connector_states if o == org_id} | set(self.counts(org_id))
+        return [self.state(org_id, n) for n in sorted(names)]
+
+    def save_state(self, state: ConnectorState) -> None:
+        self._changed()
+        self.t.connector_states[(state.org_id, state.name)] = replace(state)
+
+    def counts(self, org_id: UUID) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (org, name, _, _), r in self.t.connector_records.items():
+            if org == org_id:
+                by_origin = out.setdefault(name, {})
+                origin = r.applied.origin.value
+                by_origin[origin] = by_origin.get(origin, 0) + 1
+        return out
 
 
 class MemoryAudit:
@@ -1637,6 +1704,7 @@ class MemoryUnitOfWork:
     policies: PolicyRepository
     requests: RequestRepository
     lockbox: LockboxRepository
+    connectors: ConnectorRepository
     audit: AuditRepository
     credentials: CredentialRepository
     outbox: OutboxRepository
@@ -1663,6 +1731,7 @@ class MemoryUnitOfWork:
         self.policies = MemoryPolicies(t, writes("policies"))
         self.requests = MemoryRequests(t, writes("requests"))
         self.lockbox = MemoryLockbox(t, writes("lockbox", "operator"))
+        self.connectors = MemoryConnectors(t, writes("connector_records", "connector_states"))
         self.audit = MemoryAudit(t, writes("audit", "heads"), self._db)
         self.credentials = MemoryCredentials(t, writes("passwords", "tokens", "oidc"))
         self.outbox = MemoryOutbox(t, writes("outbox"))

@@ -4,8 +4,6 @@ with a unique prefix, and drops them afterwards whatever happened."""
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
@@ -33,12 +31,8 @@ from jitpam.domain.connectors import (
 )
 from jitpam.domain.errors import ConnectorUnavailable
 from jitpam.domain.names import QualifiedName
+from tests.integration.pg_roles import SERVER, admin, exists, made_roles, members
 
-SERVER = re.sub(
-    r"^postgresql\+\w+://",
-    "postgresql://",
-    os.environ.get("JITPAM_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test",
-)
 DEADLINE = 10.0
 ANALYTICS = Bound(BoundKind.ROLE, QualifiedName("Data", "Analytics"))
 READERS = Bound(BoundKind.ROLE_GROUP, QualifiedName("Data", "Readers"))
@@ -73,28 +67,6 @@ class Roles:
         return parse_connector(text, source="/x/contoso/analytics.toml")
 
 
-def admin() -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
-
-
-def exists(role: str) -> bool:
-    with admin() as conn:
-        return (
-            conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            is not None
-        )
-
-
-def members(role: str) -> list[str]:
-    with admin() as conn:
-        rows = conn.execute(
-            "SELECT m.rolname FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid "
-            "JOIN pg_roles m ON m.oid = am.member WHERE r.rolname = %s ORDER BY 1",
-            (role,),
-        ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
 @pytest.fixture
 def roles() -> Iterator[Roles]:
     p = f"jitpam_t_{uuid4().hex[:6]}_"
@@ -110,36 +82,13 @@ def roles() -> Iterator[Roles]:
         victim=p + "victim",
         unbound=p + "unbound",
     )
-    logins = [r.alice, r.bob, r.weird, r.victim]
-    everyone = [*logins, r.analytics, r.reader, r.unbound, r.connector]
-    ident = sql.Identifier
-    try:
-        with admin() as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE PASSWORD {}").format(
-                    ident(r.connector), sql.Literal(r.password)
-                )
-            )
-            for bound in (r.analytics, r.reader):
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(bound)))
-                conn.execute(
-                    sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
-                        ident(bound), ident(r.connector)
-                    )
-                )
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(r.unbound)))
-            conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(ident(r.connector)))
-            for login in logins:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident(login)))
+    logins = [r.alice, r.bob, r.weird, r.victim, r.unbound]
+    with made_roles(
+        connector=r.connector, password=r.password, bound=[r.analytics, r.reader], logins=logins
+    ):
+        with admin() as conn:  # a role the connector holds no ADMIN OPTION on
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(r.unbound)))
         yield r
-    finally:
-        with admin() as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
-                (everyone,),
-            )
-            for name in everyone:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(name)))
 
 
 def only(adds: Collection[Membership] = (), removes: Collection[Membership] = ()) -> Plan:

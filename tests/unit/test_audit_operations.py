@@ -87,6 +87,13 @@ CLASSIFIED = {
     "Expire-AccessToCustomerDataRequest": NONE,
     "Complete-AccessToCustomerDataRequest": NONE,
     "Test-AccessToCustomerData": NONE,
+    # connectors make grants real elsewhere; no decision of jitpam's changes
+    "Add-ConnectorMember": NONE,
+    "Remove-ConnectorMember": NONE,
+    "Register-ConnectorMember": NONE,
+    "Report-ConnectorDrift": NONE,
+    "Sync-Connector": NONE,
+    "Get-Connector": NONE,
 }
 
 

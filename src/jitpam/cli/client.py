@@ -838,6 +838,7 @@ EVENTS = (
     "authorization.revoked",
     "authorization.expiring",
     "system_account.exempted",
+    "connector.failing",
     "lockbox.created",
     "lockbox.auto_approved",
     "lockbox.approved",

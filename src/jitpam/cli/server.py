@@ -299,7 +299,10 @@ def register_worker(app: typer.Typer) -> None:
         job = build_worker(runtime)
         try:
             if once:
-                show({"delivered": job.run_once()}, as_json)
+                delivered = job.run_once()
+                show(
+                    {"delivered": delivered, "connector_passes": job.run_connectors_once()}, as_json
+                )
                 return
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: job.stop())

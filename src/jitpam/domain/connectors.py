@@ -45,13 +45,16 @@ ever removes a group's placeholder member (``groupOfNames`` keeps at least one m
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
+from uuid import UUID
 
 from jitpam.domain.config_files import Problems, secret_reference_problem
 from jitpam.domain.errors import ConnectorInvalid, InvalidInput
@@ -579,3 +582,186 @@ class ChangeOutcome:
     @property
     def done(self) -> bool:
         return self.error is None
+
+
+# -- what the grants need -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldGrant:
+    """An active role or role-group grant, as the connector pass reads it."""
+
+    upn: str
+    kind: BoundKind
+    target: str  # canonical "Scope\Name"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a connector's bindings need now: each target's members, whom each member stands for,
+    and the holders the mapping refuses (they are reported, never given access)."""
+
+    needed: Mapping[str, frozenset[str]]
+    upns: Mapping[str, str]  # member → the jitpam user it was mapped from
+    unmappable: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """Changes whenever what is needed changes: the pass runs again."""
+        lines = sorted(f"{t}\x00{m}" for t, members in self.needed.items() for m in members)
+        return hashlib.sha256("\x01".join(lines).encode("utf-8")).hexdigest()
+
+
+def wanted(
+    config: ConnectorConfig,
+    grants: Iterable[HeldGrant],
+    role_group_roles: Mapping[str, frozenset[str]],
+) -> Wanted:
+    """The members ``config`` needs for ``grants``. A role is held through a grant of the role
+    itself or of a role group that holds it (``role_group_roles``: each role group's roles, by
+    canonical name); a role group only through a grant of it."""
+    groups_holding: dict[str, set[str]] = {}
+    for group, roles in role_group_roles.items():
+        for role in roles:
+            groups_holding.setdefault(role.casefold(), set()).add(group.casefold())
+    users: dict[Bound, set[str]] = {}
+    by_key = {b.bound.key: b.bound for b in config.bindings}
+    for grant in grants:
+        key = grant.target.casefold()
+        keys = [(grant.kind, key)]
+        if grant.kind is BoundKind.ROLE_GROUP:
+            keys += [
+                (BoundKind.ROLE, role) for role, groups in groups_holding.items() if key in groups
+            ]
+        for k in keys:
+            if k in by_key:
+                users.setdefault(by_key[k], set()).add(grant.upn)
+    upns: dict[str, str] = {}
+    refused: list[str] = []
+    holders: dict[Bound, frozenset[str]] = {}
+    for bound, names in users.items():
+        members = set()
+        for upn in sorted(names):
+            try:
+                member = config.member_for(upn)
+            except InvalidInput as exc:
+                refused.append(exc.message)
+                continue
+            upns[member] = upn
+            members.add(member)
+        holders[bound] = frozenset(members)
+    return Wanted(config.needed(holders), upns, tuple(sorted(set(refused))))
+
+
+def config_digest(config: ConnectorConfig) -> str:
+    """Changes whenever the configuration's meaning changes: the pass runs again."""
+    return hashlib.sha256(repr(config).encode("utf-8")).hexdigest()
+
+
+# -- the connector's state between passes -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A membership jitpam recorded, with the user it was added for (None: adopted drift, the
+    placeholder, or a user no longer known)."""
+
+    applied: Applied
+    upn: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FailedChange:
+    change: Change
+    membership: Membership
+    upn: str | None
+    error: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class ConnectorSet:
+    """An organization's connectors as configured now: the valid ones, and why each of the
+    others cannot be used (a connector whose file is wrong is left as it is until fixed)."""
+
+    configs: Mapping[str, ConnectorConfig]
+    problems: Mapping[str, str]
+
+
+RETRY_FIRST = timedelta(seconds=1)
+
+
+@dataclass
+class ConnectorState:
+    """How a connector's last passes went: what the status shows and what decides the next."""
+
+    org_id: UUID
+    name: str
+    lease_until: datetime | None = None
+    wanted_digest: str = ""
+    config_digest: str = ""
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    failures: int = 0  # passes in a row that failed, whole or in part
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    alerted_at: datetime | None = None
+    failing: tuple[FailedChange, ...] = ()
+    drift: tuple[Membership, ...] = ()
+
+    def due(
+        self, at: datetime, *, wanted_digest: str, config_digest: str, every: timedelta
+    ) -> bool:
+        """Whether a pass should run now: what is needed or the configuration changed, a failed
+        pass's retry is due, or the periodic reconciliation is."""
+        if self.lease_until is not None and self.lease_until > at:
+            return False  # another worker is at it
+        if self.failures and self.next_attempt_at is not None:
+            return self.next_attempt_at <= at
+        if wanted_digest != self.wanted_digest or config_digest != self.config_digest:
+            return True
+        return self.last_run_at is None or self.last_run_at + every <= at
+
+    def passed(
+        self,
+        at: datetime,
+        *,
+        wanted_digest: str,
+        config_digest: str,
+        failing: tuple[FailedChange, ...],
+        drift: tuple[Membership, ...],
+        error: str | None,
+        retry_cap: timedelta,
+    ) -> None:
+        """Note a pass: a success when nothing failed, else one more failure and a retry
+        later (1 s, doubling up to ``retry_cap``). Keeps the first moment of each failure."""
+        since = {(f.change, f.membership): f.since for f in self.failing}
+        self.failing = tuple(
+            replace(f, since=since.get((f.change, f.membership), f.since)) for f in failing
+        )
+        self.drift = drift
+        self.last_run_at = at
+        self.lease_until = None
+        self.wanted_digest = wanted_digest
+        self.config_digest = config_digest
+        if error is None and not failing:
+            self.failures = 0
+            self.next_attempt_at = None
+            self.last_error = None
+            self.alerted_at = None
+            self.last_success_at = at
+            return
+        self.failures += 1
+        self.last_error = error or failing[0].error
+        wait = min(RETRY_FIRST * 2 ** min(self.failures - 1, 30), retry_cap)
+        self.next_attempt_at = at + wait
+
+    def alert_due(self, limit: int) -> bool:
+        """Whether this failure streak has reached ``limit`` passes and was not alerted yet."""
+        return self.failures >= limit and self.alerted_at is None
+
+    @property
+    def still_present(self) -> tuple[FailedChange, ...]:
+        """Removals that failed: access that should be gone and is not."""
+        return tuple(f for f in self.failing if f.change is Change.REMOVE)

@@ -34,6 +34,7 @@ class EventType(StrEnum):
     AUTHORIZATION_REVOKED = "authorization.revoked"
     AUTHORIZATION_EXPIRING = "authorization.expiring"
     SYSTEM_ACCOUNT_EXEMPTED = "system_account.exempted"
+    CONNECTOR_FAILING = "connector.failing"
     WEBHOOK_TEST = "webhook.test"
     LOCKBOX_CREATED = "lockbox.created"
     LOCKBOX_AUTO_APPROVED = "lockbox.auto_approved"
@@ -79,7 +80,7 @@ def audience(event: EventType, *, requester: str, group: tuple[str, ...]) -> Aud
             return Audience((requester, *group))
         case EventType.AUTHORIZATION_REVOKED | EventType.AUTHORIZATION_EXPIRING:
             return Audience((requester,))
-        case EventType.SYSTEM_ACCOUNT_EXEMPTED:
+        case EventType.SYSTEM_ACCOUNT_EXEMPTED | EventType.CONNECTOR_FAILING:
             return Audience(group)
         case EventType.WEBHOOK_TEST:
             return Audience(())

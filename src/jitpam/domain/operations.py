@@ -132,6 +132,16 @@ class AuditOperation(StrEnum):
     START_TASK_RUN = "Start-TaskRun", DecisionEffect.NONE
     COMPLETE_TASK_RUN = "Complete-TaskRun", DecisionEffect.NONE
 
+    # Connectors (domain/connectors.py): jitpam's changes in target systems, recorded as jitpam's
+    # own (or, for a pass someone asked for, theirs). They make real what grants decided and
+    # change no decision of jitpam's.
+    ADD_CONNECTOR_MEMBER = "Add-ConnectorMember", DecisionEffect.NONE
+    REMOVE_CONNECTOR_MEMBER = "Remove-ConnectorMember", DecisionEffect.NONE
+    REGISTER_CONNECTOR_MEMBER = "Register-ConnectorMember", DecisionEffect.NONE  # found there
+    REPORT_CONNECTOR_DRIFT = "Report-ConnectorDrift", DecisionEffect.NONE
+    SYNC_CONNECTOR = "Sync-Connector", DecisionEffect.NONE
+    GET_CONNECTOR = "Get-Connector", DecisionEffect.NONE
+
     # The audit log.
     SEARCH_AUDIT_LOG = "Search-AuditLog", DecisionEffect.NONE
     EXPORT_AUDIT_CHECKPOINT = "Export-AuditCheckpoint", DecisionEffect.NONE

@@ -11,6 +11,7 @@ from jitpam.domain.group_claims import GroupClaimMap
 from jitpam.services.ports import (
     AsyncGroupCommit,
     Clock,
+    ConnectorSource,
     DecisionIndex,
     GroupCommit,
     LoginThrottle,
@@ -50,6 +51,8 @@ class ServiceContext:
     # Transactions that only read (None: the same as ``uow``). On SQLite they run beside a
     # writer instead of queueing for the write lock.
     read: UnitOfWorkFactory | None = None
+    # The server's connectors (server-side configuration files), None when it has none.
+    connectors: ConnectorSource | None = None
 
     def reader(self) -> UnitOfWork:
         """A unit of work for a use case that changes nothing and records nothing."""

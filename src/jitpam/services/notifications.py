@@ -43,6 +43,7 @@ HEADLINES = {
     EventType.SYSTEM_ACCOUNT_EXEMPTED: (
         "System account $requester used '$target', exempt from control"
     ),
+    EventType.CONNECTOR_FAILING: "Connector $target has failed $failures times in a row",
 }
 
 
@@ -211,27 +212,54 @@ def queue_exempt_use(
 ) -> int:
     """Tell the default approver group that a system account used a task exempt from control,
     once per account, task and day (the seeds ask that such use be reviewed regularly)."""
+    event = EventType.SYSTEM_ACCOUNT_EXEMPTED
+    day = hashlib.sha256(f"{org_id}|{user}|{task}|{at.date().isoformat()}".encode()).hexdigest()
+    return queue_organization_notice(
+        ctx,
+        uow,
+        org_id=org_id,
+        event=event,
+        at=at,
+        key=f"{event.value}:{day}",
+        headline=Template(HEADLINES[event]).safe_substitute(requester=user, target=task),
+        details=f"System account: {user}\nTask: {task}\nFirst use today: {iso(at)}",
+        page="/audit",
+        page_title="Audit log",
+        data={"user": user, "task": task},
+    )
+
+
+def queue_organization_notice(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    *,
+    org_id: UUID,
+    event: EventType,
+    at: datetime,
+    key: str,
+    headline: str,
+    details: str,
+    page: str,
+    page_title: str,
+    data: dict[str, Any],
+) -> int:
+    """Tell the organization's default approver group (email) and the webhooks that want it
+    about ``event``, once per ``key``; returns how many messages were new."""
     org = uow.orgs.get(org_id)
     group = _group_emails(uow, uow.orgs.control(org_id).default_approver_group_id)
-    who = audience(EventType.SYSTEM_ACCOUNT_EXEMPTED, requester=user, group=group)
-    headline = Template(HEADLINES[EventType.SYSTEM_ACCOUNT_EXEMPTED]).safe_substitute(
-        requester=user, target=task
-    )
-    details = f"System account: {user}\nTask: {task}\nFirst use today: {iso(at)}"
-    link = f"{ctx.public_url.rstrip('/')}/audit"
-    day = hashlib.sha256(f"{org_id}|{user}|{task}|{at.date().isoformat()}".encode()).hexdigest()
-    key = f"{EventType.SYSTEM_ACCOUNT_EXEMPTED.value}:{day}"
+    who = audience(event, requester="", group=group)
+    link = f"{ctx.public_url.rstrip('/')}{page}"
     queued = 0
     for endpoint in uow.webhooks.in_org(org_id):
-        if not endpoint.wants(EventType.SYSTEM_ACCOUNT_EXEMPTED):
+        if not endpoint.wants(event):
             continue
         body: dict[str, Any] = (
-            {"text": f"{slack_escape(headline)} <{link}|Audit log>"}
+            {"text": f"{slack_escape(headline)} <{link}|{page_title}>"}
             if endpoint.format is WebhookFormat.SLACK
             else {
-                "type": EventType.SYSTEM_ACCOUNT_EXEMPTED.value,
+                "type": event.value,
                 "timestamp": iso(at),
-                "data": {"organization_id": str(org_id), "user": user, "task": task, "link": link},
+                "data": {"organization_id": str(org_id), **data, "link": link},
             }
         )
         queued += uow.outbox.add(
@@ -239,7 +267,7 @@ def queue_exempt_use(
                 id=uuid4(),
                 org_id=org_id,
                 channel=Channel.WEBHOOK,
-                event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
+                event=event,
                 idempotency_key=f"{key}:webhook:{endpoint.id}",
                 created_at=at,
                 next_attempt_at=at,
@@ -252,7 +280,7 @@ def queue_exempt_use(
     queued += uow.outbox.add(
         email_message(
             org_id=org_id,
-            event=EventType.SYSTEM_ACCOUNT_EXEMPTED,
+            event=event,
             key=f"{key}:email",
             at=at,
             to=who.to,

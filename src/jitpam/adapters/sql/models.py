@@ -466,3 +466,35 @@ class WebhookRow(Base):
     format: Mapped[str] = mapped_column(String(16))
     secret: Mapped[str] = mapped_column(String(128))  # needed to sign each delivery
     created_at: Mapped[datetime]
+
+
+class ConnectorMembershipRow(Base):
+    """A membership jitpam added through a connector, or found there before it (0011)."""
+
+    __tablename__ = "connector_memberships"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    member: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    upn: Mapped[str | None] = mapped_column(String(256))
+    recorded_at: Mapped[datetime]
+
+
+class ConnectorStateRow(Base):
+    """How a connector's last passes went (0011); failing and drift are JSON lists."""
+
+    __tablename__ = "connector_states"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lease_until: Mapped[datetime | None]
+    wanted_digest: Mapped[str] = mapped_column(String(64))
+    config_digest: Mapped[str] = mapped_column(String(64))
+    last_run_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    alerted_at: Mapped[datetime | None]
+    failing: Mapped[str] = mapped_column(Text)
+    drift: Mapped[str] = mapped_column(Text)

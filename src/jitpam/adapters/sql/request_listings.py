@@ -31,12 +31,14 @@ from jitpam.adapters.sql.models import (
     PolicyRow,
     RequestRow,
     ReviewRow,
+    UserRow,
 )
 from jitpam.adapters.sql.queries import (
     contains,
     encode_cursor,
     time_and_id,
 )
+from jitpam.domain.connectors import BoundKind, HeldGrant
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import (
     AccessRequest,
@@ -346,6 +348,24 @@ class RequestListings:
         self, org_id: UUID, type: PolicyType, target: str, at: datetime
     ) -> list[AccessRequest]:
         return self._by_auth(org_id, at, RequestRow.type == type.value, RequestRow.target == target)
+
+    def role_grants(self, org_id: UUID, at: datetime) -> list[HeldGrant]:
+        a = AuthorizationRow
+        stmt = (
+            select(UserRow.upn, a.type, a.target)
+            .join(UserRow, UserRow.id == a.user_id)
+            .where(
+                a.org_id == org_id,
+                a.type.in_([PolicyType.ROLE.value, PolicyType.ROLE_GROUP.value]),
+                a.end_at > at,
+                a.start_at <= at,
+                or_(a.revoked_at.is_(None), a.revoked_at > at),
+                UserRow.enabled,
+            )
+        )
+        return [
+            HeldGrant(upn, BoundKind(kind), target) for upn, kind, target in self.s.execute(stmt)
+        ]
 
     def granted(
         self,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from jitpam.adapters.sql.assignments import SqlAssignments
 from jitpam.adapters.sql.audit import SqlAudit
 from jitpam.adapters.sql.catalog import SqlCatalog
+from jitpam.adapters.sql.connectors import SqlConnectors
 from jitpam.adapters.sql.credentials import SqlCredentials
 from jitpam.adapters.sql.db import is_race
 from jitpam.adapters.sql.groups import SqlGroups
@@ -34,6 +35,7 @@ from jitpam.services.ports import (
     AssignmentRepository,
     AuditRepository,
     CatalogRepository,
+    ConnectorRepository,
     CredentialRepository,
     GroupRepository,
     LockboxRepository,
@@ -61,6 +63,7 @@ class SqlUnitOfWork:
         self.policies: PolicyRepository = SqlPolicies(self.session)
         self.requests: RequestRepository = SqlRequests(self.session)
         self.lockbox: LockboxRepository = SqlLockbox(self.session)
+        self.connectors: ConnectorRepository = SqlConnectors(self.session)
         self.audit: AuditRepository = SqlAudit(self.session)
         self.credentials: CredentialRepository = SqlCredentials(self.session)
         self.outbox: OutboxRepository = SqlOutbox(self.session)

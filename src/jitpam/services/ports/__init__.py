@@ -8,7 +8,11 @@ wires them), by aggregate: ``directory`` (organizations, users, groups, credenti
 from jitpam.services.ports.audit import AuditFilter, AuditRepository
 from jitpam.services.ports.catalog import AssignmentRepository, CatalogRepository
 from jitpam.services.ports.common import Clock, Page
-from jitpam.services.ports.connectors import ConnectorTarget
+from jitpam.services.ports.connectors import (
+    ConnectorRepository,
+    ConnectorSource,
+    ConnectorTarget,
+)
 from jitpam.services.ports.delivery import OutboxRepository, WebhookRepository
 from jitpam.services.ports.directory import (
     CredentialRepository,
@@ -34,6 +38,8 @@ __all__ = [
     "AuditRepository",
     "CatalogRepository",
     "Clock",
+    "ConnectorRepository",
+    "ConnectorSource",
     "ConnectorTarget",
     "CredentialRepository",
     "DecisionIndex",

@@ -8,6 +8,7 @@ from typing import Protocol
 from uuid import UUID
 
 from jitpam.domain.check import Grant
+from jitpam.domain.connectors import HeldGrant
 from jitpam.domain.policy import PolicyType
 from jitpam.domain.requests import AccessRequest, RequestStatus
 from jitpam.services.ports.common import Page
@@ -102,6 +103,11 @@ class RequestRepository(Protocol):
     def jit_holders(
         self, org_id: UUID, type: PolicyType, target: str, at: datetime
     ) -> list[AccessRequest]: ...
+    def role_grants(self, org_id: UUID, at: datetime) -> list[HeldGrant]:
+        """The role and role-group grants active at ``at`` of the organization's enabled users
+        (what connectors make real)."""
+        ...
+
     def to_settle(
         self, org_id: UUID, at: datetime, limit: int, *, lock: bool = True
     ) -> list[AccessRequest]:

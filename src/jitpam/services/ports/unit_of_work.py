@@ -13,6 +13,7 @@ from typing import Protocol, Self
 from jitpam.domain.audit import AuditEvent
 from jitpam.services.ports.audit import AuditRepository
 from jitpam.services.ports.catalog import AssignmentRepository, CatalogRepository
+from jitpam.services.ports.connectors import ConnectorRepository
 from jitpam.services.ports.delivery import OutboxRepository, WebhookRepository
 from jitpam.services.ports.directory import (
     CredentialRepository,
@@ -40,6 +41,7 @@ class UnitOfWork(Protocol):
     policies: PolicyRepository
     requests: RequestRepository
     lockbox: LockboxRepository
+    connectors: ConnectorRepository
     audit: AuditRepository
     credentials: CredentialRepository
     outbox: OutboxRepository

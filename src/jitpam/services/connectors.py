@@ -1,0 +1,531 @@
+"""Connectors at work: the pass that makes a target system match the grants, and their status.
+
+A pass is level-triggered: it reads what the active role and role-group grants need now, reads
+what the target holds, plans with ``domain.connectors.plan`` and applies the plan. Nothing is
+remembered between passes but what jitpam added (``uow.connectors`` records) and the connector's
+state, so a pass interrupted anywhere (a server killed, the target gone) is finished by the
+next one, and running one twice changes nothing the second time:
+
+- an add is recorded as jitpam's *before* it is made (a membership found later with that record
+  is jitpam's to remove; without it, it would be adopted as pre-existing and stay for good); an
+  add that failed loses its record again;
+- a removal drops its record only after the target confirmed it.
+
+The worker runs passes (``run_connectors``) when what the grants need or a configuration
+changed, when a failed pass's retry is due (1 s, doubling, up to a cap), and every
+``reconcile`` interval. One worker at a time works on a connector (a lease on its state row).
+Every change made or failed is audited in the organization's chain, as done by jitpam (a pass a
+person asked for: by them). A removal that cannot be made is the loudest state: the grant shows
+"still present in …", and after ``max_failures_before_alert`` failed passes in a row the default
+approver group and the webhooks are told.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from jitpam.domain.audit import JITPAM, Actor, AuditEvent, Outcome
+from jitpam.domain.connectors import (
+    Applied,
+    BoundKind,
+    Change,
+    ChangeOutcome,
+    ConnectorConfig,
+    ConnectorState,
+    FailedChange,
+    HeldGrant,
+    Membership,
+    Origin,
+    Plan,
+    Recorded,
+    Wanted,
+    config_digest,
+    plan,
+    wanted,
+)
+from jitpam.domain.errors import ConcurrentChange, InvalidInput, JitpamError, NotFound
+from jitpam.domain.notifications import EventType
+from jitpam.domain.operations import AuditOperation
+from jitpam.domain.timeutil import iso
+from jitpam.services.authorization import authorize
+from jitpam.services.context import Caller, ServiceContext
+from jitpam.services.notifications import HEADLINES, queue_organization_notice
+from jitpam.services.ports import ConnectorSource, UnitOfWork
+from jitpam.services.use_case import use_case
+
+log = logging.getLogger("jitpam.connectors")
+
+LEASE = timedelta(minutes=2)  # longer than one pass may take; a crashed worker's lease runs out
+RECONCILE_EVERY = timedelta(minutes=5)
+RETRY_CAP = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass found and did. ``plan`` is None when the target could not be read."""
+
+    connector: str
+    ran: bool = True  # False: another worker holds the connector
+    dry_run: bool = False
+    plan: Plan | None = None
+    outcomes: tuple[ChangeOutcome, ...] = ()
+    unmappable: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def failed(self) -> tuple[ChangeOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.done)
+
+
+def _source(ctx: ServiceContext) -> ConnectorSource:
+    if ctx.connectors is None:
+        raise NotFound("this server has no connectors configured (connectors_dir is not set)")
+    return ctx.connectors
+
+
+def _read_grants(
+    uow: UnitOfWork, org_id: UUID, at: datetime
+) -> tuple[list[HeldGrant], dict[str, frozenset[str]]]:
+    grants = uow.requests.role_grants(org_id, at)
+    groups = sorted({g.target for g in grants if g.kind is BoundKind.ROLE_GROUP})
+    roles = uow.catalog.role_group_roles(org_id, only=groups) if groups else {}
+    return grants, roles
+
+
+def _pending_removals(
+    config: ConnectorConfig, want: Wanted, records: Iterable[Recorded]
+) -> set[Recorded]:
+    """What jitpam added and no grant needs any more: known without reading the target."""
+    return {
+        r
+        for r in records
+        if r.applied.origin is Origin.ADDED
+        and r.applied.membership.member
+        not in want.needed.get(r.applied.membership.target, frozenset())
+        and r.applied.membership.member not in config.protected(r.applied.membership.target)
+    }
+
+
+def run_pass(
+    ctx: ServiceContext,
+    *,
+    org_id: UUID,
+    config: ConnectorConfig,
+    actor: Actor = JITPAM,
+    dry_run: bool = False,
+    retry_cap: timedelta = RETRY_CAP,
+) -> PassReport:
+    """One pass of ``config`` for the organization (see the module's docstring). A dry run
+    reads and plans only: it changes nothing, here or in the target."""
+    source = _source(ctx)
+    name = config.name
+    if not dry_run and not _claim(ctx, org_id, name):
+        return PassReport(name, ran=False)
+    with ctx.reader() as uow:
+        grants, roles = _read_grants(uow, org_id, ctx.clock.now())
+        records = uow.connectors.records(org_id, name)
+    want = wanted(config, grants, roles)
+    try:
+        target = source.open(config)
+        present = target.present({r.applied.membership.target for r in records})
+        todo = plan(
+            config,
+            holders=want.needed,
+            applied=frozenset(r.applied for r in records),
+            present=present,
+        )
+    except JitpamError as exc:
+        report = PassReport(name, dry_run=dry_run, unmappable=want.unmappable, error=exc.message)
+        if not dry_run:
+            _finish(ctx, org_id, config, want, records, report, actor, retry_cap)
+        return report
+    if dry_run:
+        return PassReport(name, dry_run=True, plan=todo, unmappable=want.unmappable)
+    upns = _upns(want, records)
+    fresh = {m for m in todo.adds if m.member not in config.protected(m.target)}
+    if fresh:
+        # Recorded as jitpam's before they are made: a crash right after the change must not
+        # leave a member that the next pass would take for pre-existing.
+        with ctx.uow() as uow:
+            at = ctx.clock.now()
+            for m in sorted(fresh):
+                uow.connectors.put(
+                    org_id, name, Recorded(Applied(m, Origin.ADDED), upns.get(m.member), at)
+                )
+            uow.commit()
+    outcomes: list[ChangeOutcome] = []
+    error: str | None = None
+    if todo.adds or todo.removes:
+        try:
+            outcomes = target.apply(todo)
+        except JitpamError as exc:
+            error = exc.message
+    report = PassReport(
+        name, plan=todo, outcomes=tuple(outcomes), unmappable=want.unmappable, error=error
+    )
+    _finish(ctx, org_id, config, want, records, report, actor, retry_cap)
+    return report
+
+
+def _upns(want: Wanted, records: Iterable[Recorded]) -> dict[str, str]:
+    upns = {r.applied.membership.member: r.upn for r in records if r.upn is not None}
+    return {**upns, **want.upns}
+
+
+def _claim(ctx: ServiceContext, org_id: UUID, name: str) -> bool:
+    """Take the connector's lease; False when another worker holds it."""
+    try:
+        with ctx.uow() as uow:
+            at = ctx.clock.now()
+            state = uow.connectors.state(org_id, name, for_update=True)
+            if state.lease_until is not None and state.lease_until > at:
+                return False
+            state.lease_until = at + LEASE
+            uow.connectors.save_state(state)
+            uow.commit()
+    except ConcurrentChange:
+        return False  # another worker created the state row at the same moment
+    return True
+
+
+def _finish(
+    ctx: ServiceContext,
+    org_id: UUID,
+    config: ConnectorConfig,
+    want: Wanted,
+    records: list[Recorded],
+    report: PassReport,
+    actor: Actor,
+    retry_cap: timedelta,
+) -> None:
+    """Record what the pass did, audit it, note the state; alert when failures reached the
+    connector's limit. One transaction."""
+    name = config.name
+    upns = _upns(want, records)
+    before = {r.applied.membership for r in records}
+    with ctx.uow() as uow:
+        at = ctx.clock.now()
+        state = uow.connectors.state(org_id, name, for_update=True)
+        events: list[AuditEvent] = []
+
+        def event(
+            op: AuditOperation, details: dict[str, Any], outcome: Outcome = Outcome.SUCCESS
+        ) -> None:
+            events.append(
+                AuditEvent(
+                    org_id=org_id,
+                    at=at,
+                    actor=actor,
+                    operation=op,
+                    target=name,
+                    outcome=outcome,
+                    details={"connector": name, "kind": config.kind.value, **details},
+                )
+            )
+
+        def about(m: Membership) -> dict[str, Any]:
+            return {"target": m.target, "member": m.member, "user": upns.get(m.member)}
+
+        failing: list[FailedChange] = []
+        todo = report.plan
+        drift = todo.drift if todo is not None else frozenset(state.drift)
+        for o in report.outcomes:
+            m = o.membership
+            if o.change is Change.ADD:
+                if o.done:
+                    event(AuditOperation.ADD_CONNECTOR_MEMBER, about(m))
+                    continue
+                if m not in before:
+                    uow.connectors.drop(org_id, name, m)
+                event(
+                    AuditOperation.ADD_CONNECTOR_MEMBER,
+                    {**about(m), "error": o.error},
+                    Outcome.FAILURE,
+                )
+            else:
+                why = "drift" if m in drift else "no grant needs it"
+                if o.done:
+                    uow.connectors.drop(org_id, name, m)
+                    details = {**about(m), "why": why}
+                    if o.sessions_ended:
+                        details["sessions_ended"] = o.sessions_ended
+                    event(AuditOperation.REMOVE_CONNECTOR_MEMBER, details)
+                    continue
+                event(
+                    AuditOperation.REMOVE_CONNECTOR_MEMBER,
+                    {**about(m), "why": why, "error": o.error},
+                    Outcome.FAILURE,
+                )
+            failing.append(FailedChange(o.change, m, upns.get(m.member), o.error or "failed", at))
+        if todo is not None:
+            tried = {(o.change, o.membership) for o in report.outcomes}
+            untried = [(Change.ADD, m) for m in todo.adds] + [
+                (Change.REMOVE, m) for m in todo.removes
+            ]
+            for change, m in sorted(untried):
+                if (change, m) not in tried and report.error is not None:
+                    failing.append(FailedChange(change, m, upns.get(m.member), report.error, at))
+            for m in sorted(todo.adopt):
+                uow.connectors.put(
+                    org_id, name, Recorded(Applied(m, Origin.PRE_EXISTING), upns.get(m.member), at)
+                )
+                event(
+                    AuditOperation.REGISTER_CONNECTOR_MEMBER,
+                    {**about(m), "found": "a member already: jitpam will never remove it"},
+                )
+            for m in sorted(todo.forget):
+                uow.connectors.drop(org_id, name, m)
+                event(
+                    AuditOperation.REPORT_CONNECTOR_DRIFT,
+                    {**about(m), "found": "removed outside jitpam"},
+                )
+            for m in sorted(todo.drift - set(state.drift)):
+                event(
+                    AuditOperation.REPORT_CONNECTOR_DRIFT,
+                    {
+                        **about(m),
+                        "found": "a member no grant needs, not added by jitpam",
+                        "repaired": m in todo.removes,
+                    },
+                )
+        else:
+            # The target could not be read: what jitpam knows it must still take away.
+            for r in sorted(_pending_removals(config, want, records), key=lambda r: r.applied):
+                m = r.applied.membership
+                failing.append(FailedChange(Change.REMOVE, m, r.upn, report.error or "", at))
+        error = report.error
+        if report.unmappable:
+            error = "; ".join((*report.unmappable, *([error] if error else [])))
+        if (error is not None or failing) and state.failures == 0:
+            event(
+                AuditOperation.SYNC_CONNECTOR,
+                {"error": error or failing[0].error, "failed_changes": len(failing)},
+                Outcome.FAILURE,
+            )
+        state.passed(
+            at,
+            wanted_digest=want.digest,
+            config_digest=config_digest(config),
+            failing=tuple(failing),
+            drift=tuple(sorted(m for m in drift if m not in (todo.removes if todo else ()))),
+            error=error,
+            retry_cap=retry_cap,
+        )
+        if state.alert_due(config.max_failures_before_alert):
+            state.alerted_at = at
+            _alert(ctx, uow, config, state, at)
+        uow.connectors.save_state(state)
+        uow.record_all(events)
+        uow.commit()
+
+
+def _alert(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    config: ConnectorConfig,
+    state: ConnectorState,
+    at: datetime,
+) -> None:
+    event = EventType.CONNECTOR_FAILING
+    lines = [
+        f"Connector: {config.name} ({config.kind.value})",
+        f"Failed passes in a row: {state.failures}",
+        f"Last error: {state.last_error or '-'}",
+    ]
+    lines += [
+        f"Still present in {config.name}: {f.membership.member} in {f.membership.target}"
+        + (f" (for {f.upn})" if f.upn else "")
+        for f in state.still_present
+    ]
+    headline = HEADLINES[event].replace("$target", config.name)
+    queue_organization_notice(
+        ctx,
+        uow,
+        org_id=state.org_id,
+        event=event,
+        at=at,
+        key=f"{event.value}:{state.org_id}:{config.name}:{iso(at)}",
+        headline=headline.replace("$failures", str(state.failures)),
+        details="\n".join(lines),
+        page=f"/connectors/{config.name}",
+        page_title="Connector status",
+        data={
+            "connector": config.name,
+            "failures": state.failures,
+            "last_error": state.last_error,
+            "still_present": [
+                {"target": f.membership.target, "member": f.membership.member, "user": f.upn}
+                for f in state.still_present
+            ],
+        },
+    )
+
+
+def run_connectors(
+    ctx: ServiceContext,
+    *,
+    every: timedelta = RECONCILE_EVERY,
+    retry_cap: timedelta = RETRY_CAP,
+) -> int:
+    """The worker's round: every connector of every organization whose pass is due (see the
+    module's docstring); returns how many passes ran. A connector's failure is its own."""
+    if ctx.connectors is None:
+        return 0
+    with ctx.reader() as uow:
+        orgs = [(o.id, o.name) for o in uow.orgs.all()]
+    ran = 0
+    for org_id, org_name in orgs:
+        configured = ctx.connectors.configured(org_name)
+        if not configured.configs:
+            continue
+        with ctx.reader() as uow:
+            at = ctx.clock.now()
+            grants, roles = _read_grants(uow, org_id, at)
+            states = {s.name: s for s in uow.connectors.states(org_id)}
+        for name, config in sorted(configured.configs.items()):
+            state = states.get(name) or ConnectorState(org_id, name)
+            want = wanted(config, grants, roles)
+            if not state.due(
+                at, wanted_digest=want.digest, config_digest=config_digest(config), every=every
+            ):
+                continue
+            try:
+                ran += run_pass(ctx, org_id=org_id, config=config, retry_cap=retry_cap).ran
+            except Exception:
+                log.exception("connector %s of %s: the pass failed", name, org_name)
+    return ran
+
+
+# -- what people see and ask for ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectorView:
+    name: str
+    kind: str | None  # None: no valid configuration
+    problem: str | None  # why the configuration cannot be used
+    state: ConnectorState
+    bindings: tuple[tuple[str, str, str], ...] = ()  # (role or role_group, its name, target)
+    added: int = 0
+    pre_existing: int = 0
+    records: tuple[Recorded, ...] = field(default=())
+
+    @property
+    def health(self) -> str:
+        if self.problem is not None:
+            return "misconfigured"
+        if self.kind is None:
+            return "removed"
+        if self.state.still_present:
+            return "removal failing"
+        if self.state.failures:
+            return "failing"
+        if self.state.last_run_at is None:
+            return "not run yet"
+        return "ok"
+
+
+def _views(
+    ctx: ServiceContext, uow: UnitOfWork, org_id: UUID, *, with_records: str | None = None
+) -> list[ConnectorView]:
+    org = uow.orgs.get(org_id)
+    configured = _source(ctx).configured(org.name if org else "")
+    states = {s.name: s for s in uow.connectors.states(org_id)}
+    counts = uow.connectors.counts(org_id)
+    names = sorted(set(configured.configs) | set(configured.problems) | set(states))
+    out = []
+    for name in names:
+        config = configured.configs.get(name)
+        n = counts.get(name, {})
+        out.append(
+            ConnectorView(
+                name=name,
+                kind=config.kind.value if config else None,
+                problem=configured.problems.get(name),
+                state=states.get(name) or ConnectorState(org_id, name),
+                bindings=tuple(
+                    (b.bound.kind.value, str(b.bound.name), b.target) for b in config.bindings
+                )
+                if config
+                else (),
+                added=n.get(Origin.ADDED.value, 0),
+                pre_existing=n.get(Origin.PRE_EXISTING.value, 0),
+                records=tuple(uow.connectors.records(org_id, name)) if name == with_records else (),
+            )
+        )
+    return out
+
+
+def list_connectors(ctx: ServiceContext, *, caller: Caller) -> list[ConnectorView]:
+    """The organization's connectors, configured or holding records (jitpam\\Role Management)."""
+    op = AuditOperation.GET_CONNECTOR
+    with use_case(ctx, caller=caller, operation=op, target="connectors", reads_only=True) as uow:
+        authorize(
+            uow, caller, AuditOperation.SET_ORGANIZATION_CONFIG, ctx.clock.now(), hold_grant=False
+        )
+        return _views(ctx, uow, caller.org_id)
+
+
+def connector_status(ctx: ServiceContext, *, caller: Caller, name: str) -> ConnectorView:
+    """One connector with what jitpam recorded in it."""
+    op = AuditOperation.GET_CONNECTOR
+    with use_case(ctx, caller=caller, operation=op, target=name, reads_only=True) as uow:
+        authorize(
+            uow, caller, AuditOperation.SET_ORGANIZATION_CONFIG, ctx.clock.now(), hold_grant=False
+        )
+        for view in _views(ctx, uow, caller.org_id, with_records=name):
+            if view.name == name:
+                return view
+        raise NotFound(f"no connector {name!r} in this organization")
+
+
+def reconcile(
+    ctx: ServiceContext, *, caller: Caller, name: str, dry_run: bool = False
+) -> PassReport:
+    """A pass now, asked by a person (``jitpam connector reconcile``): audited as theirs; a dry
+    run shows the plan and changes nothing."""
+    op = AuditOperation.SYNC_CONNECTOR
+    with use_case(ctx, caller=caller, operation=op, target=name) as uow:
+        at = ctx.clock.now()
+        user, _ = authorize(uow, caller, AuditOperation.SET_ORGANIZATION_CONFIG, at)
+        org = uow.orgs.get(caller.org_id)
+        configured = _source(ctx).configured(org.name if org else "")
+        config = configured.configs.get(name)
+        if config is None:
+            problem = configured.problems.get(name)
+            if problem is not None:
+                raise InvalidInput(f"connector {name} cannot be used: {problem}")
+            raise NotFound(f"no connector {name!r} is configured for this organization")
+        uow.record(
+            AuditEvent(
+                org_id=caller.org_id,
+                at=at,
+                actor=Actor.of(user),
+                operation=op,
+                target=name,
+                details={"connector": name, "dry_run": dry_run},
+            )
+        )
+        uow.commit()
+    report = run_pass(
+        ctx, org_id=caller.org_id, config=config, actor=Actor.of(user), dry_run=dry_run
+    )
+    if not report.ran:
+        raise ConcurrentChange(f"a pass of connector {name} is running now; try again shortly")
+    return report
+
+
+def still_present(uow: UnitOfWork, org_id: UUID, upn: str) -> list[str]:
+    """Where access of ``upn`` that should be gone could not be taken away: "connector
+    (target)", for the grant's page."""
+    return sorted(
+        f"{s.name} ({f.membership.target})"
+        for s in uow.connectors.states(org_id)
+        for f in s.still_present
+        if f.upn is not None and f.upn.casefold() == upn.casefold()
+    )
