@@ -214,6 +214,10 @@ ROUTES: list[tuple[str, str, Any, dict[str, int | str]]] = [
     ("DELETE", "/webhooks/{webhook_id}", None, {R: 403, P: 403, OUT: 404}),
     ("GET", "/outbox", None, {R: 403, P: 403, D: 200, OUT: 200}),
     ("POST", "/outbox/{message_id}/retry", None, {R: 403, P: 403, OUT: 404}),
+    # This server has no connectors configured: those allowed learn so (404).
+    ("GET", "/connectors", None, {R: 403, P: 403, D: 404, OUT: 404}),
+    ("GET", "/connectors/{name}", None, {R: 403, P: 403, D: 404, OUT: 404}),
+    ("POST", "/connectors/{name}/reconcile", {"dry_run": True}, {R: 403, P: 403, OUT: 404}),
     ("GET", "/tasks", None, {R: 200, P: 200, D: 200, OUT: 200}),
     ("GET", "/tasks/{task}", None, {R: 200, P: 200, D: 200, OUT: 404}),
     # Nobody here may run it: alice has no approval, bob and admin hold no Exchange role, and

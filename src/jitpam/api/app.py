@@ -20,6 +20,7 @@ from jitpam.api.routes import (
     applications,
     audit,
     auth,
+    connectors,
     directory,
     health,
     lockbox,
@@ -31,6 +32,7 @@ from jitpam.api.scim import create_scim_app
 from jitpam.api.scim import error as scim_error
 from jitpam.bootstrap import Runtime
 from jitpam.domain.errors import JitpamError
+from jitpam.services.connectors import connector_gauges
 from jitpam.worker import Worker
 
 API = "/api/v1"
@@ -63,7 +65,10 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         dependencies=[Depends(storable_parameters)],
     )
     app.state.runtime = runtime
-    app.state.metrics = Metrics()
+    ctx = runtime.ctx
+    app.state.metrics = Metrics(
+        connectors=(lambda: connector_gauges(ctx)) if ctx.connectors is not None else None
+    )
     app.add_exception_handler(JitpamError, problems.on_domain_error)
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(HTTPException, problems.on_http_error)
@@ -76,6 +81,7 @@ def create_app(runtime: Runtime, *, background: Worker | None = None) -> FastAPI
         lockbox.router,
         audit.router,
         notifications.router,
+        connectors.router,
         tasks.router,
     ):
         app.include_router(router, prefix=API)

@@ -9,11 +9,13 @@ from uuid import UUID
 
 from jitpam.domain.audit import AuditRecord
 from jitpam.domain.check import Decision
+from jitpam.domain.connectors import ChangeOutcome, FailedChange, Membership, Recorded
 from jitpam.domain.directory import User
 from jitpam.domain.lockbox import REQUESTED_ACCESS
 from jitpam.domain.requests import AccessRequest
 from jitpam.domain.timeutil import iso
 from jitpam.services.auth import TokenView
+from jitpam.services.connectors import ConnectorView, PassReport
 from jitpam.services.directory import GroupView
 from jitpam.services.lockbox import LockboxView
 from jitpam.services.organizations import ControlView
@@ -122,6 +124,7 @@ def request(v: RequestView) -> dict[str, Any]:
             for rv in r.reviews
         ],
         "signature": {"key_id": r.key_id, "value": r.signature},
+        "still_present_in": list(v.still_present_in),
     }
 
 
@@ -170,6 +173,7 @@ def authorization(v: RequestView) -> dict[str, Any]:
         "valid_until": iso(auth.end),
         "revoked_at": when(auth.revoked_at),
         "revoked_by": _name(v.names, auth.revoked_by) if auth.revoked_by else None,
+        "still_present_in": list(v.still_present_in),
     }
 
 
@@ -223,3 +227,75 @@ def role_member(m: RoleMember) -> dict[str, Any]:
 
 def page(items: list[dict[str, Any]], next_cursor: str | None = None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
+
+
+def membership(m: Membership) -> dict[str, Any]:
+    return {"target": m.target, "member": m.member}
+
+
+def failed_change(f: FailedChange) -> dict[str, Any]:
+    return {
+        "change": f.change.value,
+        **membership(f.membership),
+        "user": f.upn,
+        "error": f.error,
+        "since": iso(f.since),
+    }
+
+
+def connector_record(r: Recorded) -> dict[str, Any]:
+    return {
+        **membership(r.applied.membership),
+        "origin": r.applied.origin.value,
+        "user": r.upn,
+        "recorded_at": iso(r.at),
+    }
+
+
+def connector(v: ConnectorView, *, records: bool = False) -> dict[str, Any]:
+    """A connector's status; with ``records``, what jitpam recorded in it too. Never a secret:
+    the configuration's secret references are not shown, nor is anything read through them."""
+    s = v.state
+    doc = {
+        "name": v.name,
+        "kind": v.kind,
+        "health": v.health,
+        "problem": v.problem,
+        "bindings": [{"kind": k, "name": n, "target": t} for k, n, t in v.bindings],
+        "added": v.added,
+        "pre_existing": v.pre_existing,
+        "failures": s.failures,
+        "last_run_at": when(s.last_run_at),
+        "last_success_at": when(s.last_success_at),
+        "next_attempt_at": when(s.next_attempt_at) if s.failures else None,
+        "last_error": s.last_error,
+        "still_present": [failed_change(f) for f in s.still_present],
+        "failing": [failed_change(f) for f in s.failing],
+        "drift": [membership(m) for m in s.drift],
+    }
+    if records:
+        doc["records"] = [connector_record(r) for r in v.records]
+    return doc
+
+
+def change_outcome(o: ChangeOutcome) -> dict[str, Any]:
+    return {"change": o.change.value, **membership(o.membership), "done": o.done, "error": o.error}
+
+
+def pass_report(r: PassReport) -> dict[str, Any]:
+    """A pass asked for now: its plan (None when the target could not be read), what each change
+    came to, the grants' holders the mapping refused, and the pass's error."""
+    p = r.plan
+    return {
+        "connector": r.connector,
+        "dry_run": r.dry_run,
+        "plan": {
+            key: [membership(m) for m in sorted(getattr(p, key))]
+            for key in ("adds", "removes", "adopt", "forget", "drift")
+        }
+        if p is not None
+        else None,
+        "outcomes": [change_outcome(o) for o in r.outcomes],
+        "unmappable": list(r.unmappable),
+        "error": r.error,
+    }

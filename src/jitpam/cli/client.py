@@ -622,7 +622,10 @@ def request_show(request_id: str, server: Server = None, as_json: Json = False) 
     if as_json:
         output.emit_json(doc)
         return
-    output.record({k: v for k, v in doc.items() if k not in ("reviews", "signature")})
+    shown = ("reviews", "signature", "still_present_in")
+    output.record({k: v for k, v in doc.items() if k not in shown})
+    # The grant is over, yet a connector could not take the access away.
+    _alarm(f"still present in {where}" for where in doc.get("still_present_in", ()))
     if doc["reviews"]:
         typer.echo("reviews:")
         output.table(doc["reviews"], ["approver", "decision", "comment", "at"])
@@ -916,6 +919,154 @@ def outbox_retry(message_id: str, server: Server = None, as_json: Json = False) 
     message_id = _id(message_id, "message")
     with client(server) as api:
         show(api.retry_message(message_id).raw, as_json)
+
+
+# ---------------------------------------------------------------- connectors
+connector_app = typer.Typer(
+    help="Connectors: grants made real in PostgreSQL or LDAP, and taken away again.",
+    no_args_is_help=True,
+)
+CONNECTOR_COLUMNS = [
+    "health",
+    "name",
+    "kind",
+    "failures",
+    "still_present",
+    "drift",
+    "last_success_at",
+    "last_error",
+]
+ConnectorName = Annotated[str, typer.Argument(help="The connector's name (its file's name).")]
+
+
+def _still_present_lines(doc: dict[str, Any]) -> list[str]:
+    return [
+        f"still present in {doc['name']}: {f['member']} in {f['target']}"
+        + (f" (for {f['user']})" if f.get("user") else "")
+        + f" since {f['since']}"
+        for f in doc["still_present"]
+    ]
+
+
+def _alarm(lines: Iterable[str]) -> None:
+    """Lines about access that should be gone: marked, and in red on a terminal."""
+    for line in lines:
+        typer.secho(f"! {line}", fg=typer.colors.RED, bold=True)
+
+
+def _connector_row(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "still_present": len(doc["still_present"]), "drift": len(doc["drift"])}
+
+
+def _connector_details(doc: dict[str, Any]) -> None:
+    typer.echo(f"{doc['name']} ({doc['kind'] or 'no valid configuration'}): {doc['health']}")
+    _alarm(_still_present_lines(doc))
+    bindings = [f"{b['kind']} {b['name']} -> {b['target']}" for b in doc["bindings"]]
+    facts = {
+        "problem": doc["problem"],
+        "failures in a row": doc["failures"],
+        "last error": doc["last_error"],
+        "last run": doc["last_run_at"] or "none yet",
+        "last success": doc["last_success_at"] or "never",
+        "next attempt": doc["next_attempt_at"],
+        "bindings": bindings,
+        "recorded": f"{doc['added']} added by jitpam, {doc['pre_existing']} there before",
+    }
+    output.record({k: v for k, v in facts.items() if v is not None})
+    adds = [f for f in doc["failing"] if f["change"] == "add"]
+    if adds:
+        typer.echo("adds failing:")
+        output.table(adds, ["target", "member", "user", "error", "since"])
+    if doc["drift"]:
+        typer.echo("drift (members no grant needs, not added by jitpam):")
+        output.table(doc["drift"], ["target", "member"])
+    if "records" in doc:
+        typer.echo("records:")
+        output.table(doc["records"], ["target", "member", "origin", "user", "recorded_at"])
+
+
+@connector_app.command("list")
+def connector_list(server: Server = None, as_json: Json = False) -> None:
+    """The organization's connectors, health first; a removal that failed (access still
+    present) is called out below the table."""
+    rows = _list(server, lambda api: api.connectors())
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.table([_connector_row(r) for r in rows], CONNECTOR_COLUMNS)
+    _alarm(line for r in rows for line in _still_present_lines(r))
+
+
+@connector_app.command("status")
+def connector_status(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One connector, with what jitpam recorded in it (default: all)."),
+    ] = None,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Each connector in detail: health, failures, what is still present, drift."""
+    if name is None:
+        docs = _list(server, lambda api: api.connectors())
+    else:
+        name = _named(name, "connector")
+        with client(server) as api:
+            docs = [api.connector(name).raw]
+    if as_json:
+        output.emit_json(docs if name is None else docs[0])
+        return
+    if not docs:
+        typer.echo("(none)")
+    for i, doc in enumerate(docs):
+        if i:
+            typer.echo("")
+        _connector_details(doc)
+
+
+@connector_app.command("reconcile")
+def connector_reconcile(
+    name: ConnectorName,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what a pass would change; change nothing.")
+    ] = False,
+    server: Server = None,
+    as_json: Json = False,
+) -> None:
+    """Run a pass of the connector now (audited as yours). Exits 1 when the pass failed in
+    whole or in part."""
+    name = _named(name, "connector")
+    with client(server) as api:
+        report = api.reconcile_connector(name, dry_run=dry_run).raw
+    failed = report["error"] is not None or any(not o["done"] for o in report["outcomes"])
+    if as_json:
+        output.emit_json(report)
+    else:
+        _pass_report(report)
+    if failed:
+        raise typer.Exit(output.REFUSED)
+
+
+def _pass_report(report: dict[str, Any]) -> None:
+    plan = report["plan"]
+    if report["error"] is not None:
+        typer.secho(f"! the pass failed: {report['error']}", fg=typer.colors.RED, bold=True)
+    if plan is not None:
+        changes = [
+            {"plan": key, **m}
+            for key in ("adds", "removes", "adopt", "forget", "drift")
+            for m in plan[key]
+        ]
+        heading = "plan (dry run: nothing was changed):" if report["dry_run"] else "plan:"
+        typer.echo(heading if changes else "nothing to change")
+        if changes:
+            output.table(changes, ["plan", "target", "member"])
+    if report["outcomes"]:
+        typer.echo("changes:")
+        rows = [{**o, "result": "done" if o["done"] else "failed"} for o in report["outcomes"]]
+        output.table(rows, ["change", "target", "member", "result", "error"])
+    for refused in report["unmappable"]:
+        typer.echo(f"not mapped: {refused}")
 
 
 task_app = typer.Typer(

@@ -35,6 +35,7 @@ for name, sub in (
     ("audit", cmd.audit_app),
     ("webhook", cmd.webhook_app),
     ("outbox", cmd.outbox_app),
+    ("connector", cmd.connector_app),
     ("task", cmd.task_app),
     ("config", cmd.config_app),
     ("lockbox", cmd.lockbox_app),

@@ -27,6 +27,8 @@ from jitpam.sdk.models import (
     CatalogImported,
     ChainReport,
     Checkpoint,
+    Connector,
+    ConnectorPass,
     Decision,
     Group,
     InstalledApplication,
@@ -796,6 +798,27 @@ def outbox(
 def retry_message(message_id: str) -> Call[OutboxMessage]:
     """Put a message back in line now."""
     return Call(parse=OutboxMessage.from_json, segments={"message_id": message_id})
+
+
+# ---------------------------------------------------------------- connectors
+@endpoint("GET", "/connectors")
+def connectors(*, limit: int | None = None) -> Listing[Connector]:
+    """The organization's connectors and their health. Raises ApiError 404 when the server has
+    no connectors configured."""
+    return Listing(item=Connector.from_json, limit=limit)
+
+
+@endpoint("GET", "/connectors/{name}")
+def connector(name: str) -> Call[Connector]:
+    """One connector, with what jitpam recorded in it (``records``)."""
+    return Call(parse=Connector.from_json, segments={"name": name})
+
+
+@endpoint("POST", "/connectors/{name}/reconcile")
+def reconcile_connector(name: str, *, dry_run: bool = False) -> Call[ConnectorPass]:
+    """A pass of the connector now, audited as the caller's; ``dry_run`` shows the plan and
+    changes nothing. Raises ApiError 409 while another pass of it runs."""
+    return Call(parse=ConnectorPass.from_json, segments={"name": name}, json={"dry_run": dry_run})
 
 
 # ---------------------------------------------------------------- the task runner

@@ -159,6 +159,9 @@ class AccessRequest(_Model):
     revoked_at: str | None = None
     revoked_by: str | None = None
     revocation_comment: str | None = None
+    # A role or role-group grant that is over, where a connector could not take the access away
+    # ("connector (target)").
+    still_present_in: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -217,6 +220,7 @@ class Authorization(_Model):
     valid_until: str
     revoked_at: str | None = None
     revoked_by: str | None = None
+    still_present_in: tuple[str, ...] = ()  # over, yet a connector could not take it away
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -471,6 +475,47 @@ class OutboxMessage(_Model):
     delivered_at: str | None
     destination: str | None
     recipients: tuple[str, ...]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Connector(_Model):
+    """A connector (a grant made real in PostgreSQL or LDAP) and how its passes go: ``health``
+    (ok, failing, removal failing, misconfigured, not run yet, removed), the failed passes in a
+    row, the removals that failed (``still_present``: access that should be gone), the drift;
+    ``records`` (what jitpam recorded in it) only in the answer about one connector."""
+
+    name: str
+    kind: str | None
+    health: str
+    problem: str | None
+    bindings: tuple[dict[str, Any], ...]
+    added: int
+    pre_existing: int
+    failures: int
+    last_run_at: str | None
+    last_success_at: str | None
+    next_attempt_at: str | None
+    last_error: str | None
+    still_present: tuple[dict[str, Any], ...]
+    failing: tuple[dict[str, Any], ...]
+    drift: tuple[dict[str, Any], ...]
+    records: tuple[dict[str, Any], ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ConnectorPass(_Model):
+    """A pass of a connector asked for now: its ``plan`` (adds, removes, adopt, forget, drift;
+    None when the target could not be read), each change's outcome, the holders the mapping
+    refused (``unmappable``) and the pass's ``error``."""
+
+    connector: str
+    dry_run: bool
+    plan: dict[str, Any] | None
+    outcomes: tuple[dict[str, Any], ...]
+    unmappable: tuple[str, ...]
+    error: str | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -33,11 +33,18 @@ class Abilities:
     see_all_requests: bool
     read_audit: bool
     file_lockbox: bool = False  # the operator's Lockbox Requesters: the lockbox request form
+    manage_connectors: bool = False  # the connectors' pages (a server with connectors only)
 
 
 def abilities(ctx: ServiceContext, *, caller: Caller) -> Abilities:
     with ctx.reader() as uow:
-        return _abilities(uow, caller, caller_user(uow, caller), ctx.clock.now())
+        return _abilities(
+            uow,
+            caller,
+            caller_user(uow, caller),
+            ctx.clock.now(),
+            connectors=ctx.connectors is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,16 @@ def page_viewer(ctx: ServiceContext, *, secret: str) -> Viewer:
         user = caller_user(uow, caller)
         return Viewer(
             caller,
-            _abilities(uow, caller, user, at),
+            _abilities(uow, caller, user, at, connectors=ctx.connectors is not None),
             awaiting_vote(uow, caller, user, at=at, limit=PENDING_SHOWN),
         )
 
 
-def _abilities(uow: UnitOfWork, caller: Caller, user: User, at: datetime) -> Abilities:
+def _abilities(
+    uow: UnitOfWork, caller: Caller, user: User, at: datetime, *, connectors: bool
+) -> Abilities:
     org = uow.orgs.get(caller.org_id)
-    control, policies, see_all, audit = (
+    control, policies, see_all, audit, configure = (
         d.allowed
         for d in may_each(
             uow,
@@ -76,6 +85,7 @@ def _abilities(uow: UnitOfWork, caller: Caller, user: User, at: datetime) -> Abi
                 AuditOperation.NEW_POLICY,
                 AuditOperation.GET_REQUEST,
                 AuditOperation.SEARCH_AUDIT_LOG,
+                AuditOperation.SET_ORGANIZATION_CONFIG,  # what the connectors' use cases ask
             ),
             at=at,
         )
@@ -90,4 +100,5 @@ def _abilities(uow: UnitOfWork, caller: Caller, user: User, at: datetime) -> Abi
         see_all_requests=see_all,
         read_audit=audit,
         file_lockbox=may_file(uow, user, at),
+        manage_connectors=connectors and configure,
     )

@@ -520,12 +520,51 @@ def reconcile(
     return report
 
 
+@dataclass(frozen=True)
+class ConnectorGauges:
+    """One connector's figures for the server's metrics (names and counts, never a secret)."""
+
+    organization: str
+    connector: str
+    failures: int  # failed passes in a row
+    still_present: int  # removals that failed: access that should be gone
+    drift: int  # members no grant needs, not added by jitpam
+    since_success: float | None  # seconds since the last pass that succeeded; None: never
+
+
+def connector_gauges(ctx: ServiceContext) -> list[ConnectorGauges]:
+    """Every organization's connectors as the store holds them now (``GET /metrics`` reads
+    them when scraped); one transaction."""
+    with ctx.reader() as uow:
+        at = ctx.clock.now()
+        return [
+            ConnectorGauges(
+                organization=org.name,
+                connector=s.name,
+                failures=s.failures,
+                still_present=len(s.still_present),
+                drift=len(s.drift),
+                since_success=(at - s.last_success_at).total_seconds()
+                if s.last_success_at is not None
+                else None,
+            )
+            for org in uow.orgs.all()
+            for s in uow.connectors.states(org.id)
+        ]
+
+
 def still_present(uow: UnitOfWork, org_id: UUID, upn: str) -> list[str]:
     """Where access of ``upn`` that should be gone could not be taken away: "connector
     (target)", for the grant's page."""
-    return sorted(
-        f"{s.name} ({f.membership.target})"
-        for s in uow.connectors.states(org_id)
-        for f in s.still_present
-        if f.upn is not None and f.upn.casefold() == upn.casefold()
-    )
+    return still_present_by_user(uow, org_id).get(upn.casefold(), [])
+
+
+def still_present_by_user(uow: UnitOfWork, org_id: UUID) -> dict[str, list[str]]:
+    """``still_present`` for every user at once (one read of the connectors' states), keyed by
+    the casefolded UPN."""
+    found: dict[str, list[str]] = {}
+    for s in uow.connectors.states(org_id):
+        for f in s.still_present:
+            if f.upn is not None:
+                found.setdefault(f.upn.casefold(), []).append(f"{s.name} ({f.membership.target})")
+    return {upn: sorted(where) for upn, where in found.items()}

@@ -38,6 +38,7 @@ from jitpam.domain.requests import (
 from jitpam.domain.separation import Hand
 from jitpam.domain.timeutil import iso
 from jitpam.services.authorization import caller_user, may
+from jitpam.services.connectors import still_present_by_user
 from jitpam.services.context import Caller, ServiceContext
 from jitpam.services.directory import find_user, lookup_user, resolve_target
 from jitpam.services.facts import gather_facts, roles_held
@@ -67,6 +68,9 @@ class RequestView:
     request: AccessRequest
     status: RequestStatus
     names: Mapping[UUID, str]
+    # A role or role-group grant that is over while a connector could not take its user's
+    # access away: "connector (target)" for each place it is still present.
+    still_present_in: tuple[str, ...] = ()
 
 
 def _named(requests: Iterable[AccessRequest]) -> set[UUID]:
@@ -86,7 +90,31 @@ def request_views(
     transaction (a use case that changes them: before it commits, so that nothing is left to
     fail once the change is made). Users the transaction read already cost no query."""
     names = uow.users.upns(org_id, _named(requests))
-    return [RequestView(r, r.status_at(at), names) for r in requests]
+    statuses = [r.status_at(at) for r in requests]
+    over = [r for r, status in zip(requests, statuses, strict=True) if _grant_over(r, status)]
+    lingering = still_present_by_user(uow, org_id) if over else {}
+    return [
+        RequestView(
+            r,
+            status,
+            names,
+            tuple(lingering.get(r.grantee_upn.casefold(), ())) if _grant_over(r, status) else (),
+        )
+        for r, status in zip(requests, statuses, strict=True)
+    ]
+
+
+GRANT_OVER = frozenset({RequestStatus.REVOKED, RequestStatus.EXPIRED, RequestStatus.COMPLETED})
+
+
+def _grant_over(request: AccessRequest, status: RequestStatus) -> bool:
+    """Whether the request held a role or role-group grant that has ended (what connectors make
+    real in target systems, and must take away again)."""
+    return (
+        request.authorization is not None
+        and status in GRANT_OVER
+        and request.type in (PolicyType.ROLE, PolicyType.ROLE_GROUP)
+    )
 
 
 def _sign(signer: Signer, request: AccessRequest) -> None:

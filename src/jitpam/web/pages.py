@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,6 +31,7 @@ from jitpam.domain.timeutil import iso
 from jitpam.services import (
     audit_log,
     auth,
+    connectors,
     directory,
     lockbox,
     organizations,
@@ -65,6 +66,7 @@ from jitpam.web.session import (
     same_origin,
     set_cookie,
     signed_in_or_none,
+    web_user,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -711,6 +713,90 @@ async def save_lockbox_settings(request: Request) -> RedirectResponse:
         return act(request, "/settings", "/settings", run)
 
     return await form(request, work)
+
+
+# -- connectors ----------------------------------------------------------------------------------
+
+HEALTH_CLASS = {"ok": "approved", "not run yet": "pending"}  # else: shown as a failure
+
+
+@router.get("/connectors", response_class=HTMLResponse)
+async def connector_list(request: Request) -> HTMLResponse:
+    def work(ctx: ServiceContext, user: WebUser) -> HTMLResponse:
+        try:
+            found = connectors.list_connectors(ctx, caller=user.caller)
+        except NotPermitted:  # refused by the use case, and audited there
+            return not_permitted(request, user, "connectors")
+        return render(
+            request,
+            "connectors.html",
+            user,
+            connectors=[views.connector(v) for v in found],
+            health_class=HEALTH_CLASS,
+        )
+
+    return await page(request, work)
+
+
+def _connector_page(
+    request: Request,
+    ctx: ServiceContext,
+    user: WebUser,
+    name: str,
+    report: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    try:
+        shown = connectors.connector_status(ctx, caller=user.caller, name=name)
+    except NotPermitted:
+        return not_permitted(request, user, "connectors")
+    return render(
+        request,
+        "connector.html",
+        user,
+        c=views.connector(shown, records=True),
+        health_class=HEALTH_CLASS,
+        report=report,
+    )
+
+
+@router.get("/connectors/{name}", response_class=HTMLResponse)
+async def connector_detail(request: Request, name: str) -> HTMLResponse:
+    return await page(request, lambda ctx, user: _connector_page(request, ctx, user, name))
+
+
+def _pass_summary(report: dict[str, Any]) -> str:
+    done = [o for o in report["outcomes"] if o["done"]]
+    failed = len(report["outcomes"]) - len(done)
+    added = sum(o["change"] == "add" for o in done)
+    removed = len(done) - added
+    if report["error"] is not None:
+        return f"The pass failed: {report['error']}"
+    summary = f"Pass done: {added} added, {removed} removed"
+    return summary + (f", {failed} failed" if failed else "")
+
+
+@router.post("/connectors/{name}/reconcile", response_model=None)
+async def reconcile_connector(request: Request, name: str) -> Response:
+    """Reconcile now (a pass, then back to the page with what it did), or a dry run: the page
+    again with the plan, nothing changed."""
+    here = "/connectors/" + quote(name, safe="")
+
+    def work(ctx: ServiceContext, user: Session, values: Form) -> Response:
+        dry_run = text(values, "dry_run") == "on"
+        try:
+            report = views.pass_report(
+                connectors.reconcile(ctx, caller=user.caller, name=name, dry_run=dry_run)
+            )
+        except JitpamError as exc:
+            return back(request, here, exc.message, error=True)
+        if dry_run:
+            viewer = web_user(request)
+            return _connector_page(request, ctx, viewer, name, report)
+        failed = report["error"] is not None or any(not o["done"] for o in report["outcomes"])
+        return back(request, here, _pass_summary(report), error=failed)
+
+    # Not queued with the writes: a pass talks to the target system, which may be slow.
+    return await form(request, work, writes=False)
 
 
 # -- access policies -----------------------------------------------------------------------------
