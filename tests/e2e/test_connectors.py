@@ -109,8 +109,15 @@ def test_a_grant_reaches_the_target_and_a_failed_removal_shows_everywhere_until_
             listing.stdout,
             re.M,
         )
-        request_shown = cli.run("request", "show", granted["id"], token=token_for(server, ALICE))
+        alices = token_for(server, ALICE)
+        request_shown, grants_listed = cli.run_all(
+            ["request", "show", granted["id"]], ["authorization", "list"], token=alices
+        )
         assert f"! still present in {where}" in request_shown.stdout
+        assert (
+            f"! still present in {where}: {ALICE}'s grant {grants[granted['id']]['id']} "
+            f"({SEARCH_ROLE})"
+        ) in grants_listed.stdout.splitlines()
         again = cli.run("connector", "reconcile", CONNECTOR)
         assert again.returncode == 1  # the pass failed
         assert "! the pass failed:" in again.stdout

@@ -701,12 +701,16 @@ def authorization_list(
     as_json: Json = False,
 ) -> None:
     """Get-ElevatedAccessAuthorization: your grants (another user's, or everyone's, with
-    jitpam\\Get-ElevatedAccessRequest), newest first."""
-    show(
-        _list(server, lambda api: api.authorizations(user=user, active=active, limit=limit)),
-        as_json,
-        columns=AUTH_COLUMNS,
-    )
+    jitpam\\Get-ElevatedAccessRequest), newest first. A grant that is over while a connector
+    could not take its access away is called out below the table."""
+    rows = _list(server, lambda api: api.authorizations(user=user, active=active, limit=limit))
+    show(rows, as_json, columns=AUTH_COLUMNS)
+    if not as_json:
+        _alarm(
+            f"still present in {where}: {r['user']}'s grant {r['id']} ({r['target']})"
+            for r in rows
+            for where in r.get("still_present_in", ())
+        )
 
 
 @authorization_app.command("revoke")
