@@ -83,27 +83,6 @@ def _named(requests: Iterable[AccessRequest]) -> set[UUID]:
     return ids
 
 
-def request_views(
-    uow: UnitOfWork, org_id: UUID, requests: Sequence[AccessRequest], at: datetime
-) -> list[RequestView]:
-    """The requests as their callers show them, with the names they need read in ``uow``'s
-    transaction (a use case that changes them: before it commits, so that nothing is left to
-    fail once the change is made). Users the transaction read already cost no query."""
-    names = uow.users.upns(org_id, _named(requests))
-    statuses = [r.status_at(at) for r in requests]
-    over = [r for r, status in zip(requests, statuses, strict=True) if _grant_over(r, status)]
-    lingering = still_present_by_user(uow, org_id) if over else {}
-    return [
-        RequestView(
-            r,
-            status,
-            names,
-            tuple(lingering.get(r.grantee_upn.casefold(), ())) if _grant_over(r, status) else (),
-        )
-        for r, status in zip(requests, statuses, strict=True)
-    ]
-
-
 GRANT_OVER = frozenset({RequestStatus.REVOKED, RequestStatus.EXPIRED, RequestStatus.COMPLETED})
 
 
@@ -115,6 +94,24 @@ def _grant_over(request: AccessRequest, status: RequestStatus) -> bool:
         and status in GRANT_OVER
         and request.type in (PolicyType.ROLE, PolicyType.ROLE_GROUP)
     )
+
+
+def request_views(
+    uow: UnitOfWork, org_id: UUID, requests: Sequence[AccessRequest], at: datetime
+) -> list[RequestView]:
+    """The requests as their callers show them, with the names they need read in ``uow``'s
+    transaction (a use case that changes them: before it commits, so that nothing is left to
+    fail once the change is made). Users the transaction read already cost no query."""
+    names = uow.users.upns(org_id, _named(requests))
+    statuses = [r.status_at(at) for r in requests]
+    over = [_grant_over(r, status) for r, status in zip(requests, statuses, strict=True)]
+    lingering = still_present_by_user(uow, org_id) if any(over) else {}  # one query at most
+    return [
+        RequestView(
+            r, status, names, tuple(lingering.get(r.grantee_upn.casefold(), ())) if ended else ()
+        )
+        for r, status, ended in zip(requests, statuses, over, strict=True)
+    ]
 
 
 def _sign(signer: Signer, request: AccessRequest) -> None:
