@@ -342,6 +342,13 @@ def test_a_pass_cut_short_is_finished_by_the_next_without_losing_or_doubling(
     assert members(s.search) == []
     assert s.state().added == 0
     assert s.run().plan == Plan(*(frozenset(),) * 5)
+    # Each change audited once, as made by jitpam; one found made after a crash says so.
+    for operation in ("Add-ConnectorMember", "Remove-ConnectorMember"):
+        assert [(o, d.get("recovered", False)) for o, d in s.audit(operation)] == [
+            (Outcome.SUCCESS, after)
+        ]
+    assert s.audit("Report-ConnectorDrift") == []
+    assert s.audit("Register-ConnectorMember") == []
 
 
 def test_a_dry_run_shows_the_plan_and_changes_nothing(setup: Setup) -> None:

@@ -663,12 +663,15 @@ def config_digest(config: ConnectorConfig) -> str:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A membership jitpam recorded, with the user it was added for (None: adopted drift, the
-    placeholder, or a user no longer known)."""
+    """A membership jitpam recorded, with the user it was added for (None: a user no longer
+    known). ``pending``: the change jitpam is making to it, marked just before it is made and
+    cleared by the pass that made it (a pass cut short leaves the mark; the next one finds out
+    what happened, and audits it)."""
 
     applied: Applied
     upn: str | None
     at: datetime
+    pending: Change | None = None
 
 
 @dataclass(frozen=True)
