@@ -119,12 +119,14 @@ def run_pass(
     actor: Actor = JITPAM,
     dry_run: bool = False,
     retry_cap: timedelta = RETRY_CAP,
+    lease: timedelta = LEASE,
 ) -> PassReport:
     """One pass of ``config`` for the organization (see the module's docstring). A dry run
-    reads and plans only: it changes nothing, here or in the target."""
+    reads and plans only: it changes nothing, here or in the target. ``lease``: how long other
+    workers leave the connector alone (a pass that dies holds it that long)."""
     source = _source(ctx)
     name = config.name
-    if not dry_run and not _claim(ctx, org_id, name):
+    if not dry_run and not _claim(ctx, org_id, name, lease):
         return PassReport(name, ran=False)
     with ctx.reader() as uow:
         grants, roles = _read_grants(uow, org_id, ctx.clock.now())
@@ -191,7 +193,7 @@ def _upns(want: Wanted, records: Iterable[Recorded]) -> dict[str, str]:
     return {**upns, **want.upns}
 
 
-def _claim(ctx: ServiceContext, org_id: UUID, name: str) -> bool:
+def _claim(ctx: ServiceContext, org_id: UUID, name: str, lease: timedelta) -> bool:
     """Take the connector's lease; False when another worker holds it."""
     try:
         with ctx.uow() as uow:
@@ -199,7 +201,7 @@ def _claim(ctx: ServiceContext, org_id: UUID, name: str) -> bool:
             state = uow.connectors.state(org_id, name, for_update=True)
             if state.lease_until is not None and state.lease_until > at:
                 return False
-            state.lease_until = at + LEASE
+            state.lease_until = at + lease
             uow.connectors.save_state(state)
             uow.commit()
     except ConcurrentChange:
@@ -414,6 +416,7 @@ def run_connectors(
     *,
     every: timedelta = RECONCILE_EVERY,
     retry_cap: timedelta = RETRY_CAP,
+    lease: timedelta = LEASE,
 ) -> int:
     """The worker's round: every connector of every organization whose pass is due (see the
     module's docstring); returns how many passes ran. A connector's failure is its own."""
@@ -438,7 +441,10 @@ def run_connectors(
             ):
                 continue
             try:
-                ran += run_pass(ctx, org_id=org_id, config=config, retry_cap=retry_cap).ran
+                report = run_pass(
+                    ctx, org_id=org_id, config=config, retry_cap=retry_cap, lease=lease
+                )
+                ran += report.ran
             except Exception:
                 log.exception("connector %s of %s: the pass failed", name, org_name)
     return ran
