@@ -54,7 +54,7 @@ directory {run}/db
 maxsize 33554432
 index objectClass eq
 index member eq
-
+{tls}
 # The connector's account writes the member values of groups and nothing else.
 access to attrs=userPassword
     by self =w
@@ -110,17 +110,68 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _self_signed(run: Path) -> str:
+    """A certificate for 127.0.0.1 that no authority signed, and its key, in ``run``: the
+    slapd.conf lines that serve them."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (run / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (run / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (run / "key.pem").chmod(0o600)
+    return f"TLSCertificateFile {run}/cert.pem\nTLSCertificateKeyFile {run}/key.pem\n"
+
+
 class SlapdServer:
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
+        """``tls``: also listen on ldaps:// (``ldaps_url``) with a self-signed certificate."""
         self.root_password = secrets.token_urlsafe(18)
         self.connector_password = secrets.token_urlsafe(18)
         self.port = 0
+        self.tls_port = 0
+        self._tls = tls
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def certificate(self) -> Path:
+        """The self-signed certificate the ldaps:// port serves (``tls``)."""
+        return Path(self._require_dir()) / "cert.pem"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
 
     def start(self) -> SlapdServer:
         """Start slapd and load the tree above; raises RuntimeError, naming the package, when
@@ -138,15 +189,20 @@ class SlapdServer:
                 rootpw=self.root_password,
                 groups=GROUPS,
                 connector=CONNECTOR_DN,
+                tls=_self_signed(run) if self._tls else "",
             ),
             encoding="utf-8",
         )
         conf.chmod(0o600)
         for _attempt in range(3):  # another process may take the free port first
             self.port = _free_port()
+            listen = f"{self.url}/"
+            if self._tls:
+                self.tls_port = _free_port()
+                listen += f" {self.ldaps_url}/"
             log = (run / "slapd.log").open("wb")
             self._process = subprocess.Popen(
-                [slapd, "-f", str(conf), "-h", f"{self.url}/", "-d", "0"],
+                [slapd, "-f", str(conf), "-h", listen, "-d", "0"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -4,6 +4,7 @@ values of the groups under ou=groups and nothing else. Each test makes groups of
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -399,3 +400,25 @@ def test_ldaps_to_a_server_without_tls_is_unavailable_not_sent_in_clear(groups: 
         adapter.present()
     assert caught.value.message.startswith("connector directory: cannot connect")
     assert groups.server.connector_password not in caught.value.message
+
+
+def test_ldaps_refuses_a_certificate_no_trusted_authority_signed() -> None:
+    with SlapdServer(tls=True) as server:
+        groups = Groups(server, f"cn=operators,{GROUPS}", f"cn=readers,{GROUPS}")
+        trusting = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(server.certificate))
+        conn = ldap3.Connection(
+            ldap3.Server(server.ldaps_url, tls=trusting, connect_timeout=2),
+            CONNECTOR_DN,
+            server.connector_password,
+        )
+        try:  # the port speaks TLS: a client that trusts the certificate binds
+            assert conn.bind(), conn.result
+        finally:
+            conn.unbind()
+        adapter = groups.adapter(groups.config(url=server.ldaps_url))
+        with pytest.raises(ConnectorUnavailable) as caught:
+            adapter.present()
+    message = caught.value.message
+    assert message.startswith("connector directory: cannot connect")
+    assert "certificate" in message.lower()
+    assert server.connector_password not in message
