@@ -126,6 +126,46 @@ def pg_target(server: str, prefix: str, password: str, local: str) -> Iterator[T
         admin.close()
 
 
+@contextmanager
+def ldap_target(local: str) -> Iterator[Target]:
+    import ldap3
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.slapd import CONNECTOR_DN, GROUPS, PEOPLE, SlapdServer
+
+    with SlapdServer() as server:
+        group = f"cn=bench-{uuid.uuid4().hex[:8]},{GROUPS}"
+        server.add(group, ["groupOfNames"], {"cn": group.split(",")[0][3:], "member": [group]})
+        member, spare = f"uid={local},{PEOPLE}", f"uid=spare,{PEOPLE}"
+        with server.root() as watcher, server.bound(CONNECTOR_DN, server.connector_password) as own:
+
+            def present(dn: str = member) -> bool:
+                watcher.search(group, f"(member={dn})", search_scope=ldap3.BASE, attributes=[])
+                return bool(watcher.response)
+
+            def raw() -> tuple[float, float]:
+                t0 = time.perf_counter()
+                assert own.modify(group, {"member": [(ldap3.MODIFY_ADD, [spare])]})
+                assert present(spare)
+                t1 = time.perf_counter()
+                assert own.modify(group, {"member": [(ldap3.MODIFY_DELETE, [spare])]})
+                assert not present(spare)
+                return t1 - t0, time.perf_counter() - t1
+
+            yield Target(
+                kind="ldap",
+                config=(
+                    f'kind = "ldap"\nurl = "{server.url}"\nbind_dn = "{CONNECTOR_DN}"\n'
+                    f'password = "env:BENCH_LDAP_PASSWORD"\nuser_dn = "uid={{local}},{PEOPLE}"\n'
+                    f'[[bindings]]\nrole = "Exchange\\\\Mailbox Search"\ngroup_dn = "{group}"\n'
+                ),
+                environ={"BENCH_LDAP_PASSWORD": server.connector_password},
+                member=member,
+                present=present,
+                raw_round_trip=raw,
+            )
+
+
 def wait(check: Callable[[], bool], deadline: float = 60.0) -> float:
     """Seconds until ``check()`` holds, polling every POLL seconds."""
     start = time.perf_counter()
@@ -173,7 +213,7 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--interval-ms", type=int, default=1000)
-    parser.add_argument("--kinds", default="postgresql")
+    parser.add_argument("--kinds", default="postgresql,ldap")
     parser.add_argument("--json", type=Path, help="write the rows here too")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -207,12 +247,14 @@ def main() -> None:
         password = f"pw-{uuid.uuid4().hex}"
         if kind == "postgresql":
             made_target = pg_target(args.pg, prefix, password, local)
+        elif kind == "ldap":
+            made_target = ldap_target(local)
         else:
             sys.exit(f"unknown connector kind {kind!r}")
         with made_target as target:
             folder = tmp / "connectors" / made.org.name
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "bench.toml").write_text(target.config, encoding="utf-8")
+            (folder / f"bench-{kind}.toml").write_text(target.config, encoding="utf-8")
             source = ConnectorDirectory(tmp / "connectors", environ=target.environ)
             here = replace(ctx, connectors=source)
             raw = [target.raw_round_trip() for _ in range(20)]
@@ -220,7 +262,7 @@ def main() -> None:
             raw_remove = statistics.median(r for _, r in raw)
             with worker_running(here, interval):
                 adds, removes = measure(here, requester, made.admin, target, args.rounds)
-            (folder / "bench.toml").unlink()
+            (folder / f"bench-{kind}.toml").unlink()
             for name, values, ceiling in (
                 ("approval to membership present", adds, raw_add),
                 ("revocation to membership gone", removes, raw_remove),

@@ -25,6 +25,7 @@ from jitpam.services.ports import AuditFilter, ConnectorTarget
 from tests.integration.pg_roles import admin, dsn, made_roles
 from tests.integration.pg_roles import members as all_members
 from tests.integration.world import Person, World
+from tests.slapd import CONNECTOR_DN, GROUPS, PEOPLE, SlapdServer
 
 SEARCH = "Exchange\\Mailbox Search"  # a role
 DISCOVERY = "Exchange\\Discovery Management"  # a role group holding Mailbox Search
@@ -394,3 +395,39 @@ def test_connectors_are_for_role_management_only(setup: Setup) -> None:
         connectors.list_connectors(setup.ctx, caller=setup.alice.caller)
     with pytest.raises(NotPermitted):
         connectors.reconcile(setup.ctx, caller=setup.alice.caller, name="exchange")
+
+
+def test_an_ldap_group_follows_the_grants_and_keeps_its_placeholder(
+    setup: Setup, slapd: SlapdServer
+) -> None:
+    s = setup
+    group = f"cn=search-{uuid4().hex[:8]},{GROUPS}"
+    slapd.add(group, ["groupOfNames"], {"cn": group.split(",")[0][3:], "member": [group]})
+    (s.folder / "directory.toml").write_text(
+        'kind = "ldap"\n'
+        f'url = "{slapd.url}"\n'
+        f'bind_dn = "{CONNECTOR_DN}"\n'
+        'password = "env:LDAP_PASSWORD"\n'
+        f'user_dn = "uid={{local}},{PEOPLE}"\n'
+        f'[[bindings]]\nrole = "Exchange\\\\Mailbox Search"\ngroup_dn = "{group}"\n',
+        encoding="utf-8",
+    )
+    assert s.ctx.connectors is not None
+    source = ConnectorDirectory(
+        s.folder.parent, environ={"LDAP_PASSWORD": slapd.connector_password}
+    )
+    ctx = replace(s.ctx, connectors=source)
+    config = source.configured(s.world.org.name).configs["directory"]
+    alice = f"uid=alice,{PEOPLE}"
+
+    first = s.grant(s.alice)
+    second = s.grant(s.bob)
+    connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
+    assert slapd.members(group) == sorted([group, alice, f"uid=bob,{PEOPLE}"])
+    s.revoke(first)
+    s.revoke(second)
+    report = connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
+    assert all(o.done for o in report.outcomes)
+    assert slapd.members(group) == [group]  # groupOfNames keeps a member: its placeholder
+    removed = s.audit("Remove-ConnectorMember")
+    assert sorted(str(d["user"]) for _, d in removed) == sorted([s.alice.upn, s.bob.upn])

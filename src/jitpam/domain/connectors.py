@@ -871,9 +871,11 @@ class ConnectorState:
         pass's retry is due, or the periodic reconciliation is."""
         if self.lease_until is not None and self.lease_until > at:
             return False  # another worker is at it
+        if config_digest != self.config_digest:
+            return True  # a new configuration may be the fix: no waiting out a retry
         if self.failures and self.next_attempt_at is not None:
             return self.next_attempt_at <= at
-        if wanted_digest != self.wanted_digest or config_digest != self.config_digest:
+        if wanted_digest != self.wanted_digest:
             return True
         return self.last_run_at is None or self.last_run_at + every <= at
 

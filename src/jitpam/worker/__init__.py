@@ -64,14 +64,20 @@ class Worker:
 
     def run(self) -> None:
         """Loop until ``stop()``; an error in one round is logged and the next round goes on."""
+        connectors = None
         if self.ctx.connectors is not None:
-            threading.Thread(target=self._connectors, name="jitpam-connectors", daemon=True).start()
+            connectors = threading.Thread(
+                target=self._connectors, name="jitpam-connectors", daemon=True
+            )
+            connectors.start()
         while not self.stopping.is_set():
             try:
                 self.run_once()
             except Exception:
                 log.exception("worker round failed; retrying in %.1f s", self.interval)
             self.stopping.wait(self.interval)
+        if connectors is not None:
+            connectors.join()  # a pass under way finishes and records what it did
 
     def stop(self) -> None:
         self.stopping.set()
