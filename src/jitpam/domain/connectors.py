@@ -1,9 +1,10 @@
 """Connectors: a just-in-time grant made real in a target system, and taken away again.
 
-This module is the pure core only: the configuration format and the rule (``plan``) that
-decides what a connector adds and removes. The adapters that talk to PostgreSQL and LDAP, and
-the worker that runs them, come later and call this code; until they land connectors cannot be
-used, so the README does not describe them yet.
+This module is the pure core: the configuration format, the mapping of users to logins and DNs,
+what the grants need (``wanted``), the rule (``plan``) that decides what a connector adds and
+removes, and the state kept between passes. The adapters (adapters/connectors/) talk to
+PostgreSQL and LDAP; the pass (services/connectors.py) runs them; README.md tells an
+administrator how to configure them.
 
 One TOML file per connector, in the organization's folder of the server's connector directory
 (``<connectors_dir>/<organization>/<name>.toml``; the file's name is the connector's)::
