@@ -397,7 +397,7 @@ def test_connectors_are_for_role_management_only(setup: Setup) -> None:
         connectors.reconcile(setup.ctx, caller=setup.alice.caller, name="exchange")
 
 
-def test_an_ldap_group_follows_the_grants_and_keeps_its_placeholder(
+def test_an_ldap_group_follows_the_grants_through_a_refusal_and_keeps_its_placeholder(
     setup: Setup, slapd: SlapdServer
 ) -> None:
     s = setup
@@ -413,9 +413,8 @@ def test_an_ldap_group_follows_the_grants_and_keeps_its_placeholder(
         encoding="utf-8",
     )
     assert s.ctx.connectors is not None
-    source = ConnectorDirectory(
-        s.folder.parent, environ={"LDAP_PASSWORD": slapd.connector_password}
-    )
+    secrets = {"LDAP_PASSWORD": slapd.connector_password}
+    source = ConnectorDirectory(s.folder.parent, environ=secrets)
     ctx = replace(s.ctx, connectors=source)
     config = source.configured(s.world.org.name).configs["directory"]
     alice = f"uid=alice,{PEOPLE}"
@@ -425,7 +424,18 @@ def test_an_ldap_group_follows_the_grants_and_keeps_its_placeholder(
     connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
     assert slapd.members(group) == sorted([group, alice, f"uid=bob,{PEOPLE}"])
     s.revoke(first)
+    secrets["LDAP_PASSWORD"] = "not-the-password"  # the directory refuses the connector now
+    report = connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
+    assert report.error is not None
+    assert "not-the-password" not in report.error
+    assert slapd.members(group) == sorted([group, alice, f"uid=bob,{PEOPLE}"])
+    with ctx.reader() as uow:
+        assert connectors.still_present(uow, s.world.org.id, s.alice.upn) == [
+            f"directory ({group})"
+        ]
+    secrets["LDAP_PASSWORD"] = slapd.connector_password
     s.revoke(second)
+    s.world.later(seconds=1)  # the retry is due
     report = connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
     assert all(o.done for o in report.outcomes)
     assert slapd.members(group) == [group]  # groupOfNames keeps a member: its placeholder
