@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: test demo bench fuzz soak install browser lint typecheck contracts pytest clean
+.PHONY: test demo bench fuzz soak install system-packages lint typecheck contracts pytest clean
 
-test: install browser lint typecheck contracts pytest
+test: install system-packages lint typecheck contracts pytest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,17 @@ soak: install
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 
-# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
-browser:
-	@test -x /usr/bin/chromium || { \
-		echo "installing Debian's chromium for the browser tests"; \
+# Debian packages the tests run: Chromium for the browser tests (Playwright's own browser download
+# is not used), slapd and ldap-utils for the LDAP connector's tests (each test run starts its own
+# slapd with its own configuration; the package's default one is not used).
+SYSTEM_PACKAGES := chromium slapd ldap-utils
+system-packages:
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done)"; \
+	test -z "$$missing" || { \
+		echo "installing Debian's" $$missing "for the tests"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; }
 
 lint:
 	$(BIN)/ruff check src tests bench

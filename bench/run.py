@@ -11,6 +11,8 @@ Runs, one after the other on an otherwise idle machine:
   same app (SQLite with one server process; PostgreSQL with two), and how soon a change on one
   process shows in a check on the other;
 - bench_sign_in.py: other writes committed per second while sign-ins hash passwords (SQLite);
+- bench_connectors.py: from approval to membership present and from revocation to membership
+  gone in a real PostgreSQL server and a real slapd, with the worker running (SQLite store);
 - bench_scale.py: start time, memory and list pages with 100,000 policies, 1,000,000
   authorizations and 1,000,000 requests (skipped with ``--no-scale``).
 
@@ -144,6 +146,12 @@ def main() -> None:
     rows += run("bench_db.py", "--n", "200" if quick else "3000")
     rows += run("bench_http.py", "--processes", "1", *http)
     rows += run("bench_sign_in.py", "--duration", "1" if quick else "5")
+    rows += run(
+        "bench_connectors.py",
+        "--rounds",
+        "5" if quick else "100",
+        *(["--pg", f"{pg}/postgres"] if pg else ["--kinds", "ldap"]),
+    )
     if pg:
         for step in ("db", "http"):
             name = fresh_database(pg)

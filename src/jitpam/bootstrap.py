@@ -226,6 +226,7 @@ def build_worker(runtime: Runtime) -> Worker:
         connector_interval=s.connector_interval_ms / 1000,
         reconcile_every=timedelta(seconds=s.connector_reconcile_seconds),
         retry_cap=timedelta(seconds=s.connector_retry_max_seconds),
+        connector_lease=timedelta(seconds=s.connector_lease_seconds),
     )
 
 

@@ -61,6 +61,7 @@ class Settings:
     connector_interval_ms: int = 1000  # how often the worker looks for connector work
     connector_reconcile_seconds: int = 300  # a full pass of each connector at least this often
     connector_retry_max_seconds: int = 300  # a failing connector's retries: 1 s doubling to this
+    connector_lease_seconds: int = 120  # a worker's hold on a connector during a pass
     task_runs_max: int = 16  # task runs at once in one server process (each holds a thread)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

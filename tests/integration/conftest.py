@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine
@@ -12,6 +14,9 @@ from jitpam.services.context import ServiceContext
 from jitpam.services.ports import UnitOfWork
 from tests.fakes.memory import MemoryDatabase, factory
 from tests.integration.world import World, own_process
+
+if TYPE_CHECKING:
+    from tests.slapd import SlapdServer
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SIGNER = Ed25519Signer.generate()  # key generation once: it is the same server key for every test
@@ -58,3 +63,13 @@ def db_world(db_ctx: ServiceContext, clock: FixedClock) -> World:
     """A world on the databases, for a test of a module that runs on the fake otherwise but
     proves an adapter's query (a listing's filters, a count's SQL twin)."""
     return World(db_ctx, clock)
+
+
+@pytest.fixture(scope="module")
+def slapd() -> Iterator[SlapdServer]:
+    """A real OpenLDAP server (tests/slapd.py), one per test module: each test makes its own
+    groups, with names of its own."""
+    from tests.slapd import SlapdServer  # ldap3 is imported only by the modules that use it
+
+    with SlapdServer() as server:
+        yield server

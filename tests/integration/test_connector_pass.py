@@ -25,6 +25,7 @@ from jitpam.services.ports import AuditFilter, ConnectorTarget
 from tests.integration.pg_roles import admin, dsn, made_roles
 from tests.integration.pg_roles import members as all_members
 from tests.integration.world import Person, World
+from tests.slapd import CONNECTOR_DN, GROUPS, PEOPLE, SlapdServer
 
 SEARCH = "Exchange\\Mailbox Search"  # a role
 DISCOVERY = "Exchange\\Discovery Management"  # a role group holding Mailbox Search
@@ -342,6 +343,13 @@ def test_a_pass_cut_short_is_finished_by_the_next_without_losing_or_doubling(
     assert members(s.search) == []
     assert s.state().added == 0
     assert s.run().plan == Plan(*(frozenset(),) * 5)
+    # Each change audited once, as made by jitpam; one found made after a crash says so.
+    for operation in ("Add-ConnectorMember", "Remove-ConnectorMember"):
+        assert [(o, d.get("recovered", False)) for o, d in s.audit(operation)] == [
+            (Outcome.SUCCESS, after)
+        ]
+    assert s.audit("Report-ConnectorDrift") == []
+    assert s.audit("Register-ConnectorMember") == []
 
 
 def test_a_dry_run_shows_the_plan_and_changes_nothing(setup: Setup) -> None:
@@ -387,3 +395,49 @@ def test_connectors_are_for_role_management_only(setup: Setup) -> None:
         connectors.list_connectors(setup.ctx, caller=setup.alice.caller)
     with pytest.raises(NotPermitted):
         connectors.reconcile(setup.ctx, caller=setup.alice.caller, name="exchange")
+
+
+def test_an_ldap_group_follows_the_grants_through_a_refusal_and_keeps_its_placeholder(
+    setup: Setup, slapd: SlapdServer
+) -> None:
+    s = setup
+    group = f"cn=search-{uuid4().hex[:8]},{GROUPS}"
+    slapd.add(group, ["groupOfNames"], {"cn": group.split(",")[0][3:], "member": [group]})
+    (s.folder / "directory.toml").write_text(
+        'kind = "ldap"\n'
+        f'url = "{slapd.url}"\n'
+        f'bind_dn = "{CONNECTOR_DN}"\n'
+        'password = "env:LDAP_PASSWORD"\n'
+        f'user_dn = "uid={{local}},{PEOPLE}"\n'
+        f'[[bindings]]\nrole = "Exchange\\\\Mailbox Search"\ngroup_dn = "{group}"\n',
+        encoding="utf-8",
+    )
+    assert s.ctx.connectors is not None
+    secrets = {"LDAP_PASSWORD": slapd.connector_password}
+    source = ConnectorDirectory(s.folder.parent, environ=secrets)
+    ctx = replace(s.ctx, connectors=source)
+    config = source.configured(s.world.org.name).configs["directory"]
+    alice = f"uid=alice,{PEOPLE}"
+
+    first = s.grant(s.alice)
+    second = s.grant(s.bob)
+    connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
+    assert slapd.members(group) == sorted([group, alice, f"uid=bob,{PEOPLE}"])
+    s.revoke(first)
+    secrets["LDAP_PASSWORD"] = "not-the-password"  # the directory refuses the connector now
+    report = connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
+    assert report.error is not None
+    assert "not-the-password" not in report.error
+    assert slapd.members(group) == sorted([group, alice, f"uid=bob,{PEOPLE}"])
+    with ctx.reader() as uow:
+        assert connectors.still_present(uow, s.world.org.id, s.alice.upn) == [
+            f"directory ({group})"
+        ]
+    secrets["LDAP_PASSWORD"] = slapd.connector_password
+    s.revoke(second)
+    s.world.later(seconds=1)  # the retry is due
+    report = connectors.run_pass(ctx, org_id=s.world.org.id, config=config)
+    assert all(o.done for o in report.outcomes)
+    assert slapd.members(group) == [group]  # groupOfNames keeps a member: its placeholder
+    removed = s.audit("Remove-ConnectorMember")
+    assert sorted(str(d["user"]) for _, d in removed) == sorted([s.alice.upn, s.bob.upn])

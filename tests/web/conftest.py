@@ -48,7 +48,7 @@ expect.set_options(timeout=TIMEOUT_MS)
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
-        pytest.fail("no Chromium at /usr/bin/chromium: run make browser (or make test)")
+        pytest.fail("no Chromium at /usr/bin/chromium: run make system-packages (or make test)")
     with sync_playwright() as p:
         yield p
 

@@ -1,9 +1,10 @@
 """Connectors: a just-in-time grant made real in a target system, and taken away again.
 
-This module is the pure core only: the configuration format and the rule (``plan``) that
-decides what a connector adds and removes. The adapters that talk to PostgreSQL and LDAP, and
-the worker that runs them, come later and call this code; until they land connectors cannot be
-used, so the README does not describe them yet.
+This module is the pure core: the configuration format, the mapping of users to logins and DNs,
+what the grants need (``wanted``), the rule (``plan``) that decides what a connector adds and
+removes, and the state kept between passes. The adapters (adapters/connectors/) talk to
+PostgreSQL and LDAP; the pass (services/connectors.py) runs them; README.md tells an
+administrator how to configure them.
 
 One TOML file per connector, in the organization's folder of the server's connector directory
 (``<connectors_dir>/<organization>/<name>.toml``; the file's name is the connector's)::
@@ -34,6 +35,11 @@ or::
 
 Parsing reports every problem with file, line and field (ConnectorInvalid).
 
+An LDAP connector compares DNs in one form only, ``normalize_dn``'s: the groups' DNs and the
+placeholder are normalized when the file is read, a user's DN by ``member_for``, and the adapter
+normalizes what it reads from the directory, so ``plan`` sees each entry under one name however it
+was written (``CN=Operators, OU=Groups`` is ``cn=operators,ou=groups``).
+
 The rule, ``plan``: a member a binding needs is added unless present; jitpam records what it
 added, and removes only what it added and no binding needs any more (so a member needed by two
 bindings, or two grants, stays until the last ends). A member that was already present when
@@ -48,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -141,8 +148,9 @@ class ConnectorConfig:
         return frozenset(b.target for b in self.bindings)
 
     def member_for(self, upn: str) -> str:
-        """The login (PostgreSQL) or DN (LDAP) of the jitpam user ``upn``; raises InvalidInput
-        when the mapping refuses that user (the name it gives is not one the target may hold)."""
+        """The login (PostgreSQL) or DN (LDAP, normalized: ``normalize_dn``) of the jitpam user
+        ``upn``; raises InvalidInput when the mapping refuses that user (the name it gives is
+        not one the target may hold, or is the LDAP connector's own bind DN)."""
         if isinstance(self.target, PostgresqlTarget):
             login = fill_mapping(self.target.login, upn, escape=lambda v: v)
             problem = role_name_problem(login)
@@ -153,7 +161,18 @@ class ConnectorConfig:
                     f"connector {self.name}: {upn} maps to login {login!r}: {problem}"
                 )
             return login
-        return fill_mapping(self.target.user_dn, upn, escape=escape_rdn_value)
+        dn = fill_mapping(self.target.user_dn, upn, escape=escape_rdn_value)
+        try:
+            member = normalize_dn(dn)
+        except InvalidInput:
+            raise InvalidInput(
+                f"connector {self.name}: {upn} maps to {dn!r}, which is not a DN"
+            ) from None
+        if member == normalize_dn(self.target.bind_dn):
+            raise InvalidInput(
+                f"connector {self.name}: {upn} maps to the connector's own bind DN {member!r}"
+            )
+        return member
 
     def protected(self, target: str) -> frozenset[str]:
         """Members of ``target`` that nothing ever removes: an LDAP group's placeholder."""
@@ -233,7 +252,7 @@ def split_dn(dn: str) -> list[list[tuple[str, str]]] | None:
 
     def close() -> bool:
         name, eq, value = part.partition("=")
-        if not eq or not _ATTRIBUTE_TYPE.match(name.strip()) or not value.strip():
+        if not eq or not _ATTRIBUTE_TYPE.match(name.strip()) or not value.strip(" "):
             return False
         current.append((name.strip(), value))
         return True
@@ -262,6 +281,128 @@ def split_dn(dn: str) -> list[list[tuple[str, str]]] | None:
         return None
     rdns.append(current)
     return rdns
+
+
+# Attribute types whose values a directory compares ignoring case (caseIgnoreMatch or
+# caseIgnoreIA5Match in core.schema and cosine.schema), under their short name: every name and
+# OID of one type gives the same normalized DN.
+_CASE_IGNORE_TYPES: dict[str, str] = {}
+for _names in (
+    ("cn", "commonname", "2.5.4.3"),
+    ("sn", "surname", "2.5.4.4"),
+    ("serialnumber", "2.5.4.5"),
+    ("c", "countryname", "2.5.4.6"),
+    ("l", "localityname", "2.5.4.7"),
+    ("st", "stateorprovincename", "2.5.4.8"),
+    ("street", "streetaddress", "2.5.4.9"),
+    ("o", "organizationname", "2.5.4.10"),
+    ("ou", "organizationalunitname", "2.5.4.11"),
+    ("title", "2.5.4.12"),
+    ("description", "2.5.4.13"),
+    ("businesscategory", "2.5.4.15"),
+    ("postalcode", "2.5.4.17"),
+    ("name", "2.5.4.41"),
+    ("givenname", "gn", "2.5.4.42"),
+    ("initials", "2.5.4.43"),
+    ("generationqualifier", "2.5.4.44"),
+    ("dnqualifier", "2.5.4.46"),
+    ("uid", "userid", "0.9.2342.19200300.100.1.1"),
+    ("mail", "rfc822mailbox", "0.9.2342.19200300.100.1.3"),
+    ("dc", "domaincomponent", "0.9.2342.19200300.100.1.25"),
+):
+    for _name in _names:
+        _CASE_IGNORE_TYPES[_name] = _names[0]
+_HEX_PAIR = re.compile(r"^[0-9A-Fa-f]{2}$")
+
+
+def normalize_dn(dn: str) -> str:
+    r"""``dn`` in the one form connectors compare, so that two spellings of the same entry's
+    name (RFC 4517 distinguishedNameMatch, as far as this goes) give the same text; raises
+    InvalidInput when it is not a DN (``split_dn``).
+
+    Each attribute type is lower-cased, and a known one (cn, uid, ou, dc, o, mail and the other
+    caseIgnore types of core.schema and cosine.schema) written by its short name, whichever name
+    or OID it was given by. Each value is read (escapes, ``\xx`` hex pairs as UTF-8, spaces
+    around ``=``, ``,`` and ``+`` dropped) and written again as ``escape_rdn_value`` escapes it.
+    A known type's value is compared as caseIgnoreMatch prepares it (RFC 4518): NFKC, case
+    folded, each run of white space one space, none at either end (so ``uid=\ bob`` is
+    ``uid=bob``, as the directory finds it). Any other type's value is kept as written: the
+    directory stores what jitpam wrote, and a hand-written member of such a type differing only
+    in case shows as drift. A ``#`` hex value (BER) is kept, its hex lower-cased. A multi-valued
+    RDN's parts are sorted."""
+    try:
+        dn.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no directory holds one
+        raise InvalidInput(f"{dn!r} is not a DN") from None
+    rdns = split_dn(dn)
+    if rdns is None:
+        raise InvalidInput(f"{dn!r} is not a DN")
+    out = []
+    for rdn in rdns:
+        parts = []
+        for attribute, raw in rdn:
+            kind = attribute.lower()
+            known = _CASE_IGNORE_TYPES.get(kind)
+            value = _rdn_value(raw)
+            if value is None:
+                raise InvalidInput(f"{dn!r} is not a DN")
+            if isinstance(value, bytes):  # the #hex form
+                parts.append(f"{known or kind}=#{value.hex()}")
+                continue
+            if known is not None:
+                value = _case_ignore(value)
+            parts.append(f"{known or kind}={escape_rdn_value(value)}")
+        out.append("+".join(sorted(parts)))
+    return ",".join(out)
+
+
+def _rdn_value(raw: str) -> str | bytes | None:
+    """An attribute value as RFC 4514 writes it, read: the text, the bytes of a ``#`` hex
+    value, or None when it is neither."""
+    raw = raw.lstrip(" ")  # a leading space that counts is escaped
+    if raw.startswith("#"):
+        digits = raw[1:].rstrip(" ")
+        try:
+            return bytes.fromhex(digits) if digits and " " not in digits else None
+        except ValueError:
+            return None
+    data = bytearray()
+    end = 0  # the length of data up to its last byte that is not an unescaped trailing space
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\":
+            pair = raw[i + 1 : i + 3]
+            if _HEX_PAIR.match(pair):
+                data += bytes.fromhex(pair)
+                i += 3
+            else:
+                data += raw[i + 1].encode()
+                i += 2
+            end = len(data)
+            continue
+        data += ch.encode()
+        if ch != " ":
+            end = len(data)
+        i += 1
+    try:
+        value = bytes(data[:end]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return value if value and "\x00" not in value else None
+
+
+def _case_ignore(value: str) -> str:
+    """``value`` as caseIgnoreMatch compares it: NFKC and case folded until neither changes it
+    (folding can undo NFKC, and NFKC folding), white space runs one space, trimmed. A value of
+    white space only is one space, as RFC 4518 keeps it."""
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+        if folded == value:
+            break
+        value = folded
+    words = value.split()
+    return " ".join(words) if words else " "
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -298,14 +439,25 @@ def _secret(doc: dict[str, Any], key: str, problems: Problems) -> str | None:
 
 
 def _dn(doc: dict[str, Any], path: tuple[str | int, ...], problems: Problems) -> str | None:
+    """The DN at ``path``, as written (a DN the connector binds as) or None."""
     value = doc.get(str(path[-1]))
     if value is None:
         problems.add(path, "is required")
         return None
-    if not isinstance(value, str) or split_dn(value) is None:
+    try:
+        if not isinstance(value, str):
+            raise InvalidInput("not text")
+        normalize_dn(value)
+    except InvalidInput:
         problems.add(path, "must be a DN such as cn=name,dc=example,dc=test")
         return None
     return value
+
+
+def _member_dn(doc: dict[str, Any], path: tuple[str | int, ...], problems: Problems) -> str | None:
+    """The DN at ``path`` normalized (a group or a member, which ``plan`` compares) or None."""
+    value = _dn(doc, path, problems)
+    return normalize_dn(value) if value is not None else None
 
 
 def _template(doc: dict[str, Any], key: str, problems: Problems, *, dn: bool) -> str | None:
@@ -378,7 +530,7 @@ def _bindings(doc: Any, kind: ConnectorKind, problems: Problems) -> tuple[Bindin
                 problems.add((*path, target_field), f"is not a role jitpam may grant: {problem}")
                 target = None
         else:
-            target = _dn(spec, (*path, target_field), problems)
+            target = _member_dn(spec, (*path, target_field), problems)
         if bound is None or target is None:
             continue
         binding = Binding(bound, target)
@@ -447,7 +599,7 @@ def parse_connector(text: str, *, source: str) -> ConnectorConfig:
         user_dn = _template(doc, "user_dn", problems, dn=True)
         placeholder = None
         if "placeholder_member" in doc:
-            placeholder = _dn(doc, ("placeholder_member",), problems)
+            placeholder = _member_dn(doc, ("placeholder_member",), problems)
         if url and bind_dn and password and user_dn:
             target = LdapTarget(url, bind_dn, password, user_dn, placeholder)
     bindings = _bindings(doc.get("bindings"), kind, problems) if kind is not None else ()
@@ -663,12 +815,15 @@ def config_digest(config: ConnectorConfig) -> str:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A membership jitpam recorded, with the user it was added for (None: adopted drift, the
-    placeholder, or a user no longer known)."""
+    """A membership jitpam recorded, with the user it was added for (None: a user no longer
+    known). ``pending``: the change jitpam is making to it, marked just before it is made and
+    cleared by the pass that made it (a pass cut short leaves the mark; the next one finds out
+    what happened, and audits it)."""
 
     applied: Applied
     upn: str | None
     at: datetime
+    pending: Change | None = None
 
 
 @dataclass(frozen=True)
@@ -717,9 +872,11 @@ class ConnectorState:
         pass's retry is due, or the periodic reconciliation is."""
         if self.lease_until is not None and self.lease_until > at:
             return False  # another worker is at it
+        if config_digest != self.config_digest:
+            return True  # a new configuration may be the fix: no waiting out a retry
         if self.failures and self.next_attempt_at is not None:
             return self.next_attempt_at <= at
-        if wanted_digest != self.wanted_digest or config_digest != self.config_digest:
+        if wanted_digest != self.wanted_digest:
             return True
         return self.last_run_at is None or self.last_run_at + every <= at
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -119,12 +119,14 @@ def run_pass(
     actor: Actor = JITPAM,
     dry_run: bool = False,
     retry_cap: timedelta = RETRY_CAP,
+    lease: timedelta = LEASE,
 ) -> PassReport:
     """One pass of ``config`` for the organization (see the module's docstring). A dry run
-    reads and plans only: it changes nothing, here or in the target."""
+    reads and plans only: it changes nothing, here or in the target. ``lease``: how long other
+    workers leave the connector alone (a pass that dies holds it that long)."""
     source = _source(ctx)
     name = config.name
-    if not dry_run and not _claim(ctx, org_id, name):
+    if not dry_run and not _claim(ctx, org_id, name, lease):
         return PassReport(name, ran=False)
     with ctx.reader() as uow:
         grants, roles = _read_grants(uow, org_id, ctx.clock.now())
@@ -146,18 +148,7 @@ def run_pass(
         return report
     if dry_run:
         return PassReport(name, dry_run=True, plan=todo, unmappable=want.unmappable)
-    upns = _upns(want, records)
-    fresh = {m for m in todo.adds if m.member not in config.protected(m.target)}
-    if fresh:
-        # Recorded as jitpam's before they are made: a crash right after the change must not
-        # leave a member that the next pass would take for pre-existing.
-        with ctx.uow() as uow:
-            at = ctx.clock.now()
-            for m in sorted(fresh):
-                uow.connectors.put(
-                    org_id, name, Recorded(Applied(m, Origin.ADDED), upns.get(m.member), at)
-                )
-            uow.commit()
+    _mark(ctx, org_id, config, todo, _upns(want, records), records)
     outcomes: list[ChangeOutcome] = []
     error: str | None = None
     if todo.adds or todo.removes:
@@ -172,12 +163,37 @@ def run_pass(
     return report
 
 
+def _mark(
+    ctx: ServiceContext,
+    org_id: UUID,
+    config: ConnectorConfig,
+    todo: Plan,
+    upns: dict[str, str],
+    records: list[Recorded],
+) -> None:
+    """Mark each change the pass is about to make on its record (an add gets its record now):
+    a pass cut short after the change leaves the mark, and the next pass, finding the target
+    changed, knows jitpam made it (an add must never look like a member found there)."""
+    kept = {r.applied.membership: r for r in records}
+    marks = [
+        Recorded(Applied(m, Origin.ADDED), upns.get(m.member), ctx.clock.now(), Change.ADD)
+        for m in todo.adds
+        if m.member not in config.protected(m.target)
+    ] + [replace(kept[m], pending=Change.REMOVE) for m in todo.removes if m in kept]
+    if not marks:
+        return
+    with ctx.uow() as uow:
+        for record in sorted(marks, key=lambda r: r.applied):
+            uow.connectors.put(org_id, config.name, record)
+        uow.commit()
+
+
 def _upns(want: Wanted, records: Iterable[Recorded]) -> dict[str, str]:
     upns = {r.applied.membership.member: r.upn for r in records if r.upn is not None}
     return {**upns, **want.upns}
 
 
-def _claim(ctx: ServiceContext, org_id: UUID, name: str) -> bool:
+def _claim(ctx: ServiceContext, org_id: UUID, name: str, lease: timedelta) -> bool:
     """Take the connector's lease; False when another worker holds it."""
     try:
         with ctx.uow() as uow:
@@ -185,7 +201,7 @@ def _claim(ctx: ServiceContext, org_id: UUID, name: str) -> bool:
             state = uow.connectors.state(org_id, name, for_update=True)
             if state.lease_until is not None and state.lease_until > at:
                 return False
-            state.lease_until = at + LEASE
+            state.lease_until = at + lease
             uow.connectors.save_state(state)
             uow.commit()
     except ConcurrentChange:
@@ -207,7 +223,9 @@ def _finish(
     connector's limit. One transaction."""
     name = config.name
     upns = _upns(want, records)
-    before = {r.applied.membership for r in records}
+    kept = {r.applied.membership: r for r in records}
+    # Marks a pass cut short left: the change it was making when it stopped.
+    interrupted = {m: r.pending for m, r in kept.items() if r.pending is not None}
     with ctx.uow() as uow:
         at = ctx.clock.now()
         state = uow.connectors.state(org_id, name, for_update=True)
@@ -234,13 +252,30 @@ def _finish(
         failing: list[FailedChange] = []
         todo = report.plan
         drift = todo.drift if todo is not None else frozenset(state.drift)
+
+        def settle(m: Membership) -> None:
+            """The record as it stands after the change: jitpam's, no change in flight."""
+            record = kept.get(m) or Recorded(Applied(m, Origin.ADDED), upns.get(m.member), at)
+            if m.member not in config.protected(m.target):
+                uow.connectors.put(org_id, name, replace(record, pending=None, at=at))
+
+        if todo is not None:
+            for m, change in sorted(interrupted.items()):
+                if change is Change.ADD and m not in todo.adds | todo.forget:
+                    settle(m)  # made before the pass was cut short: found in place now
+                    event(AuditOperation.ADD_CONNECTOR_MEMBER, {**about(m), "recovered": True})
+                elif change is Change.REMOVE and m not in todo.removes | todo.forget:
+                    settle(m)  # needed again: the removal's mark goes
         for o in report.outcomes:
             m = o.membership
             if o.change is Change.ADD:
                 if o.done:
+                    settle(m)
                     event(AuditOperation.ADD_CONNECTOR_MEMBER, about(m))
                     continue
-                if m not in before:
+                if m in kept and kept[m].pending is None:
+                    settle(m)
+                else:
                     uow.connectors.drop(org_id, name, m)
                 event(
                     AuditOperation.ADD_CONNECTOR_MEMBER,
@@ -256,6 +291,8 @@ def _finish(
                         details["sessions_ended"] = o.sessions_ended
                     event(AuditOperation.REMOVE_CONNECTOR_MEMBER, details)
                     continue
+                if m in kept:
+                    settle(m)
                 event(
                     AuditOperation.REMOVE_CONNECTOR_MEMBER,
                     {**about(m), "why": why, "error": o.error},
@@ -280,6 +317,14 @@ def _finish(
                 )
             for m in sorted(todo.forget):
                 uow.connectors.drop(org_id, name, m)
+                if interrupted.get(m) is Change.ADD:
+                    continue  # an add a pass cut short before making it: nothing happened
+                if interrupted.get(m) is Change.REMOVE:
+                    event(
+                        AuditOperation.REMOVE_CONNECTOR_MEMBER,
+                        {**about(m), "why": "no grant needs it", "recovered": True},
+                    )
+                    continue
                 event(
                     AuditOperation.REPORT_CONNECTOR_DRIFT,
                     {**about(m), "found": "removed outside jitpam"},
@@ -371,6 +416,7 @@ def run_connectors(
     *,
     every: timedelta = RECONCILE_EVERY,
     retry_cap: timedelta = RETRY_CAP,
+    lease: timedelta = LEASE,
 ) -> int:
     """The worker's round: every connector of every organization whose pass is due (see the
     module's docstring); returns how many passes ran. A connector's failure is its own."""
@@ -395,7 +441,10 @@ def run_connectors(
             ):
                 continue
             try:
-                ran += run_pass(ctx, org_id=org_id, config=config, retry_cap=retry_cap).ran
+                report = run_pass(
+                    ctx, org_id=org_id, config=config, retry_cap=retry_cap, lease=lease
+                )
+                ran += report.ran
             except Exception:
                 log.exception("connector %s of %s: the pass failed", name, org_name)
     return ran

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from jitpam.domain.notifications import Channel
-from jitpam.services.connectors import RECONCILE_EVERY, RETRY_CAP, run_connectors
+from jitpam.services.connectors import LEASE, RECONCILE_EVERY, RETRY_CAP, run_connectors
 from jitpam.services.context import ServiceContext
 from jitpam.services.delivery import DeliveryPolicy, Sender, deliver_due, run_sweeps
 
@@ -33,6 +33,7 @@ class Worker:
     connector_interval: float = 1.0
     reconcile_every: timedelta = RECONCILE_EVERY
     retry_cap: timedelta = RETRY_CAP
+    connector_lease: timedelta = LEASE
 
     def run_once(self) -> int:
         """One round: sweeps, then every due delivery; returns how many messages went out."""
@@ -46,7 +47,12 @@ class Worker:
 
     def run_connectors_once(self) -> int:
         """One round of the connectors: every pass that is due; returns how many ran."""
-        return run_connectors(self.ctx, every=self.reconcile_every, retry_cap=self.retry_cap)
+        return run_connectors(
+            self.ctx,
+            every=self.reconcile_every,
+            retry_cap=self.retry_cap,
+            lease=self.connector_lease,
+        )
 
     def _connectors(self) -> None:
         while not self.stopping.is_set():
@@ -58,14 +64,20 @@ class Worker:
 
     def run(self) -> None:
         """Loop until ``stop()``; an error in one round is logged and the next round goes on."""
+        connectors = None
         if self.ctx.connectors is not None:
-            threading.Thread(target=self._connectors, name="jitpam-connectors", daemon=True).start()
+            connectors = threading.Thread(
+                target=self._connectors, name="jitpam-connectors", daemon=True
+            )
+            connectors.start()
         while not self.stopping.is_set():
             try:
                 self.run_once()
             except Exception:
                 log.exception("worker round failed; retrying in %.1f s", self.interval)
             self.stopping.wait(self.interval)
+        if connectors is not None:
+            connectors.join()  # a pass under way finishes and records what it did
 
     def stop(self) -> None:
         self.stopping.set()

@@ -28,7 +28,18 @@ def _open_postgresql(
     return PostgresqlConnector.from_config(config, secrets_dir=secrets_dir, environ=environ)
 
 
-OPENERS: dict[ConnectorKind, Opener] = {ConnectorKind.POSTGRESQL: _open_postgresql}
+def _open_ldap(
+    config: ConnectorConfig, secrets_dir: Path | None, environ: Mapping[str, str]
+) -> ConnectorTarget:
+    from jitpam.adapters.connectors.ldap import LdapConnector
+
+    return LdapConnector.from_config(config, secrets_dir=secrets_dir, environ=environ)
+
+
+OPENERS: dict[ConnectorKind, Opener] = {
+    ConnectorKind.POSTGRESQL: _open_postgresql,
+    ConnectorKind.LDAP: _open_ldap,
+}
 
 
 class ConnectorDirectory:

@@ -85,7 +85,10 @@ class SqlConnectors:
         )
         return [
             Recorded(
-                Applied(Membership(r.target, r.member), Origin(r.origin)), r.upn, r.recorded_at
+                Applied(Membership(r.target, r.member), Origin(r.origin)),
+                r.upn,
+                r.recorded_at,
+                Change(r.pending) if r.pending else None,
             )
             for r in rows
         ]
@@ -101,6 +104,7 @@ class SqlConnectors:
         row.origin = record.applied.origin.value
         row.upn = record.upn
         row.recorded_at = record.at
+        row.pending = record.pending.value if record.pending else None
         self.s.flush()
 
     def drop(self, org_id: UUID, connector: str, membership: Membership) -> None:

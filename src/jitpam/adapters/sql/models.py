@@ -479,6 +479,7 @@ class ConnectorMembershipRow(Base):
     origin: Mapped[str] = mapped_column(String(16))
     upn: Mapped[str | None] = mapped_column(String(256))
     recorded_at: Mapped[datetime]
+    pending: Mapped[str | None] = mapped_column(String(8))  # the change being made
 
 
 class ConnectorStateRow(Base):

@@ -1,8 +1,10 @@
 """Connectors: what jitpam applied in each target system, and how each connector's passes went
 
 ``connector_memberships`` holds one row per membership jitpam added through a connector
-(``origin = 'added'``: removed when no grant needs it) or found there already when a grant first
-needed it (``'pre_existing'``: never removed), with the user it stands for. ``connector_states``
+(``origin = 'added'``: removed when no grant needs it) or found there already when a grant
+first needed it (``'pre_existing'``: never removed), with the user it stands for; ``pending``
+names the change being made to it (``add`` or ``remove``: marked before, cleared after).
+``connector_states``
 holds one row per connector that ran: its lease (one worker at a time), the digests of what was
 needed and of the configuration at its last pass, failures in a row and the next retry, and the
 changes that failed and the drift found, as JSON lists.
@@ -36,6 +38,7 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(length=16), nullable=False),
         sa.Column("upn", sa.String(length=256), nullable=True),
         sa.Column("recorded_at", moment, nullable=False),
+        sa.Column("pending", sa.String(length=8), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_id"],
             ["organizations.id"],
