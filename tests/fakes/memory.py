@@ -31,7 +31,14 @@ from uuid import UUID
 from jitpam.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, Outcome, chain
 from jitpam.domain.catalog import Catalog
 from jitpam.domain.check import Grant
-from jitpam.domain.connectors import BoundKind, ConnectorState, HeldGrant, Membership, Recorded
+from jitpam.domain.connectors import (
+    BoundKind,
+    ConnectorState,
+    HeldGrant,
+    Membership,
+    Origin,
+    Recorded,
+)
 from jitpam.domain.control import AccessControl
 from jitpam.domain.directory import (
     Assignment,
@@ -360,6 +367,9 @@ class MemoryUsers:
             and u.kind in (UserKind.PERSON, UserKind.GUEST)
             and not u.scim_deleted
         )
+
+    def every_upn(self, org_id: UUID) -> list[str]:
+        return [u.upn for u, _ in self.t.users.values() if u.org_id == org_id]
 
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         out: dict[UUID, str] = {}
@@ -1433,6 +1443,14 @@ class MemoryConnectors:
             if org == org_id and name == connector
         ]
 
+    def records_on(self, org_id: UUID, targets: Iterable[str]) -> list[tuple[str, Recorded]]:
+        wanted = set(targets)
+        return [
+            (key[1], r)
+            for key, r in sorted(self.t.connector_records.items(), key=lambda item: item[0][1:])
+            if key[0] == org_id and key[2] in wanted
+        ]
+
     def put(self, org_id: UUID, connector: str, record: Recorded) -> None:
         self._changed()
         m = record.applied.membership
@@ -1455,6 +1473,13 @@ class MemoryConnectors:
     def save_state(self, state: ConnectorState) -> None:
         self._changed()
         self.t.connector_states[(state.org_id, state.name)] = replace(state)
+
+    def holding(self) -> dict[UUID, frozenset[str]]:
+        out: dict[UUID, set[str]] = {}
+        for (org, name, _, _), r in self.t.connector_records.items():
+            if r.applied.origin is Origin.ADDED:
+                out.setdefault(org, set()).add(name)
+        return {org: frozenset(names) for org, names in out.items()}
 
     def counts(self, org_id: UUID) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -86,3 +86,15 @@ def made_roles(
             )
             for name in everyone:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(name)))
+
+
+def session_as(login: str, role: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A session of ``login`` that ran SET ROLE ``role``."""
+    conn = psycopg.connect(make_conninfo(SERVER, user=login), autocommit=True, connect_timeout=5)
+    try:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        assert conn.execute("SELECT current_user").fetchone() == (role,)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -19,10 +19,10 @@ from jitpam.domain.audit import Outcome
 from jitpam.domain.connectors import ChangeOutcome, ConnectorConfig, Plan
 from jitpam.domain.policy import ApprovalType, PolicyType
 from jitpam.domain.requests import RequestStatus
-from jitpam.services import audit_log, connectors, organizations, requests
+from jitpam.services import audit_log, connectors, directory, organizations, requests
 from jitpam.services.context import ServiceContext
 from jitpam.services.ports import AuditFilter, ConnectorTarget
-from tests.integration.pg_roles import admin, dsn, made_roles
+from tests.integration.pg_roles import admin, dsn, made_roles, session_as
 from tests.integration.pg_roles import members as all_members
 from tests.integration.world import Person, World
 from tests.slapd import CONNECTOR_DN, GROUPS, PEOPLE, SlapdServer
@@ -167,7 +167,6 @@ def test_expiry_and_disabling_the_user_take_access_away_too(setup: Setup) -> Non
     s.grant(s.bob)
     s.run()
     assert members(s.search) == sorted([s.login(s.alice), s.login(s.bob)])
-    from jitpam.services import directory
 
     directory.set_user(s.ctx, caller=s.world.admin.caller, upn=s.bob.upn, enabled=False)
     s.run()
@@ -282,7 +281,7 @@ def test_a_target_that_is_down_is_retried_and_a_removal_it_holds_back_is_loud(
     assert (view.health, view.state.failures, view.state.still_present) == ("ok", 0, ())
 
 
-class Crash(Exception):
+class Crash(BaseException):
     """The process dies here (a server killed): nothing after this point runs."""
 
 
@@ -441,3 +440,138 @@ def test_an_ldap_group_follows_the_grants_through_a_refusal_and_keeps_its_placeh
     assert slapd.members(group) == [group]  # groupOfNames keeps a member: its placeholder
     removed = s.audit("Remove-ConnectorMember")
     assert sorted(str(d["user"]) for _, d in removed) == sorted([s.alice.upn, s.bob.upn])
+
+
+def grant_by_hand(role: str, login: str, *, revoke: bool = False) -> None:
+    with admin() as conn:
+        statement = "REVOKE {} FROM {}" if revoke else "GRANT {} TO {}"
+        conn.execute(sql.SQL(statement).format(sql.Identifier(role), sql.Identifier(login)))
+
+
+def test_a_member_there_before_who_left_and_was_added_again_by_jitpam_is_removed(
+    setup: Setup,
+) -> None:
+    s = setup
+    grant_by_hand(s.search, s.login(s.alice))
+    request_id = s.grant(s.alice)
+    s.run()  # found there: pre-existing
+    grant_by_hand(s.search, s.login(s.alice), revoke=True)  # the standing membership ends
+    s.run()  # the grant still needs it: jitpam adds it, and it is jitpam's now
+    assert members(s.search) == [s.login(s.alice)]
+    assert (s.state().added, s.state().pre_existing) == (1, 0)
+    s.revoke(request_id)
+    s.run()
+    assert members(s.search) == []
+
+
+def test_a_renamed_connector_takes_over_what_jitpam_added_and_still_removes_it(
+    setup: Setup,
+) -> None:
+    s = setup
+    request_id = s.grant(s.alice)
+    s.run()
+    (s.folder / "exchange.toml").rename(s.folder / "exchange-db.toml")
+    assert s.ctx.connectors is not None
+    config = s.ctx.connectors.configured(s.world.org.name).configs["exchange-db"]
+    connectors.run_pass(s.ctx, org_id=s.world.org.id, config=config)
+    views = {v.name: v for v in connectors.list_connectors(s.ctx, caller=s.world.admin.caller)}
+    assert (views["exchange-db"].added, views["exchange-db"].pre_existing) == (1, 0)
+    assert "exchange" not in views  # nothing left of the old name
+    taken = [d["found"] for _, d in s.audit("Register-ConnectorMember")]
+    assert taken == [
+        "added by jitpam through connector exchange, whose configuration is gone: taken over"
+    ]
+    s.revoke(request_id)
+    connectors.run_pass(s.ctx, org_id=s.world.org.id, config=config)
+    assert members(s.search) == []
+
+
+@pytest.mark.parametrize("how", ["deleted", "broken"])
+def test_a_connector_that_cannot_run_any_more_says_what_it_left_behind(
+    setup: Setup, how: str
+) -> None:
+    s = setup
+    request_id = s.grant(s.alice)
+    s.run()
+    if how == "deleted":
+        (s.folder / "exchange.toml").unlink()
+    else:
+        (s.folder / "exchange.toml").write_text('kind = "postgresql"\n', encoding="utf-8")
+    s.revoke(request_id)
+    for _ in range(3):  # said once, however many rounds see it
+        connectors.run_connectors(s.ctx)
+    assert members(s.search) == [s.login(s.alice)]  # nothing can take it away now
+    view = connectors.connector_status(s.ctx, caller=s.world.admin.caller, name="exchange")
+    assert view.health == ("removed" if how == "deleted" else "misconfigured")
+    assert [(f.membership.member, f.upn) for f in view.state.still_present] == [
+        (s.login(s.alice), s.alice.upn)
+    ]
+    failed = s.audit("Sync-Connector")
+    assert len(failed) == 1
+    assert "what jitpam added through it stays" in str(failed[0][1]["error"])
+    with s.ctx.reader() as uow:
+        events = [
+            m.event.value
+            for m in uow.outbox.listing(s.world.org.id, state=None, cursor=None, limit=50).items
+        ]
+    assert events.count("connector.failing") == 1
+
+
+def test_a_removal_whose_sessions_could_not_be_ended_is_finished_later(setup: Setup) -> None:
+    s = setup
+    request_id = s.grant(s.alice)
+    s.run()
+    session = session_as(s.login(s.alice), s.search)
+    try:
+        with admin() as conn:  # the connector may no longer end sessions
+            conn.execute(
+                sql.SQL("REVOKE pg_signal_backend FROM {}").format(sql.Identifier(s.connector_role))
+            )
+        s.revoke(request_id)
+        report = s.run()
+        assert "sessions were not ended" in (report.failed[0].error or "")
+        assert members(s.search) == []  # revoked, but the session that ran SET ROLE holds it
+        assert session.execute("SELECT current_user").fetchone() == (s.search,)
+        assert s.state().health == "removal failing"
+
+        with admin() as conn:
+            conn.execute(
+                sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(s.connector_role))
+            )
+        s.world.later(seconds=1)
+        report = s.run()
+        assert [(o.change.value, o.done, o.sessions_ended) for o in report.outcomes] == [
+            ("remove", True, 1)
+        ]
+        assert s.state().health == "ok"
+        removed = s.audit("Remove-ConnectorMember")
+        assert [(o, d.get("recovered", False)) for o, d in removed] == [
+            (Outcome.FAILURE, False),
+            (Outcome.SUCCESS, True),
+        ]
+        assert s.audit("Report-ConnectorDrift") == []
+    finally:
+        session.close()
+
+
+def test_two_users_the_mapping_cannot_tell_apart_get_nothing(setup: Setup) -> None:
+    s = setup
+    other = f"second-{uuid4().hex[:8]}.example.com"
+    organizations.add_domain(s.ctx, org_name=s.world.org.name, domain=other)
+    twin = directory.add_user(  # alice of the other domain: the same login under {local}
+        s.ctx, caller=s.world.admin.caller, upn=f"alice@{other}", display_name="Alice Two"
+    )
+    s.grant(s.alice)
+    report = s.run()
+    assert members(s.search) == []
+    assert any(twin.upn in u and s.alice.upn in u for u in report.unmappable)
+    assert "map to" in (s.state().state.last_error or "")
+
+
+def test_two_connectors_on_one_role_the_second_is_refused(setup: Setup) -> None:
+    s = setup
+    text = (s.folder / "exchange.toml").read_text()
+    (s.folder / "second.toml").write_text(text, encoding="utf-8")
+    views = {v.name: v for v in connectors.list_connectors(s.ctx, caller=s.world.admin.caller)}
+    assert views["exchange"].problem is None
+    assert "which connector exchange binds already" in (views["second"].problem or "")

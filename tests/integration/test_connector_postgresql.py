@@ -31,7 +31,7 @@ from jitpam.domain.connectors import (
 )
 from jitpam.domain.errors import ConnectorUnavailable
 from jitpam.domain.names import QualifiedName
-from tests.integration.pg_roles import SERVER, admin, exists, made_roles, members
+from tests.integration.pg_roles import SERVER, admin, exists, made_roles, members, session_as
 
 DEADLINE = 10.0
 ANALYTICS = Bound(BoundKind.ROLE, QualifiedName("Data", "Analytics"))
@@ -173,18 +173,6 @@ def test_a_connector_without_admin_option_fails_each_change_with_the_servers_rea
     assert outcome.error is not None
     assert "admin option" in outcome.error
     assert members(roles.unbound) == []
-
-
-def session_as(login: str, role: str) -> psycopg.Connection[tuple[object, ...]]:
-    """A session of ``login`` that ran SET ROLE ``role``."""
-    conn = psycopg.connect(make_conninfo(SERVER, user=login), autocommit=True, connect_timeout=5)
-    try:
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-        assert conn.execute("SELECT current_user").fetchone() == (role,)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 @pytest.mark.parametrize("inherit", [True, False])
@@ -335,3 +323,17 @@ def test_the_dsn_comes_from_the_secret_the_configuration_names(
     from_file = replace(config, target=replace(config.target, dsn="file:pg-dsn"))
     adapter = PostgresqlConnector.from_config(from_file, secrets_dir=tmp_path, environ={})
     assert adapter.present()[roles.analytics] == frozenset()
+
+
+def test_only_logins_are_granted_never_a_group_role_or_the_connector_itself(
+    roles: Roles,
+) -> None:
+    adapter = PostgresqlConnector(roles.config(), roles.dsn())
+    group, itself = (
+        Membership(roles.analytics, roles.unbound),
+        Membership(roles.analytics, roles.connector),
+    )
+    errors = {o.membership: o.error for o in adapter.apply(only(adds={group, itself}))}
+    assert "role without LOGIN" in (errors[group] or "")  # its members would all inherit it
+    assert "connector's own login" in (errors[itself] or "")
+    assert members(roles.analytics) == [roles.connector]  # through its ADMIN OPTION only

@@ -398,3 +398,29 @@ def test_split_dn_refuses_what_is_not_a_dn(dn: str) -> None:
 
 def test_split_dn_reads_multivalued_rdns_and_oids() -> None:
     assert split_dn("cn=a+uid=b,2.5.4.11=x") == [[("cn", "a"), ("uid", "b")], [("2.5.4.11", "x")]]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("ldaps://ldap.example.test", True),
+        ("ldaps://ldap.example.test:636", True),
+        ("ldap://127.0.0.1:3890", True),
+        ("ldap://localhost", True),
+        ("ldap://[::1]:389", True),
+        ("ldap://ldap.example.test", False),
+        ("ldap://10.0.0.5:389", False),
+        ("ldap://127.0.0.1.example.test", False),
+    ],
+)
+def test_a_bind_password_never_crosses_the_network_in_clear(url: str, allowed: bool) -> None:
+    text = (
+        f'kind = "ldap"\nurl = "{url}"\nbind_dn = "cn=jitpam,dc=example,dc=test"\n'
+        'password = "env:P"\nuser_dn = "uid={local},dc=example,dc=test"\n'
+        '[[bindings]]\nrole = "Data\\\\Ops"\ngroup_dn = "cn=ops,dc=example,dc=test"\n'
+    )
+    problems = problems_of(text) if not allowed else []
+    if allowed:
+        parse_connector(text, source="/x/contoso/directory.toml")
+    else:
+        assert has(problems, 2, "url", "must be ldaps://"), problems

@@ -133,7 +133,7 @@ def test_what_is_not_a_dn_is_refused(dn: str) -> None:
 
 LDAP = """\
 kind = "ldap"
-url = "ldap://ldap.example.test"
+url = "ldaps://ldap.example.test"
 bind_dn = "CN=jitpam, OU=Services,DC=example,DC=test"
 password = "env:LDAP_PASSWORD"
 user_dn = "UID={local}, OU=People,DC=example,DC=test"

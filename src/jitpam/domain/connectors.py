@@ -52,6 +52,7 @@ ever removes a group's placeholder member (``groupOfNames`` keeps at least one m
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import tomllib
 import unicodedata
@@ -415,6 +416,17 @@ _FIELDS = {
 _TARGET_FIELD = {ConnectorKind.POSTGRESQL: "grant", ConnectorKind.LDAP: "group_dn"}
 
 
+def _loopback(url: str) -> bool:
+    host = url.split("://", 1)[1].rstrip("/")
+    host = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _text(doc: dict[str, Any], key: str, problems: Problems, required: bool = True) -> str | None:
     value = doc.get(key)
     if value is None:
@@ -593,6 +605,13 @@ def parse_connector(text: str, *, source: str) -> ConnectorConfig:
         url = _text(doc, "url", problems)
         if url is not None and not _LDAP_URL.match(url):
             problems.add(("url",), "must be ldap://host[:port] or ldaps://host[:port]")
+            url = None
+        elif url is not None and url.startswith("ldap://") and not _loopback(url):
+            problems.add(
+                ("url",),
+                "must be ldaps:// (ldap:// only to this machine: the bind password would cross "
+                "the network in clear)",
+            )
             url = None
         bind_dn = _dn(doc, ("bind_dn",), problems)
         password = _secret(doc, "password", problems)
@@ -799,10 +818,59 @@ def wanted(
             except InvalidInput as exc:
                 refused.append(exc.message)
                 continue
-            upns[member] = upn
+            if upns.setdefault(member, upn) != upn:
+                refused.append(
+                    f"connector {config.name}: {upns[member]} and {upn} both map to {member!r}"
+                )
             members.add(member)
         holders[bound] = frozenset(members)
     return Wanted(config.needed(holders), upns, tuple(sorted(set(refused))))
+
+
+def withhold_clashes(config: ConnectorConfig, want: Wanted, upns: Iterable[str]) -> Wanted:
+    """``want`` without the members another user of the organization (``upns``: all of them)
+    maps to as well: granting one would give the other the access too. Both are reported."""
+    holders = dict(want.upns)
+    names = set(holders.values())
+    clashes: dict[str, set[str]] = {}
+    for other in upns:
+        if other in names:
+            continue
+        try:
+            member = config.member_for(other)
+        except InvalidInput:
+            continue
+        if member in holders:
+            clashes.setdefault(member, {holders[member]}).add(other)
+    if not clashes:
+        return want
+    refused = [
+        f"connector {config.name}: {', '.join(sorted(names))} all map to {member!r}: none of "
+        "them is given access until the mapping tells them apart"
+        for member, names in sorted(clashes.items())
+    ]
+    needed = {t: frozenset(m for m in ms if m not in clashes) for t, ms in want.needed.items()}
+    kept = {m: u for m, u in want.upns.items() if m not in clashes}
+    return Wanted(needed, kept, tuple(sorted({*want.unmappable, *refused})))
+
+
+def shared_targets(configs: Mapping[str, ConnectorConfig]) -> dict[str, str]:
+    """Connectors of one organization that bind a target another connector of the same kind
+    binds already (by name order): each with why it cannot be used. jitpam's records say which
+    connector added a member; two connectors on one target would each take the other's
+    members for drift or for pre-existing ones."""
+    owners: dict[tuple[ConnectorKind, str], str] = {}
+    problems: dict[str, str] = {}
+    for name in sorted(configs):
+        config = configs[name]
+        for target in sorted(config.targets):
+            owner = owners.setdefault((config.kind, target), name)
+            if owner != name and name not in problems:
+                problems[name] = (
+                    f"{config.source}: binds {target!r}, which connector {owner} binds already: "
+                    "one connector per role or group"
+                )
+    return problems
 
 
 def config_digest(config: ConnectorConfig) -> str:
@@ -854,6 +922,7 @@ class ConnectorState:
     org_id: UUID
     name: str
     lease_until: datetime | None = None
+    lease_owner: str | None = None  # the pass holding the lease
     wanted_digest: str = ""
     config_digest: str = ""
     last_run_at: datetime | None = None
@@ -872,12 +941,12 @@ class ConnectorState:
         pass's retry is due, or the periodic reconciliation is."""
         if self.lease_until is not None and self.lease_until > at:
             return False  # another worker is at it
-        if config_digest != self.config_digest:
-            return True  # a new configuration may be the fix: no waiting out a retry
+        if config_digest != self.config_digest or wanted_digest != self.wanted_digest:
+            # A new configuration may be the fix, and a grant that ended must not wait out the
+            # retry of something else that failed.
+            return True
         if self.failures and self.next_attempt_at is not None:
             return self.next_attempt_at <= at
-        if wanted_digest != self.wanted_digest:
-            return True
         return self.last_run_at is None or self.last_run_at + every <= at
 
     def passed(
@@ -900,6 +969,7 @@ class ConnectorState:
         self.drift = drift
         self.last_run_at = at
         self.lease_until = None
+        self.lease_owner = None
         self.wanted_digest = wanted_digest
         self.config_digest = config_digest
         if error is None and not failing:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from jitpam.domain.audit import JITPAM, Actor, AuditEvent, Outcome
 from jitpam.domain.connectors import (
@@ -47,6 +47,7 @@ from jitpam.domain.connectors import (
     config_digest,
     plan,
     wanted,
+    withhold_clashes,
 )
 from jitpam.domain.errors import ConcurrentChange, InvalidInput, JitpamError, NotFound
 from jitpam.domain.notifications import EventType
@@ -76,6 +77,7 @@ class PassReport:
     outcomes: tuple[ChangeOutcome, ...] = ()
     unmappable: tuple[str, ...] = ()
     error: str | None = None
+    redone: frozenset[Membership] = frozenset()  # removals an earlier pass began, made again
 
     @property
     def failed(self) -> tuple[ChangeOutcome, ...]:
@@ -126,25 +128,36 @@ def run_pass(
     workers leave the connector alone (a pass that dies holds it that long)."""
     source = _source(ctx)
     name = config.name
-    if not dry_run and not _claim(ctx, org_id, name, lease):
-        return PassReport(name, ran=False)
+    owner = None
+    if not dry_run:
+        owner = _claim(ctx, org_id, name, lease)
+        if owner is None:
+            return PassReport(name, ran=False)
+        _take_over(ctx, org_id, config)
     with ctx.reader() as uow:
         grants, roles = _read_grants(uow, org_id, ctx.clock.now())
         records = uow.connectors.records(org_id, name)
-    want = wanted(config, grants, roles)
+        everyone = uow.users.every_upn(org_id)
+    raw = wanted(config, grants, roles)
+    want = withhold_clashes(config, raw, everyone)
     try:
         target = source.open(config)
         present = target.present({r.applied.membership.target for r in records})
-        todo = plan(
-            config,
-            holders=want.needed,
-            applied=frozenset(r.applied for r in records),
-            present=present,
+        todo, redone = _redo_removals(
+            plan(
+                config,
+                holders=want.needed,
+                applied=frozenset(r.applied for r in records),
+                present=present,
+            ),
+            records,
         )
-    except JitpamError as exc:
-        report = PassReport(name, dry_run=dry_run, unmappable=want.unmappable, error=exc.message)
+    except Exception as exc:  # the target's failure is the connector's, never the worker's
+        report = PassReport(
+            name, dry_run=dry_run, unmappable=want.unmappable, error=_message(config, exc)
+        )
         if not dry_run:
-            _finish(ctx, org_id, config, want, records, report, actor, retry_cap)
+            _finish(ctx, org_id, config, want, raw.digest, records, report, actor, retry_cap, owner)
         return report
     if dry_run:
         return PassReport(name, dry_run=True, plan=todo, unmappable=want.unmappable)
@@ -154,13 +167,81 @@ def run_pass(
     if todo.adds or todo.removes:
         try:
             outcomes = target.apply(todo)
-        except JitpamError as exc:
-            error = exc.message
+        except Exception as exc:
+            error = _message(config, exc)
     report = PassReport(
-        name, plan=todo, outcomes=tuple(outcomes), unmappable=want.unmappable, error=error
+        name,
+        plan=todo,
+        outcomes=tuple(outcomes),
+        unmappable=want.unmappable,
+        error=error,
+        redone=redone,
     )
-    _finish(ctx, org_id, config, want, records, report, actor, retry_cap)
+    _finish(ctx, org_id, config, want, raw.digest, records, report, actor, retry_cap, owner)
     return report
+
+
+def _message(config: ConnectorConfig, exc: Exception) -> str:
+    """What a failure of the target says; an unexpected one by its kind only (its text may hold
+    anything, a secret too), the whole of it in the server's log."""
+    if isinstance(exc, JitpamError):
+        return exc.message
+    log.error("connector %s: unexpected failure", config.name, exc_info=exc)
+    return f"connector {config.name}: unexpected failure ({type(exc).__name__}); see the log"
+
+
+def _redo_removals(todo: Plan, records: list[Recorded]) -> tuple[Plan, frozenset[Membership]]:
+    """A removal a pass began and did not finish (its mark is still there) whose member is gone
+    already is made again, not forgotten: PostgreSQL's REVOKE may have gone through while ending
+    the login's sessions did not (a session that ran SET ROLE keeps the role until it ends)."""
+    redo = frozenset(
+        r.applied.membership
+        for r in records
+        if r.pending is Change.REMOVE and r.applied.membership in todo.forget
+    )
+    return replace(todo, removes=todo.removes | redo, forget=todo.forget - redo), redo
+
+
+def _take_over(ctx: ServiceContext, org_id: UUID, config: ConnectorConfig) -> None:
+    """Records of memberships jitpam added on this connector's targets through a connector
+    whose configuration file is gone (renamed, or replaced by this one) become this
+    connector's, audited: found in place, they would otherwise pass for pre-existing members
+    and never be removed."""
+    assert ctx.connectors is not None
+    with ctx.uow() as uow:
+        org = uow.orgs.get(org_id)
+        configured = ctx.connectors.configured(org.name if org else "")
+        known = set(configured.configs) | set(configured.problems)
+        mine = {r.applied.membership for r in uow.connectors.records(org_id, config.name)}
+        at = ctx.clock.now()
+        events = []
+        for old, record in uow.connectors.records_on(org_id, config.targets):
+            m = record.applied.membership
+            if old in known or record.applied.origin is not Origin.ADDED or m in mine:
+                continue
+            uow.connectors.drop(org_id, old, m)
+            uow.connectors.put(org_id, config.name, replace(record, at=at))
+            events.append(
+                AuditEvent(
+                    org_id=org_id,
+                    at=at,
+                    actor=JITPAM,
+                    operation=AuditOperation.REGISTER_CONNECTOR_MEMBER,
+                    target=config.name,
+                    details={
+                        "connector": config.name,
+                        "kind": config.kind.value,
+                        "target": m.target,
+                        "member": m.member,
+                        "user": record.upn,
+                        "found": f"added by jitpam through connector {old}, whose "
+                        "configuration is gone: taken over",
+                    },
+                )
+            )
+        if events:
+            uow.record_all(events)
+            uow.commit()
 
 
 def _mark(
@@ -193,20 +274,22 @@ def _upns(want: Wanted, records: Iterable[Recorded]) -> dict[str, str]:
     return {**upns, **want.upns}
 
 
-def _claim(ctx: ServiceContext, org_id: UUID, name: str, lease: timedelta) -> bool:
-    """Take the connector's lease; False when another worker holds it."""
+def _claim(ctx: ServiceContext, org_id: UUID, name: str, lease: timedelta) -> str | None:
+    """Take the connector's lease: the pass's token, or None when another worker holds it."""
+    owner = str(uuid4())
     try:
         with ctx.uow() as uow:
             at = ctx.clock.now()
             state = uow.connectors.state(org_id, name, for_update=True)
             if state.lease_until is not None and state.lease_until > at:
-                return False
+                return None
             state.lease_until = at + lease
+            state.lease_owner = owner
             uow.connectors.save_state(state)
             uow.commit()
     except ConcurrentChange:
-        return False  # another worker created the state row at the same moment
-    return True
+        return None  # another worker created the state row at the same moment
+    return owner
 
 
 def _finish(
@@ -214,13 +297,17 @@ def _finish(
     org_id: UUID,
     config: ConnectorConfig,
     want: Wanted,
+    wanted_digest: str,
     records: list[Recorded],
     report: PassReport,
     actor: Actor,
     retry_cap: timedelta,
+    owner: str | None,
 ) -> None:
     """Record what the pass did, audit it, note the state; alert when failures reached the
-    connector's limit. One transaction."""
+    connector's limit. One transaction. A pass whose lease another worker took meanwhile (it
+    ran longer than the lease) records the changes it made, and nothing it concluded from what
+    it read: that may be stale."""
     name = config.name
     upns = _upns(want, records)
     kept = {r.applied.membership: r for r in records}
@@ -229,6 +316,8 @@ def _finish(
     with ctx.uow() as uow:
         at = ctx.clock.now()
         state = uow.connectors.state(org_id, name, for_update=True)
+        lost = owner is not None and state.lease_owner != owner
+        held = (state.lease_until, state.lease_owner)
         events: list[AuditEvent] = []
 
         def event(
@@ -253,16 +342,20 @@ def _finish(
         todo = report.plan
         drift = todo.drift if todo is not None else frozenset(state.drift)
 
-        def settle(m: Membership) -> None:
-            """The record as it stands after the change: jitpam's, no change in flight."""
+        def settle(m: Membership, *, added: bool = False, mark: Change | None = None) -> None:
+            """The record as it stands after the change: ``added`` by jitpam now (whatever it
+            was before: a member that was there before and went, added again, is jitpam's), and
+            the change still to finish (``mark``) or none."""
             record = kept.get(m) or Recorded(Applied(m, Origin.ADDED), upns.get(m.member), at)
+            if added:
+                record = replace(record, applied=Applied(m, Origin.ADDED))
             if m.member not in config.protected(m.target):
-                uow.connectors.put(org_id, name, replace(record, pending=None, at=at))
+                uow.connectors.put(org_id, name, replace(record, pending=mark, at=at))
 
         if todo is not None:
             for m, change in sorted(interrupted.items()):
                 if change is Change.ADD and m not in todo.adds | todo.forget:
-                    settle(m)  # made before the pass was cut short: found in place now
+                    settle(m, added=True)  # made before the pass was cut short: found now
                     event(AuditOperation.ADD_CONNECTOR_MEMBER, {**about(m), "recovered": True})
                 elif change is Change.REMOVE and m not in todo.removes | todo.forget:
                     settle(m)  # needed again: the removal's mark goes
@@ -270,7 +363,7 @@ def _finish(
             m = o.membership
             if o.change is Change.ADD:
                 if o.done:
-                    settle(m)
+                    settle(m, added=True)
                     event(AuditOperation.ADD_CONNECTOR_MEMBER, about(m))
                     continue
                 if m in kept and kept[m].pending is None:
@@ -289,17 +382,24 @@ def _finish(
                     details = {**about(m), "why": why}
                     if o.sessions_ended:
                         details["sessions_ended"] = o.sessions_ended
+                    if m in report.redone:
+                        details["recovered"] = True  # a removal an earlier pass began
                     event(AuditOperation.REMOVE_CONNECTOR_MEMBER, details)
                     continue
                 if m in kept:
-                    settle(m)
+                    # The mark stays: the next pass removes it again even if the member is
+                    # gone by then (the removal may have half succeeded: REVOKE, no sessions
+                    # ended).
+                    settle(m, mark=Change.REMOVE)
                 event(
                     AuditOperation.REMOVE_CONNECTOR_MEMBER,
                     {**about(m), "why": why, "error": o.error},
                     Outcome.FAILURE,
                 )
             failing.append(FailedChange(o.change, m, upns.get(m.member), o.error or "failed", at))
-        if todo is not None:
+        if todo is not None and lost:
+            log.warning("connector %s: another worker took the lease during the pass", name)
+        if todo is not None and not lost:
             tried = {(o.change, o.membership) for o in report.outcomes}
             untried = [(Change.ADD, m) for m in todo.adds] + [
                 (Change.REMOVE, m) for m in todo.removes
@@ -319,12 +419,6 @@ def _finish(
                 uow.connectors.drop(org_id, name, m)
                 if interrupted.get(m) is Change.ADD:
                     continue  # an add a pass cut short before making it: nothing happened
-                if interrupted.get(m) is Change.REMOVE:
-                    event(
-                        AuditOperation.REMOVE_CONNECTOR_MEMBER,
-                        {**about(m), "why": "no grant needs it", "recovered": True},
-                    )
-                    continue
                 event(
                     AuditOperation.REPORT_CONNECTOR_DRIFT,
                     {**about(m), "found": "removed outside jitpam"},
@@ -338,7 +432,7 @@ def _finish(
                         "repaired": m in todo.removes,
                     },
                 )
-        else:
+        elif todo is None:
             # The target could not be read: what jitpam knows it must still take away.
             for r in sorted(_pending_removals(config, want, records), key=lambda r: r.applied):
                 m = r.applied.membership
@@ -354,16 +448,18 @@ def _finish(
             )
         state.passed(
             at,
-            wanted_digest=want.digest,
+            wanted_digest=wanted_digest,
             config_digest=config_digest(config),
             failing=tuple(failing),
             drift=tuple(sorted(m for m in drift if m not in (todo.removes if todo else ()))),
             error=error,
             retry_cap=retry_cap,
         )
+        if lost:
+            state.lease_until, state.lease_owner = held  # the other worker's still
         if state.alert_due(config.max_failures_before_alert):
             state.alerted_at = at
-            _alert(ctx, uow, config, state, at)
+            _alert(ctx, uow, name, config, state, at)
         uow.connectors.save_state(state)
         uow.record_all(events)
         uow.commit()
@@ -372,35 +468,36 @@ def _finish(
 def _alert(
     ctx: ServiceContext,
     uow: UnitOfWork,
-    config: ConnectorConfig,
+    name: str,
+    config: ConnectorConfig | None,
     state: ConnectorState,
     at: datetime,
 ) -> None:
     event = EventType.CONNECTOR_FAILING
     lines = [
-        f"Connector: {config.name} ({config.kind.value})",
+        f"Connector: {name}" + (f" ({config.kind.value})" if config else ""),
         f"Failed passes in a row: {state.failures}",
         f"Last error: {state.last_error or '-'}",
     ]
     lines += [
-        f"Still present in {config.name}: {f.membership.member} in {f.membership.target}"
+        f"Still present in {name}: {f.membership.member} in {f.membership.target}"
         + (f" (for {f.upn})" if f.upn else "")
         for f in state.still_present
     ]
-    headline = HEADLINES[event].replace("$target", config.name)
+    headline = HEADLINES[event].replace("$target", name)
     queue_organization_notice(
         ctx,
         uow,
         org_id=state.org_id,
         event=event,
         at=at,
-        key=f"{event.value}:{state.org_id}:{config.name}:{iso(at)}",
+        key=f"{event.value}:{state.org_id}:{name}:{iso(at)}",
         headline=headline.replace("$failures", str(state.failures)),
         details="\n".join(lines),
-        page=f"/connectors/{config.name}",
+        page=f"/connectors/{name}",
         page_title="Connector status",
         data={
-            "connector": config.name,
+            "connector": name,
             "failures": state.failures,
             "last_error": state.last_error,
             "still_present": [
@@ -424,9 +521,16 @@ def run_connectors(
         return 0
     with ctx.reader() as uow:
         orgs = [(o.id, o.name) for o in uow.orgs.all()]
+        holding = uow.connectors.holding()
     ran = 0
     for org_id, org_name in orgs:
         configured = ctx.connectors.configured(org_name)
+        for name in sorted(holding.get(org_id, frozenset()) - set(configured.configs)):
+            why = configured.problems.get(name) or "its configuration file is gone"
+            try:
+                _unmanaged(ctx, org_id, name, why)
+            except Exception:
+                log.exception("connector %s of %s: could not record its state", name, org_name)
         if not configured.configs:
             continue
         with ctx.reader() as uow:
@@ -448,6 +552,50 @@ def run_connectors(
             except Exception:
                 log.exception("connector %s of %s: the pass failed", name, org_name)
     return ran
+
+
+def _unmanaged(ctx: ServiceContext, org_id: UUID, name: str, why: str) -> None:
+    """A connector that holds memberships jitpam added and cannot run (its file is gone or
+    wrong): nothing it added is taken away any more, which is as loud as a failed removal.
+    Each of them shows as still present, and the first time, the audit log says so and the
+    alert goes out at once (no pass will retry)."""
+    error = f"connector {name} cannot run: {why}; what jitpam added through it stays"
+    with ctx.uow() as uow:
+        state = uow.connectors.state(org_id, name, for_update=True)
+        if state.last_error == error:
+            return  # said already
+        at = ctx.clock.now()
+        records = uow.connectors.records(org_id, name)
+        failing = tuple(
+            FailedChange(Change.REMOVE, r.applied.membership, r.upn, error, at)
+            for r in records
+            if r.applied.origin is Origin.ADDED
+        )
+        state.passed(
+            at,
+            wanted_digest=state.wanted_digest,
+            config_digest=state.config_digest,
+            failing=failing,
+            drift=state.drift,
+            error=error,
+            retry_cap=RETRY_CAP,
+        )
+        uow.record(
+            AuditEvent(
+                org_id=org_id,
+                at=at,
+                actor=JITPAM,
+                operation=AuditOperation.SYNC_CONNECTOR,
+                target=name,
+                outcome=Outcome.FAILURE,
+                details={"connector": name, "error": error, "failed_changes": len(failing)},
+            )
+        )
+        if state.alerted_at is None:
+            state.alerted_at = at
+            _alert(ctx, uow, name, None, state, at)
+        uow.connectors.save_state(state)
+        uow.commit()
 
 
 # -- what people see and ask for ----------------------------------------------------------------
@@ -486,7 +634,8 @@ def _views(
     configured = _source(ctx).configured(org.name if org else "")
     states = {s.name: s for s in uow.connectors.states(org_id)}
     counts = uow.connectors.counts(org_id)
-    names = sorted(set(configured.configs) | set(configured.problems) | set(states))
+    # A connector whose file is gone is shown while it holds what jitpam recorded through it.
+    names = sorted(set(configured.configs) | set(configured.problems) | set(counts))
     out = []
     for name in names:
         config = configured.configs.get(name)

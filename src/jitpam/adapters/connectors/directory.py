@@ -13,7 +13,13 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from jitpam.domain.connectors import ConnectorConfig, ConnectorKind, ConnectorSet, parse_connector
+from jitpam.domain.connectors import (
+    ConnectorConfig,
+    ConnectorKind,
+    ConnectorSet,
+    parse_connector,
+    shared_targets,
+)
 from jitpam.domain.errors import ConnectorInvalid
 from jitpam.services.ports import ConnectorTarget
 
@@ -109,6 +115,9 @@ class ConnectorDirectory:
                 problems[path.stem] = f"{path}: is not UTF-8 text"
                 continue
             configs[config.name] = config
+        for name, problem in shared_targets(configs).items():
+            del configs[name]
+            problems[name] = problem
         found = ConnectorSet(configs, problems)
         with self._lock:
             self._cache[key] = (tuple(stamp), found)

@@ -46,6 +46,11 @@ JOIN pg_roles r ON r.oid = am.roleid
 JOIN pg_roles m ON m.oid = am.member
 WHERE r.rolname = %s AND m.rolname = %s
 """
+# Who may be granted a role: a login role, never the connector's own.
+_GRANTEE = "SELECT rolcanlogin, rolname = session_user FROM pg_roles WHERE rolname = %s"
+# Statements wait at most this long for a lock, and run at most this long: a pass never hangs
+# the worker (it fails, and is retried).
+_LIMITS = "-c lock_timeout=10000 -c statement_timeout=30000"
 # A session that ran SET ROLE keeps the role after REVOKE: only ending it takes the role away.
 _TERMINATE = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
@@ -125,6 +130,13 @@ class PostgresqlConnector:
         ended = 0
         try:
             if change is Change.ADD:
+                found = conn.execute(_GRANTEE, (m.member,)).fetchone()
+                if found is not None and not found[0]:
+                    return ChangeOutcome(
+                        change, m, "is a role without LOGIN, not a login: not granted"
+                    )
+                if found is not None and found[1]:
+                    return ChangeOutcome(change, m, "is the connector's own login: not granted")
                 conn.execute(sql.SQL("GRANT {} TO {}").format(role, member))
                 return ChangeOutcome(change, m)
             conn.execute(sql.SQL("REVOKE {} FROM {}").format(role, member))
@@ -132,7 +144,15 @@ class PostgresqlConnector:
                 # REVOKE only warns when the membership was granted in a way it cannot undo
                 return ChangeOutcome(change, m, "still a member after REVOKE")
             if self._target.terminate_sessions:
-                ended = self._terminate(conn, m.member)
+                try:
+                    ended = self._terminate(conn, m.member)
+                except psycopg.Error as exc:
+                    if conn.broken:
+                        raise
+                    why = self._scrub(exc) or type(exc).__name__
+                    return ChangeOutcome(
+                        change, m, f"revoked, but the login's sessions were not ended: {why}"
+                    )
         except psycopg.Error as exc:
             if conn.broken:
                 raise self._unavailable(f"the connection broke: {self._scrub(exc)}") from None
@@ -157,7 +177,9 @@ class PostgresqlConnector:
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
         try:
-            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
+            return psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=self._timeout, options=_LIMITS
+            )
         except psycopg.Error as exc:
             raise self._unavailable(f"cannot connect: {self._scrub(exc)}") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -57,6 +58,7 @@ def _state(row: ConnectorStateRow) -> ConnectorState:
         org_id=row.org_id,
         name=row.connector,
         lease_until=row.lease_until,
+        lease_owner=row.lease_owner,
         wanted_digest=row.wanted_digest,
         config_digest=row.config_digest,
         last_run_at=row.last_run_at,
@@ -67,6 +69,15 @@ def _state(row: ConnectorStateRow) -> ConnectorState:
         alerted_at=row.alerted_at,
         failing=_failing(row.failing),
         drift=tuple(Membership(t, m) for t, m in json.loads(row.drift)),
+    )
+
+
+def _recorded(r: ConnectorMembershipRow) -> Recorded:
+    return Recorded(
+        Applied(Membership(r.target, r.member), Origin(r.origin)),
+        r.upn,
+        r.recorded_at,
+        Change(r.pending) if r.pending else None,
     )
 
 
@@ -83,15 +94,16 @@ class SqlConnectors:
             )
             .order_by(ConnectorMembershipRow.target, ConnectorMembershipRow.member)
         )
-        return [
-            Recorded(
-                Applied(Membership(r.target, r.member), Origin(r.origin)),
-                r.upn,
-                r.recorded_at,
-                Change(r.pending) if r.pending else None,
-            )
-            for r in rows
-        ]
+        return [_recorded(r) for r in rows]
+
+    def records_on(self, org_id: UUID, targets: Iterable[str]) -> list[tuple[str, Recorded]]:
+        r = ConnectorMembershipRow
+        rows = self.s.scalars(
+            select(r)
+            .where(r.org_id == org_id, r.target.in_(sorted(set(targets))))
+            .order_by(r.connector, r.target, r.member)
+        )
+        return [(row.connector, _recorded(row)) for row in rows]
 
     def put(self, org_id: UUID, connector: str, record: Recorded) -> None:
         m = record.applied.membership
@@ -144,6 +156,7 @@ class SqlConnectors:
             self.s.add(row)
         values: dict[str, Any] = {
             "lease_until": state.lease_until,
+            "lease_owner": state.lease_owner,
             "wanted_digest": state.wanted_digest,
             "config_digest": state.config_digest,
             "last_run_at": state.last_run_at,
@@ -158,6 +171,16 @@ class SqlConnectors:
         for key, value in values.items():
             setattr(row, key, value)
         self.s.flush()
+
+    def holding(self) -> dict[UUID, frozenset[str]]:
+        r = ConnectorMembershipRow
+        out: dict[UUID, set[str]] = {}
+        rows = self.s.execute(
+            select(r.org_id, r.connector).where(r.origin == Origin.ADDED.value).distinct()
+        )
+        for org_id, connector in rows:
+            out.setdefault(org_id, set()).add(connector)
+        return {org: frozenset(names) for org, names in out.items()}
 
     def counts(self, org_id: UUID) -> dict[str, dict[str, int]]:
         r = ConnectorMembershipRow

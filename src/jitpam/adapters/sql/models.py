@@ -489,6 +489,7 @@ class ConnectorStateRow(Base):
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
     connector: Mapped[str] = mapped_column(String(64), primary_key=True)
     lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(36))
     wanted_digest: Mapped[str] = mapped_column(String(64))
     config_digest: Mapped[str] = mapped_column(String(64))
     last_run_at: Mapped[datetime | None]

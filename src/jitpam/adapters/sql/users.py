@@ -166,6 +166,9 @@ class SqlUsers:
         self._memo.put(GROUPS_OF_USER, user_id, found)
         return found
 
+    def every_upn(self, org_id: UUID) -> list[str]:
+        return list(self.s.scalars(select(UserRow.upn).where(UserRow.org_id == org_id)))
+
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         # Those the transaction has read already (the caller, the approvers of a vote) are
         # named from memory.

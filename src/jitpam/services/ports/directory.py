@@ -86,6 +86,11 @@ class UserRepository(Protocol):
         """The accounts one of ``steward_ids`` created or set a credential of."""
         ...
 
+    def every_upn(self, org_id: UUID) -> list[str]:
+        """The names of all the organization's users, enabled or not (a connector checks that
+        no two of them map to one login)."""
+        ...
+
     def upns(self, org_id: UUID, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The UPNs of those of ``ids`` that are users of the organization: those read in this
         transaction already from memory, the others in one query."""

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("org_id", sa.Uuid(), nullable=False),
         sa.Column("connector", sa.String(length=64), nullable=False),
         sa.Column("lease_until", moment, nullable=True),
+        sa.Column("lease_owner", sa.String(length=36), nullable=True),
         sa.Column("wanted_digest", sa.String(length=64), nullable=False),
         sa.Column("config_digest", sa.String(length=64), nullable=False),
         sa.Column("last_run_at", moment, nullable=True),
