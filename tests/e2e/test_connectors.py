@@ -35,8 +35,11 @@ def _as(server: Server, upn: str) -> Callable[..., httpx.Response]:
 
 def _metric(server: Server, name: str) -> float | None:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert "contoso" not in text  # organizations are named by id
     found = re.search(
-        rf'^{name}\{{connector="{CONNECTOR}",organization="contoso"\}} (\S+)$', text, re.M
+        rf'^{name}\{{connector="{CONNECTOR}",organization="[0-9a-f-]{{36}}"\}} (\S+)$',
+        text,
+        re.M,
     )
     return float(found.group(1)) if found else None
 

@@ -84,6 +84,27 @@ class PassReport:
         return tuple(o for o in self.outcomes if not o.done)
 
 
+def _record(
+    org_id: UUID,
+    at: datetime,
+    actor: Actor,
+    name: str,
+    op: AuditOperation,
+    details: dict[str, Any],
+    outcome: Outcome = Outcome.SUCCESS,
+) -> AuditEvent:
+    """An audit record of connector ``name``'s, in its organization's chain."""
+    return AuditEvent(
+        org_id=org_id,
+        at=at,
+        actor=actor,
+        operation=op,
+        target=name,
+        outcome=outcome,
+        details={"connector": name, **details},
+    )
+
+
 def _source(ctx: ServiceContext) -> ConnectorSource:
     if ctx.connectors is None:
         raise NotFound("this server has no connectors configured (connectors_dir is not set)")
@@ -222,14 +243,13 @@ def _take_over(ctx: ServiceContext, org_id: UUID, config: ConnectorConfig) -> No
             uow.connectors.drop(org_id, old, m)
             uow.connectors.put(org_id, config.name, replace(record, at=at))
             events.append(
-                AuditEvent(
-                    org_id=org_id,
-                    at=at,
-                    actor=JITPAM,
-                    operation=AuditOperation.REGISTER_CONNECTOR_MEMBER,
-                    target=config.name,
-                    details={
-                        "connector": config.name,
+                _record(
+                    org_id,
+                    at,
+                    JITPAM,
+                    config.name,
+                    AuditOperation.REGISTER_CONNECTOR_MEMBER,
+                    {
                         "kind": config.kind.value,
                         "target": m.target,
                         "member": m.member,
@@ -324,14 +344,8 @@ def _finish(
             op: AuditOperation, details: dict[str, Any], outcome: Outcome = Outcome.SUCCESS
         ) -> None:
             events.append(
-                AuditEvent(
-                    org_id=org_id,
-                    at=at,
-                    actor=actor,
-                    operation=op,
-                    target=name,
-                    outcome=outcome,
-                    details={"connector": name, "kind": config.kind.value, **details},
+                _record(
+                    org_id, at, actor, name, op, {"kind": config.kind.value, **details}, outcome
                 )
             )
 
@@ -581,14 +595,14 @@ def _unmanaged(ctx: ServiceContext, org_id: UUID, name: str, why: str) -> None:
             retry_cap=RETRY_CAP,
         )
         uow.record(
-            AuditEvent(
-                org_id=org_id,
-                at=at,
-                actor=JITPAM,
-                operation=AuditOperation.SYNC_CONNECTOR,
-                target=name,
-                outcome=Outcome.FAILURE,
-                details={"connector": name, "error": error, "failed_changes": len(failing)},
+            _record(
+                org_id,
+                at,
+                JITPAM,
+                name,
+                AuditOperation.SYNC_CONNECTOR,
+                {"error": error, "failed_changes": len(failing)},
+                Outcome.FAILURE,
             )
         )
         if state.alerted_at is None:
@@ -720,7 +734,8 @@ def reconcile(
 
 @dataclass(frozen=True)
 class ConnectorGauges:
-    """One connector's figures for the server's metrics (names and counts, never a secret)."""
+    """One connector's figures for the server's metrics: its organization by id, its name, and
+    counts (never a secret)."""
 
     organization: str
     connector: str
@@ -737,7 +752,9 @@ def connector_gauges(ctx: ServiceContext) -> list[ConnectorGauges]:
         at = ctx.clock.now()
         return [
             ConnectorGauges(
-                organization=org.name,
+                # Its id, not its name: /metrics answers without sign-in, and an installation's
+                # customers are nobody else's business.
+                organization=str(org.id),
                 connector=s.name,
                 failures=s.failures,
                 still_present=len(s.still_present),
