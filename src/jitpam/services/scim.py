@@ -17,7 +17,7 @@ or the organization's default) arrive only for the groups the organization opted
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -342,26 +342,27 @@ def replace_user(
     ctx: ServiceContext, *, caller: Caller, user_id: str, fields: UserFields
 ) -> Stamped[User]:
     """PUT: the user as the body says."""
-    with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
-        at = ctx.clock.now()
-        actor, how = _sync_account(uow, caller, at)
-        user = _scim_user(uow, caller.org_id, user_id)
-        _change_user(ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=fields, at=at)
-        stamped = _stamped_user(uow, caller.org_id, user.id)
-        uow.commit()
-        return stamped
+    return _update_user(ctx, caller, user_id, lambda _user: fields)
 
 
 def modify_user(
     ctx: ServiceContext, *, caller: Caller, user_id: str, operations: Sequence[Operation]
 ) -> Stamped[User]:
     """PATCH: the operations, in order, all or none."""
+    return _update_user(ctx, caller, user_id, lambda user: patch_user(_fields_of(user), operations))
+
+
+def _update_user(
+    ctx: ServiceContext, caller: Caller, user_id: str, wanted: Callable[[User], UserFields]
+) -> Stamped[User]:
+    """PUT or PATCH of a user: ``wanted`` says what it becomes, from what it is."""
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_USER, target=user_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         user = _scim_user(uow, caller.org_id, user_id)
-        wanted = patch_user(_fields_of(user), operations)
-        _change_user(ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=wanted, at=at)
+        _change_user(
+            ctx, uow, caller=caller, actor=actor, how=how, user=user, wanted=wanted(user), at=at
+        )
         stamped = _stamped_user(uow, caller.org_id, user.id)
         uow.commit()
         return stamped
@@ -571,28 +572,34 @@ def replace_group(
     ctx: ServiceContext, *, caller: Caller, group_id: str, fields: GroupFields
 ) -> Stamped[Group]:
     """PUT: the group and its members as the body says."""
-    with use_case(ctx, caller=caller, operation=AuditOperation.SET_GROUP, target=group_id) as uow:
-        at = ctx.clock.now()
-        actor, how = _sync_account(uow, caller, at)
-        group = _group(uow, caller.org_id, group_id)
-        _change_group(uow, actor=actor, how=how, group=group, wanted=fields, at=at)
-        stamped = _stamped_group(uow, caller.org_id, group.id)
-        uow.commit()
-        return stamped
+    return _update_group(ctx, caller, group_id, lambda _uow, _group: fields)
 
 
 def modify_group(
     ctx: ServiceContext, *, caller: Caller, group_id: str, operations: Sequence[Operation]
 ) -> Stamped[Group]:
     """PATCH: the operations, in order, all or none."""
+
+    def wanted(uow: UnitOfWork, group: Group) -> GroupFields:
+        seen = _visible_members(uow, group)
+        current = GroupFields(group.name, group.external_id, tuple(sorted(str(m) for m in seen)))
+        return patch_group(current, operations)
+
+    return _update_group(ctx, caller, group_id, wanted)
+
+
+def _update_group(
+    ctx: ServiceContext,
+    caller: Caller,
+    group_id: str,
+    wanted: Callable[[UnitOfWork, Group], GroupFields],
+) -> Stamped[Group]:
+    """PUT or PATCH of a group: ``wanted`` says what it becomes, from what it is."""
     with use_case(ctx, caller=caller, operation=AuditOperation.SET_GROUP, target=group_id) as uow:
         at = ctx.clock.now()
         actor, how = _sync_account(uow, caller, at)
         group = _group(uow, caller.org_id, group_id)
-        seen = _visible_members(uow, group)
-        current = GroupFields(group.name, group.external_id, tuple(sorted(str(m) for m in seen)))
-        wanted = patch_group(current, operations)
-        _change_group(uow, actor=actor, how=how, group=group, wanted=wanted, at=at)
+        _change_group(uow, actor=actor, how=how, group=group, wanted=wanted(uow, group), at=at)
         stamped = _stamped_group(uow, caller.org_id, group.id)
         uow.commit()
         return stamped
